@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs and starts what the tests need on a fresh Debian machine (run as root):
+# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium and tfx-cli.
+# Idempotent: what is already installed or running is left as it is.
+set -euo pipefail
+
+log() { echo "[services] $*"; }
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if ((${#need_apt[@]})); then
+  log "apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v tfx >/dev/null; then
+  log "npm install -g tfx-cli"
+  npm install -g --no-fund --no-audit tfx-cli >/dev/null
+fi
+
+state_dir=${IMAGETRAIL_SERVICES_DIR:-/var/lib/imagetrail-test}
+mkdir -p "$state_dir"
+
+# Docker engine: vfs storage and no bridge, which work inside this kind of sandbox.
+if ! docker version >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    --data-root "$state_dir/docker" >"$state_dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  docker version >/dev/null 2>&1 || { log "dockerd did not start:"; tail -20 "$state_dir/dockerd.log"; exit 1; }
+fi
+
+# Registry on 127.0.0.1:5000 (Docker treats 127.0.0.0/8 as an insecure registry by default).
+if ! curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
+  log "starting docker-registry on 127.0.0.1:5000"
+  cat >"$state_dir/registry.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $state_dir/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YAML
+  nohup docker-registry serve "$state_dir/registry.yml" >"$state_dir/registry.log" 2>&1 &
+  for _ in $(seq 1 40); do curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && break; sleep 0.25; done
+  curl -fsS http://127.0.0.1:5000/v2/ >/dev/null || { log "registry did not start"; cat "$state_dir/registry.log"; exit 1; }
+fi
+
+# PostgreSQL: this kind of machine starts it before the session; start it again if it stopped.
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  log "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 40); do pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break; sleep 0.25; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { log "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+log "ready: docker $(docker version --format '{{.Server.Version}}'), registry 127.0.0.1:5000, PostgreSQL 127.0.0.1:5432"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command (README). On a fresh machine: installs and starts the real services
+# (when run as root), installs ImageTrail with its test extras in .venv, runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) == 0 ]]; then
+  bash scripts/start-services.sh
+else
+  echo "[test] not root: services are not installed or started; tests that need them are skipped"
+fi
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[server,test]'
+if [[ -f package.json ]]; then npm ci --no-fund --no-audit --silent; fi
+
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,3 @@
+from imagetrail.cli import main
+
+raise SystemExit(main())

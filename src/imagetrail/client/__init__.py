@@ -1,0 +1,1 @@
+"""Command-line clients of the backend API (trace, query, k8s sync, scans, remediate)."""

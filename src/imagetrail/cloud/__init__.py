@@ -1,0 +1,1 @@
+"""Cloud side: running workloads, exposure, vulnerability scans, digest relations, explorer queries."""

@@ -1,0 +1,179 @@
+"""The collector report: what one CI job pushed, and where it ran.
+
+This module is the contract between the collector (which runs on CI agents, on
+Python 3.9+, with the standard library only) and the backend. Its JSON form is
+documented by ``schemas/report-v1.schema.json``; the backend validates against the
+same schema. Missing context values are ``None`` (JSON ``null``), never invented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_ID = "https://imagetrail.dev/schemas/report-v1.schema.json"
+
+SYSTEM_AZURE_DEVOPS = "azure-devops"
+SYSTEM_GITHUB = "github"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _to_json_obj(value: Any) -> Any:
+    """Dataclass fields become camelCase keys; plain dict keys (labels) are kept as they are."""
+    if is_dataclass(value):
+        return {_camel(f.name): _to_json_obj(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: _to_json_obj(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_json_obj(v) for v in value]
+    return value
+
+
+@dataclass
+class Named:
+    """An entity known by an id and a display name (project, pipeline, repository...)."""
+
+    id: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class Run:
+    id: Optional[str] = None
+    number: Optional[str] = None
+    attempt: Optional[int] = None
+    url: Optional[str] = None
+    reason: Optional[str] = None
+
+
+@dataclass
+class Job:
+    id: Optional[str] = None
+    name: Optional[str] = None
+    attempt: Optional[int] = None
+    stage: Optional[str] = None
+
+
+@dataclass
+class Repository:
+    id: Optional[str] = None
+    name: Optional[str] = None
+    uri: Optional[str] = None
+    type: Optional[str] = None
+    branch: Optional[str] = None
+    commit: Optional[str] = None
+
+
+@dataclass
+class Person:
+    id: Optional[str] = None
+    name: Optional[str] = None
+    email: Optional[str] = None
+
+
+@dataclass
+class Agent:
+    name: Optional[str] = None
+    os: Optional[str] = None
+    host_type: Optional[str] = None  # Azure DevOps: build | release; GitHub: github-hosted | self-hosted
+
+
+@dataclass
+class PipelineContext:
+    """Where a job ran. Field names are system-neutral: on GitHub, project is the
+    repository's full name and pipeline is the workflow."""
+
+    system: str = SYSTEM_AZURE_DEVOPS
+    server_url: Optional[str] = None
+    organization: Named = field(default_factory=Named)
+    project: Named = field(default_factory=Named)
+    pipeline: Named = field(default_factory=Named)
+    run: Run = field(default_factory=Run)
+    job: Job = field(default_factory=Job)
+    repository: Repository = field(default_factory=Repository)
+    requester: Person = field(default_factory=Person)
+    agent: Agent = field(default_factory=Agent)
+
+
+@dataclass
+class Platform:
+    digest: str
+    os: Optional[str] = None
+    architecture: Optional[str] = None
+    variant: Optional[str] = None
+
+
+@dataclass
+class Push:
+    """One image reference pushed by the job."""
+
+    reference: str  # as pushed, e.g. myregistry.azurecr.io/team/app:1.4
+    registry: str
+    repository: str
+    tag: Optional[str]
+    digest: Optional[str]  # pushed manifest digest, sha256:...; None only with digest_error set
+    image_id: Optional[str] = None
+    pushed_at: Optional[str] = None  # RFC 3339, from the daemon's event time
+    labels: Dict[str, str] = field(default_factory=dict)  # OCI labels, org.opencontainers.image.*
+    digest_error: Optional[str] = None  # why the digest could not be resolved
+    media_type: Optional[str] = None
+    platforms: List[Platform] = field(default_factory=list)  # per-platform manifests of an index
+
+
+@dataclass
+class CollectorInfo:
+    name: str = "imagetrail"
+    version: str = ""
+    phase: str = "post-job"
+    discovery: List[str] = field(default_factory=list)  # which sources covered the job (watcher, events)
+
+
+@dataclass
+class Report:
+    context: PipelineContext
+    pushes: List[Push]
+    collector: CollectorInfo = field(default_factory=CollectorInfo)
+    generated_at: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def report_id(self) -> str:
+        return compute_report_id(self.to_dict())
+
+    def to_dict(self) -> Dict[str, Any]:
+        body = _to_json_obj(self)
+        body["reportId"] = compute_report_id(body)
+        return body
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def compute_report_id(report: Dict[str, Any]) -> str:
+    """Deterministic id: the same job attempt reporting the same pushes gets the same id,
+    so a resent or reconciled report is recognised. Times and warnings are left out on
+    purpose: a retry a minute later is the same report."""
+    ctx = report.get("context") or {}
+    key = {
+        "system": ctx.get("system"),
+        "organization": (ctx.get("organization") or {}).get("id") or (ctx.get("organization") or {}).get("name"),
+        "project": (ctx.get("project") or {}).get("id") or (ctx.get("project") or {}).get("name"),
+        "pipeline": (ctx.get("pipeline") or {}).get("id"),
+        "run": (ctx.get("run") or {}).get("id"),
+        "runAttempt": (ctx.get("run") or {}).get("attempt"),
+        "job": (ctx.get("job") or {}).get("id") or (ctx.get("job") or {}).get("name"),
+        "jobAttempt": (ctx.get("job") or {}).get("attempt"),
+        "pushes": sorted(
+            [p.get("reference"), p.get("digest")] for p in (report.get("pushes") or [])
+        ),
+    }
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()

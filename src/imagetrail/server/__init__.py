@@ -1,0 +1,1 @@
+"""The ImageTrail backend: ingest, storage, trace, cloud-side joins, web explorer."""

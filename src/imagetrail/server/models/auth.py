@@ -1,0 +1,1 @@
+"""API keys (stored hashed). Owned by the auth layer."""
