@@ -179,3 +179,23 @@ class Push(Base):
 
     job: Mapped[Job] = relationship()
     image_reference: Mapped[ImageReference] = relationship()
+
+
+class ImageRelation(Base):
+    """An image index (manifest list) and one of the per-platform manifests it lists.
+
+    The registry, the collector, the scanner and the kubelet may each name a different one
+    of these digests; the trace and the explorer follow this relation both ways.
+    """
+
+    __tablename__ = "image_relations"
+    __table_args__ = (UniqueConstraint("index_digest", "manifest_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index_digest: Mapped[str] = mapped_column(String(71), index=True)
+    manifest_digest: Mapped[str] = mapped_column(String(71), index=True)
+    os: Mapped[Optional[str]] = mapped_column(String(64))
+    architecture: Mapped[Optional[str]] = mapped_column(String(64))
+    variant: Mapped[Optional[str]] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))  # collector | registry | scanner
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
