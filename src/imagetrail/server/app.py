@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from imagetrail import __version__
+from imagetrail.server.auth.tokens import TokenVerifier
 from imagetrail.server.db import make_engine, make_sessionmaker
 from imagetrail.server.settings import Settings
+
+log = logging.getLogger("imagetrail.server")
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
@@ -22,6 +29,25 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    app.state.token_verifier = TokenVerifier(settings)
+
+    def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The service stays up; the client (collector, reconcile) retries later.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the database is unavailable; retry later"},
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
+
+    def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            return database_unavailable(request, exc)
+        raise exc
+
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, database_unavailable)
+    app.add_exception_handler(DBAPIError, database_error)
 
     from imagetrail.server.routes import cloud, health, reports, trace
     from imagetrail.web import routes as web

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -14,20 +14,35 @@ class Base(DeclarativeBase):
     """Declarative base for every ImageTrail table (pipeline side, cloud side, auth)."""
 
 
+def is_sqlite(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "sqlite"
+
+
 def make_engine(database_url: str) -> Engine:
-    if database_url.startswith("sqlite"):
+    if is_sqlite(database_url):
         engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - exercised by every SQLite test
+            # Let SQLAlchemy's "begin" event below start transactions instead of the driver.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):  # pragma: no cover - exercised by every SQLite test
+            # IMMEDIATE takes the write lock up front (waiting up to the busy timeout): a deferred
+            # transaction that read first and writes later fails at once with "database is locked"
+            # when another writer committed in between, which concurrent requests would hit.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
-    return create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # pool_pre_ping: after a PostgreSQL restart or pg_terminate_backend, stale pooled
+    # connections are replaced instead of failing the next request.
+    return create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -1,1 +1,162 @@
-"""Cloud side tables: workloads, exposure, vulnerability scans, digest relations. Owned by the cloud layer."""
+"""Cloud side tables: running containers and their exposure, vulnerability scans, remediation items.
+
+Everything joins on image digests (``images.digest`` / ``pushes.digest`` on the pipeline side,
+``image_relations`` for index <-> platform manifest). The explorer never aggregates raw findings:
+``vulnerability_summaries`` holds one row per digest for the newest scan, maintained at scan ingest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from imagetrail.server.db import Base
+from imagetrail.server.models.pipeline import REF_LEN
+
+DIGEST_LEN = 71  # sha256:<64 hex>
+
+
+class Cluster(Base):
+    """A Kubernetes cluster as last synced; its containers are replaced whole on every sync."""
+
+    __tablename__ = "clusters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    source: Mapped[str] = mapped_column(String(32))  # live | file
+    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    collected_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    pod_count: Mapped[int] = mapped_column(Integer, default=0)
+    container_count: Mapped[int] = mapped_column(Integer, default=0)
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class RunningContainer(Base):
+    """One container (main, init, sidecar or ephemeral) of one pod, as last seen in its cluster."""
+
+    __tablename__ = "running_containers"
+    __table_args__ = (
+        Index("ix_running_containers_cluster_namespace", "cluster_id", "namespace"),
+        Index("ix_running_containers_digest", "digest"),
+        Index("ix_running_containers_exposed_digest", "exposed", "digest"),
+        Index("ix_running_containers_registry_repository", "registry", "repository"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    namespace: Mapped[str] = mapped_column(String(255))
+    pod: Mapped[str] = mapped_column(String(255))
+    workload_kind: Mapped[str] = mapped_column(String(64))  # Deployment, CronJob, StatefulSet, Pod...
+    workload_name: Mapped[str] = mapped_column(String(255))
+    owner_note: Mapped[Optional[str]] = mapped_column(
+        Text
+    )  # how the owner was derived, when not from objects
+    container: Mapped[str] = mapped_column(String(255))
+    container_kind: Mapped[str] = mapped_column(String(16))  # container | init | sidecar | ephemeral
+    image: Mapped[str] = mapped_column(String(REF_LEN))  # as in the pod spec
+    # "registry" is reserved on declarative classes, so the attribute is registry_host.
+    registry_host: Mapped[str] = mapped_column("registry", String(255))
+    repository: Mapped[str] = mapped_column(String(512))
+    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN))  # running manifest digest
+    digest_error: Mapped[Optional[str]] = mapped_column(Text)  # why the digest is unknown
+    exposed: Mapped[bool] = mapped_column(Boolean, default=False)
+    exposure: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"reason":..., "address":...}]
+
+
+class ImageScan(Base):
+    """One image's results from one scanner report (a Trivy k8s report holds many images)."""
+
+    __tablename__ = "image_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scanner: Mapped[str] = mapped_column(String(32))  # trivy | grype
+    scanner_version: Mapped[Optional[str]] = mapped_column(String(64))
+    db_version: Mapped[Optional[str]] = mapped_column(String(128))
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    file_name: Mapped[str] = mapped_column(String(REF_LEN))
+    artifact: Mapped[Optional[str]] = mapped_column(String(REF_LEN))  # image reference as scanned
+    digests: Mapped[list[Any]] = mapped_column(JSON)  # every manifest digest the report names
+    finding_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ScanDigest(Base):
+    """Which digests a scan covers: the join key for history ("every scan of this digest")."""
+
+    __tablename__ = "scan_digests"
+    __table_args__ = (Index("ix_scan_digests_digest_scan", "digest", "scan_id"),)
+
+    scan_id: Mapped[int] = mapped_column(ForeignKey("image_scans.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
+
+
+class Finding(Base):
+    __tablename__ = "vulnerability_findings"
+    __table_args__ = (
+        Index("ix_findings_scan", "scan_id"),
+        Index("ix_findings_vulnerability_scan", "vulnerability_id", "scan_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("image_scans.id", ondelete="CASCADE"))
+    vulnerability_id: Mapped[str] = mapped_column(String(128))
+    package: Mapped[str] = mapped_column(String(512))
+    installed_version: Mapped[Optional[str]] = mapped_column(String(255))
+    fixed_version: Mapped[Optional[str]] = mapped_column(String(512))
+    severity: Mapped[int] = mapped_column(SmallInteger)  # imagetrail.cloud.severity rank
+
+
+class VulnerabilitySummary(Base):
+    """Per digest: the counts of its newest scan, so queries never aggregate raw findings.
+
+    ``via_digest`` is the digest the scan named; it differs from ``digest`` when the summary was
+    carried over an image_relations edge (an index inherits its platform manifest's scan and back).
+    """
+
+    __tablename__ = "vulnerability_summaries"
+    __table_args__ = (Index("ix_vulnerability_summaries_max", "max_severity"),)
+
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
+    via_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    scan_id: Mapped[int] = mapped_column(ForeignKey("image_scans.id", ondelete="CASCADE"))
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    critical: Mapped[int] = mapped_column(Integer, default=0)
+    high: Mapped[int] = mapped_column(Integer, default=0)
+    medium: Mapped[int] = mapped_column(Integer, default=0)
+    low: Mapped[int] = mapped_column(Integer, default=0)
+    unknown: Mapped[int] = mapped_column(Integer, default=0)
+    max_severity: Mapped[int] = mapped_column(SmallInteger, default=0)  # 0 when there is no finding
+    max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0)
+    top: Mapped[list[Any]] = mapped_column(JSON, default=list)  # top CVEs with fixed versions
+
+
+class RemediationItem(Base):
+    """A work item created for one image and one set of CVEs: never created twice."""
+
+    __tablename__ = "remediation_items"
+    __table_args__ = (UniqueConstraint("digest", "cve_set_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), index=True)
+    cve_set_hash: Mapped[str] = mapped_column(String(64))
+    cve_ids: Mapped[list[Any]] = mapped_column(JSON)
+    organization: Mapped[str] = mapped_column(String(255))
+    project: Mapped[str] = mapped_column(String(255))
+    work_item_id: Mapped[int] = mapped_column(Integer)
+    work_item_url: Mapped[Optional[str]] = mapped_column(String(REF_LEN))
+    work_item_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,3 +1,80 @@
-from fastapi import APIRouter
+"""POST /v1/reports: a collector report, authenticated by the job's own identity."""
 
-router = APIRouter()
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from imagetrail.server.auth import Principal
+from imagetrail.server.auth.dependencies import require_ingest
+from imagetrail.server.auth.report_claims import report_conflict
+from imagetrail.server.ingest import ingest_report
+from imagetrail.server.validation import ReportInvalid, report_schema, validate_report
+
+router = APIRouter(tags=["reports"])
+
+
+class IngestAnswer(BaseModel):
+    status: str  # created | duplicate
+    reportId: str
+    pushes: int
+
+
+def _request_body_schema() -> Dict[str, Any]:
+    schema = {k: v for k, v in report_schema().items() if not k.startswith("$")}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the report is {declared} bytes; the limit is {limit} "
+                                 "(IMAGETRAIL_MAX_REPORT_BYTES)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the report exceeds the limit of {limit} bytes (IMAGETRAIL_MAX_REPORT_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/v1/reports",
+    summary="Submit a collector report",
+    response_model=IngestAnswer,
+    status_code=201,
+    openapi_extra={"requestBody": _request_body_schema()},
+    responses={
+        200: {"model": IngestAnswer, "description": "Already stored (same reportId); nothing changed"},
+        400: {"description": "The body is not JSON"},
+        401: {"description": "No or invalid credentials"},
+        403: {"description": "The credential may not write this report (another organisation, project, "
+                             "pipeline or run)"},
+        413: {"description": "The body exceeds IMAGETRAIL_MAX_REPORT_BYTES"},
+        422: {"description": "Not a valid report; the detail names the field path"},
+        503: {"description": "The database is unavailable; retry after Retry-After seconds"},
+    },
+)
+async def post_report(request: Request, principal: Principal = Depends(require_ingest)) -> JSONResponse:
+    raw = await _read_limited(request, request.app.state.settings.max_report_bytes)
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HTTPException(400, f"the body is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    try:
+        validate_report(body)
+    except ReportInvalid as exc:
+        raise HTTPException(422, str(exc)) from None
+    conflict = report_conflict(principal, body)
+    if conflict:
+        raise HTTPException(403, f"this {principal.kind} identity may not submit this report: {conflict}")
+    result = await run_in_threadpool(ingest_report, request.app.state.sessions, body, principal)
+    answer = IngestAnswer(status="created" if result.created else "duplicate", reportId=result.report_id,
+                          pushes=result.pushes)
+    return JSONResponse(answer.model_dump(), status_code=201 if result.created else 200)

@@ -1,3 +1,66 @@
-from fastapi import APIRouter
+"""Read endpoints: the trail of a digest or reference, and image listings."""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import List, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from imagetrail.server.auth import Principal
+from imagetrail.server.auth.dependencies import require_reader
+from imagetrail.server.trace_service import (
+    MAX_LIST,
+    ImageRow,
+    Trail,
+    TraceQueryError,
+    list_images,
+    trail_for_digest,
+    trail_for_reference,
+)
+
+router = APIRouter(tags=["trace"])
+ERRORS = {401: {"description": "No or invalid credentials"}, 403: {"description": "Not a reader"},
+          422: {"description": "The digest or reference cannot be parsed"},
+          503: {"description": "The database is unavailable"}}
+
+
+@router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
+            summary="Which runs pushed this image (following index <-> platform manifests)")
+def image_trail(digest: str, request: Request, principal: Principal = Depends(require_reader)) -> Trail:
+    with request.app.state.sessions() as session:
+        try:
+            return trail_for_digest(session, digest, principal)
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/v1/trail", response_model=Trail, responses=ERRORS,
+            summary="The pushes of an image reference (registry/repository:tag), newest first")
+def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
+                    principal: Principal = Depends(require_reader)) -> Trail:
+    with request.app.state.sessions() as session:
+        try:
+            return trail_for_reference(session, reference, principal)
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/v1/images", response_model=List[ImageRow], responses=ERRORS,
+            summary="Images pushed to a repository, by a pipeline or by a run, newest first")
+def images(
+    request: Request,
+    repository: Optional[str] = Query(None, max_length=1100, description="registry/repository[:tag]"),
+    organization: Optional[str] = Query(None, max_length=255),
+    project: Optional[str] = Query(None, max_length=255),
+    pipeline: Optional[str] = Query(None, max_length=512, description="pipeline id or name"),
+    run: Optional[str] = Query(None, max_length=255, description="run id (Azure DevOps build id, GitHub run id)"),
+    limit: int = Query(100, ge=1, le=MAX_LIST),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    principal: Principal = Depends(require_reader),
+) -> List[ImageRow]:
+    with request.app.state.sessions() as session:
+        try:
+            return list_images(session, principal, repository=repository, organization=organization,
+                               project=project, pipeline=pipeline, run=run, limit=limit, offset=offset)
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None

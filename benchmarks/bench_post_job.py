@@ -1,0 +1,212 @@
+"""Cost of the injected post-job step, side by side in one run.
+
+Rows: the floor (`node -e 0` then `python3 -c pass`, what any Node task running Python pays), one
+`docker events --since --until` CLI call, and the whole post-job step (`node <task>/index.js` from the
+unzipped .vsix, shim + collector) when the job pushed nothing and when it pushed 20 references to the
+local registry (127.0.0.1:5000) and reported them to a local backend stub. Targets: nothing-pushed
+within 1.5x the floor; the task folder under 1.5 MB zipped. Needs tfx-cli, Docker and the registry
+(scripts/start-services.sh). Writes benchmarks/results/bench_post_job.md.
+
+    python3 benchmarks/bench_post_job.py [--runs 10] [--push-runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Dict, List
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_post_job.md"
+REGISTRY = os.environ.get("IMAGETRAIL_TEST_REGISTRY", "127.0.0.1:5000")
+TASK = "tasks/ImageTrailCollector"
+
+
+class Sink(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+
+def timed(action: Callable[[], None], runs: int) -> List[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def run(command: List[str], env: Dict[str, str] = None, cwd: str = None) -> str:
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} failed: {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def job_env(base: Path, backend: str, phase: str, task: Dict) -> Dict[str, str]:
+    temp = base / "_temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "DOCKER_HOST")}
+    env.update(
+        {
+            "TF_BUILD": "True",
+            "AGENT_TEMPDIRECTORY": str(temp),
+            "SYSTEM_COLLECTIONURI": "https://dev.azure.com/bench/",
+            "SYSTEM_TEAMPROJECT": "Bench",
+            "SYSTEM_DEFINITIONID": "1",
+            "BUILD_BUILDID": str(int(base.name[:6], 16)),
+            "SYSTEM_JOBID": base.name,
+            "SYSTEM_JOBATTEMPT": "1",
+            "BUILD_SOURCEVERSION": "0" * 40,
+            "IMAGETRAIL_API_KEY": "bench-api-key-not-secret",
+            "INPUT_PHASE": phase,
+            "INPUT_BACKENDURL": backend,
+            "INPUT_AUDIENCE": "api://imagetrail",
+            "INPUT_DEADLINESECONDS": "50",
+        }
+    )
+    return env
+
+
+def stop_watcher(env: Dict[str, str]) -> None:
+    for record in (Path(env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json"):
+        pid = json.loads(record.read_text()).get("watcherPid")
+        if pid:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--push-runs", type=int, default=3)
+    args = parser.parse_args()
+    for tool in ("tfx", "node", "docker"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed; run scripts/start-services.sh")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = f"http://127.0.0.1:{server.server_address[1]}"
+    work = Path(tempfile.mkdtemp(prefix="bench-post-job-"))
+    try:
+        sys.path.insert(0, str(REPO_ROOT))
+        from package_tools import build
+
+        vsix = build.build(build.BuildOptions(output_dir=work / "dist"))
+        vsix_size = vsix.stat().st_size
+        with zipfile.ZipFile(vsix) as archive:
+            archive.extractall(work / "vsix")
+            task_zipped = sum(
+                i.compress_size for i in archive.infolist() if i.filename.startswith(TASK + "/")
+            )
+            task_unzipped = sum(i.file_size for i in archive.infolist() if i.filename.startswith(TASK + "/"))
+        task_dir = work / "vsix" / TASK
+        task = json.loads((task_dir / "task.json").read_text())
+        entry = [shutil.which("node"), str(task_dir / task["execution"]["Node20_1"]["target"])]
+
+        def floor() -> None:
+            run(["node", "-e", "0"])
+            run(["python3", "-c", "pass"])
+
+        def events_call() -> None:
+            now = int(time.time())
+            run(
+                ["docker", "events", "--since", str(now - 600), "--until", str(now), "--format", "{{json .}}"]
+            )
+
+        def job(pushes: int) -> float:
+            base = work / "jobs" / uuid.uuid4().hex
+            pre = job_env(base, backend, "pre-job", task)
+            run(entry, env=pre, cwd=str(base))
+            if pushes:
+                image = f"{REGISTRY}/bench-{base.name[:8]}/app"
+                context = base / "ctx"
+                context.mkdir()
+                (context / "Dockerfile").write_text(f"FROM scratch\nLABEL bench={base.name}\n")
+                run(["docker", "build", "-q", "-t", f"{image}:0", str(context)])
+                for index in range(pushes):
+                    if index:
+                        run(["docker", "tag", f"{image}:0", f"{image}:{index}"])
+                    run(["docker", "push", "-q", f"{image}:{index}"])
+            post = job_env(base, backend, "post-job", task)
+            started = time.perf_counter()
+            output = run(entry, env=post, cwd=str(base))
+            elapsed = time.perf_counter() - started
+            stop_watcher(post)
+            if "##vso[task.logissue" in output or (pushes and "reported" not in output):
+                raise SystemExit(f"unexpected post-job output:\n{output}")
+            return elapsed
+
+        run(["python3", "-c", "pass"])  # warm the page cache before the first timed row
+        rows = {
+            "floor: node -e 0 + python3 -c pass": timed(floor, args.runs),
+            "docker events --since --until (one CLI call)": timed(events_call, args.runs),
+            "post-job step, nothing pushed": [job(0) for _ in range(args.runs)],
+            "post-job step, 20 references pushed and reported": [job(20) for _ in range(args.push_runs)],
+        }
+    finally:
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+    floor_median = statistics.median(rows["floor: node -e 0 + python3 -c pass"])
+    lines = [
+        "# bench_post_job",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}, "
+        f"Docker {run(['docker', 'version', '--format', '{{.Server.Version}}']).strip()}. "
+        "Medians of wall-clock time; ratio against the floor measured in the same run.",
+        "",
+        "| what | runs | median ms | min ms | ratio to floor |",
+        "|---|---|---|---|---|",
+    ]
+    for name, samples in rows.items():
+        median = statistics.median(samples)
+        lines.append(
+            f"| {name} | {len(samples)} | {median * 1000:.0f} | {min(samples) * 1000:.0f} | "
+            f"{median / floor_median:.2f}x |"
+        )
+    nothing = statistics.median(rows["post-job step, nothing pushed"]) / floor_median
+    lines += [
+        "",
+        "| size | bytes | target |",
+        "|---|---|---|",
+        f"| .vsix | {vsix_size} | |",
+        f"| task folder, zipped (in the .vsix) | {task_zipped} | < 1500000: {'met' if task_zipped < 1_500_000 else 'MISSED'} |",
+        f"| task folder, unzipped | {task_unzipped} | |",
+        "",
+        f"Nothing-pushed post-job step: {nothing:.2f}x the floor (target 1.5x: "
+        f"{'met' if nothing <= 1.5 else 'MISSED'}).",
+    ]
+    text = "\n".join(lines) + "\n"
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

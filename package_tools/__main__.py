@@ -1,0 +1,3 @@
+from package_tools.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""``imagetrail k8s sync``: send a cluster's running containers and their exposure to the backend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from imagetrail.client.api import ApiClient, ApiError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagetrail k8s", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sync = sub.add_parser("sync", help="replace the backend's view of one cluster with what runs now")
+    sync.add_argument("--cluster", required=True, help="the cluster's name in ImageTrail")
+    source = sync.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-file",
+        action="append",
+        metavar="FILE",
+        help="kubectl get pods,services,ingresses,replicasets,jobs,httproutes -A -o json|yaml "
+        "output (repeatable); '-' reads standard input",
+    )
+    source.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    sync.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    sync.add_argument("--context", help="kubeconfig context (default: the current context)")
+    sync.add_argument("--page-size", type=int, default=500, help="objects per list request (default 500)")
+    sync.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the normalised inventory to FILE ('-' for stdout) instead of sending it",
+    )
+    return parser
+
+
+def _read_files(paths: List[str]):
+    from imagetrail.cloud.k8s_inventory import load_objects
+
+    objects = []
+    for path in paths:
+        if path == "-":
+            objects.extend(load_objects(sys.stdin.read(), "<stdin>"))
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; expected kubectl JSON or YAML output") from None
+        objects.extend(load_objects(text, path))
+    return objects
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    from imagetrail.cloud.k8s_inventory import InventoryError, normalize
+
+    collected_at = datetime.now(timezone.utc).isoformat()
+    try:
+        if args.from_file:
+            objects, source = _read_files(args.from_file), "file"
+        else:
+            from imagetrail.cloud.k8s_live import ClusterAccessError, api_client, fetch_objects
+
+            try:
+                objects = fetch_objects(
+                    api_client(args.kubeconfig, args.context, args.in_cluster), args.page_size
+                )
+            except ClusterAccessError as exc:
+                print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
+                return 1
+            source = "live"
+    except (InventoryError, ValueError) as exc:
+        print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
+        return 1
+    inventory = normalize(objects, args.cluster, source, collected_at)
+    body = inventory.to_dict()
+    if args.output:
+        text = json.dumps(body, indent=1)
+        if args.output == "-":
+            print(text)
+        else:
+            Path(args.output).write_text(text, encoding="utf-8")
+        return 0
+    try:
+        answer = ApiClient(timeout=300).request(
+            "POST",
+            f"/v1/clusters/{args.cluster}/inventory",
+            data=json.dumps(body, separators=(",", ":")),
+            headers={"Content-Type": "application/json"},
+        )
+    except ApiError as exc:
+        print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"cluster {answer['cluster']}: {answer['containers']} containers in {inventory.pods} pods "
+        f"({answer['exposed']} exposed); replaced {answer['replaced']} from the previous sync"
+    )
+    for warning in inventory.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    unknown = sum(1 for c in inventory.containers if c.digest is None)
+    if unknown:
+        print(
+            f"warning: {unknown} container(s) have no known manifest digest (see 'imagetrail query --gaps')",
+            file=sys.stderr,
+        )
+    return 0

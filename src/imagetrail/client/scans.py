@@ -1,0 +1,53 @@
+"""``imagetrail scans ingest FILE...``: upload Trivy / Grype JSON reports; the backend parses them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from imagetrail.client.api import ApiClient, ApiError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagetrail scans", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    ingest = sub.add_parser("ingest", help="upload reports (trivy image/k8s --format json, grype -o json)")
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    client = ApiClient(timeout=300)
+    failed = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"{name}: cannot read ({exc.strerror})", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            answer = client.request(
+                "POST",
+                "/v1/scans",
+                params={"file_name": path.name},
+                data=data,
+                headers={"Content-Type": "application/json"},
+            )
+        except ApiError as exc:
+            print(f"{name}: not ingested: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        findings = sum(image["findings"] for image in answer["images"])
+        superseded = sum(1 for image in answer["images"] if not image["latest"])
+        note = f"; {superseded} older than a scan already stored (kept as history)" if superseded else ""
+        print(
+            f"{name}: {answer['format']} report, {len(answer['images'])} image(s), {findings} findings{note}"
+        )
+        for warning in answer.get("warnings") or []:
+            print(f"{name}: warning: {warning}", file=sys.stderr)
+    return 1 if failed else 0

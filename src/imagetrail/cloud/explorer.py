@@ -1,0 +1,687 @@
+"""Explorer queries: running containers joined with exposure, vulnerabilities and their pipeline trail.
+
+Plain functions over a SQLAlchemy session, used by the API (``GET /v1/query``), the CLI and the
+web explorer in-process:
+
+* ``run_query(session, filters, principal, page, page_size, sort) -> ExplorerPage``
+* ``coverage_gaps(session, principal, filters, page, page_size) -> GapPage``
+* ``coverage_summary(session, principal) -> CoverageSummary``
+
+Digests match across ``image_relations``: a container running a platform manifest is traced to
+the run that pushed its index, and the other way round. Filtering happens in SQL (paging is
+server-side); the trail (run, commit, owner) is fetched for the page rows only.
+
+Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
+granted. Running containers with no trail belong to no organisation, so only readers granted every
+organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, union
+from sqlalchemy.orm import Session
+
+from imagetrail.cloud import severity as sev
+from imagetrail.cloud.references import normalize_registry
+from imagetrail.server.auth import Principal
+from imagetrail.server.models.cloud import (
+    Cluster,
+    Finding,
+    ImageScan,
+    RunningContainer,
+    VulnerabilitySummary,
+)
+from imagetrail.server.models.pipeline import (
+    ImageReference,
+    ImageRelation,
+    Job,
+    Organization,
+    Person,
+    Pipeline,
+    Project,
+    Push,
+    Repository,
+    Run,
+)
+
+MAX_PAGE_SIZE = 500
+SortKey = Literal["severity", "-severity", "cluster", "namespace", "workload", "image", "digest"]
+SORT_KEYS = ("severity", "-severity", "cluster", "namespace", "workload", "image", "digest")
+
+
+class ExplorerFilters(BaseModel):
+    """Filters, combined with AND (like Defender's Cloud Security Explorer conditions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exposed: Optional[bool] = None
+    cluster: Optional[str] = None
+    namespace: Optional[str] = None
+    min_severity: Optional[Literal["low", "medium", "high", "critical"]] = None
+    cve: Optional[str] = None
+    fix_available: bool = False
+    registry: Optional[str] = None
+    repository: Optional[str] = None
+    org: Optional[str] = None
+    project: Optional[str] = None
+    pipeline: Optional[str] = None  # name or definition id
+    pushed_after: Optional[datetime] = None
+    pushed_before: Optional[datetime] = None
+    digests: Optional[List[str]] = None  # rows running one of these digests (web explorer selections)
+
+    @field_validator("min_severity", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cve", mode="before")
+    @classmethod
+    def _upper(cls, value):
+        return value.strip().upper() if isinstance(value, str) and value.strip() else None
+
+    def trail_filtered(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.org, self.project, self.pipeline, self.pushed_after, self.pushed_before)
+        )
+
+    def vulnerability_filtered(self) -> bool:
+        return self.min_severity is not None or self.cve is not None or self.fix_available
+
+
+class Exposure(BaseModel):
+    reason: str
+    address: Optional[str] = None
+
+
+class SeverityCounts(BaseModel):
+    critical: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    unknown: int = 0
+
+
+class TopCve(BaseModel):
+    id: str
+    severity: str
+    package: str
+    installed_version: Optional[str] = None
+    fixed_version: Optional[str] = None
+
+
+class Vulnerabilities(BaseModel):
+    counts: SeverityCounts
+    max_severity: str
+    top: List[TopCve] = Field(default_factory=list)
+    scanner: Optional[str] = None
+    scanned_at: Optional[datetime] = None
+    scanned_digest: Optional[str] = None  # differs from the row's digest when matched over an index
+
+
+class Trail(BaseModel):
+    organization: str
+    project: str
+    pipeline: Optional[str] = None
+    pipeline_id: Optional[str] = None
+    run_id: str
+    run_number: Optional[str] = None
+    run_url: Optional[str] = None
+    repository: Optional[str] = None
+    branch: Optional[str] = None
+    commit: Optional[str] = None
+    owner_name: Optional[str] = None
+    owner_email: Optional[str] = None
+    pushed_reference: str
+    pushed_digest: str
+    pushed_at: Optional[datetime] = None
+    server_url: Optional[str] = None
+
+
+class ExplorerRow(BaseModel):
+    cluster: str
+    namespace: str
+    workload_kind: str
+    workload_name: str
+    owner_note: Optional[str] = None
+    pod: str
+    container: str
+    container_kind: str
+    image: str
+    registry: str
+    repository: str
+    digest: Optional[str] = None
+    digest_error: Optional[str] = None
+    exposed: bool
+    exposure: List[Exposure] = Field(default_factory=list)
+    vulnerabilities: Optional[Vulnerabilities] = None
+    trail: Optional[Trail] = None
+
+
+class ExplorerPage(BaseModel):
+    rows: List[ExplorerRow]
+    total: int
+    page: int
+    page_size: int
+    sort: str
+
+
+class Gap(BaseModel):
+    cluster: str
+    namespace: str
+    workload_kind: str
+    workload_name: str
+    container: str
+    image: str
+    registry: str
+    digest: Optional[str] = None
+    exposed: bool
+    reason: str  # no-report | registry-not-pushed-to | unknown-digest
+    detail: str
+
+
+class GapPage(BaseModel):
+    gaps: List[Gap]
+    total: int
+    page: int
+    page_size: int
+
+
+class ClusterCoverage(BaseModel):
+    name: str
+    source: str
+    synced_at: datetime
+    containers: int
+    untraced: int
+
+
+class RegistryCoverage(BaseModel):
+    registry: str
+    pushes: int
+    last_pushed_at: Optional[datetime] = None
+
+
+class ProjectCoverage(BaseModel):
+    organization: str
+    project: str
+    last_report_at: Optional[datetime] = None
+
+
+class ScannerCoverage(BaseModel):
+    scanner: str
+    images: int
+    last_scanned_at: Optional[datetime] = None
+    last_received_at: Optional[datetime] = None
+
+
+class CoverageSummary(BaseModel):
+    clusters: List[ClusterCoverage]
+    registries: List[RegistryCoverage]
+    projects: List[ProjectCoverage]
+    scanners: List[ScannerCoverage]
+
+
+# --- digest sets ------------------------------------------------------------------------------
+
+
+def _with_related(digests: Select) -> Select:
+    """The digests of ``digests`` (a one-column select) plus their index / platform-manifest relatives."""
+    base = digests.subquery()
+    column = base.c[0]
+    return union(
+        select(column),
+        select(ImageRelation.manifest_digest).where(ImageRelation.index_digest.in_(select(column))),
+        select(ImageRelation.index_digest).where(ImageRelation.manifest_digest.in_(select(column))),
+    )
+
+
+def _pushes_joined(columns: Sequence) -> Select:
+    return (
+        select(*columns)
+        .select_from(Push)
+        .join(Job, Job.id == Push.job_id)
+        .join(Run, Run.id == Job.run_id)
+        .join(Pipeline, Pipeline.id == Run.pipeline_id)
+        .join(Project, Project.id == Pipeline.project_id)
+        .join(Organization, Organization.id == Project.organization_id)
+    )
+
+
+def _trail_conditions(filters: ExplorerFilters, allowed: Optional[Set[str]]) -> list:
+    conditions = [Push.digest.is_not(None)]
+    if allowed is not None:
+        conditions.append(Organization.name.in_(sorted(allowed)) if allowed else false())
+    if filters.org:
+        conditions.append(Organization.name == filters.org.lower())
+    if filters.project:
+        conditions.append(func.lower(Project.name) == filters.project.lower())
+    if filters.pipeline:
+        conditions.append(or_(Pipeline.name == filters.pipeline, Pipeline.external_id == filters.pipeline))
+    if filters.pushed_after:
+        conditions.append(Push.pushed_at >= filters.pushed_after)
+    if filters.pushed_before:
+        conditions.append(Push.pushed_at < filters.pushed_before)
+    return conditions
+
+
+def _allowed(principal: Principal) -> Optional[Set[str]]:
+    return None if principal.organizations is None else {o.lower() for o in principal.organizations}
+
+
+# --- the explorer query -----------------------------------------------------------------------
+
+
+def _filtered(filters: ExplorerFilters, principal: Principal) -> Select:
+    allowed = _allowed(principal)
+    query = (
+        select(RunningContainer, Cluster.name, VulnerabilitySummary)
+        .join(Cluster, Cluster.id == RunningContainer.cluster_id)
+        .outerjoin(VulnerabilitySummary, VulnerabilitySummary.digest == RunningContainer.digest)
+    )
+    if filters.exposed is not None:
+        query = query.where(RunningContainer.exposed.is_(filters.exposed))
+    if filters.cluster:
+        query = query.where(Cluster.name == filters.cluster)
+    if filters.namespace:
+        query = query.where(RunningContainer.namespace == filters.namespace)
+    if filters.registry:
+        query = query.where(RunningContainer.registry_host == normalize_registry(filters.registry))
+    if filters.repository:
+        query = query.where(RunningContainer.repository == filters.repository.lower())
+    if filters.digests:
+        query = query.where(RunningContainer.digest.in_(sorted(set(filters.digests))))
+    rank = sev.parse_filter(filters.min_severity) if filters.min_severity else None
+    if filters.cve:
+        finding = [Finding.scan_id == VulnerabilitySummary.scan_id, Finding.vulnerability_id == filters.cve]
+        if rank:
+            finding.append(Finding.severity >= rank)
+        if filters.fix_available:
+            finding.append(and_(Finding.fixed_version.is_not(None), Finding.fixed_version != ""))
+        query = query.where(exists(select(literal(1)).where(*finding)))
+    elif filters.fix_available:
+        query = query.where(VulnerabilitySummary.max_fixable_severity >= (rank or sev.UNKNOWN))
+    elif rank:
+        query = query.where(VulnerabilitySummary.max_severity >= rank)
+    if filters.trail_filtered() or allowed is not None:
+        pushed = _pushes_joined([Push.digest]).where(*_trail_conditions(filters, allowed))
+        query = query.where(RunningContainer.digest.in_(_with_related(pushed)))
+    return query
+
+
+def _order(sort: str) -> list:
+    c = RunningContainer
+    identity = [Cluster.name, c.namespace, c.workload_name, c.pod, c.container, c.id]
+    if sort in ("severity", "-severity"):
+        direction = (lambda col: col.desc()) if sort == "-severity" else (lambda col: col.asc())
+        return [
+            direction(func.coalesce(VulnerabilitySummary.max_severity, 0)),
+            direction(func.coalesce(VulnerabilitySummary.critical, 0)),
+            direction(func.coalesce(VulnerabilitySummary.high, 0)),
+            *identity,
+        ]
+    if sort == "cluster":
+        return identity
+    if sort == "namespace":
+        return [c.namespace, *identity]
+    if sort == "workload":
+        return [c.workload_name, *identity]
+    if sort == "image":
+        return [c.image, *identity]
+    if sort == "digest":
+        return [c.digest, *identity]
+    raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+
+
+def _check_paging(page: int, page_size: int) -> None:
+    if page < 1:
+        raise ValueError(f"page must be 1 or more, not {page}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+
+
+def run_query(
+    session: Session,
+    filters: ExplorerFilters,
+    principal: Principal,
+    page: int = 1,
+    page_size: int = 50,
+    sort: str = "-severity",
+) -> ExplorerPage:
+    """One page of running containers matching ``filters`` that ``principal`` may see."""
+    _check_paging(page, page_size)
+    order = _order(sort)
+    query = _filtered(filters, principal)
+    total = session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    page_rows = session.execute(query.order_by(*order).limit(page_size).offset((page - 1) * page_size)).all()
+    containers = [row[0] for row in page_rows]
+    trails = find_trails(session, {c.digest for c in containers if c.digest}, filters, _allowed(principal))
+    scans = _scanners(session, {row[2].scan_id for row in page_rows if row[2] is not None})
+    rows = [
+        _row(container, cluster, summary, trails.get(container.digest or ""), scans)
+        for container, cluster, summary in page_rows
+    ]
+    return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+
+
+def _scanners(session: Session, scan_ids: Set[int]) -> Dict[int, str]:
+    if not scan_ids:
+        return {}
+    return dict(
+        session.execute(select(ImageScan.id, ImageScan.scanner).where(ImageScan.id.in_(scan_ids))).all()
+    )
+
+
+def _row(
+    container: RunningContainer,
+    cluster: str,
+    summary: Optional[VulnerabilitySummary],
+    trail: Optional[Trail],
+    scanners: Dict[int, str],
+) -> ExplorerRow:
+    vulnerabilities = None
+    if summary is not None:
+        vulnerabilities = Vulnerabilities(
+            counts=SeverityCounts(
+                critical=summary.critical,
+                high=summary.high,
+                medium=summary.medium,
+                low=summary.low,
+                unknown=summary.unknown,
+            ),
+            max_severity=sev.NAMES[summary.max_severity],
+            top=[TopCve(**item) for item in summary.top or []],
+            scanner=scanners.get(summary.scan_id),
+            scanned_at=summary.scanned_at,
+            scanned_digest=summary.via_digest,
+        )
+    return ExplorerRow(
+        cluster=cluster,
+        namespace=container.namespace,
+        workload_kind=container.workload_kind,
+        workload_name=container.workload_name,
+        owner_note=container.owner_note,
+        pod=container.pod,
+        container=container.container,
+        container_kind=container.container_kind,
+        image=container.image,
+        registry=container.registry_host,
+        repository=container.repository,
+        digest=container.digest,
+        digest_error=container.digest_error,
+        exposed=container.exposed,
+        exposure=[Exposure(**item) for item in container.exposure or []],
+        vulnerabilities=vulnerabilities,
+        trail=trail,
+    )
+
+
+# --- trails -----------------------------------------------------------------------------------
+
+
+def related_digests(session: Session, digests: Iterable[str]) -> Dict[str, Set[str]]:
+    """For each digest: itself, the indexes that list it and the manifests it lists."""
+    wanted = sorted(set(digests))
+    related: Dict[str, Set[str]] = {d: {d} for d in wanted}
+    for chunk in _chunks(wanted, 500):
+        rows = session.execute(
+            select(ImageRelation.index_digest, ImageRelation.manifest_digest).where(
+                or_(ImageRelation.index_digest.in_(chunk), ImageRelation.manifest_digest.in_(chunk))
+            )
+        ).all()
+        for index_digest, manifest_digest in rows:
+            if index_digest in related:
+                related[index_digest].add(manifest_digest)
+            if manifest_digest in related:
+                related[manifest_digest].add(index_digest)
+    return related
+
+
+def find_trails(
+    session: Session,
+    digests: Iterable[str],
+    filters: Optional[ExplorerFilters] = None,
+    allowed: Optional[Set[str]] = None,
+) -> Dict[str, Trail]:
+    """The newest matching push for each digest (an exact digest match wins over a related one)."""
+    related = related_digests(session, digests)
+    candidates = sorted(set().union(*related.values())) if related else []
+    if not candidates:
+        return {}
+    conditions = _trail_conditions(filters or ExplorerFilters(), allowed)
+    columns = [
+        Push.digest,
+        Push.reference,
+        Push.pushed_at,
+        Organization.name,
+        Organization.server_url,
+        Project.name,
+        Pipeline.name,
+        Pipeline.external_id,
+        Run.external_id,
+        Run.number,
+        Run.url,
+        Run.branch,
+        Run.commit,
+        Repository.name,
+        Repository.uri,
+        Person.name,
+        Person.email,
+        Push.id,
+    ]
+    by_digest: Dict[str, list] = defaultdict(list)
+    for chunk in _chunks(candidates, 500):
+        query = (
+            _pushes_joined(columns)
+            .outerjoin(Repository, Repository.id == Run.repository_id)
+            .outerjoin(Person, Person.id == Run.requester_id)
+            .where(Push.digest.in_(chunk), *conditions)
+        )
+        for row in session.execute(query).all():
+            by_digest[row[0]].append(row)
+    trails: Dict[str, Trail] = {}
+    for digest, family in related.items():
+        best = None
+        for candidate in family:
+            for row in by_digest.get(candidate, ()):
+                key = (candidate == digest, row[2] or datetime.min, row[17])
+                if best is None or key > best[0]:
+                    best = (key, row)
+        if best is not None:
+            row = best[1]
+            trails[digest] = Trail(
+                pushed_digest=row[0],
+                pushed_reference=row[1],
+                pushed_at=row[2],
+                organization=row[3],
+                server_url=row[4],
+                project=row[5],
+                pipeline=row[6],
+                pipeline_id=row[7],
+                run_id=row[8],
+                run_number=row[9],
+                run_url=row[10],
+                branch=row[11],
+                commit=row[12],
+                repository=row[14] or row[13],
+                owner_name=row[15],
+                owner_email=row[16],
+            )
+    return trails
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- coverage -------------------------------------------------------------------------------
+
+
+def _untraced() -> Select:
+    pushed = select(Push.digest).where(Push.digest.is_not(None))
+    return (
+        select(RunningContainer, Cluster.name)
+        .join(Cluster, Cluster.id == RunningContainer.cluster_id)
+        .where(or_(RunningContainer.digest.is_(None), RunningContainer.digest.not_in(_with_related(pushed))))
+    )
+
+
+def coverage_gaps(
+    session: Session,
+    principal: Principal,
+    filters: Optional[ExplorerFilters] = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> GapPage:
+    """Running containers whose image no pipeline report explains, with why.
+
+    Only readers granted every organisation see gaps (a gap belongs to no organisation).
+    Container-side filters (exposed, cluster, namespace, registry, repository) apply.
+    """
+    _check_paging(page, page_size)
+    if principal.organizations is not None:
+        return GapPage(gaps=[], total=0, page=page, page_size=page_size)
+    filters = filters or ExplorerFilters()
+    query = _untraced()
+    if filters.exposed is not None:
+        query = query.where(RunningContainer.exposed.is_(filters.exposed))
+    if filters.cluster:
+        query = query.where(Cluster.name == filters.cluster)
+    if filters.namespace:
+        query = query.where(RunningContainer.namespace == filters.namespace)
+    if filters.registry:
+        query = query.where(RunningContainer.registry_host == normalize_registry(filters.registry))
+    if filters.repository:
+        query = query.where(RunningContainer.repository == filters.repository.lower())
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(
+        query.order_by(
+            RunningContainer.exposed.desc(),
+            Cluster.name,
+            RunningContainer.namespace,
+            RunningContainer.workload_name,
+            RunningContainer.container,
+            RunningContainer.id,
+        )
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    pushed_registries = _pushed_registries(session)
+    gaps = []
+    for container, cluster in rows:
+        if container.digest is None:
+            reason, detail = "unknown-digest", container.digest_error or "the running digest is unknown"
+        elif container.registry_host not in pushed_registries:
+            reason = "registry-not-pushed-to"
+            detail = (
+                f"no pipeline reported a push to registry {container.registry_host}: "
+                "the image was pushed outside Azure DevOps / GitHub Actions (or by a pipeline without "
+                "the ImageTrail collector)"
+            )
+        else:
+            reason = "no-report"
+            detail = f"no pipeline report names {container.digest} or a related index/manifest digest"
+        gaps.append(
+            Gap(
+                cluster=cluster,
+                namespace=container.namespace,
+                workload_kind=container.workload_kind,
+                workload_name=container.workload_name,
+                container=container.container,
+                image=container.image,
+                registry=container.registry_host,
+                digest=container.digest,
+                exposed=container.exposed,
+                reason=reason,
+                detail=detail,
+            )
+        )
+    return GapPage(gaps=gaps, total=total, page=page, page_size=page_size)
+
+
+def _pushed_registries(session: Session) -> Set[str]:
+    return {
+        normalize_registry(r)
+        for r in session.execute(select(ImageReference.registry_host).distinct()).scalars()
+    }
+
+
+def coverage_summary(session: Session, principal: Principal) -> CoverageSummary:
+    """Which clusters, registries, projects and scanners report, and when each last did."""
+    allowed = _allowed(principal)
+    everything = allowed is None
+    clusters: List[ClusterCoverage] = []
+    if everything:
+        untraced = dict(
+            session.execute(
+                _untraced().with_only_columns(Cluster.name, func.count()).group_by(Cluster.name)
+            ).all()
+        )
+        for cluster in session.execute(select(Cluster).order_by(Cluster.name)).scalars():
+            clusters.append(
+                ClusterCoverage(
+                    name=cluster.name,
+                    source=cluster.source,
+                    synced_at=cluster.synced_at,
+                    containers=cluster.container_count,
+                    untraced=untraced.get(cluster.name, 0),
+                )
+            )
+    org_condition = [] if everything else [Organization.name.in_(sorted(allowed) or [""])]
+    registry_rows = session.execute(
+        _pushes_joined([ImageReference.registry_host, func.count(Push.id), func.max(Push.pushed_at)])
+        .join(ImageReference, ImageReference.id == Push.reference_id)
+        .where(*org_condition)
+        .group_by(ImageReference.registry_host)
+        .order_by(ImageReference.registry_host)
+    ).all()
+    project_rows = session.execute(
+        select(Organization.name, Project.name, Project.last_report_at)
+        .join(Organization, Organization.id == Project.organization_id)
+        .where(*org_condition)
+        .order_by(Organization.name, Project.name)
+    ).all()
+    scanners: List[ScannerCoverage] = []
+    if everything:
+        scanner_rows = session.execute(
+            select(
+                ImageScan.scanner,
+                func.count(ImageScan.id),
+                func.max(ImageScan.scanned_at),
+                func.max(ImageScan.received_at),
+            )
+            .group_by(ImageScan.scanner)
+            .order_by(ImageScan.scanner)
+        ).all()
+        scanners = [
+            ScannerCoverage(scanner=s, images=n, last_scanned_at=a, last_received_at=b)
+            for s, n, a, b in scanner_rows
+        ]
+    return CoverageSummary(
+        clusters=clusters,
+        registries=[RegistryCoverage(registry=r, pushes=n, last_pushed_at=t) for r, n, t in registry_rows],
+        projects=[ProjectCoverage(organization=o, project=p, last_report_at=t) for o, p, t in project_rows],
+        scanners=scanners,
+    )
+
+
+__all__ = [
+    "ExplorerFilters",
+    "ExplorerPage",
+    "ExplorerRow",
+    "GapPage",
+    "Gap",
+    "CoverageSummary",
+    "Trail",
+    "run_query",
+    "coverage_gaps",
+    "coverage_summary",
+    "find_trails",
+    "related_digests",
+    "SORT_KEYS",
+]

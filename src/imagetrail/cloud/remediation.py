@@ -1,0 +1,316 @@
+"""Remediation: one Azure DevOps work item per vulnerable image, in the project of the run that built it.
+
+Uses the ``azure-devops`` package (Work Items - Create: ``POST {org}/{project}/_apis/wit/workitems/${type}``
+with a JSON Patch body). A work item is never created twice for the same image and CVE set: created
+items are recorded in ``remediation_items`` keyed by digest + SHA-256 of the sorted CVE ids. When the
+CVE set of an image changes, a new work item is created and its description names the earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import List, Literal, Optional
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagetrail.cloud import severity as sev
+from imagetrail.cloud.explorer import ExplorerFilters, ExplorerRow, run_query
+from imagetrail.server.auth import Principal
+from imagetrail.server.models.cloud import Finding, RemediationItem, VulnerabilitySummary
+from imagetrail.server.settings import Settings
+
+# "Bug" exists in the Agile (the default), Scrum and CMMI processes; Basic projects have "Issue" instead.
+DEFAULT_WORK_ITEM_TYPE = "Bug"
+DEFAULT_MIN_SEVERITY = "high"
+PAT_VARIABLE = "IMAGETRAIL_AZURE_DEVOPS_PAT"
+MAX_ROWS = 5000
+MAX_LISTED_CVES = 50
+
+
+class RemediationConfigError(RuntimeError):
+    """Remediation cannot run: the message says which setting is missing."""
+
+
+class RemediationOutcome(BaseModel):
+    digest: str
+    status: Literal["would-create", "created", "exists", "skipped", "failed"]
+    organization: Optional[str] = None
+    project: Optional[str] = None
+    title: Optional[str] = None
+    cve_ids: List[str] = []
+    work_item_id: Optional[int] = None
+    work_item_url: Optional[str] = None
+    assigned_to: Optional[str] = None
+    reason: Optional[str] = None
+
+
+class RemediationAnswer(BaseModel):
+    dry_run: bool
+    work_item_type: str
+    outcomes: List[RemediationOutcome]
+
+
+@dataclass
+class _Image:
+    digest: str
+    rows: List[ExplorerRow] = field(default_factory=list)
+
+
+def cve_set_hash(cve_ids: List[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(set(cve_ids))).encode()).hexdigest()
+
+
+def _findings(session: Session, digest: str, min_rank: int, fixable_only: bool) -> List[Finding]:
+    summary = session.get(VulnerabilitySummary, digest)
+    if summary is None:
+        return []
+    query = select(Finding).where(Finding.scan_id == summary.scan_id, Finding.severity >= min_rank)
+    if fixable_only:
+        query = query.where(Finding.fixed_version.is_not(None))
+    return list(session.execute(query.order_by(Finding.severity.desc(), Finding.vulnerability_id)).scalars())
+
+
+def _description(image: _Image, findings: List[Finding], previous: Optional[RemediationItem]) -> str:
+    trail = image.rows[0].trail
+    esc = html.escape
+    parts = [
+        f"<p>ImageTrail found vulnerabilities in image <code>{esc(image.digest)}</code>, built by "
+        f"{_run_link(trail)}.</p>"
+    ]
+    parts.append(
+        f"<p>Repository: {esc(trail.repository or '?')}, branch {esc(trail.branch or '?')}, "
+        f"commit <code>{esc(trail.commit or '?')}</code>. Pushed as <code>{esc(trail.pushed_reference)}"
+        "</code>.</p>"
+    )
+    parts.append(
+        "<table><tr><th>CVE</th><th>Severity</th><th>Package</th><th>Installed</th><th>Fixed in</th></tr>"
+    )
+    seen = set()
+    for finding in findings[:MAX_LISTED_CVES]:
+        key = (finding.vulnerability_id, finding.package)
+        if key in seen:
+            continue
+        seen.add(key)
+        parts.append(
+            f"<tr><td>{esc(finding.vulnerability_id)}</td><td>{sev.NAMES[finding.severity]}</td>"
+            f"<td>{esc(finding.package)}</td><td>{esc(finding.installed_version or '')}</td>"
+            f"<td>{esc(finding.fixed_version or 'no fix yet')}</td></tr>"
+        )
+    parts.append("</table>")
+    if len(findings) > MAX_LISTED_CVES:
+        parts.append(f"<p>... and {len(findings) - MAX_LISTED_CVES} more findings.</p>")
+    parts.append("<p>Running in:</p><ul>")
+    for row in image.rows:
+        exposure = "; ".join(e.reason for e in row.exposure) or "not exposed to the internet"
+        parts.append(
+            f"<li>{esc(row.cluster)} / {esc(row.namespace)} / {esc(row.workload_kind)} "
+            f"{esc(row.workload_name)} (container {esc(row.container)}): {esc(exposure)}</li>"
+        )
+    parts.append("</ul>")
+    if previous is not None:
+        parts.append(f"<p>The CVE set changed since work item #{previous.work_item_id}.</p>")
+    return "".join(parts)
+
+
+def _run_link(trail) -> str:
+    label = html.escape(f"{trail.pipeline or 'pipeline'} run {trail.run_number or trail.run_id}")
+    if trail.run_url:
+        return f'<a href="{html.escape(trail.run_url)}">{label}</a>'
+    return label
+
+
+def _organization_url(settings: Settings, organization: str, server_url: Optional[str]) -> str:
+    # The run's own serverUrl (dev.azure.com/org, org.visualstudio.com or an Azure DevOps Server
+    # collection URL); the configured base only when the report did not carry one.
+    if server_url:
+        return server_url.rstrip("/")
+    return f"{settings.azure_devops_url.rstrip('/')}/{organization}"
+
+
+def _create(org_url: str, pat: str, project: str, work_item_type: str, document: List[dict]):
+    from azure.devops.connection import Connection
+    from azure.devops.v7_1.work_item_tracking.models import JsonPatchOperation
+    from msrest.authentication import BasicAuthentication
+
+    connection = Connection(base_url=org_url, creds=BasicAuthentication("", pat))
+    client = connection.clients_v7_1.get_work_item_tracking_client()
+    operations = [JsonPatchOperation(op=o["op"], path=o["path"], value=o["value"]) for o in document]
+    return client.create_work_item(document=operations, project=project, type=work_item_type)
+
+
+def _document(
+    title: str, description: str, tags: str, assigned_to: Optional[str], build_id: str
+) -> List[dict]:
+    document = [
+        {"op": "add", "path": "/fields/System.Title", "value": title},
+        {"op": "add", "path": "/fields/System.Description", "value": description},
+        {"op": "add", "path": "/fields/System.Tags", "value": tags},
+    ]
+    if assigned_to:
+        document.append({"op": "add", "path": "/fields/System.AssignedTo", "value": assigned_to})
+    document.append(
+        {
+            "op": "add",
+            "path": "/relations/-",
+            "value": {
+                "rel": "ArtifactLink",
+                "url": f"vstfs:///Build/Build/{build_id}",
+                "attributes": {"name": "Build"},
+            },
+        }
+    )
+    return document
+
+
+def _images(session: Session, filters: ExplorerFilters, principal: Principal) -> "OrderedDict[str, _Image]":
+    images: "OrderedDict[str, _Image]" = OrderedDict()
+    page = 1
+    while True:
+        result = run_query(session, filters, principal, page=page, page_size=500, sort="-severity")
+        for row in result.rows:
+            if row.digest:
+                images.setdefault(row.digest, _Image(row.digest)).rows.append(row)
+        if page * 500 >= min(result.total, MAX_ROWS):
+            return images
+        page += 1
+
+
+def remediate(
+    sessions: sessionmaker,
+    settings: Settings,
+    principal: Principal,
+    filters: ExplorerFilters,
+    dry_run: bool = False,
+    work_item_type: str = DEFAULT_WORK_ITEM_TYPE,
+    max_items: int = 100,
+) -> RemediationAnswer:
+    """Plan (dry run) or create work items for the images in the query's rows."""
+    if filters.min_severity is None:
+        filters = filters.model_copy(update={"min_severity": DEFAULT_MIN_SEVERITY})
+    min_rank = sev.parse_filter(filters.min_severity)
+    pat = os.environ.get(PAT_VARIABLE, "")
+    if not dry_run and not pat:
+        raise RemediationConfigError(
+            f"set {PAT_VARIABLE} on the server to a personal access token with the "
+            "Work Items (Read & write) scope, or use --dry-run"
+        )
+    outcomes: List[RemediationOutcome] = []
+    created = 0
+    with sessions() as session:
+        images = _images(session, filters, principal)
+    for digest, image in images.items():
+        trail = image.rows[0].trail
+        if trail is None:
+            outcomes.append(
+                RemediationOutcome(
+                    digest=digest,
+                    status="skipped",
+                    reason="no pipeline run is known for this image (a coverage gap)",
+                )
+            )
+            continue
+        base = dict(
+            digest=digest,
+            organization=trail.organization,
+            project=trail.project,
+            assigned_to=trail.owner_email,
+        )
+        with sessions() as session:
+            findings = _findings(session, digest, min_rank, filters.fix_available)
+            cve_ids = sorted({f.vulnerability_id for f in findings})
+            if filters.cve:
+                cve_ids = [c for c in cve_ids if c == filters.cve]
+                findings = [f for f in findings if f.vulnerability_id == filters.cve]
+            if not cve_ids:
+                outcomes.append(
+                    RemediationOutcome(
+                        **base, status="skipped", reason=f"no finding at {filters.min_severity} or above"
+                    )
+                )
+                continue
+            digest_hash = cve_set_hash(cve_ids)
+            existing = session.execute(
+                select(RemediationItem).where(
+                    RemediationItem.digest == digest, RemediationItem.cve_set_hash == digest_hash
+                )
+            ).scalar_one_or_none()
+            previous = session.execute(
+                select(RemediationItem)
+                .where(RemediationItem.digest == digest)
+                .order_by(RemediationItem.created_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            description = _description(image, findings, previous)
+        top = sev.NAMES[max(f.severity for f in findings)]
+        name = image.rows[0].repository
+        title = f"[ImageTrail] {len(cve_ids)} {top}+ vulnerabilities in {name}@{digest[:19]}"[:255]
+        base.update(title=title, cve_ids=cve_ids)
+        if existing is not None:
+            outcomes.append(
+                RemediationOutcome(
+                    **base,
+                    status="exists",
+                    work_item_id=existing.work_item_id,
+                    work_item_url=existing.work_item_url,
+                    reason="a work item for this image and CVE set exists",
+                )
+            )
+            continue
+        if created >= max_items:
+            outcomes.append(
+                RemediationOutcome(**base, status="skipped", reason=f"max_items={max_items} reached")
+            )
+            continue
+        tags = f"imagetrail; {top}"
+        document = _document(title, description, tags, trail.owner_email, trail.run_id)
+        if dry_run:
+            outcomes.append(RemediationOutcome(**base, status="would-create"))
+            created += 1
+            continue
+        org_url = _organization_url(settings, trail.organization, trail.server_url)
+        try:
+            item = _create(org_url, pat, trail.project, work_item_type, document)
+        except Exception as exc:  # the azure-devops package raises its own and requests' errors
+            message = str(exc).replace(pat, "***")[:300]
+            outcomes.append(
+                RemediationOutcome(**base, status="failed", reason=f"{type(exc).__name__}: {message}")
+            )
+            continue
+        web_url = f"{org_url}/{trail.project}/_workitems/edit/{item.id}"
+        with sessions() as session, session.begin():
+            # One commit per item: a later failure must not forget items already created.
+            session.add(
+                RemediationItem(
+                    digest=digest,
+                    cve_set_hash=digest_hash,
+                    cve_ids=cve_ids,
+                    organization=trail.organization,
+                    project=trail.project,
+                    work_item_id=item.id,
+                    work_item_url=web_url,
+                    work_item_type=work_item_type,
+                    created_at=datetime.now(timezone.utc),
+                )
+            )
+        created += 1
+        outcomes.append(
+            RemediationOutcome(**base, status="created", work_item_id=item.id, work_item_url=web_url)
+        )
+    return RemediationAnswer(dry_run=dry_run, work_item_type=work_item_type, outcomes=outcomes)
+
+
+__all__ = [
+    "remediate",
+    "RemediationAnswer",
+    "RemediationOutcome",
+    "RemediationConfigError",
+    "DEFAULT_WORK_ITEM_TYPE",
+    "cve_set_hash",
+]

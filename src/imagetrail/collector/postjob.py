@@ -1,0 +1,262 @@
+"""The post-job step: which images did this job push, with which digests; report them.
+
+Sources, merged and de-duplicated by (reference, event time): the watcher's records (each
+resolved when the push happened) and the daemon's event ring buffer for
+[job start, now] (which catches pushes the watcher missed, e.g. if it could not start).
+Without a pre-job record the pipeline start time bounds the job. The nothing-pushed path
+uses the standard library only; docker-py is imported only to resolve digests or to reach
+a daemon that is not behind a Unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from imagetrail import __version__
+from imagetrail.collector.console import Console
+from imagetrail.collector.context import pipeline_context
+from imagetrail.collector.deadline import Deadline
+from imagetrail.collector.docker_endpoint import DockerEndpoint, EndpointError, resolve_endpoint
+from imagetrail.collector.docker_events import DockerUnavailable, unix_push_events
+from imagetrail.collector.events import PushEvent, Resolution, rfc3339
+from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.collector.settings import Settings
+from imagetrail.collector.state import JobFiles, JobRecord, read_job_record, read_lines
+from imagetrail.collector.watchdog import Watchdog
+from imagetrail.report import CollectorInfo, Platform, PipelineContext, Push, Report
+
+MAX_PUSHES = 5000
+MAX_REPORT_WARNINGS = 100
+
+
+@dataclass
+class Discovery:
+    pushes: Dict[Tuple[str, int], Tuple[PushEvent, Optional[Resolution]]] = field(default_factory=dict)
+    sources: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+    def add(self, event: PushEvent, resolution: Optional[Resolution]) -> None:
+        known = self.pushes.get(event.key)
+        if known is None or (known[1] is None and resolution is not None):
+            self.pushes[event.key] = (event, resolution)
+
+
+def pipeline_start_ns(env: Mapping[str, str]) -> Optional[int]:
+    """``SYSTEM_PIPELINESTARTTIME``, e.g. ``2024-01-18 14:48:39+00:00``."""
+    raw = (env.get("SYSTEM_PIPELINESTARTTIME") or "").strip()
+    if not raw:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def _is_our_watcher(pid: int, files: JobFiles) -> bool:
+    """Guards against a recycled pid: on Linux the process's command line must name this job's file."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return files.pushes.encode() in handle.read()
+    except FileNotFoundError:
+        return not os.path.isdir("/proc")  # no procfs (macOS, Windows): trust the recorded pid
+    except OSError:
+        return False
+
+
+def stop_watcher(pid: Optional[int], files: JobFiles) -> None:
+    if not pid or not _is_our_watcher(pid, files):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass  # already gone
+
+
+def read_watcher(files: JobFiles, start_ns: int, discovery: Discovery) -> bool:
+    """Adds the watcher's records; True if the watcher streamed events from the job start."""
+    covered = False
+    for record in read_lines(files.pushes):
+        kind = record.get("type")
+        if kind == "watching" and record.get("since") == start_ns:
+            covered = True
+        elif kind == "push" and isinstance(record.get("event"), dict):
+            event = PushEvent.from_json(record["event"])
+            if event is not None and event.time_ns >= start_ns:
+                discovery.add(event, Resolution.from_json(record.get("resolution")))
+    return covered
+
+
+def daemon_events(endpoint: DockerEndpoint, env: Mapping[str, str], since_ns: int, until_ns: int,
+                  deadline: Deadline) -> List[PushEvent]:
+    if endpoint.unix_socket:
+        raw = unix_push_events(endpoint.unix_socket, since_ns, until_ns, deadline, cap=8.0, reserve=1.5)
+    else:
+        from imagetrail.collector.docker_client import DockerApi
+
+        api = DockerApi(endpoint, env, timeout=deadline.timeout(8.0, reserve=2.0))
+        try:
+            raw = api.push_events(since_ns, until_ns)
+        finally:
+            api.close()
+    events = [PushEvent.from_event(item) for item in raw]
+    return [e for e in events if e is not None and since_ns <= e.time_ns <= until_ns]
+
+
+def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
+                    deadline: Deadline) -> None:
+    missing = [key for key, (_, resolution) in discovery.pushes.items() if resolution is None]
+    if not missing:
+        return
+    api = None
+    try:
+        if endpoint is None:
+            raise DockerUnavailable("the Docker endpoint is unknown")
+        from imagetrail.collector.docker_client import DockerApi
+        from imagetrail.collector.resolve import resolve
+
+        api = DockerApi(endpoint, env, timeout=deadline.timeout(5.0, reserve=2.0))
+        for key in missing:
+            event = discovery.pushes[key][0]
+            if deadline.remaining() < 2.0:
+                discovery.pushes[key] = (event, Resolution(error="no time left to resolve the digest"))
+                continue
+            discovery.pushes[key] = (event, resolve(api, event))
+    except DockerUnavailable as exc:
+        for key in missing:
+            if discovery.pushes[key][1] is None:
+                discovery.pushes[key] = (discovery.pushes[key][0], Resolution(error=str(exc)[:500]))
+    finally:
+        if api is not None:
+            api.close()
+
+
+def to_push(event: PushEvent, resolution: Resolution) -> Push:
+    try:
+        ref = parse_reference(event.reference)
+        registry, repository, tag = ref.registry, ref.repository, ref.tag
+    except InvalidReference as exc:
+        first, _, rest = event.reference.partition("/")
+        registry, repository, tag = (first, rest, None) if rest else ("docker.io", first, None)
+        registry, repository = registry[:255] or "unknown", repository[:512] or "unknown"
+        resolution = Resolution(error=str(exc))
+    labels = dict(event.labels)
+    labels.update(resolution.labels)
+    digest_error = None if resolution.digest else (resolution.error or "the digest could not be resolved")
+    return Push(
+        reference=event.reference,
+        registry=registry,
+        repository=repository,
+        tag=tag,
+        digest=resolution.digest,
+        image_id=resolution.image_id,
+        pushed_at=rfc3339(event.time_ns),
+        labels=labels,
+        digest_error=digest_error,
+        media_type=resolution.media_type,
+        platforms=[Platform(digest=p["digest"], os=p.get("os"), architecture=p.get("architecture"),
+                            variant=p.get("variant")) for p in resolution.platforms if p.get("digest")],
+    )
+
+
+def _scrub(context: PipelineContext, console: Console) -> None:
+    """A secret never reaches the report, even if a pipeline put one into a context variable."""
+    for part in vars(context).values():
+        if hasattr(part, "__dataclass_fields__"):
+            for name, value in vars(part).items():
+                if isinstance(value, str):
+                    setattr(part, name, console.mask(value))
+
+
+def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadline,
+             console: Console) -> Tuple[Discovery, Optional[DockerEndpoint], bool]:
+    """Returns the discovered pushes, the endpoint, and whether the job could be bounded at all."""
+    discovery = Discovery()
+    files = JobFiles.for_job(env, context)
+    now_ns = time.time_ns()
+    damaged: Optional[str] = None
+    try:
+        record: Optional[JobRecord] = read_job_record(files)
+    except ValueError as exc:
+        record, damaged = None, str(exc)
+    if record is not None:
+        start_ns, start_source = record.start_ns, "job start"
+        stop_watcher(record.watcher_pid, files)
+        if read_watcher(files, start_ns, discovery):
+            discovery.sources.append("watcher: daemon events streamed from the job start")
+        elif record.watcher_pid:
+            discovery.sources.append(f"watcher: started but never connected (log: {files.watcher_log})"[:200])
+        else:
+            discovery.sources.append(f"watcher: not started ({record.watcher_problem})"[:200])
+    else:
+        start_ns, start_source = pipeline_start_ns(env), "pipeline start (no pre-job record)"
+        if start_ns is None:
+            discovery.problems.append(
+                f"{damaged or 'no pre-job record'}; without SYSTEM_PIPELINESTARTTIME the collector cannot tell "
+                "which pushes belong to this job"
+            )
+            return discovery, None, False
+        if damaged:
+            discovery.problems.append(f"{damaged}; pushes since the pipeline start are reported instead")
+    try:
+        endpoint: Optional[DockerEndpoint] = resolve_endpoint(env)
+    except EndpointError as exc:
+        discovery.problems.append(str(exc))
+        return discovery, None, True
+    try:
+        for event in daemon_events(endpoint, env, start_ns, now_ns, deadline):
+            discovery.add(event, None)
+        discovery.sources.append(f"daemon event buffer since the {start_source}"[:200])
+    except DockerUnavailable as exc:
+        no_docker = endpoint.source == "default" and endpoint.unix_socket and not os.path.exists(endpoint.unix_socket)
+        if not (no_docker and not discovery.pushes):
+            discovery.problems.append(f"{exc} ({endpoint.source})")
+        discovery.sources.append("daemon event buffer: unavailable")
+    return discovery, endpoint, True
+
+
+def build_report(context: PipelineContext, discovery: Discovery, console: Console) -> Report:
+    items = sorted(discovery.pushes.values(), key=lambda item: (item[0].time_ns, item[0].reference))
+    pushes = [to_push(event, resolution or Resolution(error="not resolved")) for event, resolution in items]
+    _scrub(context, console)
+    return Report(
+        context=context,
+        pushes=pushes[:MAX_PUSHES],
+        collector=CollectorInfo(version=__version__, phase="post-job", discovery=discovery.sources[:20]),
+        generated_at=rfc3339(time.time_ns()),
+        warnings=[w[:2000] for w in console.warnings[:MAX_REPORT_WARNINGS]],
+    )
+
+
+def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadline: Deadline,
+             watchdog: Watchdog) -> None:
+    context = pipeline_context(env)
+    discovery, endpoint, bounded = discover(env, context, deadline, console)
+    if not discovery.pushes:
+        for problem in discovery.problems:
+            console.warning(problem)
+        if bounded and not discovery.problems:
+            console.info("no image was pushed by this job")
+        return
+    resolve_missing(discovery, endpoint, env, deadline)
+    for problem in discovery.problems:
+        console.warning(problem)
+    unresolved = [(event.reference, res.error if res else None)
+                  for event, res in discovery.pushes.values() if res is None or not res.digest]
+    if unresolved:
+        reference, reason = unresolved[0]
+        console.warning(f"{len(unresolved)} pushed reference(s) reported without a digest; "
+                        f"{reference}: {reason or 'not resolved'}")
+    report = build_report(context, discovery, console)
+    body = report.to_dict()
+    from imagetrail.collector.send import send_report
+
+    send_report(body, settings, env, console, deadline, watchdog)

@@ -1,0 +1,83 @@
+"""Finding the manifest digest of a pushed reference.
+
+Order: a digest in the reference itself; the local image's ``RepoDigests`` entry for the
+pushed repository (what ``docker push`` just recorded, no network); the registry's
+descriptor through the daemon (``GET /distribution/{name}/json``) when that entry is
+missing or ambiguous. If nothing works, the push is kept with ``digest: null`` and the
+reason - never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Set
+
+from imagetrail.collector.events import PushEvent, Resolution, oci_labels
+from imagetrail.collector.references import DIGEST_RE, ImageReference, InvalidReference, parse_reference
+
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "\u2026"
+
+
+def _repo_digests(image: Any, ref: ImageReference) -> Set[str]:
+    found: Set[str] = set()
+    for entry in (image.get("RepoDigests") or []) if isinstance(image, dict) else []:
+        if not isinstance(entry, str) or "@" not in entry:
+            continue
+        name, digest = entry.split("@", 1)
+        try:
+            same = parse_reference(name).name == ref.name
+        except InvalidReference:
+            same = False
+        if same and DIGEST_RE.match(digest):
+            found.add(digest)
+    return found
+
+
+def resolve(api: Any, event: PushEvent) -> Resolution:
+    """``api`` is a ``docker_client.DockerApi``. Never raises: every failure is kept as the reason."""
+    try:
+        ref = parse_reference(event.reference)
+    except InvalidReference as exc:
+        return Resolution(error=_short(exc))
+    result = Resolution(digest=ref.digest)
+    image_problem: Optional[str] = None
+    try:
+        image = api.inspect_image(event.reference)
+    except Exception as exc:  # noqa: BLE001 - any daemon failure becomes the recorded reason
+        image, image_problem = None, f"inspecting the image failed: {_short(exc)}"
+    if isinstance(image, dict):
+        image_id = image.get("Id")
+        result.image_id = image_id if isinstance(image_id, str) and DIGEST_RE.match(image_id) else None
+        result.labels = oci_labels((image.get("Config") or {}).get("Labels"))
+        if result.digest is None:
+            candidates = _repo_digests(image, ref)
+            if len(candidates) == 1:
+                result.digest = candidates.pop()
+            elif candidates:
+                image_problem = f"the image has {len(candidates)} digests for {ref.name}"
+            else:
+                image_problem = f"the image has no digest for {ref.name} (re-tagged since the push?)"
+    elif image_problem is None:
+        image_problem = "the image is no longer on the daemon"
+    if result.digest is not None:
+        return result
+    try:
+        descriptor = (api.distribution(event.reference) or {}).get("Descriptor") or {}
+    except Exception as exc:  # noqa: BLE001
+        result.error = f"{image_problem}; the registry lookup failed: {_short(exc)}"
+        return result
+    digest = descriptor.get("digest")
+    if isinstance(digest, str) and DIGEST_RE.match(digest):
+        result.digest = digest
+        media_type = descriptor.get("mediaType")
+        result.media_type = media_type if isinstance(media_type, str) else None
+    else:
+        result.error = f"{image_problem}; the registry returned no sha256 digest"
+    return result

@@ -1,0 +1,112 @@
+"""The detached watcher started by pre-job: records every push of the job as it happens.
+
+The daemon keeps only its last 256 events, and a pushed image may be deleted or re-tagged
+later in the job, so the watcher streams ``/events`` from the job start (buffered events
+first, then live ones) and resolves each push's digest at once. Each record is one JSON
+line appended to the job's pushes file. It stops on SIGTERM (post-job), when the job's
+temp directory disappears (the agent cleans it after the job), or after ``--max-seconds``.
+
+Run as ``python -m imagetrail.collector.watcher --pushes FILE --since NS``; its stdout and
+stderr go to the job's watcher log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Callable, List, Optional, Sequence, Set, Tuple
+
+from imagetrail.collector.docker_endpoint import EndpointError, resolve_endpoint
+from imagetrail.collector.docker_events import DockerUnavailable
+from imagetrail.collector.events import PushEvent
+from imagetrail.collector.resolve import resolve
+from imagetrail.collector.state import append_line
+
+DEFAULT_MAX_SECONDS = 48 * 3600  # longer than any hosted job may run; self-hosted jobs are cleaned by the agent
+DIRECTORY_CHECK_SECONDS = 15.0
+
+
+def _log(message: str) -> None:
+    print(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), message, flush=True)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _exit_when(check: Callable[[], bool], interval: float) -> None:
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            if check():
+                _log("the job's temp directory is gone; stopping")
+                os._exit(0)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def watch(pushes_path: str, since_ns: int) -> None:
+    endpoint = resolve_endpoint(os.environ)
+    seen: Set[Tuple[str, int]] = set()
+    resume_ns, backoff = since_ns, 1.0
+    from imagetrail.collector.docker_client import DockerApi
+
+    while True:
+        try:
+            api = DockerApi(endpoint, os.environ, timeout=30.0)
+            stream = api.stream_push_events(resume_ns)
+            append_line(pushes_path, {"type": "watching", "pid": os.getpid(), "since": resume_ns,
+                                      "at": time.time_ns()})
+            _log(f"watching push events of {endpoint.host} since {resume_ns}")
+            for raw in stream:
+                event = PushEvent.from_event(raw)
+                if event is None or event.time_ns < since_ns or event.key in seen:
+                    continue
+                seen.add(event.key)
+                resolution = resolve(api, event)
+                append_line(pushes_path, {"type": "push", "event": event.to_json(),
+                                          "resolution": resolution.to_json(), "at": time.time_ns()})
+                _log(f"push {event.reference} -> {resolution.digest or resolution.error}")
+                resume_ns, backoff = max(resume_ns, event.time_ns), 1.0
+            _log("the daemon closed the event stream")
+        except DockerUnavailable as exc:
+            _log(f"Docker is not reachable: {exc}")
+        except (OSError, ValueError) as exc:
+            _log(f"event stream failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a watcher must outlive odd daemon answers
+            _log(f"event stream failed: {type(exc).__name__}: {exc}")
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="imagetrail-watcher")
+    parser.add_argument("--pushes", required=True, help="JSON-lines file the push records are appended to")
+    parser.add_argument("--since", required=True, type=int, help="job start, nanoseconds since the epoch")
+    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    timer = threading.Timer(args.max_seconds, os._exit, (0,))
+    timer.daemon = True
+    timer.start()
+    directory = os.path.dirname(os.path.abspath(args.pushes))
+    _exit_when(lambda: not os.path.isdir(directory), DIRECTORY_CHECK_SECONDS)
+    try:
+        watch(args.pushes, args.since)
+    except EndpointError as exc:
+        _log(f"cannot tell which Docker daemon to watch: {exc}")
+    except SystemExit:
+        _log("stopped")
+    return 0
+
+
+def command(pushes_path: str, since_ns: int) -> List[str]:
+    return [sys.executable, "-m", "imagetrail.collector.watcher", "--pushes", pushes_path, "--since", str(since_ns)]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

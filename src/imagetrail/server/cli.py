@@ -1,0 +1,57 @@
+"""``imagetrail serve``: migrate the database to head, then run the API with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from imagetrail.server.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagetrail serve",
+        description="Run the ImageTrail backend. The database comes from IMAGETRAIL_DATABASE_URL "
+                    "(default: SQLite file imagetrail.db in the working directory).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (PostgreSQL; SQLite serialises writes anyway)")
+    parser.add_argument("--no-migrate", action="store_true",
+                        help="do not upgrade the schema at start (run 'imagetrail db upgrade' yourself)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"imagetrail serve: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_migrate:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from imagetrail.server.db import make_engine
+        from imagetrail.server.migrate import upgrade
+
+        engine = make_engine(settings.database_url)
+        try:
+            upgrade(engine)
+        except SQLAlchemyError as exc:
+            print(f"imagetrail serve: cannot migrate the database ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:300]}); check IMAGETRAIL_DATABASE_URL", file=sys.stderr)
+            return 1
+        finally:
+            engine.dispose()
+
+    import uvicorn
+
+    uvicorn.run("imagetrail.server.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=False)
+    return 0

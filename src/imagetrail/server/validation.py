@@ -1,0 +1,59 @@
+"""Validating a report body against ``schemas/report-v1.schema.json``.
+
+Errors name the field path the way a person reads it (``pushes[3].digest``) so the
+collector's log says exactly what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Dict, Iterable, Optional, Union
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from imagetrail.report import compute_report_id
+
+MAX_MESSAGE_CHARS = 400
+
+
+class ReportInvalid(ValueError):
+    """The body is JSON but not a valid report; the message starts with the field path."""
+
+
+@lru_cache(maxsize=1)
+def report_schema() -> Dict[str, Any]:
+    text = resources.files("imagetrail").joinpath("schemas/report-v1.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(report_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def field_path(parts: Iterable[Union[str, int]]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(report)"
+
+
+def _describe(error: ValidationError) -> str:
+    message = error.message
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    return f"{field_path(error.absolute_path)}: {message}"
+
+
+def validate_report(body: Any) -> None:
+    """Raise ReportInvalid unless ``body`` is a schema-valid report whose reportId matches its content."""
+    error: Optional[ValidationError] = best_match(_validator().iter_errors(body))
+    if error is not None:
+        raise ReportInvalid(_describe(error))
+    expected = compute_report_id(body)
+    if body["reportId"] != expected:
+        raise ReportInvalid(f"reportId: {body['reportId']!r} does not match the report's content "
+                            f"(expected {expected}; see imagetrail.report.compute_report_id)")

@@ -1,0 +1,295 @@
+"""The explorer page: query-string parsing, sort links, paging and the CSV export.
+
+The query itself is the cloud layer's ``run_query`` (the same function as ``GET /v1/query``);
+this module only maps the GET form to ``ExplorerFilters`` and back to links.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from typing import Dict, Iterator, List, Mapping, Optional
+from urllib.parse import urlencode
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagetrail.cloud.explorer import ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.server.auth import Principal
+
+PAGE_SIZES = (25, 50, 100)
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_SORT = "-severity"
+CSV_BATCH = 500
+TEXT_FIELDS = ("cve", "cluster", "namespace", "registry", "project", "pipeline")
+FORM_FIELDS = ("exposed", "min_severity", "fix_available", "pushed_after", "pushed_before") + TEXT_FIELDS
+
+# Column header -> sort key (None: not sortable). Severity toggles between descending and ascending.
+COLUMNS = [
+    ("Workload", "workload"),
+    ("Cluster", "cluster"),
+    ("Exposure", None),
+    ("Image", "image"),
+    ("Vulnerabilities", "severity"),
+    ("Pipeline run", None),
+    ("Commit", None),
+    ("Owner", None),
+]
+SORT_LABELS = {
+    "-severity": "severity (worst first)",
+    "severity": "severity (least first)",
+    "cluster": "cluster",
+    "namespace": "namespace",
+    "workload": "workload",
+    "image": "image",
+    "digest": "digest",
+}
+
+
+@dataclass
+class ExplorerRequest:
+    form: Dict[str, str]
+    filters: Optional[ExplorerFilters]
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+    errors: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> "ExplorerRequest":
+        form = {name: (params.get(name) or "").strip() for name in FORM_FIELDS}
+        errors: List[str] = []
+        sort = params.get("sort") or DEFAULT_SORT
+        if sort not in SORT_LABELS:
+            errors.append(f"sort: must be one of {', '.join(SORT_LABELS)}, not {sort!r}")
+            sort = DEFAULT_SORT
+        page = _positive_int(params.get("page"), 1, "page", errors)
+        page_size = _positive_int(params.get("page_size"), DEFAULT_PAGE_SIZE, "page_size", errors)
+        if page_size not in PAGE_SIZES:
+            errors.append(f"page_size: must be one of {', '.join(map(str, PAGE_SIZES))}, not {page_size}")
+            page_size = DEFAULT_PAGE_SIZE
+        values: Dict[str, object] = {name: form[name] for name in TEXT_FIELDS if form[name]}
+        if form["exposed"] not in ("", "true", "false"):
+            errors.append(f"exposed: must be true, false or empty, not {form['exposed']!r}")
+        elif form["exposed"]:
+            values["exposed"] = form["exposed"] == "true"
+        if form["min_severity"]:
+            values["min_severity"] = form["min_severity"]
+        values["fix_available"] = form["fix_available"] in ("true", "on", "1")
+        for name in ("pushed_after", "pushed_before"):
+            if form[name]:
+                parsed = _date(form[name])
+                if parsed is None:
+                    errors.append(
+                        f"{name}: expected a date like 2024-05-31 or an RFC 3339 time, not {form[name]!r}"
+                    )
+                else:
+                    values[name] = parsed
+        filters = None
+        try:
+            filters = ExplorerFilters(**values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"]) or "filters"
+                errors.append(f"{where}: {error['msg']}")
+        return cls(form=form, filters=filters, sort=sort, page=page, page_size=page_size, errors=errors)
+
+    def params(self, **changes: object) -> Dict[str, str]:
+        """The query-string parameters for a link to this query with ``changes``."""
+        values: Dict[str, object] = {k: v for k, v in self.form.items() if v}
+        values.update(sort=self.sort, page=self.page, page_size=self.page_size)
+        values.update(changes)
+        if values.get("sort") == DEFAULT_SORT:
+            values.pop("sort")
+        if values.get("page") == 1:
+            values.pop("page")
+        if values.get("page_size") == DEFAULT_PAGE_SIZE:
+            values.pop("page_size")
+        return {k: str(v) for k, v in values.items() if v not in ("", None)}
+
+    def href(self, path: str = "/explorer", **changes: object) -> str:
+        params = self.params(**changes)
+        return path + ("?" + urlencode(params) if params else "")
+
+
+def _positive_int(raw: Optional[str], default: int, name: str, errors: List[str]) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.append(f"{name}: expected a whole number, not {raw!r}")
+        return default
+    if value < 1:
+        errors.append(f"{name}: must be 1 or more, not {value}")
+        return default
+    return value
+
+
+def _date(raw: str) -> Optional[datetime]:
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if len(raw) == 10:  # a bare date from <input type=date>: the start of that day, UTC
+        parsed = datetime.combine(parsed.date(), time.min)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def run(session: Session, principal: Principal, query: ExplorerRequest) -> ExplorerPage:
+    assert query.filters is not None
+    result = run_query(
+        session, query.filters, principal, page=query.page, page_size=query.page_size, sort=query.sort
+    )
+    last_page = max(math.ceil(result.total / query.page_size), 1)
+    if query.page > last_page:  # a stale link past the end: show the last page instead
+        query.page = last_page
+        result = run_query(
+            session, query.filters, principal, page=last_page, page_size=query.page_size, sort=query.sort
+        )
+    return result
+
+
+def _columns(query: ExplorerRequest) -> List[Dict[str, Optional[str]]]:
+    columns = []
+    for label, key in COLUMNS:
+        if key is None:
+            columns.append({"label": label, "href": None, "aria_sort": None})
+            continue
+        if key == "severity":
+            active = query.sort in ("severity", "-severity")
+            aria = ("descending" if query.sort == "-severity" else "ascending") if active else "none"
+            target = "severity" if query.sort == "-severity" else "-severity"
+        else:
+            active = query.sort == key
+            aria = "ascending" if active else "none"
+            target = key
+        columns.append({"label": label, "href": query.href(sort=target, page=1), "aria_sort": aria})
+    return columns
+
+
+def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str, object]:
+    pages = max(math.ceil(result.total / result.page_size), 1) if result else 1
+    page = result.page if result else 1
+    return {
+        "form": query.form,
+        "errors": query.errors,
+        "result": result,
+        "sort": query.sort,
+        "sort_label": SORT_LABELS[query.sort],
+        "page_size": query.page_size,
+        "page_sizes": PAGE_SIZES,
+        "columns": _columns(query),
+        "pages": pages,
+        "first_row": (page - 1) * query.page_size + 1,
+        "last_row": min(page * query.page_size, result.total) if result else 0,
+        "prev_href": query.href(page=page - 1) if page > 1 else None,
+        "next_href": query.href(page=page + 1) if page < pages else None,
+        "csv_href": query.href("/explorer.csv", page=1, page_size=DEFAULT_PAGE_SIZE),
+    }
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "cluster",
+    "namespace",
+    "workload_kind",
+    "workload",
+    "pod",
+    "container",
+    "container_kind",
+    "image",
+    "digest",
+    "digest_error",
+    "exposed",
+    "exposure",
+    "critical",
+    "high",
+    "medium",
+    "low",
+    "max_severity",
+    "top_cves",
+    "organization",
+    "project",
+    "pipeline",
+    "run",
+    "run_url",
+    "repository",
+    "branch",
+    "commit",
+    "owner",
+    "owner_email",
+]
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    # Spreadsheets run cells starting with these as formulas (OWASP "CSV injection").
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_row(row: ExplorerRow) -> List[str]:
+    v, t = row.vulnerabilities, row.trail
+    counts = v.counts if v else None
+    top = "; ".join(
+        f"{c.id} {c.package} {c.installed_version or ''}->{c.fixed_version or 'no fix'}"
+        for c in (v.top if v else [])
+    )
+    values = [
+        row.cluster,
+        row.namespace,
+        row.workload_kind,
+        row.workload_name,
+        row.pod,
+        row.container,
+        row.container_kind,
+        row.image,
+        row.digest,
+        row.digest_error,
+        "yes" if row.exposed else "no",
+        "; ".join(e.reason + (f" ({e.address})" if e.address else "") for e in row.exposure),
+        counts.critical if counts else "",
+        counts.high if counts else "",
+        counts.medium if counts else "",
+        counts.low if counts else "",
+        v.max_severity if v else "",
+        top,
+        t.organization if t else "",
+        t.project if t else "",
+        (t.pipeline or t.pipeline_id) if t else "",
+        (t.run_number or t.run_id) if t else "",
+        t.run_url if t else "",
+        t.repository if t else "",
+        t.branch if t else "",
+        t.commit if t else "",
+        t.owner_name if t else "",
+        t.owner_email if t else "",
+    ]
+    return [_cell(value) for value in values]
+
+
+def csv_lines(sessions: sessionmaker, principal: Principal, query: ExplorerRequest) -> Iterator[str]:
+    """Every matching row, fetched and written in batches so memory stays flat on big results."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    yield buffer.getvalue()
+    assert query.filters is not None
+    page = 1
+    with sessions() as session:
+        while True:
+            result = run_query(
+                session, query.filters, principal, page=page, page_size=CSV_BATCH, sort=query.sort
+            )
+            buffer.seek(0)
+            buffer.truncate()
+            for row in result.rows:
+                writer.writerow(csv_row(row))
+            yield buffer.getvalue()
+            if page * CSV_BATCH >= result.total or not result.rows:
+                break
+            page += 1

@@ -1,0 +1,130 @@
+"""Fill ``TrailFacts`` for one digest: pushes (the backend's trace service), workloads, scans.
+
+Visibility follows the API: pushes of organisations the principal is granted; the
+workloads running the image when the principal may see the image (or every organisation).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Set
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imagetrail.cloud import severity as sev
+from imagetrail.cloud.explorer import related_digests
+from imagetrail.server.auth import Principal
+from imagetrail.server.models.cloud import Cluster, ImageScan, RunningContainer, VulnerabilitySummary
+from imagetrail.server.trace_service import Trail, TrailPush, trail_for_digest
+from imagetrail.web.trail_view import (
+    PushFact,
+    RelatedDigest,
+    TrailFacts,
+    VulnerabilityFact,
+    WorkloadFact,
+)
+
+
+def _workloads(session: Session, digests: Set[str]) -> List[WorkloadFact]:
+    rows = session.execute(
+        select(RunningContainer, Cluster.name)
+        .join(Cluster, Cluster.id == RunningContainer.cluster_id)
+        .where(RunningContainer.digest.in_(sorted(digests)))
+        .order_by(
+            RunningContainer.exposed.desc(),
+            Cluster.name,
+            RunningContainer.namespace,
+            RunningContainer.workload_name,
+        )
+        .limit(200)
+    ).all()
+    seen: dict[tuple, WorkloadFact] = {}
+    for container, cluster in rows:
+        key = (cluster, container.namespace, container.workload_kind, container.workload_name)
+        exposure = [
+            e.get("reason", "") + (f" · {e['address']}" if e.get("address") else "")
+            for e in container.exposure or []
+        ]
+        if key not in seen:
+            seen[key] = WorkloadFact(
+                cluster,
+                container.namespace,
+                container.workload_kind,
+                container.workload_name,
+                container.container,
+                container.digest,
+                container.exposed,
+                exposure,
+            )
+    return list(seen.values())
+
+
+def _vulnerabilities(session: Session, digests: Set[str], digest: str) -> Optional[VulnerabilityFact]:
+    rows = session.execute(
+        select(VulnerabilitySummary, ImageScan.scanner)
+        .join(ImageScan, ImageScan.id == VulnerabilitySummary.scan_id)
+        .where(VulnerabilitySummary.digest.in_(sorted(digests)))
+    ).all()
+    if not rows:
+        return None
+    summary, scanner = sorted(rows, key=lambda r: (r[0].digest == digest, r[0].scanned_at), reverse=True)[0]
+    return VulnerabilityFact(
+        summary.critical,
+        summary.high,
+        summary.medium,
+        summary.low,
+        [dict(item) for item in summary.top or []],
+        scanner,
+        summary.scanned_at,
+    )
+
+
+def _push_fact(push: TrailPush) -> PushFact:
+    return PushFact(
+        reference=push.reference,
+        digest=push.digest or "",
+        pushed_at=push.pushed_at,
+        organization=push.organization,
+        project=push.project,
+        pipeline=push.pipeline.name or push.pipeline.id or "pipeline",
+        run_id=push.run.id,
+        run_number=push.run.number,
+        run_url=push.run.url,
+        job=push.job.name or push.job.id,
+        repository=push.source.repository,
+        repository_url=push.source.uri,
+        branch=push.source.branch,
+        commit=push.source.commit,
+        commit_url=push.source.commit_url,
+        owner_name=push.requester.name if push.requester else None,
+        owner_email=push.requester.email if push.requester else None,
+        report_id=push.evidence.report_id,
+        received_at=push.evidence.received_at,
+        identity_kind=push.evidence.identity_kind,
+    )
+
+
+def _related(trail: Trail) -> List[RelatedDigest]:
+    return [
+        RelatedDigest(
+            r.digest, r.relation, "/".join(p for p in (r.os, r.architecture, r.variant) if p) or None
+        )
+        for r in trail.related
+    ]
+
+
+def load(session: Session, principal: Principal, digest: str) -> TrailFacts:
+    trail = trail_for_digest(session, digest, principal)
+    facts = TrailFacts(digest=digest, related=_related(trail))
+    facts.pushes = [_push_fact(push) for push in trail.pushes]
+    facts.references = sorted(
+        {p.reference for p in facts.pushes if p.digest == digest} or {p.reference for p in facts.pushes}
+    )
+    family = related_digests(session, [digest])[digest]
+    if facts.pushes or principal.organizations is None:
+        facts.workloads = _workloads(session, family)
+        facts.vulnerabilities = _vulnerabilities(session, family, digest)
+    if facts.vulnerabilities and facts.vulnerabilities.top:
+        for item in facts.vulnerabilities.top:
+            item.setdefault("severity", sev.NAMES.get(sev.rank(item.get("severity")), "unknown"))
+    return facts

@@ -1,0 +1,171 @@
+"""A local stand-in for the Azure DevOps REST endpoints the azure-devops package calls to create work items.
+
+It answers what the package asks for, in order: ``OPTIONS {org}/_apis`` (resource locations),
+``GET {org}/_apis/ResourceAreas`` (where each service lives) and ``POST {org}/{project}/_apis/wit/
+workitems/${type}`` ("Work Items - Create", REST API 7.1), and CHECKS each request against the
+documented API: Basic auth with the PAT, ``Content-Type: application/json-patch+json``, an
+``api-version``, and a JSON Patch array of add operations. A request that breaks the contract is
+recorded in ``errors`` and answered with 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import List
+from urllib.parse import parse_qs, unquote, urlsplit
+
+WIT_AREA_ID = "5264459e-e5e0-4bd8-b118-0985e68a4ec5"
+RESOURCE_AREAS_ID = "e81700f7-3be2-46de-8624-2eb35882fcaa"
+WORK_ITEMS_ID = "62d3d110-0047-428c-ad3c-4fe872c91c74"
+
+
+class AzureDevOpsServer:
+    def __init__(self, organization: str, pat: str):
+        self.organization = organization
+        self.pat = pat
+        self.created: List[dict] = []
+        self.errors: List[str] = []
+        self.requests: List[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{organization}"
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _locations(self):
+        common = {"resourceVersion": 1, "minVersion": 1.0, "maxVersion": 7.1, "releasedVersion": "7.0"}
+        return {
+            "count": 2,
+            "value": [
+                {
+                    "id": RESOURCE_AREAS_ID,
+                    "area": "Location",
+                    "resourceName": "ResourceAreas",
+                    "routeTemplate": "_apis/{resource}/{areaId}",
+                    **common,
+                },
+                {
+                    "id": WORK_ITEMS_ID,
+                    "area": "wit",
+                    "resourceName": "workItems",
+                    "routeTemplate": "{project}/_apis/{area}/{resource}/${type}",
+                    **common,
+                },
+            ],
+        }
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _fail(self, message):
+                server.errors.append(message)
+                self._send(400, {"message": message})
+
+            def _authorized(self):
+                expected = "Basic " + base64.b64encode(f":{server.pat}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self._fail(f"{self.command} {self.path}: Authorization is not Basic with the PAT")
+                    return False
+                return True
+
+            def do_OPTIONS(self):
+                server.requests.append(f"OPTIONS {self.path}")
+                if not self._authorized():
+                    return
+                if urlsplit(self.path).path.rstrip("/") != f"/{server.organization}/_apis":
+                    return self._fail(f"OPTIONS {self.path}: unexpected path")
+                self._send(200, server._locations())
+
+            def do_GET(self):
+                server.requests.append(f"GET {self.path}")
+                if not self._authorized():
+                    return
+                if urlsplit(self.path).path.lower() != f"/{server.organization}/_apis/resourceareas":
+                    return self._fail(f"GET {self.path}: unexpected path")
+                self._send(
+                    200,
+                    {
+                        "count": 1,
+                        "value": [{"id": WIT_AREA_ID, "name": "wit", "locationUrl": server.url + "/"}],
+                    },
+                )
+
+            def do_POST(self):
+                server.requests.append(f"POST {self.path}")
+                if not self._authorized():
+                    return
+                parts = urlsplit(self.path)
+                match = re.fullmatch(
+                    rf"/{server.organization}/([^/]+)/_apis/wit/workitems/\$([^/]+)",
+                    unquote(parts.path),
+                    flags=re.IGNORECASE,
+                )
+                if not match:
+                    return self._fail(f"POST {self.path}: not .../{{project}}/_apis/wit/workitems/${{type}}")
+                accept = self.headers.get("Accept", "")
+                version = (
+                    parse_qs(parts.query).get("api-version", [""])[0] or accept.partition("api-version=")[2]
+                )
+                if not version.startswith("7."):
+                    return self._fail(f"POST {self.path}: no api-version 7.x (Accept {accept!r})")
+                if not self.headers.get("Content-Type", "").startswith("application/json-patch+json"):
+                    return self._fail(f"POST {self.path}: Content-Type must be application/json-patch+json")
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if not isinstance(body, list) or not all(
+                    isinstance(op, dict)
+                    and op.get("op") == "add"
+                    and isinstance(op.get("path"), str)
+                    and "value" in op
+                    for op in body
+                ):
+                    return self._fail(
+                        f"POST {self.path}: the body is not a JSON Patch array of add operations"
+                    )
+                fields = {
+                    op["path"][len("/fields/") :]: op["value"]
+                    for op in body
+                    if op["path"].startswith("/fields/")
+                }
+                if "System.Title" not in fields:
+                    return self._fail(f"POST {self.path}: System.Title is required")
+                item_id = len(server.created) + 1
+                server.created.append(
+                    {
+                        "project": unquote(match.group(1)),
+                        "type": unquote(match.group(2)),
+                        "fields": fields,
+                        "relations": [op["value"] for op in body if op["path"] == "/relations/-"],
+                    }
+                )
+                self._send(
+                    200,
+                    {
+                        "id": item_id,
+                        "rev": 1,
+                        "fields": fields,
+                        "url": f"{server.url}/_apis/wit/workItems/{item_id}",
+                    },
+                )
+
+        return Handler

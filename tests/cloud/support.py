@@ -1,0 +1,90 @@
+"""Helpers for the cloud tests: principals, pipeline reports ingested through the real ingest path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from imagetrail import report as r
+from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cloud"
+
+ADMIN = Principal(
+    kind="api-key", subject="key:test-admin", scopes=frozenset({SCOPE_ADMIN}), organizations=None
+)
+
+
+def reader(*organizations: str) -> Principal:
+    return Principal(
+        kind="api-key",
+        subject="key:test-reader",
+        scopes=frozenset({SCOPE_READ}),
+        organizations=frozenset(o.lower() for o in organizations),
+    )
+
+
+def ingester() -> Principal:
+    return Principal(
+        kind="api-key", subject="key:test-ingest", scopes=frozenset({SCOPE_INGEST}), organizations=None
+    )
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def pipeline_report(
+    organization: str,
+    project: str,
+    run_id: str,
+    pushes: Sequence[r.Push],
+    server_url: Optional[str] = None,
+    requester_email: str = "dev@example.com",
+    commit: str = "a" * 40,
+    pipeline_id: str = "7",
+) -> dict:
+    context = r.PipelineContext(
+        system=r.SYSTEM_AZURE_DEVOPS,
+        server_url=server_url or f"https://dev.azure.com/{organization}/",
+        organization=r.Named(id=f"{organization}-id", name=organization),
+        project=r.Named(id=f"{project}-id", name=project),
+        pipeline=r.Named(id=pipeline_id, name=f"{project}-ci"),
+        run=r.Run(
+            id=run_id,
+            number=f"2024.{run_id}",
+            attempt=1,
+            url=f"https://dev.azure.com/{organization}/{project}/_build/results?buildId={run_id}",
+        ),
+        job=r.Job(id="job-1", name="Build", attempt=1),
+        repository=r.Repository(
+            id="repo-1",
+            name=f"{project}-repo",
+            uri=f"https://example.com/{project}.git",
+            type="TfsGit",
+            branch="refs/heads/main",
+            commit=commit,
+        ),
+        requester=r.Person(id="p1", name="Dev Eloper", email=requester_email),
+    )
+    return r.Report(context=context, pushes=list(pushes), generated_at="2024-05-01T10:00:00Z").to_dict()
+
+
+def push(
+    reference: str,
+    image_digest: str,
+    pushed_at: str = "2024-05-01T10:00:00Z",
+    platforms: Optional[List[r.Platform]] = None,
+) -> r.Push:
+    from imagetrail.cloud.references import parse_reference
+
+    name = parse_reference(reference)
+    return r.Push(
+        reference=reference,
+        registry=name.registry,
+        repository=name.repository,
+        tag=name.tag,
+        digest=image_digest,
+        pushed_at=pushed_at,
+        platforms=platforms or [],
+    )

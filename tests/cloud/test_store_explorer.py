@@ -1,0 +1,177 @@
+"""Store and explorer functions on SQLite and PostgreSQL, through the real write paths."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from imagetrail.cloud import store
+from imagetrail.cloud.explorer import ExplorerFilters, coverage_gaps, coverage_summary, run_query
+from imagetrail.cloud.scans import parse_report
+from imagetrail.server.db import transaction
+from imagetrail.server.models.cloud import ImageScan, RunningContainer, ScanDigest
+from tests.cloud import scenario
+from tests.cloud.support import ADMIN, reader
+
+
+@pytest.fixture
+def estate(sessions):
+    scenario.load(sessions)
+    return sessions
+
+
+def query(sessions, principal=ADMIN, **filters):
+    with sessions() as session:
+        return run_query(session, ExplorerFilters(**filters), principal, page_size=100)
+
+
+def pods(page):
+    return sorted(row.pod for row in page.rows)
+
+
+def test_exposed_and_critical_row_carries_exposure_vulnerabilities_and_trail(estate):
+    page = query(estate, exposed=True, min_severity="critical")
+    assert page.total == 1
+    (row,) = page.rows
+    assert (row.cluster, row.namespace, row.pod, row.digest) == ("prod", "prod", "web", scenario.WEB)
+    assert [e.reason for e in row.exposure] == ["Service prod/public type=LoadBalancer 203.0.113.10"]
+    assert row.vulnerabilities.counts.critical == 1
+    assert row.vulnerabilities.top[0].id == "CVE-2021-36159"
+    assert row.vulnerabilities.top[0].fixed_version == "2.10.7-r0"
+    assert row.vulnerabilities.scanner == "trivy"
+    trail = row.trail
+    assert (trail.organization, trail.project, trail.run_id, trail.branch) == (
+        "contoso",
+        "shop",
+        "101",
+        "refs/heads/main",
+    )
+    assert trail.commit.startswith("c0ffee") and trail.owner_email == "alice@contoso.example"
+    assert trail.run_url.endswith("buildId=101")
+
+
+def test_platform_manifest_running_matches_the_index_scan_and_push(estate):
+    page = query(estate, min_severity="high")
+    assert pods(page) == ["api", "web"]
+    api = [row for row in page.rows if row.pod == "api"][0]
+    assert api.digest == scenario.API_AMD64
+    assert api.vulnerabilities.counts.high == 8 and api.vulnerabilities.counts.medium == 13
+    assert api.vulnerabilities.scanned_digest == scenario.API_INDEX
+    assert api.trail.pushed_digest == scenario.API_INDEX and api.trail.run_id == "101"
+
+
+def test_filters_combine(estate):
+    assert pods(query(estate, cve="cve-2021-36159")) == ["svc", "web"]
+    assert pods(query(estate, cve="CVE-2021-36159", min_severity="critical")) == ["web"]
+    assert pods(query(estate, fix_available=True, min_severity="critical")) == ["web"]
+    assert pods(query(estate, org="contoso")) == ["api", "web"]
+    assert pods(query(estate, project="pay")) == ["svc"]
+    assert pods(query(estate, pipeline="shop-ci", exposed=True)) == ["web"]
+    assert pods(query(estate, pushed_after=datetime(2024, 5, 15, tzinfo=timezone.utc))) == ["svc"]
+    assert pods(query(estate, pushed_before=datetime(2024, 5, 1, 10, 0, 30, tzinfo=timezone.utc))) == ["web"]
+    assert pods(query(estate, registry="docker.io")) == ["nginx"]
+    assert pods(query(estate, repository="shop/web")) == ["web"]
+    assert pods(query(estate, namespace="other")) == []
+    assert query(estate).total == 6
+
+
+def test_sorting_and_paging_happen_in_the_database(estate):
+    with estate() as session:
+        first = run_query(session, ExplorerFilters(), ADMIN, page=1, page_size=2, sort="-severity")
+        second = run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=2, sort="-severity")
+        by_name = run_query(session, ExplorerFilters(), ADMIN, page=1, page_size=3, sort="workload")
+    assert first.total == 6 and [r.pod for r in first.rows] == ["web", "api"]
+    assert [r.pod for r in second.rows] == ["svc", "cfg"]  # medium, then unscanned ordered by name
+    assert [r.pod for r in by_name.rows] == ["api", "cfg", "nginx"]
+    with pytest.raises(ValueError, match="sort must be one of"):
+        with estate() as session:
+            run_query(session, ExplorerFilters(), ADMIN, sort="owner")
+
+
+def test_reader_sees_only_granted_organisations_and_no_untraced_rows(estate):
+    assert pods(query(estate, principal=reader("fabrikam"))) == ["svc"]
+    assert pods(query(estate, principal=reader("contoso"), exposed=True)) == ["web"]
+    with estate() as session:
+        assert coverage_gaps(session, reader("contoso")).total == 0
+        summary = coverage_summary(session, reader("contoso"))
+    assert [p.project for p in summary.projects] == ["shop"] and summary.clusters == []
+
+
+def test_coverage_gaps_say_why(estate):
+    with estate() as session:
+        page = coverage_gaps(session, ADMIN)
+    reasons = {gap.workload_name: gap.reason for gap in page.gaps}
+    assert reasons == {"nginx": "registry-not-pushed-to", "tool": "no-report", "cfg": "unknown-digest"}
+    nginx = [g for g in page.gaps if g.workload_name == "nginx"][0]
+    assert "docker.io" in nginx.detail and "outside Azure DevOps" in nginx.detail
+    assert page.gaps[0].exposed  # exposed gaps first
+
+
+def test_coverage_summary_lists_sources_and_times(estate):
+    with estate() as session:
+        summary = coverage_summary(session, ADMIN)
+    (cluster,) = summary.clusters
+    assert (cluster.name, cluster.containers, cluster.untraced) == ("prod", 6, 3)
+    assert [(r.registry, r.pushes) for r in summary.registries] == [("registry.example.com", 3)]
+    assert [s.scanner for s in summary.scanners] == ["trivy"] and summary.scanners[0].images == 3
+
+
+def test_newer_scan_supersedes_older_and_history_is_kept(estate):
+    older = scenario.trivy_report(
+        scenario.ALPINE, scenario.WEB, "2024-04-01T00:00:00Z", drop_vulnerabilities=True
+    )
+    newer = scenario.trivy_report(
+        scenario.ALPINE, scenario.WEB, "2024-07-01T00:00:00Z", drop_vulnerabilities=True
+    )
+    with transaction(estate) as session:
+        result = store.ingest_scan(session, parse_report(older, "old.json"), "old.json")
+    assert result.images[0].latest is False
+    assert pods(query(estate, min_severity="critical")) == ["web"]
+    with transaction(estate) as session:
+        assert store.ingest_scan(session, parse_report(newer, "new.json"), "new.json").images[0].latest
+    assert pods(query(estate, min_severity="critical")) == []
+    with estate() as session:
+        history = session.execute(
+            select(func.count()).select_from(ScanDigest).where(ScanDigest.digest == scenario.WEB)
+        ).scalar_one()
+    assert history == 3
+
+
+def test_sync_replaces_the_cluster_view(estate):
+    with transaction(estate) as session:
+        result = store.replace_inventory(session, scenario.inventory(include_web=False))
+    assert (result.containers, result.replaced) == (5, 6)
+    assert "web" not in pods(query(estate))
+    with estate() as session:
+        assert session.execute(select(func.count()).select_from(RunningContainer)).scalar_one() == 5
+
+
+def test_a_failing_scan_transaction_leaves_nothing(estate):
+    report = parse_report(scenario.trivy_report(scenario.ALPINE, scenario.TOOL), "tool.json")
+    with pytest.raises(RuntimeError):
+        with transaction(estate) as session:
+            store.ingest_scan(session, report, "tool.json")
+            raise RuntimeError("simulated failure after the rows were written")
+    with estate() as session:
+        assert (
+            session.execute(
+                select(func.count()).select_from(ImageScan).where(ImageScan.file_name == "tool.json")
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_relation_recorded_after_the_scan_carries_the_summary(sessions):
+    scenario.load(sessions)
+    manifest = "sha256:" + "7" * 64
+    with transaction(sessions) as session:
+        store.ingest_scan(
+            session, parse_report(scenario.trivy_report(scenario.ALPINE, manifest), "m.json"), "m.json"
+        )
+        new = store.record_relations(
+            session, [(scenario.TOOL, manifest, "linux", "arm64")], source="registry"
+        )
+    assert new == 1
+    assert "tool" in pods(query(sessions, min_severity="critical"))

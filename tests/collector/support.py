@@ -1,0 +1,224 @@
+"""Helpers for the collector tests: run the real CLI in a subprocess, local HTTP servers,
+tiny images built with ``docker import``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+SCHEMA = Path(SRC) / "imagetrail" / "schemas" / "report-v1.schema.json"
+
+ACCESS_TOKEN = "azp-access-token-" + uuid.uuid4().hex
+API_KEY = "it-api-key-" + uuid.uuid4().hex
+
+
+def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
+    """A plausible Azure Pipelines job environment, with a fresh agent temp directory."""
+    temp = tmp_path / "agent-temp"
+    temp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_", "TF_BUILD"))}
+    env.update({
+        "PYTHONPATH": SRC,
+        "TF_BUILD": "True",
+        "AGENT_TEMPDIRECTORY": str(temp),
+        "SYSTEM_COLLECTIONURI": "https://dev.azure.com/contoso/",
+        "SYSTEM_COLLECTIONID": "c0ffee00-0000-4000-8000-000000000001",
+        "SYSTEM_TEAMPROJECT": "Shop",
+        "SYSTEM_TEAMPROJECTID": "9d1f0000-0000-4000-8000-000000000002",
+        "SYSTEM_DEFINITIONID": "17",
+        "BUILD_DEFINITIONNAME": "shop-ci",
+        "BUILD_BUILDID": str(uuid.uuid4().int % 10**8),
+        "BUILD_BUILDNUMBER": "20260101.3",
+        "BUILD_REASON": "IndividualCI",
+        "SYSTEM_JOBID": str(uuid.uuid4()),
+        "SYSTEM_JOBDISPLAYNAME": "Build image",
+        "SYSTEM_JOBATTEMPT": "1",
+        "SYSTEM_STAGEDISPLAYNAME": "Build",
+        "BUILD_REPOSITORY_ID": "repo-1",
+        "BUILD_REPOSITORY_NAME": "shop",
+        "BUILD_REPOSITORY_URI": "https://dev.azure.com/contoso/Shop/_git/shop",
+        "BUILD_REPOSITORY_PROVIDER": "TfsGit",
+        "BUILD_SOURCEBRANCH": "refs/heads/main",
+        "BUILD_SOURCEVERSION": "3f2c1e0d9b8a7f6e5d4c3b2a1908f7e6d5c4b3a2",
+        "BUILD_REQUESTEDFOR": "Ada Lovelace",
+        "BUILD_REQUESTEDFORID": "ada-id",
+        "BUILD_REQUESTEDFOREMAIL": "ada@example.com",
+        "AGENT_NAME": "Hosted Agent",
+        "AGENT_OS": "Linux",
+        "SYSTEM_HOSTTYPE": "build",
+        "SYSTEM_ACCESSTOKEN": ACCESS_TOKEN,
+        "IMAGETRAIL_DEADLINE_SECONDS": "10",
+    })
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def warnings(self) -> List[str]:
+        return [line for line in self.output.splitlines()
+                if "task.logissue type=warning" in line or line.startswith("::warning::") or ": warning: " in line]
+
+
+def collect(phase: str, env: Dict[str, str], *args: str, timeout: float = 60) -> Run:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "imagetrail", "collect", phase, *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+def docker(*args: str, check: bool = True, input: Optional[bytes] = None) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, input=input, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode(errors="replace").strip()
+
+
+def import_image(reference: str, labels: Optional[Dict[str, str]] = None) -> str:
+    """A one-file image with unique content; returns its image id."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        payload = uuid.uuid4().hex.encode()
+        info = tarfile.TarInfo("id.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    changes: List[str] = []
+    for key, value in (labels or {}).items():
+        changes += ["--change", f"LABEL {key}={json.dumps(value)}"]
+    docker("import", *changes, "-", reference, input=buffer.getvalue())
+    return docker("image", "inspect", "--format", "{{.Id}}", reference)
+
+
+def push(reference: str) -> str:
+    """Pushes and returns the digest docker push printed."""
+    out = docker("push", reference)
+    for line in out.splitlines():
+        if "digest: sha256:" in line:
+            return line.split("digest: ", 1)[1].split()[0]
+    raise AssertionError(f"no digest in docker push output: {out}")
+
+
+def validate(body: dict) -> None:
+    import jsonschema
+
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()),
+                                    format_checker=jsonschema.FormatChecker()).validate(body)
+
+
+# --- local HTTP servers ---------------------------------------------------------------
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: Dict[str, str]
+    body: bytes
+
+
+Responder = Callable[[Seen], Tuple[int, Dict[str, str], bytes]]
+
+
+@dataclass
+class HttpStub:
+    responder: Responder
+    requests: List[Seen] = field(default_factory=list)
+    server: Optional[ThreadingHTTPServer] = None
+    tls: Optional[Tuple[str, str]] = None  # (certificate file, key file) to serve https
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+
+    def __enter__(self) -> "HttpStub":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                            self.rfile.read(length) if length else b"")
+                stub.requests.append(seen)
+                status, headers, body = stub.responder(seen)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def json_reply(status: int, data: object, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(data).encode()
+
+
+def self_signed_certificate(directory: Path) -> Tuple[str, str]:
+    """A certificate for 127.0.0.1 (test side only), to serve https like a real authority."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)

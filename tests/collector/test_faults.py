@@ -1,0 +1,242 @@
+"""Faults: each ends with exit 0, exactly one warning line, within the deadline, no secret shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from imagetrail.collector.context.azure_devops import azure_devops_context
+from imagetrail.collector.state import JobFiles, JobRecord, append_line, write_json_atomically
+from tests.collector.support import (
+    ACCESS_TOKEN, API_KEY, HttpStub, azure_env, collect, json_reply, validate,
+)
+
+DEADLINE = 5.0
+BOUND = DEADLINE + 5.0  # correctness bound (the step ends), not a speed target
+DIGEST = "sha256:" + "ab" * 32
+IMAGE_ID = "sha256:" + "cd" * 32
+
+
+def _assert_one_warning(run, *needles: str) -> str:
+    assert run.returncode == 0, run.output
+    warnings = run.warnings()
+    assert len(warnings) == 1, run.output
+    for needle in needles:
+        assert needle in warnings[0], warnings[0]
+    for secret in (ACCESS_TOKEN, API_KEY):
+        assert secret not in run.output
+    return warnings[0]
+
+
+def _job_with_a_push(tmp_path: Path, **extra: str) -> dict:
+    """A job whose watcher already recorded one resolved push (the watcher's own file format)."""
+    env = azure_env(tmp_path, IMAGETRAIL_DEADLINE_SECONDS=str(DEADLINE), IMAGETRAIL_API_KEY=API_KEY, **extra)
+    files = JobFiles.for_job(env, azure_devops_context(env))
+    files.ensure_directory()
+    start = time.time_ns() - 1_000_000_000
+    write_json_atomically(files.job, JobRecord(start_ns=start).to_json())
+    append_line(files.pushes, {"type": "watching", "since": start, "pid": 1})
+    append_line(files.pushes, {"type": "push", "event": {"reference": "127.0.0.1:5000/shop/app:1", "timeNano": start + 1,
+                                                         "name": "127.0.0.1:5000/shop/app", "labels": {}},
+                               "resolution": {"digest": DIGEST, "imageId": IMAGE_ID, "labels": {}}})
+    return env
+
+
+def _kept_report(run, env) -> dict:
+    line = [l for l in run.stdout.splitlines() if l.startswith("##vso[task.addattachment type=imagetrail.report;")]
+    assert len(line) == 1, run.output
+    path = line[0].split("]", 1)[1]
+    assert path.startswith(env["AGENT_TEMPDIRECTORY"]) and os.path.basename(path).startswith("report-")
+    body = json.loads(Path(path).read_text())
+    validate(body)
+    return body
+
+
+def test_no_docker_at_all(tmp_path):
+    env = azure_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/missing.sock", SYSTEM_PIPELINESTARTTIME="2026-01-01 00:00:00+00:00")
+    pre = collect("pre-job", env)
+    _assert_one_warning(pre, "missing.sock")
+    post = collect("post-job", env)
+    _assert_one_warning(post, "missing.sock")
+    assert post.elapsed < BOUND
+
+
+def test_default_socket_absent_is_not_a_warning(tmp_path):
+    # An agent without Docker: the default endpoint is absent. Nothing to report, nothing to warn about.
+    env = azure_env(tmp_path, DOCKER_CONFIG=str(tmp_path / "cfg"))
+    (tmp_path / "cfg").mkdir()
+    context_dir = tmp_path / "cfg"
+    (context_dir / "config.json").write_text(json.dumps({"currentContext": "default"}))
+    from imagetrail.collector.docker_endpoint import resolve_endpoint
+
+    assert resolve_endpoint(env).source == "default"
+
+
+def test_daemon_that_accepts_and_never_answers(tmp_path):
+    path = str(tmp_path / "hang.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # keep it open, never answer
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        env = azure_env(tmp_path, DOCKER_HOST=f"unix://{path}", IMAGETRAIL_DEADLINE_SECONDS=str(DEADLINE),
+                        SYSTEM_PIPELINESTARTTIME="2026-01-01 00:00:00+00:00")
+        post = collect("post-job", env)
+        _assert_one_warning(post, "did not answer in time")
+        assert post.elapsed < BOUND
+    finally:
+        stop.set()
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def test_backend_down_keeps_the_report_with_the_run(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=f"http://127.0.0.1:{port}")
+    run = collect("post-job", env)
+    warning = _assert_one_warning(run, "could not be sent", "attached to the run as imagetrail.report")
+    assert "cannot connect" in warning
+    assert run.elapsed < BOUND
+    body = _kept_report(run, env)
+    assert [p["digest"] for p in body["pushes"]] == [DIGEST]
+
+
+def test_backend_that_accepts_and_never_answers(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    try:
+        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=f"http://127.0.0.1:{server.getsockname()[1]}")
+        run = collect("post-job", env)
+        _assert_one_warning(run, "could not be sent", "no answer within the timeout")
+        assert run.elapsed < BOUND
+        _kept_report(run, env)
+    finally:
+        server.close()
+
+
+def test_4xx_is_not_retried_and_the_server_message_is_shown_masked(tmp_path):
+    def reject(seen):
+        # A hostile or careless backend echoes the credential back: it must not reach the log.
+        return json_reply(403, {"detail": f"token {seen.headers['authorization']} may not write project Shop\n##vso[x]"})
+
+    with HttpStub(reject) as stub:
+        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        run = collect("post-job", env)
+    warning = _assert_one_warning(run, "HTTP 403", "may not write project Shop")
+    assert "##vso[x]" not in warning
+    assert len(stub.requests) == 1
+    _kept_report(run, env)
+
+
+def test_5xx_and_429_are_retried_then_delivered(tmp_path):
+    answers = [json_reply(503, {"detail": "database unavailable"}),
+               json_reply(429, {"detail": "slow down"}, {"Retry-After": "1"}),
+               json_reply(201, {"status": "created", "reportId": "x", "pushes": 1})]
+
+    with HttpStub(lambda seen: answers.pop(0)) as stub:
+        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url + "/")
+        run = collect("post-job", env)
+    assert run.returncode == 0 and run.warnings() == [], run.output
+    assert "reported 1 pushed image reference" in run.stdout
+    assert len(stub.requests) == 3
+    assert run.elapsed >= 1.0  # Retry-After was honoured
+    first = stub.requests[0]
+    assert (first.method, first.path) == ("POST", "/v1/reports")
+    assert first.headers["authorization"] == f"Bearer {API_KEY}"
+    assert first.headers["content-type"] == "application/json"
+    body = json.loads(first.body)
+    validate(body)
+    assert body["pushes"][0]["digest"] == DIGEST and body["context"]["run"]["id"] == env["BUILD_BUILDID"]
+    assert stub.requests[2].body == first.body  # the same report, the same id
+    assert ACCESS_TOKEN not in run.output and API_KEY not in run.output
+
+
+def test_retry_after_beyond_the_deadline_gives_up_at_once(tmp_path):
+    with HttpStub(lambda seen: json_reply(429, {"detail": "busy"}, {"Retry-After": "3600"})) as stub:
+        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        run = collect("post-job", env)
+    _assert_one_warning(run, "retry after 3600 s")
+    assert len(stub.requests) == 1 and run.elapsed < BOUND
+
+
+def test_garbage_answer_is_one_warning(tmp_path):
+    with HttpStub(lambda seen: (200, {"Content-Type": "application/json"}, b"{not json")) as stub:
+        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        run = collect("post-job", env)
+    _assert_one_warning(run, "without a JSON object")
+    _kept_report(run, env)
+
+
+def test_no_url_keeps_the_report(tmp_path):
+    env = _job_with_a_push(tmp_path)
+    run = collect("post-job", env)
+    _assert_one_warning(run, "IMAGETRAIL_URL is not set")
+    _kept_report(run, env)
+
+
+@pytest.mark.parametrize("variable, value, needle", [
+    ("IMAGETRAIL_DEADLINE_SECONDS", "soon", "IMAGETRAIL_DEADLINE_SECONDS is not a number"),
+    ("IMAGETRAIL_DEADLINE_SECONDS", "-3", "between 1 and"),
+])
+def test_malformed_settings(tmp_path, variable, value, needle):
+    env = azure_env(tmp_path, IMAGETRAIL_DRY_RUN="true", SYSTEM_JOBATTEMPT="two", BUILD_BUILDID="\n##vso[evil]",
+                    DOCKER_HOST=f"unix://{tmp_path}/none.sock", **{variable: value})
+    env["DOCKER_HOST"] = ""
+    env["SYSTEM_PIPELINESTARTTIME"] = "not a time"
+    run = collect("post-job", env)
+    assert run.returncode == 0
+    assert any(needle in w for w in run.warnings()), run.output
+    assert "##vso[evil]" not in run.output
+
+
+def test_damaged_job_record(tmp_path):
+    env = azure_env(tmp_path)
+    files = JobFiles.for_job(env, azure_devops_context(env))
+    files.ensure_directory()
+    Path(files.job).write_text("{garbage")
+    run = collect("post-job", env)
+    _assert_one_warning(run, "is damaged")
+
+
+def test_disabled_does_nothing(tmp_path):
+    env = azure_env(tmp_path, IMAGETRAIL_DISABLE="true")
+    for phase in ("pre-job", "post-job"):
+        run = collect(phase, env)
+        assert run.returncode == 0 and run.warnings() == [] and "disabled" in run.stdout
+    assert not (Path(env["AGENT_TEMPDIRECTORY"]) / "imagetrail").exists()
+
+
+def test_bad_arguments_still_exit_zero(tmp_path):
+    run = collect("sideways", azure_env(tmp_path))
+    _assert_one_warning(run, "bad arguments")
+
+
+def test_github_warning_syntax(tmp_path):
+    env = azure_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/missing.sock")
+    del env["TF_BUILD"]
+    env.update({"GITHUB_ACTIONS": "true", "RUNNER_TEMP": env["AGENT_TEMPDIRECTORY"], "GITHUB_REPOSITORY": "octo/shop",
+                "GITHUB_RUN_ID": "9", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": ACCESS_TOKEN + "-gh"})
+    run = collect("pre-job", env)
+    warning = _assert_one_warning(run, "missing.sock")
+    assert warning.startswith("::warning::ImageTrail: ")

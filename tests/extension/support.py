@@ -1,0 +1,115 @@
+"""Shared helpers of the extension tests: repository paths, decorator YAML, building and unpacking the .vsix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+import yaml
+
+from tests.support import services
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "extension"
+TASK_DIR = REPO_ROOT / "tasks" / "ImageTrailCollector"
+DECORATORS = [REPO_ROOT / "decorators" / "pre-job.yml", REPO_ROOT / "decorators" / "post-job.yml"]
+TASK_IN_VSIX = "tasks/ImageTrailCollector"
+
+
+def load_json(path: Path) -> Dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def task_json() -> Dict[str, Any]:
+    return load_json(TASK_DIR / "task.json")
+
+
+def decorator_steps(text: str) -> List[Dict[str, Any]]:
+    """The steps of a decorator template as the service would inject them when every
+    `${{ if }}` holds: each conditional-insertion item is replaced by the steps under it."""
+    document = yaml.safe_load(text)
+    steps: List[Dict[str, Any]] = []
+    for item in document["steps"]:
+        keys = list(item)
+        if len(keys) == 1 and keys[0].startswith("${{") and keys[0].endswith("}}"):
+            steps.extend(item[keys[0]])
+        else:
+            steps.append(item)
+    return steps
+
+
+def insertion_conditions(text: str) -> List[str]:
+    return [key for item in yaml.safe_load(text)["steps"] for key in item if key.startswith("${{")]
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (scripts/start-services.sh installs it)"
+        if services.in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def build_vsix(output_dir: Path, *args: str, repo_root: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """`python -m package_tools build ...` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "package_tools", "build", "--output-dir", str(output_dir), *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def built_vsix(output_dir: Path, *args: str) -> Path:
+    require_tool("tfx")
+    result = build_vsix(output_dir, *args)
+    assert result.returncode == 0, result.stderr + result.stdout
+    vsix = Path(result.stdout.strip().splitlines()[-1])
+    assert vsix.is_file() and vsix.parent == output_dir.resolve()
+    return vsix
+
+
+def unzip(vsix: Path, destination: Path) -> Path:
+    with zipfile.ZipFile(vsix) as archive:
+        archive.extractall(destination)
+    return destination
+
+
+def node() -> str:
+    return require_tool("node")
+
+
+def minimal_path_dir(directory: Path, *tools: str) -> Path:
+    """A PATH directory holding only links to the named tools (those that exist here)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in tools:
+        found = shutil.which(tool)
+        if found:
+            (directory / tool).symlink_to(found)
+    return directory
+
+
+def old_interpreter(version: str) -> Optional[str]:
+    """A real interpreter of an old Python (e.g. '3.8', '2.7') if this machine has one (pyenv or PATH)."""
+    candidate = shutil.which(f"python{version}")
+    if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+        return candidate
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        versions = Path(root, "versions")
+        for folder in sorted(versions.glob(f"{version}.*"), reverse=True) if versions.is_dir() else []:
+            binary = folder / "bin" / f"python{version}"
+            if binary.is_file() and os.access(binary, os.X_OK):
+                return str(binary)
+    return None

@@ -1,0 +1,491 @@
+"""End to end, as an Azure Pipelines agent runs the injected steps: build the .vsix with the real
+tfx-cli, unzip it, run the decorator's pre-job step (`node <task>/index.js` with the environment the
+agent sets), build and push images to the real registry with the real Docker engine amid noise, run
+the post-job step, and check the exact report, in the report file and as delivered to a local
+backend stub that also plays Azure DevOps' OIDC token endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.extension.support import (
+    TASK_IN_VSIX,
+    built_vsix,
+    decorator_steps,
+    load_json,
+    minimal_path_dir,
+    node,
+    old_interpreter,
+    unzip,
+)
+from tests.support.live_server import free_port
+
+pytestmark = pytest.mark.e2e
+
+ACCESS_TOKEN = "azdo-access-" + secrets.token_hex(16)
+OIDC_TOKEN = "eyJhbGciOiJSUzI1NiJ9." + secrets.token_hex(24) + ".sig"
+AUDIENCE = "api://imagetrail-e2e"
+COMMIT = "3f5a1c0e9b2d4c6a8e0f1a2b3c4d5e6f7a8b9c0d"
+WARNING = "##vso[task.logissue type=warning]ImageTrail: "
+
+
+class Backend:
+    """ImageTrail's POST /v1/reports and Azure DevOps' "Oidctoken - Create", checked request by request."""
+
+    def __init__(self) -> None:
+        self.reports: List[Tuple[Dict[str, str], Dict]] = []
+        self.oidc_requests: List[Dict[str, str]] = []
+        self.errors: List[str] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, body: Dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                url = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if url.path.endswith("/oidctoken"):
+                    backend.oidc_requests.append(dict(self.headers))
+                    if parse_qs(url.query).get("api-version") != ["7.1"]:
+                        backend.errors.append(f"OIDC request without api-version=7.1: {self.path}")
+                        return self._reply(400, {"message": "api-version"})
+                    if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+                        backend.errors.append("OIDC request without the job's System.AccessToken")
+                        return self._reply(401, {"message": "unauthorized"})
+                    return self._reply(200, {"oidcToken": OIDC_TOKEN})
+                if url.path == "/v1/reports":
+                    if self.headers.get("Authorization") != f"Bearer {OIDC_TOKEN}":
+                        backend.errors.append("report sent without the job's OIDC token")
+                        return self._reply(401, {"detail": "unauthorized"})
+                    if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+                        backend.errors.append("report is not JSON")
+                    report = json.loads(body)
+                    backend.reports.append((dict(self.headers), report))
+                    return self._reply(201, {"reportId": report.get("reportId"), "status": "created"})
+                backend.errors.append(f"unexpected POST {self.path}")
+                self._reply(404, {"detail": "not found"})
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    server = Backend()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory, backend) -> Path:
+    """The built .vsix, unzipped; the backend URL and audience baked in as an organisation does."""
+    out = tmp_path_factory.mktemp("dist")
+    vsix = built_vsix(out, "--backend-url", backend.url, "--audience", AUDIENCE, "--publisher", "contoso-e2e")
+    return unzip(vsix, tmp_path_factory.mktemp("vsix"))
+
+
+def agent_step(extension: Path, phase: str) -> Tuple[List[str], Dict[str, str]]:
+    """The command and the step-specific environment the agent derives from the injected step:
+    the Node handler's target, INPUT_<NAME> per input, and the step's env mapping with macros expanded."""
+    task = load_json(extension / TASK_IN_VSIX / "task.json")
+    template = extension / "decorators" / f"{phase}.yml"
+    [step] = decorator_steps(template.read_text(encoding="utf-8"))
+    assert step["task"].split("@")[0] == task["id"]
+    inputs = {item["name"]: item.get("defaultValue", "") for item in task["inputs"]}
+    inputs.update(step["inputs"])
+    env = {"INPUT_" + name.replace(" ", "_").upper(): str(value) for name, value in inputs.items()}
+    macros = {"System.AccessToken": ACCESS_TOKEN}
+    for name, value in step["env"].items():
+        env[name] = re.sub(r"\$\(([^)]+)\)", lambda m: macros[m.group(1)], value)
+    command = [node(), str(extension / TASK_IN_VSIX / task["execution"]["Node20_1"]["target"])]
+    return command, env
+
+
+def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
+    """Predefined variables as the agent exports them (System.JobId -> SYSTEM_JOBID ...)."""
+    temp = tmp_path / "agent" / "_temp"
+    temp.mkdir(parents=True)
+    project_id, plan_id, job_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        "TF_BUILD": "True",
+        "AGENT_TEMPDIRECTORY": str(temp),
+        "AGENT_NAME": "Azure Pipelines 3",
+        "AGENT_OS": "Linux",
+        "AGENT_JOBSTATUS": "Succeeded",
+        "SYSTEM_HOSTTYPE": "build",
+        "SYSTEM_COLLECTIONURI": "https://dev.azure.com/contoso/",
+        "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI": "https://dev.azure.com/contoso/",
+        "SYSTEM_COLLECTIONID": "c0ffee00-1111-2222-3333-444455556666",
+        "SYSTEM_TEAMPROJECT": "Shop",
+        "SYSTEM_TEAMPROJECTID": project_id,
+        "SYSTEM_DEFINITIONID": "42",
+        "BUILD_DEFINITIONNAME": "shop-ci",
+        "BUILD_BUILDID": "1234",
+        "BUILD_BUILDNUMBER": "20261129.3",
+        "BUILD_REASON": "IndividualCI",
+        "SYSTEM_JOBID": job_id,
+        "SYSTEM_JOBDISPLAYNAME": "Build image",
+        "SYSTEM_JOBATTEMPT": "1",
+        "SYSTEM_STAGEDISPLAYNAME": "Build",
+        "SYSTEM_PLANID": plan_id,
+        "BUILD_REPOSITORY_ID": "9a8b7c6d-0000-4000-8000-123456789abc",
+        "BUILD_REPOSITORY_NAME": "shop",
+        "BUILD_REPOSITORY_URI": "https://dev.azure.com/contoso/Shop/_git/shop",
+        "BUILD_REPOSITORY_PROVIDER": "TfsGit",
+        "BUILD_SOURCEBRANCH": "refs/heads/main",
+        "BUILD_SOURCEVERSION": COMMIT,
+        "BUILD_REQUESTEDFOR": "Ada Lovelace",
+        "BUILD_REQUESTEDFOREMAIL": "ada@contoso.example",
+        "BUILD_REQUESTEDFORID": "5e1f0000-aaaa-4bbb-8ccc-ddddeeeeffff",
+        "SYSTEM_OIDCREQUESTURI": (
+            f"{backend.url}/contoso/{project_id}/_apis/distributedtask/hubs/build/plans/"
+            f"{plan_id}/jobs/{job_id}/oidctoken"
+        ),
+        "IMAGETRAIL_REPORT_FILE": str(tmp_path / "report.json"),
+    }
+    for name in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def run_step(extension: Path, phase: str, job_env: Dict[str, str], timeout: float = 120, **extra: str):
+    command, step_env = agent_step(extension, phase)
+    env = {**job_env, **step_env, **extra}
+    started = time.monotonic()
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, cwd=job_env["AGENT_TEMPDIRECTORY"]
+    )
+    return result, time.monotonic() - started
+
+
+def warnings_in(output: str) -> List[str]:
+    return [line for line in output.splitlines() if "##vso[task.logissue" in line]
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def registry_digest(registry: str, repository: str, tag: str) -> str:
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers["Docker-Content-Digest"]
+
+
+def make_noise(image: str, count: int) -> None:
+    """More than the daemon's 256 buffered events: tag and untag through the Engine API."""
+    import docker as docker_sdk
+
+    client = docker_sdk.from_env(timeout=60)
+    try:
+        for index in range(count):
+            client.api.tag(image, "imagetrail-e2e-noise", f"n{index}")
+            client.api.remove_image(f"imagetrail-e2e-noise:n{index}")
+    finally:
+        client.close()
+
+
+def test_pre_job_push_post_job_reports_exactly_what_was_pushed(
+    extension, backend, docker_engine, registry, tmp_path
+):
+    job_env = job_environment(tmp_path, backend)
+    namespace = f"e2e-{uuid.uuid4().hex[:10]}"
+
+    pre, pre_seconds = run_step(extension, "pre-job", job_env)
+    assert pre.returncode == 0, pre.stdout + pre.stderr
+    assert warnings_in(pre.stdout) == [], pre.stdout
+    # The watcher the collector left running must not hold the step open.
+    assert pre_seconds < 15, pre_seconds
+    [record_file] = (Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json")
+    watcher_pid = load_json(record_file)["watcherPid"]
+    assert watcher_pid and Path(f"/proc/{watcher_pid}").exists()
+
+    try:
+        context = tmp_path / "build"
+        context.mkdir()
+        (context / "hello.txt").write_text(namespace, encoding="utf-8")
+        (context / "Dockerfile").write_text(
+            "FROM scratch\nCOPY hello.txt /\nLABEL org.opencontainers.image.revision=" + COMMIT + "\n",
+            encoding="utf-8",
+        )
+        app = f"{registry}/{namespace}/app"
+        worker = f"{registry}/{namespace}/worker"
+        docker("build", "-q", "-t", f"{app}:1.0", "-t", f"{app}:latest", str(context))
+        (context / "hello.txt").write_text(namespace + " worker", encoding="utf-8")
+        docker("build", "-q", "-t", f"{worker}:7", str(context))
+        docker("push", f"{app}:1.0")
+        make_noise(f"{app}:1.0", 150)  # 300 events between the pushes
+        docker("push", f"{app}:latest")
+        docker("push", f"{worker}:7")
+        docker("pull", f"{app}:1.0")  # a pull is not a push
+        failed = docker("push", f"127.0.0.1:{free_port()}/{namespace}/nowhere:1", check=False, timeout=120)
+        assert failed.returncode != 0
+
+        post, post_seconds = run_step(extension, "post-job", job_env)
+    finally:
+        try:
+            os.kill(watcher_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert warnings_in(post.stdout) == [], post.stdout
+    assert ACCESS_TOKEN not in post.stdout + post.stderr + pre.stdout + pre.stderr
+    assert OIDC_TOKEN not in post.stdout + post.stderr
+    assert post_seconds < 60
+    assert backend.errors == []
+
+    expected_pushes = {
+        (
+            f"{app}:1.0",
+            registry,
+            f"{namespace}/app",
+            "1.0",
+            registry_digest(registry, f"{namespace}/app", "1.0"),
+        ),
+        (
+            f"{app}:latest",
+            registry,
+            f"{namespace}/app",
+            "latest",
+            registry_digest(registry, f"{namespace}/app", "latest"),
+        ),
+        (
+            f"{worker}:7",
+            registry,
+            f"{namespace}/worker",
+            "7",
+            registry_digest(registry, f"{namespace}/worker", "7"),
+        ),
+    }
+    report = load_json(Path(job_env["IMAGETRAIL_REPORT_FILE"]))
+    pushes = {
+        (p["reference"], p["registry"], p["repository"], p["tag"], p["digest"]) for p in report["pushes"]
+    }
+    assert pushes == expected_pushes
+    # Labels are best effort in the collector (not every discovery path reads them); when present, exact.
+    labelled = [p for p in report["pushes"] if p["labels"]]
+    assert all(p["labels"].get("org.opencontainers.image.revision") == COMMIT for p in labelled), report
+
+    ctx = report["context"]
+    assert ctx["system"] == "azure-devops"
+    assert ctx["organization"] == {"id": job_env["SYSTEM_COLLECTIONID"], "name": "contoso"}
+    assert ctx["project"] == {"id": job_env["SYSTEM_TEAMPROJECTID"], "name": "Shop"}
+    assert ctx["pipeline"] == {"id": "42", "name": "shop-ci"}
+    assert ctx["run"]["id"] == "1234" and ctx["run"]["number"] == "20261129.3"
+    assert (
+        ctx["run"]["url"]
+        == f"https://dev.azure.com/contoso/{job_env['SYSTEM_TEAMPROJECTID']}/_build/results?buildId=1234"
+    )
+    assert ctx["job"] == {
+        "id": job_env["SYSTEM_JOBID"],
+        "name": "Build image",
+        "attempt": 1,
+        "stage": "Build",
+    }
+    assert ctx["repository"]["commit"] == COMMIT and ctx["repository"]["branch"] == "refs/heads/main"
+    assert ctx["requester"] == {
+        "id": job_env["BUILD_REQUESTEDFORID"],
+        "name": "Ada Lovelace",
+        "email": "ada@contoso.example",
+    }
+
+    # Delivered once, to the URL baked in at package time, with the job's OIDC token.
+    assert len(backend.oidc_requests) >= 1
+    delivered = [body for _, body in backend.reports if body.get("reportId") == report["reportId"]]
+    assert delivered == [report]
+
+
+def test_pipeline_variable_overrides_the_baked_backend_url(
+    extension, backend, docker_engine, registry, tmp_path
+):
+    """imagetrail.url (exported by the agent as IMAGETRAIL_URL) wins over the URL baked into the decorator."""
+    staging = Backend()
+    job_env = job_environment(tmp_path, staging)
+    before = len(backend.reports)
+    pre, _ = run_step(extension, "pre-job", job_env, IMAGETRAIL_URL=staging.url)
+    [record_file] = (Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json")
+    watcher_pid = load_json(record_file)["watcherPid"]
+    try:
+        (tmp_path / "ctx").mkdir()
+        (tmp_path / "ctx" / "Dockerfile").write_text(
+            f"FROM scratch\nLABEL e2e={uuid.uuid4().hex}\n", encoding="utf-8"
+        )
+        image = f"{registry}/e2e-{uuid.uuid4().hex[:10]}/staging:1"
+        docker("build", "-q", "-t", image, str(tmp_path / "ctx"))
+        docker("push", image)
+        post, _ = run_step(extension, "post-job", job_env, IMAGETRAIL_URL=staging.url)
+    finally:
+        try:
+            os.kill(watcher_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        staging.close()
+    assert pre.returncode == 0 and post.returncode == 0
+    assert warnings_in(post.stdout) == [], post.stdout
+    assert [body["pushes"][0]["reference"] for _, body in staging.reports] == [image]
+    assert len(backend.reports) == before and staging.errors == []
+
+
+def test_opt_out_variable_is_silent(extension, backend, tmp_path):
+    job_env = job_environment(tmp_path, backend)
+    result, seconds = run_step(extension, "post-job", job_env, IMAGETRAIL_DISABLE="true")
+    assert result.returncode == 0
+    assert result.stdout == "" and result.stderr == ""
+    assert not Path(job_env["IMAGETRAIL_REPORT_FILE"]).exists()
+    assert seconds < 5
+
+
+def test_no_python_on_path_is_one_warning(extension, backend, tmp_path):
+    job_env = job_environment(tmp_path, backend)
+    job_env["PATH"] = str(minimal_path_dir(tmp_path / "bin"))  # nothing at all: node is started by its path
+    result, seconds = run_step(extension, "post-job", job_env)
+    assert result.returncode == 0
+    [warning] = warnings_in(result.stdout)
+    assert warning.startswith(WARNING + "no Python found on PATH (tried python3, python)")
+    assert seconds < 5
+
+
+def fake_old_python(directory: Path, real_python: str, version: Tuple[int, int, int]) -> None:
+    """`python3` that runs the real interpreter but reports an old version to the code it runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "python3"
+    script.write_text(
+        "#!/bin/sh\n"
+        "# Stands in for an old Python: same interpreter, older sys.version_info.\n"
+        'if [ "$1" = "-c" ]; then code="$2"; shift 2; else exit 2; fi\n'
+        f'exec "{real_python}" -c "import sys; sys.version_info = {version + ("final", 0)!r}\n$code" "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize("kind", ["fake-3.8", "real-3.8", "real-2.7"])
+def test_old_python_is_one_warning(extension, backend, tmp_path, kind):
+    job_env = job_environment(tmp_path, backend)
+    bin_dir = tmp_path / "bin"
+    if kind == "fake-3.8":
+        fake_old_python(
+            bin_dir,
+            os.path.realpath(
+                subprocess.check_output(
+                    ["python3", "-c", "import sys; print(sys.executable)"], text=True
+                ).strip()
+            ),
+            (3, 8, 18),
+        )
+        shown = "3.8.18"
+    else:
+        interpreter = old_interpreter(kind.split("-")[1])
+        if interpreter is None:
+            pytest.skip(f"no Python {kind.split('-')[1]} interpreter on this machine (pyenv or PATH)")
+        bin_dir.mkdir()
+        (bin_dir / "python3").symlink_to(interpreter)
+        shown = kind.split("-")[1] + "."
+    job_env["PATH"] = str(bin_dir)
+    result, seconds = run_step(extension, "post-job", job_env)
+    assert result.returncode == 0
+    [warning] = warnings_in(result.stdout)
+    assert warning.startswith(
+        WARNING + "Python >= 3.9 is needed on the agent, but python3 is Python " + shown
+    )
+    assert seconds < 10
+
+
+def test_hung_collector_is_killed_at_the_deadline_with_its_children(extension, backend, tmp_path):
+    job_env = job_environment(tmp_path, backend)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = tmp_path / "child.pid"
+    hung = bin_dir / "python3"
+    hung.write_text(
+        "#!/bin/sh\n# A collector that hangs and ignores SIGTERM, with a child of its own.\n"
+        "trap '' TERM\n"
+        f"sleep 300 & echo $! > {pid_file}\n"
+        "while :; do sleep 1; done\n",
+        encoding="utf-8",
+    )
+    hung.chmod(0o755)
+    job_env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    result, seconds = run_step(extension, "post-job", job_env, INPUT_DEADLINESECONDS="3")
+    assert result.returncode == 0
+    [warning] = warnings_in(result.stdout)
+    assert warning.startswith(
+        WARNING + "the collector did not finish within its 3 s deadline and was stopped"
+    )
+    assert 2.5 < seconds < 10
+    child = int(pid_file.read_text().strip())
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the hung collector's child outlived the deadline kill")
+
+
+def test_failing_collector_is_one_warning_without_secrets(extension, backend, tmp_path):
+    job_env = job_environment(tmp_path, backend)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "python3"
+    broken.write_text(
+        "#!/bin/sh\n"
+        'echo "##vso[task.complete result=Failed]collector says fail"\n'
+        'echo "token was $SYSTEM_ACCESSTOKEN" >&2\n'
+        "exit 3\n",
+        encoding="utf-8",
+    )
+    broken.chmod(0o755)
+    job_env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    result, _ = run_step(extension, "post-job", job_env)
+    assert result.returncode == 0
+    [warning] = warnings_in(result.stdout)
+    assert warning == WARNING + (
+        "the collector exited with code 3: token was ***; images pushed by this job may be missing"
+    )
+    assert ACCESS_TOKEN not in result.stdout + result.stderr
+    assert "##vso[task.complete" not in result.stdout  # shown inert, cannot fail the task

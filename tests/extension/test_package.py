@@ -1,0 +1,160 @@
+"""`python -m package_tools build` with the real tfx-cli: one .vsix, versions in step, the right files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from package_tools import build
+from package_tools.errors import BuildError
+from tests.extension.support import (
+    REPO_ROOT,
+    TASK_IN_VSIX,
+    build_vsix,
+    built_vsix,
+    decorator_steps,
+    require_tool,
+    task_json,
+)
+
+VSIX_NS = {"m": "http://schemas.microsoft.com/developer/vsx-schema/2011"}
+TASK_ZIPPED_LIMIT = 1_500_000
+
+
+@pytest.fixture(scope="module")
+def vsix(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    (out / "stale-0.0.1.vsix").write_bytes(b"old")  # a previous build's file must not stay beside the new one
+    return built_vsix(
+        out,
+        "--backend-url",
+        "https://imagetrail.contoso.example/",
+        "--audience",
+        "api://contoso-it",
+        "--publisher",
+        "contoso",
+    )
+
+
+def read(vsix: Path, name: str) -> str:
+    with zipfile.ZipFile(vsix) as archive:
+        return archive.read(name).decode("utf-8")
+
+
+def test_exactly_one_vsix_named_after_publisher_id_and_version(vsix):
+    assert sorted(p.name for p in vsix.parent.iterdir()) == [vsix.name]
+    assert (
+        vsix.name
+        == f"contoso.imagetrail-collector-{json.loads((REPO_ROOT / 'vss-extension.json').read_text())['version']}.vsix"
+    )
+
+
+def test_vsixmanifest_identity_and_vsomanifest_contributions(vsix):
+    identity = ET.fromstring(read(vsix, "extension.vsixmanifest")).find("m:Metadata/m:Identity", VSIX_NS)
+    manifest = json.loads((REPO_ROOT / "vss-extension.json").read_text())
+    assert identity.get("Publisher") == "contoso" and identity.get("Version") == manifest["version"]
+    assert identity.get("Id") == manifest["id"]
+    contributions = json.loads(read(vsix, "extension.vsomanifest"))["contributions"]
+    assert {(c["type"], tuple(c["targets"])) for c in contributions} == {
+        (c["type"], tuple(c["targets"])) for c in manifest["contributions"]
+    }
+
+
+def test_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vsix):
+    with zipfile.ZipFile(vsix) as archive:
+        names = [n for n in archive.namelist() if n.startswith(TASK_IN_VSIX + "/") and not n.endswith("/")]
+        zipped = sum(info.compress_size for info in archive.infolist() if info.filename in names)
+    relative = {n[len(TASK_IN_VSIX) + 1 :] for n in names}
+    for needed in (
+        "task.json",
+        "index.js",
+        "collector-shim.js",
+        "icon.png",
+        "src/imagetrail/__init__.py",
+        "src/imagetrail/__main__.py",
+        "src/imagetrail/cli.py",
+        "src/imagetrail/report.py",
+        "src/imagetrail/schemas/report-v1.schema.json",
+        "src/imagetrail/collector/cli.py",
+    ):
+        assert needed in relative, needed
+    wheels = sorted(n for n in relative if n.startswith("vendor/"))
+    assert wheels == sorted("vendor/" + p.name for p in (REPO_ROOT / "vendor").glob("*.whl"))
+    assert not [
+        n
+        for n in relative
+        if n.startswith(
+            ("src/imagetrail/server", "src/imagetrail/web", "src/imagetrail/client", "src/imagetrail/cloud")
+        )
+    ]
+    assert not [n for n in relative if "__pycache__" in n or n.endswith(".pyc")]
+    assert zipped < TASK_ZIPPED_LIMIT, zipped
+
+
+def test_task_and_extension_versions_in_step_and_values_baked_into_decorators(vsix):
+    task = json.loads(read(vsix, f"{TASK_IN_VSIX}/task.json"))
+    manifest_version = json.loads((REPO_ROOT / "vss-extension.json").read_text())["version"]
+    assert "{Major}.{Minor}.{Patch}".format(**task["version"]) == manifest_version
+    assert task["id"] == task_json()["id"]
+    for phase in ("pre-job", "post-job"):
+        [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
+        assert step["task"] == f"{task['id']}@{task['version']['Major']}"
+        assert step["inputs"]["backendUrl"] == "https://imagetrail.contoso.example/"
+        assert step["inputs"]["audience"] == "api://contoso-it"
+
+
+def test_version_option_sets_extension_task_and_decorator_major(tmp_path):
+    vsix = built_vsix(tmp_path, "--version", "2.3.4")
+    task = json.loads(read(vsix, f"{TASK_IN_VSIX}/task.json"))
+    assert task["version"] == {"Major": 2, "Minor": 3, "Patch": 4}
+    identity = ET.fromstring(read(vsix, "extension.vsixmanifest")).find("m:Metadata/m:Identity", VSIX_NS)
+    assert identity.get("Version") == "2.3.4"
+    [step] = decorator_steps(read(vsix, "decorators/post-job.yml"))
+    assert step["task"].endswith("@2")
+    assert (
+        step["inputs"]["backendUrl"] == ""
+    )  # nothing baked: the pipeline variable imagetrail.url must set it
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--backend-url", "ftp://imagetrail.example"],
+            "--backend-url 'ftp://imagetrail.example' must be an http(s) URL",
+        ),
+        (["--backend-url", "https://x.example/'; rm"], "--backend-url must not contain spaces, quotes"),
+        (["--version", "1.2"], "--version '1.2' must be X.Y.Z"),
+        (["--publisher", "contoso corp"], "--publisher 'contoso corp' must be a Marketplace publisher id"),
+        (["--audience", "api://a b"], "--audience must be 1-512 characters without spaces"),
+    ],
+)
+def test_bad_options_name_the_option(tmp_path, args, message):
+    result = build_vsix(tmp_path, *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not list(tmp_path.glob("*.vsix"))
+
+
+def test_an_invalid_task_json_fails_the_build(tmp_path):
+    """tfx-cli only warns about an invalid task.json; the build treats that as an error."""
+    require_tool("tfx")
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for name in ("vss-extension.json", "decorators", "tasks", "shim", "vendor", "package_tools", "src"):
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    task_file = copy / "tasks" / "ImageTrailCollector" / "task.json"
+    task = json.loads(task_file.read_text())
+    task["friendlyName"] = "ImageTrail collector with a name far beyond forty characters"
+    task_file.write_text(json.dumps(task))
+    with pytest.raises(BuildError, match="tfx-cli rejected task.json"):
+        build.build(build.BuildOptions(repo_root=copy, output_dir=tmp_path / "dist"))
