@@ -1,11 +1,12 @@
 """Cost of the injected post-job step, side by side in one run.
 
 Rows: the floor (`node -e 0` then `python3 -c pass`, what any Node task running Python pays), one
-`docker events --since --until` CLI call, and the whole post-job step (`node <task>/index.js` from the
-unzipped .vsix, shim + collector) when the job pushed nothing and when it pushed 20 references to the
-local registry (127.0.0.1:5000) and reported them to a local backend stub. Targets: nothing-pushed
-within 1.5x the floor; the task folder under 1.5 MB zipped. Needs tfx-cli, Docker and the registry
-(scripts/start-services.sh). Writes benchmarks/results/bench_post_job.md.
+`docker events --since --until` CLI call, and the whole post-job step (`node
+tasks/ImageTrailCollector/index.js` from the unzipped .vsix, shim + collector, after the job's untimed
+pre-job step `tasks/ImageTrailWatch/index.js`) when the job pushed nothing and when it pushed 20
+references to the local registry (127.0.0.1:5000) and reported them to a local backend stub. Targets:
+nothing-pushed within 1.5x the floor; each task folder under 1.5 MB zipped. Needs tfx-cli, Docker and
+the registry (scripts/start-services.sh). Writes benchmarks/results/bench_post_job.md.
 
     python3 benchmarks/bench_post_job.py [--runs 10] [--push-runs 3]
 """
@@ -31,7 +32,9 @@ from typing import Callable, Dict, List
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_post_job.md"
 REGISTRY = os.environ.get("IMAGETRAIL_TEST_REGISTRY", "127.0.0.1:5000")
-TASK = "tasks/ImageTrailCollector"
+# The task folder each decorator runs (one task per phase, each self-contained in the .vsix).
+TASKS = {"pre-job": "tasks/ImageTrailWatch", "post-job": "tasks/ImageTrailCollector"}
+TASK_ZIPPED_TARGET = 1_500_000
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -63,7 +66,7 @@ def run(command: List[str], env: Dict[str, str] = None, cwd: str = None) -> str:
     return result.stdout
 
 
-def job_env(base: Path, backend: str, phase: str, task: Dict) -> Dict[str, str]:
+def job_env(base: Path, backend: str) -> Dict[str, str]:
     temp = base / "_temp"
     temp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "DOCKER_HOST")}
@@ -79,7 +82,6 @@ def job_env(base: Path, backend: str, phase: str, task: Dict) -> Dict[str, str]:
             "SYSTEM_JOBATTEMPT": "1",
             "BUILD_SOURCEVERSION": "0" * 40,
             "IMAGETRAIL_API_KEY": "bench-api-key-not-secret",
-            "INPUT_PHASE": phase,
             "INPUT_BACKENDURL": backend,
             "INPUT_AUDIENCE": "api://imagetrail",
             "INPUT_DEADLINESECONDS": "50",
@@ -119,13 +121,20 @@ def main() -> int:
         vsix_size = vsix.stat().st_size
         with zipfile.ZipFile(vsix) as archive:
             archive.extractall(work / "vsix")
-            task_zipped = sum(
-                i.compress_size for i in archive.infolist() if i.filename.startswith(TASK + "/")
-            )
-            task_unzipped = sum(i.file_size for i in archive.infolist() if i.filename.startswith(TASK + "/"))
-        task_dir = work / "vsix" / TASK
-        task = json.loads((task_dir / "task.json").read_text())
-        entry = [shutil.which("node"), str(task_dir / task["execution"]["Node20_1"]["target"])]
+            sizes = {
+                folder: (
+                    sum(i.compress_size for i in archive.infolist() if i.filename.startswith(folder + "/")),
+                    sum(i.file_size for i in archive.infolist() if i.filename.startswith(folder + "/")),
+                )
+                for folder in TASKS.values()
+            }
+
+        def entry(phase: str) -> List[str]:
+            task_dir = work / "vsix" / TASKS[phase]
+            task = json.loads((task_dir / "task.json").read_text())
+            return [shutil.which("node"), str(task_dir / task["execution"]["Node20_1"]["target"])]
+
+        pre_entry, post_entry = entry("pre-job"), entry("post-job")
 
         def floor() -> None:
             run(["node", "-e", "0"])
@@ -139,8 +148,8 @@ def main() -> int:
 
         def job(pushes: int) -> float:
             base = work / "jobs" / uuid.uuid4().hex
-            pre = job_env(base, backend, "pre-job", task)
-            run(entry, env=pre, cwd=str(base))
+            env = job_env(base, backend)
+            run(pre_entry, env={**env, "INPUT_DEADLINESECONDS": "20"}, cwd=str(base))
             if pushes:
                 image = f"{REGISTRY}/bench-{base.name[:8]}/app"
                 context = base / "ctx"
@@ -151,11 +160,10 @@ def main() -> int:
                     if index:
                         run(["docker", "tag", f"{image}:0", f"{image}:{index}"])
                     run(["docker", "push", "-q", f"{image}:{index}"])
-            post = job_env(base, backend, "post-job", task)
             started = time.perf_counter()
-            output = run(entry, env=post, cwd=str(base))
+            output = run(post_entry, env=env, cwd=str(base))
             elapsed = time.perf_counter() - started
-            stop_watcher(post)
+            stop_watcher(env)
             if "##vso[task.logissue" in output or (pushes and "reported" not in output):
                 raise SystemExit(f"unexpected post-job output:\n{output}")
             return elapsed
@@ -194,9 +202,15 @@ def main() -> int:
         "",
         "| size | bytes | target |",
         "|---|---|---|",
-        f"| .vsix | {vsix_size} | |",
-        f"| task folder, zipped (in the .vsix) | {task_zipped} | < 1500000: {'met' if task_zipped < 1_500_000 else 'MISSED'} |",
-        f"| task folder, unzipped | {task_unzipped} | |",
+        f"| .vsix (both task folders) | {vsix_size} | |",
+    ]
+    for folder, (zipped, unzipped) in sizes.items():
+        met = "met" if zipped < TASK_ZIPPED_TARGET else "MISSED"
+        lines += [
+            f"| {folder}, zipped (in the .vsix) | {zipped} | < {TASK_ZIPPED_TARGET}: {met} |",
+            f"| {folder}, unzipped | {unzipped} | |",
+        ]
+    lines += [
         "",
         f"Nothing-pushed post-job step: {nothing:.2f}x the floor (target 1.5x: "
         f"{'met' if nothing <= 1.5 else 'MISSED'}).",

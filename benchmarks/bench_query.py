@@ -216,6 +216,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--keep-schema", action="store_true", help="leave the loaded schema for EXPLAIN")
     args = parser.parse_args()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.database_url, isolation_level="AUTOCOMMIT")
@@ -238,6 +239,14 @@ def main() -> int:
             def cve():
                 run_query(session, ExplorerFilters(exposed=True, cve="CVE-2024-100"), ADMIN, page_size=50)
 
+            def everything_worst_first():
+                run_query(session, ExplorerFilters(), ADMIN, page_size=50, sort="-severity")
+
+            deep_page = max(sizes["containers"] // 100, 1)  # page 1,000 of 50 at full scale
+
+            def deep_by_workload():
+                run_query(session, ExplorerFilters(), ADMIN, page=deep_page, page_size=50, sort="workload")
+
             probe = digest(12345 % max(sizes["pushes"], 1) + 1)
 
             def lookup():
@@ -248,11 +257,19 @@ def main() -> int:
                 ("plain indexed lookup (pushes by digest)", *floor),
                 ("explorer: exposed AND min-severity high", *measure(explorer, args.repeat)),
                 ("explorer: exposed AND cve", *measure(cve, args.repeat)),
+                ("explorer: all rows, worst severity first", *measure(everything_worst_first, args.repeat)),
+                (
+                    f"explorer: all rows by workload, page {deep_page:,}",
+                    *measure(deep_by_workload, args.repeat),
+                ),
             ]
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if args.keep_schema:
+            print(f"kept schema {schema}")
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
     lines = [
         f"# bench_query (scale {args.scale})",

@@ -2,8 +2,10 @@
 
 The repository is copied into a staging folder, where the organisation's backend URL and token
 audience are baked into the decorator inputs, the extension and task versions are set in step,
-and the task folder receives the shim, the collector sources and the vendored wheels. Then
-`tfx extension create` writes exactly one .vsix into dist/.
+and each task folder (one task per phase, listed in the manifest) receives the shared entry script
+and icon (tasks/shared/), the shim, the collector sources and the vendored wheels, so that every
+task folder runs on its own (the agent downloads one task at a time). Then `tfx extension create`
+writes exactly one .vsix into dist/.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from package_tools import vendor
@@ -23,8 +25,10 @@ from package_tools.errors import BuildError
 
 REPO_ROOT = vendor.REPO_ROOT
 MANIFEST = "vss-extension.json"
-TASK_DIR = Path("tasks") / "ImageTrailCollector"
-DECORATORS = (Path("decorators") / "pre-job.yml", Path("decorators") / "post-job.yml")
+TASK_CONTRIBUTION = "ms.vss-distributed-task.task"
+DECORATOR_CONTRIBUTION = "ms.azure-pipelines.pipeline-decorator"
+# Copied into every task folder: the one entry script (each folder's index.js fixes the phase) and the icon.
+SHARED_TASK_FILES = Path("tasks") / "shared"
 SHIM = Path("shim") / "collector-shim.js"
 URL_PLACEHOLDER = "__IMAGETRAIL_BACKEND_URL__"
 AUDIENCE_PLACEHOLDER = "__IMAGETRAIL_AUDIENCE__"
@@ -85,26 +89,64 @@ def split_version(version: str) -> Tuple[int, int, int]:
     return major, minor, patch
 
 
-def load_json(path: Path) -> Dict:
+def load_json(path: Path, name: str = "") -> Dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise BuildError(f"cannot read {path.name}: {err}") from err
+        raise BuildError(f"cannot read {name or path.name}: {err}") from err
+
+
+def task_folders(manifest: Dict) -> List[Path]:
+    """The task folders the manifest contributes (properties.name of each task contribution)."""
+    folders = [
+        Path(contribution["properties"]["name"])
+        for contribution in manifest.get("contributions", [])
+        if contribution.get("type") == TASK_CONTRIBUTION
+    ]
+    if not folders:
+        raise BuildError(f"{MANIFEST} contributes no task ({TASK_CONTRIBUTION})")
+    return folders
+
+
+def decorator_templates(manifest: Dict) -> List[Path]:
+    """The decorator templates the manifest contributes, each once."""
+    templates = {
+        contribution["properties"]["template"]
+        for contribution in manifest.get("contributions", [])
+        if contribution.get("type") == DECORATOR_CONTRIBUTION
+    }
+    return [Path(template) for template in sorted(templates)]
+
+
+def load_tasks(root: Path, folders: Iterable[Path]) -> Dict[Path, Dict]:
+    """Each folder's task.json; the decorators tell the tasks apart by id, so ids and names must differ."""
+    tasks = {
+        folder: load_json(root / folder / "task.json", (folder / "task.json").as_posix())
+        for folder in folders
+    }
+    for key in ("id", "name"):
+        values = [str(task.get(key, "")).lower() for task in tasks.values()]
+        if len(set(values)) != len(values):
+            raise BuildError(
+                f"the task.json files of {', '.join(f.as_posix() for f in tasks)} share a task {key}"
+            )
+    return tasks
 
 
 def _yaml_single_quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def render_decorator(text: str, task_id: str, major: int, backend_url: str, audience: str) -> str:
+def render_decorator(text: str, task_ids: Iterable[str], major: int, backend_url: str, audience: str) -> str:
     """Bake the backend URL and audience into the inputs and point at the packaged task major."""
     if URL_PLACEHOLDER not in text or AUDIENCE_PLACEHOLDER not in text:
         raise BuildError("decorator template lacks the backendUrl/audience placeholders")
     text = text.replace(_yaml_single_quoted(URL_PLACEHOLDER), _yaml_single_quoted(backend_url))
     text = text.replace(_yaml_single_quoted(AUDIENCE_PLACEHOLDER), _yaml_single_quoted(audience))
-    text, count = re.subn(rf"(task: {re.escape(task_id)})@\d+", rf"\g<1>@{major}", text, flags=re.IGNORECASE)
+    ids = "|".join(re.escape(task_id) for task_id in task_ids)
+    text, count = re.subn(rf"(task: (?:{ids}))@\d+", rf"\g<1>@{major}", text, flags=re.IGNORECASE)
     if count == 0:
-        raise BuildError(f"decorator template does not reference the task {task_id} by GUID")
+        raise BuildError("decorator template does not reference a packaged task by GUID")
     return text
 
 
@@ -121,34 +163,17 @@ def _copy_sources(src_package: Path, destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def stage(options: BuildOptions, staging: Path) -> Dict:
-    """Lay out the extension in `staging`; return the final manifest."""
-    root = options.repo_root
-    manifest = load_json(root / MANIFEST)
-    task_json = load_json(root / TASK_DIR / "task.json")
-    version = options.version or manifest.get("version", "")
-    major, minor, patch = split_version(version)
-    manifest["version"] = version
-    if options.publisher:
-        manifest["publisher"] = options.publisher
-    task_json["version"] = {"Major": major, "Minor": minor, "Patch": patch}
-
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    for decorator in DECORATORS:
-        rendered = render_decorator(
-            (root / decorator).read_text(encoding="utf-8"),
-            task_json["id"],
-            major,
-            options.backend_url,
-            options.audience,
-        )
-        (staging / decorator).parent.mkdir(parents=True, exist_ok=True)
-        (staging / decorator).write_text(rendered, encoding="utf-8")
-
-    task_dir = staging / TASK_DIR
-    shutil.copytree(root / TASK_DIR, task_dir, ignore=shutil.ignore_patterns("task.json", "node_modules"))
+def stage_task(root: Path, folder: Path, task_json: Dict, task_dir: Path) -> None:
+    """A self-contained task folder: its own files, the shared ones, the shim, the collector, its wheels."""
+    shutil.copytree(root / folder, task_dir, ignore=shutil.ignore_patterns("task.json", "node_modules"))
     (task_dir / "task.json").write_text(json.dumps(task_json, indent=2) + "\n", encoding="utf-8")
-    shutil.copy2(root / SHIM, task_dir / SHIM.name)
+    shared = sorted(path for path in (root / SHARED_TASK_FILES).iterdir() if path.is_file())
+    for source in [*shared, root / SHIM]:
+        if (task_dir / source.name).exists():
+            raise BuildError(
+                f"{folder.as_posix()}/{source.name} clashes with {source.relative_to(root).as_posix()}"
+            )
+        shutil.copy2(source, task_dir / source.name)
     package_dir = task_dir / "src" / "imagetrail"
     package_dir.mkdir(parents=True)
     _copy_sources(root / "src" / "imagetrail", package_dir)
@@ -156,6 +181,38 @@ def stage(options: BuildOptions, staging: Path) -> Dict:
     (task_dir / "vendor").mkdir()
     for wheel in wheels.values():
         shutil.copy2(wheel, task_dir / "vendor" / wheel.name)
+
+
+def stage(options: BuildOptions, staging: Path) -> Dict:
+    """Lay out the extension in `staging`; return the final manifest."""
+    root = options.repo_root
+    manifest = load_json(root / MANIFEST)
+    tasks = load_tasks(root, task_folders(manifest))
+    version = options.version or manifest.get("version", "")
+    major, minor, patch = split_version(version)
+    manifest["version"] = version
+    if options.publisher:
+        manifest["publisher"] = options.publisher
+    for task_json in tasks.values():
+        task_json["version"] = {"Major": major, "Minor": minor, "Patch": patch}
+
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for decorator in decorator_templates(manifest):
+        rendered = render_decorator(
+            (root / decorator).read_text(encoding="utf-8"),
+            [task["id"] for task in tasks.values()],
+            major,
+            options.backend_url,
+            options.audience,
+        )
+        (staging / decorator).parent.mkdir(parents=True, exist_ok=True)
+        (staging / decorator).write_text(rendered, encoding="utf-8")
+    for folder, task_json in tasks.items():
+        stage_task(root, folder, task_json, staging / folder)
+    for icon in manifest.get("icons", {}).values():
+        if not (staging / icon).exists():
+            (staging / icon).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / icon, staging / icon)
     return manifest
 
 

@@ -2,7 +2,8 @@
 /*
  * ImageTrail collector shim: runs the Python collector from a CI step and never breaks the job.
  *
- * Stable contract (used by tasks/ImageTrailCollector/index.js and github-action/*.js):
+ * Stable contract (used by tasks/shared/task-entry.js, which packaging copies with this file into each Azure
+ * DevOps task folder, and by github-action/*.js):
  *
  *   const { runCollector } = require('<repo>/shim/collector-shim.js');
  *   const result = await runCollector({

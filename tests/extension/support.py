@@ -1,4 +1,4 @@
-"""Shared helpers of the extension tests: repository paths, decorator YAML, building and unpacking the .vsix."""
+"""Helpers of the extension tests: repository paths, decorator YAML, building and unzipping the .vsix."""
 
 from __future__ import annotations
 
@@ -18,17 +18,31 @@ from tests.support import services
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "extension"
-TASK_DIR = REPO_ROOT / "tasks" / "ImageTrailCollector"
 DECORATORS = [REPO_ROOT / "decorators" / "pre-job.yml", REPO_ROOT / "decorators" / "post-job.yml"]
-TASK_IN_VSIX = "tasks/ImageTrailCollector"
+# One task per phase, each with its own GUID, so that neither decorator's guard can see the other's step.
+PHASE_TASKS = {"pre-job": "ImageTrailWatch", "post-job": "ImageTrailCollector"}
+PHASES = list(PHASE_TASKS)
+SHARED_TASK_FILES = REPO_ROOT / "tasks" / "shared"  # copied into every task folder by package_tools
 
 
 def load_json(path: Path) -> Dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def task_json() -> Dict[str, Any]:
-    return load_json(TASK_DIR / "task.json")
+def phase_of(decorator: Path) -> str:
+    return decorator.stem  # decorators/pre-job.yml -> pre-job
+
+
+def task_dir(phase: str) -> Path:
+    return REPO_ROOT / "tasks" / PHASE_TASKS[phase]
+
+
+def task_in_vsix(phase: str) -> str:
+    return f"tasks/{PHASE_TASKS[phase]}"
+
+
+def task_json(phase: str) -> Dict[str, Any]:
+    return load_json(task_dir(phase) / "task.json")
 
 
 def decorator_steps(text: str) -> List[Dict[str, Any]]:

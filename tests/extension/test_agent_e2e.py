@@ -1,8 +1,9 @@
 """End to end, as an Azure Pipelines agent runs the injected steps: build the .vsix with the real
-tfx-cli, unzip it, run the decorator's pre-job step (`node <task>/index.js` with the environment the
-agent sets), build and push images to the real registry with the real Docker engine amid noise, run
-the post-job step, and check the exact report, in the report file and as delivered to a local
-backend stub that also plays Azure DevOps' OIDC token endpoint."""
+tfx-cli, unzip it, run the pre-job decorator's step (`node tasks/ImageTrailWatch/index.js` with the
+environment the agent sets), build and push images to the real registry with the real Docker engine
+amid noise, run the post-job decorator's step (`node tasks/ImageTrailCollector/index.js`), and check
+the exact report, in the report file and as delivered to a local backend stub that also plays Azure
+DevOps' OIDC token endpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import threading
@@ -18,13 +20,13 @@ import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.extension.support import (
-    TASK_IN_VSIX,
+    PHASE_TASKS,
     built_vsix,
     decorator_steps,
     load_json,
@@ -114,20 +116,36 @@ def extension(tmp_path_factory, backend) -> Path:
     return unzip(vsix, tmp_path_factory.mktemp("vsix"))
 
 
-def agent_step(extension: Path, phase: str) -> Tuple[List[str], Dict[str, str]]:
+def task_folder(tasks_root: Path, reference: str) -> Path:
+    """The folder the agent runs for `task: <guid>@<major>`: the one whose task.json has that id and major."""
+    guid, major = reference.split("@")
+    found = []
+    for manifest in tasks_root.glob("**/task.json"):
+        task = load_json(manifest)
+        if task["id"].lower() == guid.lower() and task["version"]["Major"] == int(major):
+            found.append(manifest.parent)
+    assert len(found) == 1, (reference, found)
+    return found[0]
+
+
+def agent_step(
+    extension: Path, phase: str, tasks_root: Optional[Path] = None
+) -> Tuple[List[str], Dict[str, str]]:
     """The command and the step-specific environment the agent derives from the injected step:
-    the Node handler's target, INPUT_<NAME> per input, and the step's env mapping with macros expanded."""
-    task = load_json(extension / TASK_IN_VSIX / "task.json")
+    the task folder its GUID names, the Node handler's target, INPUT_<NAME> per input (task.json
+    defaults, then the step's inputs), and the step's env mapping with macros expanded."""
     template = extension / "decorators" / f"{phase}.yml"
     [step] = decorator_steps(template.read_text(encoding="utf-8"))
-    assert step["task"].split("@")[0] == task["id"]
+    folder = task_folder(tasks_root or extension / "tasks", step["task"])
+    task = load_json(folder / "task.json")
+    assert task["name"] == PHASE_TASKS[phase]  # pre-job runs ImageTrailWatch, post-job ImageTrailCollector
     inputs = {item["name"]: item.get("defaultValue", "") for item in task["inputs"]}
     inputs.update(step["inputs"])
     env = {"INPUT_" + name.replace(" ", "_").upper(): str(value) for name, value in inputs.items()}
     macros = {"System.AccessToken": ACCESS_TOKEN}
     for name, value in step["env"].items():
         env[name] = re.sub(r"\$\(([^)]+)\)", lambda m: macros[m.group(1)], value)
-    command = [node(), str(extension / TASK_IN_VSIX / task["execution"]["Node20_1"]["target"])]
+    command = [node(), str(folder / task["execution"]["Node20_1"]["target"])]
     return command, env
 
 
@@ -182,8 +200,15 @@ def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
     return env
 
 
-def run_step(extension: Path, phase: str, job_env: Dict[str, str], timeout: float = 120, **extra: str):
-    command, step_env = agent_step(extension, phase)
+def run_step(
+    extension: Path,
+    phase: str,
+    job_env: Dict[str, str],
+    timeout: float = 120,
+    tasks_root: Optional[Path] = None,
+    **extra: str,
+):
+    command, step_env = agent_step(extension, phase, tasks_root)
     env = {**job_env, **step_env, **extra}
     started = time.monotonic()
     result = subprocess.run(
@@ -369,6 +394,40 @@ def test_pipeline_variable_overrides_the_baked_backend_url(
     assert warnings_in(post.stdout) == [], post.stdout
     assert [body["pushes"][0]["reference"] for _, body in staging.reports] == [image]
     assert len(backend.reports) == before and staging.errors == []
+
+
+def test_each_task_folder_runs_alone_as_the_agent_downloads_it(
+    extension, backend, docker_engine, registry, tmp_path
+):
+    """The agent downloads only the task a step names, into _work/_tasks/<name>_<guid>/<version>/:
+    each phase must run from its own folder with no sibling folder to lean on."""
+    tasks_root = tmp_path / "_work" / "_tasks"
+    for name in PHASE_TASKS.values():
+        task = load_json(extension / "tasks" / name / "task.json")
+        version = "{Major}.{Minor}.{Patch}".format(**task["version"])
+        shutil.copytree(extension / "tasks" / name, tasks_root / f"{name}_{task['id']}" / version)
+    job_env = job_environment(tmp_path, backend)
+    pre, _ = run_step(extension, "pre-job", job_env, tasks_root=tasks_root)
+    [record_file] = (Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json")
+    watcher_pid = load_json(record_file)["watcherPid"]
+    try:
+        (tmp_path / "ctx").mkdir()
+        (tmp_path / "ctx" / "Dockerfile").write_text(
+            f"FROM scratch\nLABEL e2e={uuid.uuid4().hex}\n", encoding="utf-8"
+        )
+        image = f"{registry}/e2e-{uuid.uuid4().hex[:10]}/alone:1"
+        docker("build", "-q", "-t", image, str(tmp_path / "ctx"))
+        docker("push", image)
+        post, _ = run_step(extension, "post-job", job_env, tasks_root=tasks_root)
+    finally:
+        try:
+            os.kill(watcher_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    assert pre.returncode == 0 and post.returncode == 0
+    assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
+    report = load_json(Path(job_env["IMAGETRAIL_REPORT_FILE"]))
+    assert [push["reference"] for push in report["pushes"]] == [image]
 
 
 def test_opt_out_variable_is_silent(extension, backend, tmp_path):

@@ -1,4 +1,4 @@
-"""The extension manifest, the task manifest and the decorator templates, checked against the
+"""The extension manifest, the two task manifests and the decorator templates, checked against the
 official schemas (task-lib's tasks.schema.json, the Azure Pipelines YAML schema) and real manifests."""
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ import yaml
 from tests.extension.support import (
     DECORATORS,
     FIXTURES,
+    PHASE_TASKS,
+    PHASES,
     REPO_ROOT,
-    TASK_DIR,
+    SHARED_TASK_FILES,
     decorator_steps,
     insertion_conditions,
     load_json,
+    phase_of,
+    task_dir,
     task_json,
 )
 
@@ -29,6 +33,8 @@ POST_JOB_TARGETS = {
     "ms.azure-pipelines-agent-job.post-job-tasks",
     "ms.azure-release-pipelines-agent-job.post-job-tasks",
 }
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+JS_REQUIRE = re.compile(r"require\(\s*([^)]*?)\s*\)")
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +45,35 @@ def manifest():
 # --- task.json -------------------------------------------------------------------------------------
 
 
-def test_task_json_is_valid_against_the_official_schema():
+@pytest.mark.parametrize("phase", PHASES)
+def test_task_json_is_valid_against_the_official_schema(phase):
     schema = load_json(FIXTURES / "tasks.schema.json")
-    jsonschema.Draft4Validator(schema).validate(task_json())
+    jsonschema.Draft4Validator(schema).validate(task_json(phase))
 
 
 def test_task_json_schema_check_can_fail():
-    broken = copy.deepcopy(task_json())
+    broken = copy.deepcopy(task_json("post-job"))
     broken["execution"]["Python3"] = {"target": "main.py"}  # Azure Pipelines has no Python handler
     errors = list(jsonschema.Draft4Validator(load_json(FIXTURES / "tasks.schema.json")).iter_errors(broken))
     assert any("Python3" in error.message for error in errors)
 
 
-def test_task_uses_current_node_handlers_like_the_official_tasks():
-    task = task_json()
+@pytest.mark.parametrize("phase", PHASES)
+def test_task_uses_current_node_handlers_like_the_official_tasks(phase):
+    task = task_json(phase)
     assert set(task["execution"]) == {"Node20_1", "Node24"}
     official = [load_json(FIXTURES / name) for name in ("DockerV2.task.json", "BashV3.task.json")]
     for handler, spec in task["execution"].items():
         assert all(handler in other["execution"] for other in official)
-        assert (TASK_DIR / spec["target"]).is_file()
+        assert (task_dir(phase) / spec["target"]).is_file()
         assert spec["target"].endswith(".js")
     # Node20_1 first shipped in agent 3.232.1 (azure-pipelines-tasks docs/migrateNode20.md).
     assert tuple(int(p) for p in task["minimumAgentVersion"].split(".")) >= (3, 232, 1)
 
 
-def test_task_has_the_fields_official_tasks_have():
-    task = task_json()
+@pytest.mark.parametrize("phase", PHASES)
+def test_task_has_the_fields_official_tasks_have(phase):
+    task = task_json(phase)
     docker = load_json(FIXTURES / "DockerV2.task.json")
     for key in (
         "id",
@@ -83,33 +92,60 @@ def test_task_has_the_fields_official_tasks_have():
         assert key in docker and key in task, key
     assert len(task["friendlyName"]) <= 40  # tfx-cli's limit
     assert re.fullmatch(r"[A-Za-z0-9-]+", task["name"])
+    assert task["name"] == PHASE_TASKS[phase] == task_dir(phase).name
     assert set(task["version"]) == {"Major", "Minor", "Patch"}
 
 
-def test_task_inputs():
-    inputs = {item["name"]: item for item in task_json()["inputs"]}
-    assert set(inputs) == {"phase", "backendUrl", "audience", "deadlineSeconds"}
-    assert set(inputs["phase"]["options"]) == {"pre-job", "post-job"}
+@pytest.mark.parametrize("phase", PHASES)
+def test_task_inputs(phase):
+    inputs = {item["name"]: item for item in task_json(phase)["inputs"]}
+    # No phase input: each task's index.js fixes its phase, so no pipeline can set it wrong.
+    assert set(inputs) == {"backendUrl", "audience", "deadlineSeconds"}
     assert int(inputs["deadlineSeconds"]["defaultValue"]) > 0
 
 
-def test_entry_script_has_no_dependencies():
-    source = (TASK_DIR / "index.js").read_text(encoding="utf-8")
-    required = set(re.findall(r"require\(\s*['\"]([^'\"]+)['\"]\s*\)", source))
-    assert required <= {"fs", "path"}, required
-    assert not (TASK_DIR / "package.json").exists() and not (TASK_DIR / "node_modules").exists()
+def test_the_two_tasks_differ_only_in_identity_texts_and_default_deadline():
+    watch, collector = (copy.deepcopy(task_json(phase)) for phase in PHASES)
+    for task in (watch, collector):
+        for key in ("id", "name", "friendlyName", "description", "instanceNameFormat"):
+            task.pop(key)
+        for item in task["inputs"]:
+            item.pop("defaultValue")
+    assert watch == collector
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_each_task_entry_is_one_line_that_fixes_its_phase(phase):
+    source = (task_dir(phase) / "index.js").read_text(encoding="utf-8")
+    code = [
+        line for line in source.splitlines() if line.strip() and not line.startswith(("//", "'use strict'"))
+    ]
+    assert code == [f"require('./task-entry.js').runTask('{phase}');"]
+    # Everything else comes from one place (tasks/shared/, shim/, src/, vendor/) at package time.
+    assert sorted(p.name for p in task_dir(phase).iterdir()) == ["index.js", "task.json"]
+
+
+def test_shared_entry_script_has_no_dependencies():
+    source = (SHARED_TASK_FILES / "task-entry.js").read_text(encoding="utf-8")
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
+    assert set(JS_REQUIRE.findall(code)) == {"'path'", "shimPath"}
+    assert "path.join(root, 'collector-shim.js')" in source  # the shim packaged beside it, nothing outside
+    assert sorted(p.name for p in SHARED_TASK_FILES.iterdir()) == ["icon.png", "task-entry.js"]
+    assert not list(REPO_ROOT.glob("tasks/*/package.json"))
+    assert not list(REPO_ROOT.glob("tasks/*/node_modules"))
 
 
 # --- vss-extension.json ----------------------------------------------------------------------------
 
 
-def test_task_contribution_points_at_the_task_folder(manifest):
+def test_task_contributions_point_at_the_two_task_folders(manifest):
     tasks = [c for c in manifest["contributions"] if c["type"] == "ms.vss-distributed-task.task"]
-    assert len(tasks) == 1
-    assert tasks[0]["targets"] == ["ms.vss-distributed-task.tasks"]
-    folder = REPO_ROOT / tasks[0]["properties"]["name"]
-    assert (folder / "task.json").is_file() and folder == TASK_DIR
-    assert {"path": tasks[0]["properties"]["name"]} in manifest["files"]
+    assert len(tasks) == len(PHASES)
+    assert {REPO_ROOT / c["properties"]["name"] for c in tasks} == {task_dir(phase) for phase in PHASES}
+    for contribution in tasks:
+        assert contribution["targets"] == ["ms.vss-distributed-task.tasks"]
+        assert (REPO_ROOT / contribution["properties"]["name"] / "task.json").is_file()
+        assert {"path": contribution["properties"]["name"]} in manifest["files"]
 
 
 def test_decorators_cover_yaml_classic_build_and_classic_release_jobs(manifest):
@@ -150,7 +186,8 @@ def test_manifest_basics(manifest):
     assert manifest["public"] is False  # only private extensions may contribute pipeline decorators
     assert manifest["scopes"] == []  # the job's own System.AccessToken is used; the extension needs no scope
     assert (REPO_ROOT / manifest["icons"]["default"]).is_file()
-    assert manifest["version"] == "{Major}.{Minor}.{Patch}".format(**task_json()["version"])
+    for phase in PHASES:
+        assert manifest["version"] == "{Major}.{Minor}.{Patch}".format(**task_json(phase)["version"])
     assert len(manifest["description"]) < 200  # tfx-cli's limit
 
 
@@ -158,10 +195,10 @@ def test_manifest_basics(manifest):
 
 
 @pytest.mark.parametrize("path", DECORATORS, ids=lambda p: p.name)
-def test_decorator_injects_the_task_by_guid_with_safe_step_options(path):
-    task = task_json()
-    text = path.read_text(encoding="utf-8")
-    steps = decorator_steps(text)
+def test_decorator_injects_its_task_by_guid_with_safe_step_options(path):
+    phase = phase_of(path)
+    task = task_json(phase)
+    steps = decorator_steps(path.read_text(encoding="utf-8"))
     assert len(steps) == 1
     step = steps[0]
     assert step["task"] == f"{task['id']}@{task['version']['Major']}"
@@ -169,8 +206,6 @@ def test_decorator_injects_the_task_by_guid_with_safe_step_options(path):
     assert 1 <= step["timeoutInMinutes"] <= 2
     assert step["target"] == "host"  # the host's Docker daemon, also in container jobs
     assert step["env"] == {"SYSTEM_ACCESSTOKEN": "$(System.AccessToken)"}
-    phase = "pre-job" if "pre-job" in path.name else "post-job"
-    assert step["inputs"]["phase"] == phase
     input_names = {item["name"] for item in task["inputs"]}
     assert set(step["inputs"]) <= input_names
     # the step deadline fits in the step timeout
@@ -183,40 +218,58 @@ def test_decorator_injects_the_task_by_guid_with_safe_step_options(path):
 
 @pytest.mark.parametrize("path", DECORATORS, ids=lambda p: p.name)
 def test_decorator_is_not_injected_twice_nor_when_opted_out(path):
-    task_id = task_json()["id"]
+    task_id = task_json(phase_of(path))["id"]
     [condition] = insertion_conditions(path.read_text(encoding="utf-8"))
     assert f"not(containsValue(job.steps.*.task.id, '{task_id}'))" in condition
     assert "ne(variables['imagetrail.disable'], 'true')" in condition
 
 
-def pipelines_schema_with_our_task():
+def test_each_decorator_guards_only_on_its_own_task_guid():
+    """Whether the post-job decorator's job.steps lists the step the pre-job decorator injected is not
+    documented; with one task per phase, each guarded only by its own GUID, the answer cannot matter."""
+    ids = {phase: task_json(phase)["id"] for phase in PHASES}
+    assert all(GUID.fullmatch(task_id) for task_id in ids.values())
+    assert ids["pre-job"].lower() != ids["post-job"].lower()
+    for path in DECORATORS:
+        phase = phase_of(path)
+        text = path.read_text(encoding="utf-8")
+        [condition] = insertion_conditions(text)
+        guarded = re.findall(r"containsValue\(job\.steps\.\*\.task\.id, '([^']+)'\)", condition)
+        assert guarded == [ids[phase]]
+        [step] = decorator_steps(text)
+        assert step["task"].split("@")[0] == ids[phase]
+        assert set(GUID.findall(text)) == {ids[phase]}  # the other task's GUID appears nowhere in it
+
+
+def pipelines_schema_with_our_tasks():
     """The Azure Pipelines YAML schema as an organisation with this extension installed serves it.
 
     The VS Code copy lists only Microsoft's built-in tasks (an organisation's schema adds its installed
-    tasks, see microsoft/azure-pipelines-vscode issue #528), so our task's entry is added from
-    task.json the way the built-in ones are written. It also lacks the `target` step property that
+    tasks, see microsoft/azure-pipelines-vscode issue #528), so our two tasks' entries are added from
+    their task.json the way the built-in ones are written. It also lacks the `target` step property that
     the steps.task reference documents (issue #479), which is added from its own `stepTarget` definition.
     """
     schema = load_json(FIXTURES / "service-schema.json")
-    task = task_json()
-    major = task["version"]["Major"]
-    inputs = {item["name"]: {"type": "string"} for item in task["inputs"]}
-    entry = {
-        "properties": {
-            "task": {"pattern": f"^({task['id']}|{task['name']})@{major}$"},
-            "inputs": {
-                "properties": inputs,
-                "additionalProperties": False,
-                "required": [item["name"] for item in task["inputs"] if item.get("required")],
-            },
-        },
-        "required": ["task", "inputs"],
-    }
     definitions = schema["definitions"]
-    definitions["task"]["anyOf"].append(entry)
-    definitions["task"]["properties"]["task"]["anyOf"].append(
-        {"pattern": entry["properties"]["task"]["pattern"]}
-    )
+    for phase in PHASES:
+        task = task_json(phase)
+        major = task["version"]["Major"]
+        inputs = {item["name"]: {"type": "string"} for item in task["inputs"]}
+        entry = {
+            "properties": {
+                "task": {"pattern": f"^({task['id']}|{task['name']})@{major}$"},
+                "inputs": {
+                    "properties": inputs,
+                    "additionalProperties": False,
+                    "required": [item["name"] for item in task["inputs"] if item.get("required")],
+                },
+            },
+            "required": ["task", "inputs"],
+        }
+        definitions["task"]["anyOf"].append(entry)
+        definitions["task"]["properties"]["task"]["anyOf"].append(
+            {"pattern": entry["properties"]["task"]["pattern"]}
+        )
     assert "target" not in definitions["task"]["properties"]
     definitions["task"]["properties"]["target"] = {"$ref": "#/definitions/stepTarget"}
     return {
@@ -228,7 +281,7 @@ def pipelines_schema_with_our_task():
 
 @pytest.fixture(scope="module")
 def steps_validator():
-    return jsonschema.Draft7Validator(pipelines_schema_with_our_task())
+    return jsonschema.Draft7Validator(pipelines_schema_with_our_tasks())
 
 
 @pytest.mark.parametrize("path", DECORATORS, ids=lambda p: p.name)
@@ -244,6 +297,8 @@ def test_decorator_steps_validation_can_fail(steps_validator):
         dict(steps[0], inputs={**steps[0]["inputs"], "backendURL": "x"})
     ]  # inputs are case-exact here
     assert not steps_validator.is_valid({"steps": unknown_input})
+    removed_input = [dict(steps[0], inputs={**steps[0]["inputs"], "phase": "pre-job"})]
+    assert not steps_validator.is_valid({"steps": removed_input})
 
 
 def test_decorators_are_plain_yaml_with_placeholders_for_the_build():

@@ -13,12 +13,15 @@ import pytest
 from package_tools import build
 from package_tools.errors import BuildError
 from tests.extension.support import (
+    PHASES,
     REPO_ROOT,
-    TASK_IN_VSIX,
+    SHARED_TASK_FILES,
     build_vsix,
     built_vsix,
     decorator_steps,
     require_tool,
+    task_dir,
+    task_in_vsix,
     task_json,
 )
 
@@ -46,12 +49,23 @@ def read(vsix: Path, name: str) -> str:
         return archive.read(name).decode("utf-8")
 
 
+def repo_copy(tmp_path: Path) -> Path:
+    """What `build` reads from the repository, copied so that a test can break it."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for name in ("vss-extension.json", "decorators", "tasks", "shim", "vendor", "package_tools", "src"):
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    return copy
+
+
 def test_exactly_one_vsix_named_after_publisher_id_and_version(vsix):
     assert sorted(p.name for p in vsix.parent.iterdir()) == [vsix.name]
-    assert (
-        vsix.name
-        == f"contoso.imagetrail-collector-{json.loads((REPO_ROOT / 'vss-extension.json').read_text())['version']}.vsix"
-    )
+    version = json.loads((REPO_ROOT / "vss-extension.json").read_text())["version"]
+    assert vsix.name == f"contoso.imagetrail-collector-{version}.vsix"
 
 
 def test_vsixmanifest_identity_and_vsomanifest_contributions(vsix):
@@ -65,14 +79,22 @@ def test_vsixmanifest_identity_and_vsomanifest_contributions(vsix):
     }
 
 
-def test_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vsix):
+@pytest.mark.parametrize("phase", PHASES)
+def test_each_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vsix, phase):
+    """The agent downloads one task folder at a time: each must hold everything on its own."""
+    folder = task_in_vsix(phase)
     with zipfile.ZipFile(vsix) as archive:
-        names = [n for n in archive.namelist() if n.startswith(TASK_IN_VSIX + "/") and not n.endswith("/")]
+        names = [n for n in archive.namelist() if n.startswith(folder + "/") and not n.endswith("/")]
         zipped = sum(info.compress_size for info in archive.infolist() if info.filename in names)
-    relative = {n[len(TASK_IN_VSIX) + 1 :] for n in names}
+        packaged = {
+            name: archive.read(f"{folder}/{name}")
+            for name in ("index.js", "task-entry.js", "collector-shim.js")
+        }
+    relative = {n[len(folder) + 1 :] for n in names}
     for needed in (
         "task.json",
         "index.js",
+        "task-entry.js",
         "collector-shim.js",
         "icon.png",
         "src/imagetrail/__init__.py",
@@ -94,14 +116,18 @@ def test_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vs
     ]
     assert not [n for n in relative if "__pycache__" in n or n.endswith(".pyc")]
     assert zipped < TASK_ZIPPED_LIMIT, zipped
+    # One source each: the task's own one-line index.js, the shared entry, the shared shim.
+    assert packaged["index.js"] == (task_dir(phase) / "index.js").read_bytes()
+    assert packaged["task-entry.js"] == (SHARED_TASK_FILES / "task-entry.js").read_bytes()
+    assert packaged["collector-shim.js"] == (REPO_ROOT / "shim" / "collector-shim.js").read_bytes()
 
 
 def test_task_and_extension_versions_in_step_and_values_baked_into_decorators(vsix):
-    task = json.loads(read(vsix, f"{TASK_IN_VSIX}/task.json"))
     manifest_version = json.loads((REPO_ROOT / "vss-extension.json").read_text())["version"]
-    assert "{Major}.{Minor}.{Patch}".format(**task["version"]) == manifest_version
-    assert task["id"] == task_json()["id"]
-    for phase in ("pre-job", "post-job"):
+    for phase in PHASES:
+        task = json.loads(read(vsix, f"{task_in_vsix(phase)}/task.json"))
+        assert "{Major}.{Minor}.{Patch}".format(**task["version"]) == manifest_version
+        assert task["id"] == task_json(phase)["id"]
         [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
         assert step["task"] == f"{task['id']}@{task['version']['Major']}"
         assert step["inputs"]["backendUrl"] == "https://imagetrail.contoso.example/"
@@ -110,15 +136,15 @@ def test_task_and_extension_versions_in_step_and_values_baked_into_decorators(vs
 
 def test_version_option_sets_extension_task_and_decorator_major(tmp_path):
     vsix = built_vsix(tmp_path, "--version", "2.3.4")
-    task = json.loads(read(vsix, f"{TASK_IN_VSIX}/task.json"))
-    assert task["version"] == {"Major": 2, "Minor": 3, "Patch": 4}
     identity = ET.fromstring(read(vsix, "extension.vsixmanifest")).find("m:Metadata/m:Identity", VSIX_NS)
     assert identity.get("Version") == "2.3.4"
-    [step] = decorator_steps(read(vsix, "decorators/post-job.yml"))
-    assert step["task"].endswith("@2")
-    assert (
-        step["inputs"]["backendUrl"] == ""
-    )  # nothing baked: the pipeline variable imagetrail.url must set it
+    for phase in PHASES:
+        task = json.loads(read(vsix, f"{task_in_vsix(phase)}/task.json"))
+        assert task["version"] == {"Major": 2, "Minor": 3, "Patch": 4}
+        [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
+        assert step["task"] == f"{task['id']}@2"
+        # nothing baked: the pipeline variable imagetrail.url must set it
+        assert step["inputs"]["backendUrl"] == ""
 
 
 @pytest.mark.parametrize(
@@ -144,17 +170,22 @@ def test_bad_options_name_the_option(tmp_path, args, message):
 def test_an_invalid_task_json_fails_the_build(tmp_path):
     """tfx-cli only warns about an invalid task.json; the build treats that as an error."""
     require_tool("tfx")
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    for name in ("vss-extension.json", "decorators", "tasks", "shim", "vendor", "package_tools", "src"):
-        source = REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, copy / name)
+    copy = repo_copy(tmp_path)
     task_file = copy / "tasks" / "ImageTrailCollector" / "task.json"
     task = json.loads(task_file.read_text())
     task["friendlyName"] = "ImageTrail collector with a name far beyond forty characters"
     task_file.write_text(json.dumps(task))
     with pytest.raises(BuildError, match="tfx-cli rejected task.json"):
         build.build(build.BuildOptions(repo_root=copy, output_dir=tmp_path / "dist"))
+
+
+def test_two_tasks_with_one_guid_fail_the_build(tmp_path):
+    """The decorators tell the phases apart by task GUID; a copied task.json must not slip through."""
+    copy = repo_copy(tmp_path)
+    watch_file = copy / "tasks" / "ImageTrailWatch" / "task.json"
+    watch = json.loads(watch_file.read_text())
+    watch["id"] = task_json("post-job")["id"].upper()
+    watch_file.write_text(json.dumps(watch))
+    with pytest.raises(BuildError, match="share a task id"):
+        build.build(build.BuildOptions(repo_root=copy, output_dir=tmp_path / "dist"))
+    assert not list((tmp_path / "dist").glob("*.vsix"))

@@ -54,10 +54,19 @@ def _builds_with_reports(build_client, project: str, since: datetime, top: int) 
             yield build.id, attachment
 
 
+def _self_href(attachment) -> str:
+    """The attachment's download link. The package maps ``_links`` to a ReferenceLinks model whose
+    ``links`` field is never in the JSON, so the links end up in ``additional_properties``."""
+    links = getattr(attachment, "_links", None)
+    if links is None:
+        return ""
+    found = (getattr(links, "links", None) or getattr(links, "additional_properties", None) or {}).get("self")
+    return (found or {}).get("href", "") if isinstance(found, dict) else ""
+
+
 def _download(build_client, project: str, build_id: int, attachment) -> bytes:
-    href = ((attachment.links or {}).get("links") or {}).get("self", {}).get("href", "") \
-        if isinstance(attachment.links, dict) else getattr(getattr(attachment.links, "links", {}).get("self"), "href", "")
-    match = _ATTACHMENT_HREF.search(href or "")
+    href = _self_href(attachment)
+    match = _ATTACHMENT_HREF.search(href)
     if not match:
         raise ValueError(f"attachment {attachment.name!r} of build {build_id} has no download link")
     chunks, size = [], 0
