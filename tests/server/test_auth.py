@@ -200,10 +200,11 @@ def test_read_key_sees_only_its_organisation_and_cannot_ingest(client, admin):
     assert client.post("/v1/reports", json=body(ado_report(job="T")), headers=reader).status_code == 403
 
 
-def test_revoked_and_tampered_keys_are_401(client):
+def test_revoked_and_tampered_keys_are_401(make_client):
     from imagetrail.server.auth.api_keys import revoke_key
     from imagetrail.server.db import transaction
 
+    client = make_client(api_key_cache_seconds=0)  # revocation visible at once
     headers = new_key(client, "contoso", "read")
     key = headers["Authorization"].split()[1]
     tampered = {"Authorization": "Bearer " + key[:-2] + ("AA" if not key.endswith("AA") else "BB")}
@@ -214,3 +215,19 @@ def test_revoked_and_tampered_keys_are_401(client):
     response = client.get("/v1/images", params={"run": "1"}, headers=headers)
     assert response.status_code == 401
     assert key not in response.text
+
+
+def test_a_revoked_key_stops_working_once_its_cache_entry_expires(make_client):
+    from imagetrail.server.auth.api_keys import revoke_key
+    from imagetrail.server.db import transaction
+
+    client = make_client(api_key_cache_seconds=3)
+    headers = new_key(client, "contoso", "read")
+    assert client.get("/v1/images", params={"run": "1"}, headers=headers).status_code == 200
+    with transaction(client.app.state.sessions) as session:
+        assert revoke_key(session, headers["Authorization"].split("_")[1])
+    # Within the cache lifetime the verified key is still served from memory...
+    assert client.get("/v1/images", params={"run": "1"}, headers=headers).status_code == 200
+    time.sleep(3.1)
+    # ...and then the revocation holds.
+    assert client.get("/v1/images", params={"run": "1"}, headers=headers).status_code == 401

@@ -23,18 +23,20 @@ from datetime import datetime
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, union
+from sqlalchemy import Select, and_, false, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import normalize_registry
 from imagetrail.server.auth import Principal
 from imagetrail.server.models.cloud import (
+    CONTAINER_IDENTITY,
     Cluster,
     Finding,
     ImageScan,
     RunningContainer,
     VulnerabilitySummary,
+    sort_columns,
 )
 from imagetrail.server.models.pipeline import (
     ImageReference,
@@ -276,65 +278,63 @@ def _allowed(principal: Principal) -> Optional[Set[str]]:
 # --- the explorer query -----------------------------------------------------------------------
 
 
-def _filtered(filters: ExplorerFilters, principal: Principal) -> Select:
-    allowed = _allowed(principal)
-    query = (
-        select(RunningContainer, Cluster.name, VulnerabilitySummary)
-        .join(Cluster, Cluster.id == RunningContainer.cluster_id)
-        .outerjoin(VulnerabilitySummary, VulnerabilitySummary.digest == RunningContainer.digest)
-    )
+def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
+    """WHERE conditions on running_containers alone (its copied cluster and vulnerability columns)."""
+    c = RunningContainer
+    conditions: list = []
     if filters.exposed is not None:
-        query = query.where(RunningContainer.exposed.is_(filters.exposed))
+        conditions.append(c.exposed.is_(filters.exposed))
     if filters.cluster:
-        query = query.where(Cluster.name == filters.cluster)
+        conditions.append(c.cluster_name == filters.cluster)
     if filters.namespace:
-        query = query.where(RunningContainer.namespace == filters.namespace)
+        conditions.append(c.namespace == filters.namespace)
     if filters.registry:
-        query = query.where(RunningContainer.registry_host == normalize_registry(filters.registry))
+        conditions.append(c.registry_host == normalize_registry(filters.registry))
     if filters.repository:
-        query = query.where(RunningContainer.repository == filters.repository.lower())
+        conditions.append(c.repository == filters.repository.lower())
     if filters.digests:
-        query = query.where(RunningContainer.digest.in_(sorted(set(filters.digests))))
+        conditions.append(c.digest.in_(sorted(set(filters.digests))))
     rank = sev.parse_filter(filters.min_severity) if filters.min_severity else None
     if filters.cve:
-        finding = [Finding.scan_id == VulnerabilitySummary.scan_id, Finding.vulnerability_id == filters.cve]
+        finding = [Finding.vulnerability_id == filters.cve]
         if rank:
             finding.append(Finding.severity >= rank)
         if filters.fix_available:
             finding.append(and_(Finding.fixed_version.is_not(None), Finding.fixed_version != ""))
-        query = query.where(exists(select(literal(1)).where(*finding)))
+        conditions.append(c.scan_id.in_(select(Finding.scan_id).where(*finding)))
     elif filters.fix_available:
-        query = query.where(VulnerabilitySummary.max_fixable_severity >= (rank or sev.UNKNOWN))
+        conditions.append(c.max_fixable_severity >= (rank or sev.UNKNOWN))
     elif rank:
-        query = query.where(VulnerabilitySummary.max_severity >= rank)
+        conditions.append(c.max_severity >= rank)
+    allowed = _allowed(principal)
     if filters.trail_filtered() or allowed is not None:
         pushed = _pushes_joined([Push.digest]).where(*_trail_conditions(filters, allowed))
-        query = query.where(RunningContainer.digest.in_(_with_related(pushed)))
-    return query
+        conditions.append(c.digest.in_(_with_related(pushed)))
+    return conditions
 
 
 def _order(sort: str) -> list:
+    """ORDER BY for ``sort``: each matches one running_containers index (see the model)."""
     c = RunningContainer
-    identity = [Cluster.name, c.namespace, c.workload_name, c.pod, c.container, c.id]
-    if sort in ("severity", "-severity"):
-        direction = (lambda col: col.desc()) if sort == "-severity" else (lambda col: col.asc())
+    if sort == "-severity":
         return [
-            direction(func.coalesce(VulnerabilitySummary.max_severity, 0)),
-            direction(func.coalesce(VulnerabilitySummary.critical, 0)),
-            direction(func.coalesce(VulnerabilitySummary.high, 0)),
-            *identity,
+            c.max_severity.desc(),
+            c.critical_count.desc(),
+            c.high_count.desc(),
+            *(getattr(c, name) for name in CONTAINER_IDENTITY),
         ]
-    if sort == "cluster":
-        return identity
-    if sort == "namespace":
-        return [c.namespace, *identity]
-    if sort == "workload":
-        return [c.workload_name, *identity]
-    if sort == "image":
-        return [c.image, *identity]
-    if sort == "digest":
-        return [c.digest, *identity]
-    raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    if sort == "severity":
+        return [c.max_severity, c.critical_count, c.high_count, *(getattr(c, n) for n in CONTAINER_IDENTITY)]
+    leading = {
+        "cluster": "cluster_name",
+        "namespace": "namespace",
+        "workload": "workload_name",
+        "image": "image",
+        "digest": "digest",
+    }.get(sort)
+    if leading is None:
+        raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    return [getattr(c, name) for name in sort_columns(leading)]
 
 
 def _check_paging(page: int, page_size: int) -> None:
@@ -355,15 +355,42 @@ def run_query(
     """One page of running containers matching ``filters`` that ``principal`` may see."""
     _check_paging(page, page_size)
     order = _order(sort)
-    query = _filtered(filters, principal)
-    total = session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
-    page_rows = session.execute(query.order_by(*order).limit(page_size).offset((page - 1) * page_size)).all()
+    conditions = _conditions(filters, principal)
+    # Exact total: the web explorer pages and exports by it. One table, so an index or a seq scan.
+    total = session.execute(
+        select(func.count()).select_from(RunningContainer).where(*conditions)
+    ).scalar_one()
+    # The page's ids first (read in index order, only ids carried past OFFSET), then its rows.
+    ids = (
+        session.execute(
+            select(RunningContainer.id)
+            .where(*conditions)
+            .order_by(*order)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        .scalars()
+        .all()
+    )
+    position = {row_id: n for n, row_id in enumerate(ids)}
+    page_rows = (
+        sorted(
+            session.execute(
+                select(RunningContainer, VulnerabilitySummary)
+                .outerjoin(VulnerabilitySummary, VulnerabilitySummary.digest == RunningContainer.digest)
+                .where(RunningContainer.id.in_(ids))
+            ).all(),
+            key=lambda row: position[row[0].id],
+        )
+        if ids
+        else []
+    )
     containers = [row[0] for row in page_rows]
     trails = find_trails(session, {c.digest for c in containers if c.digest}, filters, _allowed(principal))
-    scans = _scanners(session, {row[2].scan_id for row in page_rows if row[2] is not None})
+    scans = _scanners(session, {row[1].scan_id for row in page_rows if row[1] is not None})
     rows = [
-        _row(container, cluster, summary, trails.get(container.digest or ""), scans)
-        for container, cluster, summary in page_rows
+        _row(container, summary, trails.get(container.digest or ""), scans)
+        for container, summary in page_rows
     ]
     return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
 
@@ -378,7 +405,6 @@ def _scanners(session: Session, scan_ids: Set[int]) -> Dict[int, str]:
 
 def _row(
     container: RunningContainer,
-    cluster: str,
     summary: Optional[VulnerabilitySummary],
     trail: Optional[Trail],
     scanners: Dict[int, str],
@@ -400,7 +426,7 @@ def _row(
             scanned_digest=summary.via_digest,
         )
     return ExplorerRow(
-        cluster=cluster,
+        cluster=container.cluster_name,
         namespace=container.namespace,
         workload_kind=container.workload_kind,
         workload_name=container.workload_name,

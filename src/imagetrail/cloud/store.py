@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import JSON, delete, insert, or_, select
+from sqlalchemy import JSON, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
@@ -94,7 +94,9 @@ def replace_inventory(
         session.add(cluster)
         session.flush()
     removed = session.execute(
-        delete(RunningContainer).where(RunningContainer.cluster_id == cluster.id)
+        delete(RunningContainer.__table__).where(
+            RunningContainer.cluster_name == cluster.name, RunningContainer.cluster_id == cluster.id
+        )
     ).rowcount
     cluster.source = inventory.source
     cluster.synced_at = now
@@ -102,6 +104,11 @@ def replace_inventory(
     cluster.pod_count = inventory.pods
     cluster.container_count = len(inventory.containers)
     cluster.warnings = inventory.warnings
+    digests = {item.digest for item in inventory.containers if item.digest}
+    # Relations the collector recorded after a scan arrived: carry those summaries to what runs now,
+    # before the rows are written so they are written with their vulnerability columns.
+    propagate_summaries(session, digests)
+    vulnerabilities = _container_columns(session, digests)
     rows = []
     exposed = 0
     for item in inventory.containers:
@@ -111,6 +118,7 @@ def replace_inventory(
         rows.append(
             {
                 "cluster_id": cluster.id,
+                "cluster_name": cluster.name,
                 "namespace": item.namespace,
                 "pod": item.pod,
                 "workload_kind": item.workload_kind,
@@ -125,14 +133,78 @@ def replace_inventory(
                 "digest_error": item.digest_error if item.digest is None else None,
                 "exposed": bool(exposure),
                 "exposure": exposure,
+                **vulnerabilities.get(item.digest or "", _NO_VULNERABILITIES),
             }
         )
     _bulk_insert(session, RunningContainer.__table__, rows)
-    # Relations the collector recorded after a scan arrived: carry those summaries to what runs now.
-    propagate_summaries(session, {row["digest"] for row in rows if row["digest"]})
     return InventoryResult(
         cluster=inventory.cluster, containers=len(rows), exposed=exposed, replaced=removed or 0
     )
+
+
+# --- the vulnerability columns copied onto running_containers -----------------------------------
+
+_NO_VULNERABILITIES = {
+    "max_severity": sev.NONE,
+    "critical_count": 0,
+    "high_count": 0,
+    "max_fixable_severity": sev.NONE,
+    "scan_id": None,
+}
+
+
+def _copied_columns(summary_values: dict) -> dict:
+    return {
+        "max_severity": summary_values["max_severity"],
+        "critical_count": summary_values["critical"],
+        "high_count": summary_values["high"],
+        "max_fixable_severity": summary_values["max_fixable_severity"],
+        "scan_id": summary_values["scan_id"],
+    }
+
+
+def _container_columns(session: Session, digests: Set[str]) -> Dict[str, dict]:
+    """The running_containers vulnerability columns for each digest that has a summary."""
+    summary = VulnerabilitySummary
+    columns = (
+        summary.digest,
+        summary.max_severity,
+        summary.critical,
+        summary.high,
+        summary.max_fixable_severity,
+        summary.scan_id,
+    )
+    found: Dict[str, dict] = {}
+    wanted = sorted(digests)
+    for start in range(0, len(wanted), 1000):
+        for row in session.execute(select(*columns).where(summary.digest.in_(wanted[start : start + 1000]))):
+            found[row[0]] = dict(zip(_NO_VULNERABILITIES, row[1:]))
+    return found
+
+
+def refresh_container_columns(session: Session) -> int:
+    """Rewrite every running container's copied columns from ``clusters`` and ``vulnerability_summaries``.
+
+    The write paths keep them current; this is for data bulk-loaded around them (benchmarks, restores).
+    """
+    containers = RunningContainer.__table__
+    summary = VulnerabilitySummary.__table__
+
+    def from_summary(column):
+        return (
+            select(column).where(summary.c.digest == containers.c.digest).scalar_subquery()
+        )
+
+    return session.execute(
+        update(containers).values(
+            cluster_name=select(Cluster.name).where(Cluster.id == containers.c.cluster_id).scalar_subquery(),
+            max_severity=func.coalesce(from_summary(summary.c.max_severity), sev.NONE),
+            critical_count=func.coalesce(from_summary(summary.c.critical), 0),
+            high_count=func.coalesce(from_summary(summary.c.high), 0),
+            max_fixable_severity=func.coalesce(from_summary(summary.c.max_fixable_severity), sev.NONE),
+            scan_id=from_summary(summary.c.scan_id),
+        )
+    ).rowcount
 
 
 def _bulk_insert(session: Session, table, rows: List[dict]) -> None:
@@ -246,6 +318,10 @@ def _put_summary(session: Session, digest: str, via: str, values: dict) -> bool:
         current.via_digest = via
         for key, value in values.items():
             setattr(current, key, value)
+    containers = RunningContainer.__table__
+    session.execute(
+        update(containers).where(containers.c.digest == digest).values(**_copied_columns(values))
+    )
     return True
 
 

@@ -11,8 +11,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from imagetrail import __version__
+from imagetrail.server.auth.api_keys import KeyCache
 from imagetrail.server.auth.tokens import TokenVerifier
 from imagetrail.server.db import make_engine, make_sessionmaker
+from imagetrail.server.ingest_writer import IngestWriter
 from imagetrail.server.settings import Settings
 
 log = logging.getLogger("imagetrail.server")
@@ -30,6 +32,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.api_key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.ingest_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
+                                           batch_wait=settings.ingest_batch_wait_ms / 1000)
 
     def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # The service stays up; the client (collector, reconcile) retries later.

@@ -1,23 +1,39 @@
-"""Storing one validated report: every row in one transaction, idempotent by reportId.
+"""Storing validated reports: every row of a report in one transaction, idempotent by reportId.
+
+``store_reports`` writes a batch of reports in ONE transaction with set-based statements
+(multi-row ``INSERT .. ON CONFLICT DO NOTHING RETURNING``), so a batch costs a handful of
+round trips and one commit however many reports it holds (group commit, see
+``ingest_writer``). ``ingest_report`` is the same code path for one report.
 
 Dimension rows (organisation, project, pipeline, repository, person, run, job, image
 reference) are shared between reports and created on first sight with
-``INSERT .. ON CONFLICT DO NOTHING`` followed by a SELECT, so concurrent requests on
-several processes never fail on, or duplicate, a row another request created first.
-Rows are always taken in the same table order, and sorted within a table, so two
-transactions cannot wait on each other in a cycle.
+``INSERT .. ON CONFLICT DO NOTHING`` followed by a SELECT of the rows another transaction
+created first, so concurrent writers on several processes never fail on, or duplicate,
+a shared row. Tables are always written in the same order, and rows sorted by key within
+a table, so two transactions cannot wait on each other in a cycle.
+
+Ids of dimension rows are remembered in process memory (``DimensionCache``), learned only
+after the transaction that saw them committed. That is safe because these rows are never
+deleted or re-keyed; the only mutable facts (a run's commit, requester...) only ever go
+from NULL to a value, and the cache remembers which ones it saw set.
+
+A batch that fails on a constraint or a data error is written again one report per
+transaction, so one bad report cannot sink the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.auth import Principal
@@ -42,6 +58,12 @@ LAST_REPORT_RESOLUTION = timedelta(minutes=1)
 # PostgreSQL deadlock_detected / serialization_failure: the transaction is retried whole.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
 MAX_ATTEMPTS = 3
+# A cache map that grows past this many entries is emptied (it refills from the database).
+CACHE_LIMIT = 200_000
+
+RUN_FACTS = ("number", "url", "reason", "repository_id", "branch", "commit", "requester_id")
+Key = Tuple[Any, ...]
+Item = Tuple[Dict[str, Any], Principal]
 
 
 @dataclass(frozen=True)
@@ -51,36 +73,122 @@ class IngestResult:
     pushes: int
 
 
-class _AlreadyStored(Exception):
-    def __init__(self, result: IngestResult):
-        super().__init__(result.report_id)
-        self.result = result
+# -- the dimension cache ------------------------------------------------------------------
+
+@dataclass
+class _Learned:
+    """What one transaction saw; merged into the cache only after it committed."""
+
+    ids: Dict[str, Dict[Key, int]] = field(default_factory=dict)
+    run_facts: Dict[int, Set[str]] = field(default_factory=dict)
+    images: Set[str] = field(default_factory=set)
+    orgs_touched: Set[int] = field(default_factory=set)
 
 
-def _insert(conn: Connection, table: Table):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+class DimensionCache:
+    """Ids of committed dimension rows, per database (engine), in process memory."""
+
+    _by_engine: "weakref.WeakKeyDictionary[Engine, DimensionCache]" = weakref.WeakKeyDictionary()
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.ids: Dict[str, Dict[Key, int]] = {}
+        self.run_facts: Dict[int, frozenset] = {}
+        self.images: Set[str] = set()
+        self.org_touched_at: Dict[int, float] = {}  # time.monotonic() of our last last_report_at refresh
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> "DimensionCache":
+        with cls._registry_lock:
+            cache = cls._by_engine.get(engine)
+            if cache is None:
+                cache = cls._by_engine[engine] = cls()
+            return cache
+
+    def table(self, name: str) -> Dict[Key, int]:
+        return self.ids.get(name) or {}
+
+    def learn(self, learned: _Learned, touched_at: float) -> None:
+        with self._lock:
+            for name, found in learned.ids.items():
+                known = self.ids.setdefault(name, {})
+                if len(known) + len(found) > CACHE_LIMIT:
+                    known.clear()
+                known.update(found)
+            if len(self.run_facts) + len(learned.run_facts) > CACHE_LIMIT:
+                self.run_facts.clear()
+            for run_id, facts in learned.run_facts.items():
+                self.run_facts[run_id] = self.run_facts.get(run_id, frozenset()) | facts
+            if len(self.images) + len(learned.images) > CACHE_LIMIT:
+                self.images.clear()
+            self.images |= learned.images
+            for org_id in learned.orgs_touched:
+                self.org_touched_at[org_id] = touched_at
 
 
-def _get_or_create(conn: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    where = and_(*(table.c[k] == v for k, v in keys.items()))
-    found = conn.execute(select(table.c.id).where(where)).scalar()
-    if found is not None:
-        return found
-    stmt = (_insert(conn, table).values({**keys, **values})
-            .on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id))
-    created = conn.execute(stmt).scalar()
-    if created is not None:
-        return created
-    # Another transaction created it between our SELECT and INSERT; it is committed now.
-    return conn.execute(select(table.c.id).where(where)).scalar_one()
+# -- entry points -------------------------------------------------------------------------
 
+def ingest_report(sessions: sessionmaker[Session], body: Dict[str, Any], principal: Principal) -> IngestResult:
+    """Store one report validated by ``imagetrail.server.validation.validate_report``."""
+    outcome = store_reports(sessions, [(body, principal)])[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Union[IngestResult, BaseException]]:
+    """Store validated reports, all in one transaction when possible; one outcome per item, in order.
+
+    An outcome is an ``IngestResult`` (committed: created, or already stored) or the exception
+    that kept that report out. When the database is unreachable every item gets that error
+    (the client retries); when a constraint or data error fails the batch, each report is
+    written again in its own transaction so only the bad one gets the error.
+    """
+    if not items:
+        return []
+    try:
+        return _store_with_retries(sessions, items)
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise
+        if len(items) == 1:
+            return [exc]
+    outcomes: List[Union[IngestResult, BaseException]] = []
+    for item in items:
+        outcomes.extend(store_reports(sessions, [item]))
+    return outcomes
+
+
+def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[IngestResult]:
+    engine = sessions.kw["bind"]
+    cache = DimensionCache.for_engine(engine)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        learned = _Learned()
+        try:
+            with sessions() as session, session.begin():
+                results = _store_batch(session.connection(), items, cache, learned)
+        except DBAPIError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+                raise
+            continue
+        cache.learn(learned, time.monotonic())
+        return results
+    raise AssertionError("unreachable")
+
+
+# -- one batch, one transaction -----------------------------------------------------------
 
 def _text(value: Any) -> Optional[str]:
     if value is None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def _lower(value: Optional[str]) -> Optional[str]:
+    return value.lower() if value else None
 
 
 def _timestamp(value: Optional[str]) -> Optional[datetime]:
@@ -93,73 +201,6 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def ingest_report(sessions: sessionmaker[Session], body: Dict[str, Any], principal: Principal) -> IngestResult:
-    """Store a report validated by ``imagetrail.server.validation.validate_report``."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with sessions() as session, session.begin():
-                return _store(session.connection(), body, principal)
-        except _AlreadyStored as duplicate:
-            return duplicate.result
-        except DBAPIError as exc:
-            sqlstate = getattr(exc.orig, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _store(conn: Connection, body: Dict[str, Any], principal: Principal) -> IngestResult:
-    report_id = body["reportId"]
-    pushes = _unique_pushes(body.get("pushes") or [])
-    if conn.execute(select(T_REPORTS.c.id).where(T_REPORTS.c.id == report_id)).first() is not None:
-        return IngestResult(report_id, created=False, pushes=len(pushes))
-    now = datetime.now(timezone.utc)
-    ctx = body["context"]
-    job_id = _job(conn, ctx, report_id, now)
-
-    inserted = conn.execute(
-        _insert(conn, T_REPORTS).values(
-            id=report_id, schema_version=body["schemaVersion"], received_at=now,
-            identity_kind=principal.kind, identity_subject=principal.subject[:512], job_id=job_id, body=body,
-        ).on_conflict_do_nothing(index_elements=["id"]).returning(T_REPORTS.c.id)
-    ).scalar()
-    if inserted is None:  # a concurrent request stored the same report first: undo our dimension rows
-        raise _AlreadyStored(IngestResult(report_id, created=False, pushes=len(pushes)))
-
-    digests = sorted({p["digest"] for p in pushes if p.get("digest")}
-                     | {pl["digest"] for p in pushes for pl in p.get("platforms") or []})
-    if digests:
-        conn.execute(_insert(conn, T_IMAGES).on_conflict_do_nothing(index_elements=["digest"]),
-                     [{"digest": d, "first_seen_at": now} for d in digests])
-
-    reference_ids: Dict[Tuple[str, str, str], int] = {}
-    for key in sorted({(p["registry"], p["repository"], p.get("tag") or "") for p in pushes}):
-        reference_ids[key] = _get_or_create(conn, T_REFERENCES,
-                                            {"registry": key[0], "repository": key[1], "tag": key[2]}, {})
-    if pushes:
-        conn.execute(T_PUSHES.insert(), [
-            {
-                "report_id": report_id, "job_id": job_id,
-                "reference_id": reference_ids[(p["registry"], p["repository"], p.get("tag") or "")],
-                "digest": p.get("digest"), "reference": p["reference"], "image_id": p.get("imageId"),
-                "pushed_at": _timestamp(p.get("pushedAt")) or now, "labels": p.get("labels") or {},
-                "digest_error": p.get("digestError"),
-            }
-            for p in pushes
-        ])
-    relations = sorted(
-        {(p["digest"], pl["digest"]): pl for p in pushes if p.get("digest") for pl in p.get("platforms") or []}.items()
-    )
-    if relations:
-        conn.execute(
-            _insert(conn, T_RELATIONS).on_conflict_do_nothing(index_elements=["index_digest", "manifest_digest"]),
-            [{"index_digest": index, "manifest_digest": manifest, "os": pl.get("os"),
-              "architecture": pl.get("architecture"), "variant": pl.get("variant"), "source": "collector",
-              "recorded_at": now} for (index, manifest), pl in relations],
-        )
-    return IngestResult(report_id, created=True, pushes=len(pushes))
-
-
 def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """A reference pushed twice with the same digest in one job is one fact."""
     seen: Dict[Tuple[str, Optional[str]], Dict[str, Any]] = {}
@@ -168,71 +209,263 @@ def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return list(seen.values())
 
 
-def _job(conn: Connection, ctx: Mapping[str, Any], report_id: str, now: datetime) -> int:
-    system = ctx["system"]
+def _insert(conn: Connection, table: Table):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+@dataclass
+class _Pending:
+    """One new report and the natural keys of the rows it needs."""
+
+    report_id: str
+    body: Dict[str, Any]
+    principal: Principal
+    pushes: List[Dict[str, Any]]
+    org: Key
+    project: str
+    pipeline: str
+    repository: Optional[str]
+    person: Optional[str]
+    run: Tuple[str, int]
+    job: Tuple[str, int]
+
+
+def _pending(body: Dict[str, Any], principal: Principal, pushes: List[Dict[str, Any]]) -> _Pending:
+    ctx = body["context"]
     org, project, pipeline = ctx["organization"], ctx["project"], ctx["pipeline"]
     run, job, repo, person = ctx["run"], ctx["job"], ctx["repository"], ctx["requester"]
-    agent = ctx.get("agent") or {}
-
-    org_name = (_text(org.get("name")) or _text(org.get("id")) or "unknown").lower()
-    org_id = _get_or_create(conn, T_ORGS, {"system": system, "name": org_name},
-                            {"external_id": _text(org.get("id")), "server_url": _text(ctx.get("serverUrl")),
-                             "last_report_at": now})
-    conn.execute(update(T_ORGS).where(
-        T_ORGS.c.id == org_id,
-        or_(T_ORGS.c.last_report_at.is_(None), T_ORGS.c.last_report_at < now - LAST_REPORT_RESOLUTION),
-    ).values(last_report_at=now))
-
-    project_id = _get_or_create(
-        conn, T_PROJECTS,
-        {"organization_id": org_id, "name": _text(project.get("name")) or _text(project.get("id")) or "unknown"},
-        {"external_id": _text(project.get("id")), "last_report_at": now})
-    pipeline_id = _get_or_create(
-        conn, T_PIPELINES,
-        {"project_id": project_id,
-         "external_id": _text(pipeline.get("id")) or _text(pipeline.get("name")) or "unknown"},
-        {"name": _text(pipeline.get("name"))})
-
-    repository_id = None
-    repo_key = _text(repo.get("uri")) or _text(repo.get("name")) or _text(repo.get("id"))
-    if repo_key:
-        repository_id = _get_or_create(
-            conn, T_REPOSITORIES, {"organization_id": org_id, "uri": repo_key},
-            {"name": _text(repo.get("name")), "type": _text(repo.get("type")), "external_id": _text(repo.get("id"))})
-
-    requester_id = None
-    person_key = _text(person.get("email")) or _text(person.get("id")) or _text(person.get("name"))
-    if person_key:
-        requester_id = _get_or_create(
-            conn, T_PEOPLE, {"organization_id": org_id, "key": person_key.lower()},
-            {"name": _text(person.get("name")), "email": _text(person.get("email")),
-             "external_id": _text(person.get("id"))})
-
-    run_facts = {"number": _text(run.get("number")), "url": _text(run.get("url")), "reason": _text(run.get("reason")),
-                 "repository_id": repository_id, "branch": _text(repo.get("branch")),
-                 "commit": _text(repo.get("commit")), "requester_id": requester_id}
-    run_keys = {"pipeline_id": pipeline_id,
-                "external_id": _text(run.get("id")) or _text(run.get("number")) or report_id,
-                "attempt": run.get("attempt") or 1}
-    run_id = _run(conn, run_keys, run_facts)
-
-    return _get_or_create(
-        conn, T_JOBS,
-        {"run_id": run_id, "external_id": _text(job.get("id")) or _text(job.get("name")) or "job",
-         "attempt": job.get("attempt") or 1},
-        {"name": _text(job.get("name")), "stage": _text(job.get("stage")), "agent_name": _text(agent.get("name")),
-         "agent_os": _text(agent.get("os")), "host_type": _text(agent.get("hostType"))})
+    return _Pending(
+        report_id=body["reportId"], body=body, principal=principal, pushes=pushes,
+        org=(ctx["system"], (_text(org.get("name")) or _text(org.get("id")) or "unknown").lower()),
+        project=_text(project.get("name")) or _text(project.get("id")) or "unknown",
+        pipeline=_text(pipeline.get("id")) or _text(pipeline.get("name")) or "unknown",
+        repository=_text(repo.get("uri")) or _text(repo.get("name")) or _text(repo.get("id")),
+        person=_lower(_text(person.get("email")) or _text(person.get("id")) or _text(person.get("name"))),
+        run=(_text(run.get("id")) or _text(run.get("number")) or body["reportId"], run.get("attempt") or 1),
+        job=(_text(job.get("id")) or _text(job.get("name")) or "job", job.get("attempt") or 1),
+    )
 
 
-def _run(conn: Connection, keys: Mapping[str, Any], facts: Mapping[str, Any]) -> int:
-    """Get or create the run; a run first seen through a job that lacked some facts (commit,
-    requester...) gets them from a later job's report."""
-    where = and_(*(T_RUNS.c[k] == v for k, v in keys.items()))
-    row = conn.execute(select(T_RUNS.c.id, *(T_RUNS.c[k] for k in facts)).where(where)).first()
-    if row is None:
-        return _get_or_create(conn, T_RUNS, keys, facts)
-    missing = {k: v for k, v in facts.items() if v is not None and getattr(row, k) is None}
+def _resolve(conn: Connection, table: Table, key_columns: Sequence[str], wanted: Mapping[Key, Mapping[str, Any]],
+             cache: DimensionCache, learned: _Learned) -> Dict[Key, int]:
+    """Ids of the rows with these natural keys, creating the missing ones with the given values."""
+    known = cache.table(table.name)
+    ids: Dict[Key, int] = {}
+    missing: List[Key] = []
+    for key in sorted(wanted):
+        found = known.get(key)
+        if found is None:
+            missing.append(key)
+        else:
+            ids[key] = found
     if missing:
-        conn.execute(update(T_RUNS).where(T_RUNS.c.id == row.id)
-                     .values({k: func.coalesce(T_RUNS.c[k], v) for k, v in missing.items()}))
-    return row.id
+        ids.update(_get_or_create(conn, table, key_columns, {key: wanted[key] for key in missing}))
+        learned.ids.setdefault(table.name, {}).update({key: ids[key] for key in missing})
+    return ids
+
+
+def _get_or_create(conn: Connection, table: Table, key_columns: Sequence[str],
+                   wanted: Mapping[Key, Mapping[str, Any]], extra: Sequence[str] = ()) -> Dict[Key, Any]:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING, then SELECT the rows other transactions made.
+
+    Returns key -> id, or key -> row (id first, then ``extra`` columns) for rows that already
+    existed when ``extra`` is given.
+    """
+    columns = [table.c[name] for name in key_columns]
+    keys = sorted(wanted)
+    stmt = (_insert(conn, table).on_conflict_do_nothing(index_elements=list(key_columns))
+            .returning(table.c.id, *columns))
+    ids: Dict[Key, Any] = {}
+    for row in conn.execute(stmt, [{**dict(zip(key_columns, key)), **wanted[key]} for key in keys]):
+        ids[tuple(row[1:])] = row[0]
+    existing = [key for key in keys if key not in ids]
+    if existing:
+        # ON CONFLICT waited for the transaction that inserted these rows: they are committed now.
+        query = select(table.c.id, *(table.c[name] for name in extra), *columns).where(tuple_(*columns).in_(existing))
+        for row in conn.execute(query):
+            ids[tuple(row[1 + len(extra):])] = tuple(row[:1 + len(extra)]) if extra else row[0]
+    return ids
+
+
+def _first_facts(values: Iterable[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Several reports of one run in a batch: the first value seen for each fact."""
+    merged: Dict[str, Any] = {}
+    for facts in values:
+        for name, value in facts.items():
+            if merged.get(name) is None:
+                merged[name] = value
+    return merged
+
+
+def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cache: DimensionCache,
+                  learned: _Learned) -> Dict[Key, int]:
+    """Get or create runs; a run first seen through a job that lacked some facts (commit,
+    requester...) gets them from a later job's report."""
+    known = cache.table(T_RUNS.name)
+    ids: Dict[Key, int] = {}
+    fill: Dict[int, Dict[str, Any]] = {}
+    missing: List[Key] = []
+    for key in sorted(wanted):
+        run_id = known.get(key)
+        if run_id is None:
+            missing.append(key)
+            continue
+        ids[key] = run_id
+        seen = cache.run_facts.get(run_id, frozenset())
+        need = {k: v for k, v in wanted[key].items() if v is not None and k not in seen}
+        if need:
+            fill[run_id] = need
+    if missing:
+        found = _get_or_create(conn, T_RUNS, ("pipeline_id", "external_id", "attempt"),
+                               {key: wanted[key] for key in missing}, extra=RUN_FACTS)
+        for key in missing:
+            value = found[key]
+            if isinstance(value, tuple):  # it existed: fill what it lacks
+                run_id, stored = value[0], dict(zip(RUN_FACTS, value[1:]))
+                need = {k: v for k, v in wanted[key].items() if v is not None and stored[k] is None}
+                if need:
+                    fill[run_id] = need
+                learned.run_facts[run_id] = {k for k, v in stored.items() if v is not None}
+            else:
+                run_id = value
+                learned.run_facts[run_id] = {k for k, v in wanted[key].items() if v is not None}
+            ids[key] = run_id
+        learned.ids.setdefault(T_RUNS.name, {}).update({key: ids[key] for key in missing})
+    for run_id in sorted(fill):
+        conn.execute(update(T_RUNS).where(T_RUNS.c.id == run_id)
+                     .values({k: func.coalesce(T_RUNS.c[k], v) for k, v in fill[run_id].items()}))
+        learned.run_facts.setdefault(run_id, set()).update(fill[run_id])
+    return ids
+
+
+def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
+                 learned: _Learned) -> List[IngestResult]:
+    now = datetime.now(timezone.utc)
+    pushes_of = [_unique_pushes(body.get("pushes") or []) for body, _ in items]
+    first: Dict[str, int] = {}
+    for index, (body, _) in enumerate(items):
+        first.setdefault(body["reportId"], index)
+    stored = set(conn.execute(select(T_REPORTS.c.id).where(T_REPORTS.c.id.in_(sorted(first)))).scalars())
+    new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items()) if rid not in stored]
+    created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
+    return [IngestResult(body["reportId"], created=first[body["reportId"]] == index and body["reportId"] in created,
+                         pushes=len(pushes_of[index]))
+            for index, (body, _) in enumerate(items)]
+
+
+def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, learned: _Learned,
+               now: datetime) -> Set[str]:
+    """Rows of reports not stored yet; returns the ids of the reports this transaction inserted."""
+    ctx_of = {p.report_id: p.body["context"] for p in new}
+
+    # organisations
+    orgs = {}
+    for p in new:
+        ctx = ctx_of[p.report_id]
+        orgs.setdefault(p.org, {"external_id": _text(ctx["organization"].get("id")),
+                                "server_url": _text(ctx.get("serverUrl")), "last_report_at": now})
+    org_ids = _resolve(conn, T_ORGS, ("system", "name"), orgs, cache, learned)
+    due = time.monotonic() - LAST_REPORT_RESOLUTION.total_seconds()
+    touch = sorted(org_id for org_id in {org_ids[k] for k in orgs}
+                   if cache.org_touched_at.get(org_id, float("-inf")) < due)
+    if touch:
+        conn.execute(update(T_ORGS).where(
+            T_ORGS.c.id.in_(touch),
+            or_(T_ORGS.c.last_report_at.is_(None), T_ORGS.c.last_report_at < now - LAST_REPORT_RESOLUTION),
+        ).values(last_report_at=now))
+    learned.orgs_touched.update(org_ids[k] for k in orgs)
+
+    # projects, pipelines, repositories, people
+    projects = {}
+    for p in new:
+        projects.setdefault((org_ids[p.org], p.project),
+                            {"external_id": _text(ctx_of[p.report_id]["project"].get("id")), "last_report_at": now})
+    project_ids = _resolve(conn, T_PROJECTS, ("organization_id", "name"), projects, cache, learned)
+    pipelines = {}
+    for p in new:
+        pipelines.setdefault((project_ids[(org_ids[p.org], p.project)], p.pipeline),
+                             {"name": _text(ctx_of[p.report_id]["pipeline"].get("name"))})
+    pipeline_ids = _resolve(conn, T_PIPELINES, ("project_id", "external_id"), pipelines, cache, learned)
+    repositories = {}
+    people = {}
+    for p in new:
+        ctx = ctx_of[p.report_id]
+        if p.repository:
+            repo = ctx["repository"]
+            repositories.setdefault((org_ids[p.org], p.repository), {
+                "name": _text(repo.get("name")), "type": _text(repo.get("type")),
+                "external_id": _text(repo.get("id"))})
+        if p.person:
+            person = ctx["requester"]
+            people.setdefault((org_ids[p.org], p.person), {
+                "name": _text(person.get("name")), "email": _text(person.get("email")),
+                "external_id": _text(person.get("id"))})
+    repository_ids = _resolve(conn, T_REPOSITORIES, ("organization_id", "uri"), repositories, cache, learned)
+    person_ids = _resolve(conn, T_PEOPLE, ("organization_id", "key"), people, cache, learned)
+
+    # runs and jobs
+    run_key_of: Dict[str, Key] = {}
+    run_facts: Dict[Key, List[Dict[str, Any]]] = {}
+    for p in new:
+        ctx = ctx_of[p.report_id]
+        run, repo = ctx["run"], ctx["repository"]
+        key = (pipeline_ids[(project_ids[(org_ids[p.org], p.project)], p.pipeline)], *p.run)
+        run_key_of[p.report_id] = key
+        run_facts.setdefault(key, []).append({
+            "number": _text(run.get("number")), "url": _text(run.get("url")), "reason": _text(run.get("reason")),
+            "repository_id": repository_ids.get((org_ids[p.org], p.repository)) if p.repository else None,
+            "branch": _text(repo.get("branch")), "commit": _text(repo.get("commit")),
+            "requester_id": person_ids.get((org_ids[p.org], p.person)) if p.person else None})
+    run_ids = _resolve_runs(conn, {key: _first_facts(facts) for key, facts in run_facts.items()}, cache, learned)
+    jobs = {}
+    job_key_of: Dict[str, Key] = {}
+    for p in new:
+        ctx = ctx_of[p.report_id]
+        job, agent = ctx["job"], ctx.get("agent") or {}
+        key = job_key_of[p.report_id] = (run_ids[run_key_of[p.report_id]], *p.job)
+        jobs.setdefault(key, {"name": _text(job.get("name")), "stage": _text(job.get("stage")),
+                              "agent_name": _text(agent.get("name")), "agent_os": _text(agent.get("os")),
+                              "host_type": _text(agent.get("hostType"))})
+    job_ids = _resolve(conn, T_JOBS, ("run_id", "external_id", "attempt"), jobs, cache, learned)
+
+    # the reports themselves: a report another transaction stored meanwhile is not inserted
+    # again, and none of its pushes are (its shared rows above are the same rows either way)
+    inserted = set(conn.execute(
+        _insert(conn, T_REPORTS).on_conflict_do_nothing(index_elements=["id"]).returning(T_REPORTS.c.id),
+        [{"id": p.report_id, "schema_version": p.body["schemaVersion"], "received_at": now,
+          "identity_kind": p.principal.kind, "identity_subject": p.principal.subject[:512],
+          "job_id": job_ids[job_key_of[p.report_id]], "body": p.body} for p in new],
+    ).scalars())
+    stored = [p for p in new if p.report_id in inserted]
+    if not stored:
+        return inserted
+
+    # images, references, pushes, index -> platform relations
+    digests = sorted({q["digest"] for p in stored for q in p.pushes if q.get("digest")}
+                     | {pl["digest"] for p in stored for q in p.pushes for pl in q.get("platforms") or []})
+    fresh = [d for d in digests if d not in cache.images]
+    if fresh:
+        conn.execute(_insert(conn, T_IMAGES).on_conflict_do_nothing(index_elements=["digest"]),
+                     [{"digest": d, "first_seen_at": now} for d in fresh])
+    learned.images.update(digests)
+    references = {(q["registry"], q["repository"], q.get("tag") or ""): {} for p in stored for q in p.pushes}
+    reference_ids = _resolve(conn, T_REFERENCES, ("registry", "repository", "tag"), references, cache, learned)
+    rows = [{"report_id": p.report_id, "job_id": job_ids[job_key_of[p.report_id]],
+             "reference_id": reference_ids[(q["registry"], q["repository"], q.get("tag") or "")],
+             "digest": q.get("digest"), "reference": q["reference"], "image_id": q.get("imageId"),
+             "pushed_at": _timestamp(q.get("pushedAt")) or now, "labels": q.get("labels") or {},
+             "digest_error": q.get("digestError")}
+            for p in stored for q in p.pushes]
+    if rows:
+        conn.execute(T_PUSHES.insert(), rows)
+    relations = sorted({(q["digest"], pl["digest"]): pl for p in stored for q in p.pushes if q.get("digest")
+                        for pl in q.get("platforms") or []}.items())
+    if relations:
+        conn.execute(
+            _insert(conn, T_RELATIONS).on_conflict_do_nothing(index_elements=["index_digest", "manifest_digest"]),
+            [{"index_digest": index, "manifest_digest": manifest, "os": pl.get("os"),
+              "architecture": pl.get("architecture"), "variant": pl.get("variant"), "source": "collector",
+              "recorded_at": now} for (index, manifest), pl in relations],
+        )
+    return inserted

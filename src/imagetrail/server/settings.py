@@ -25,7 +25,7 @@ def _list(value: Optional[str]) -> List[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -33,8 +33,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -80,6 +80,13 @@ class Settings:
     azure_devops_url: str = "https://dev.azure.com"
     # Seconds a client should wait before retrying when the database is unavailable.
     retry_after_seconds: int = 5
+    # Group commit: most reports one transaction takes, and how long the writer waits for more
+    # after the first (0: take only what is already waiting; batches grow with the load anyway).
+    ingest_max_batch: int = 200
+    ingest_batch_wait_ms: int = 0
+    # A verified API key is reused this long without a database lookup: a revoked key stops
+    # working within this many seconds.
+    api_key_cache_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -105,4 +112,9 @@ class Settings:
             max_report_bytes=_int(env, "IMAGETRAIL_MAX_REPORT_BYTES", defaults.max_report_bytes),
             azure_devops_url=env.get("IMAGETRAIL_AZURE_DEVOPS_URL") or defaults.azure_devops_url,
             retry_after_seconds=_int(env, "IMAGETRAIL_RETRY_AFTER_SECONDS", defaults.retry_after_seconds),
+            ingest_max_batch=_int(env, "IMAGETRAIL_INGEST_MAX_BATCH", defaults.ingest_max_batch),
+            ingest_batch_wait_ms=_int(env, "IMAGETRAIL_INGEST_BATCH_WAIT_MS", defaults.ingest_batch_wait_ms,
+                                      minimum=0),
+            api_key_cache_seconds=_int(env, "IMAGETRAIL_API_KEY_CACHE_SECONDS", defaults.api_key_cache_seconds,
+                                       minimum=0),
         )

@@ -2,6 +2,11 @@
 
 Errors name the field path the way a person reads it (``pushes[3].digest``) so the
 collector's log says exactly what was wrong.
+
+Two validators, one schema: ``jsonschema_rs`` (compiled, ~20 us per report) accepts the
+valid bodies on the hot path; only when it refuses one does the reference implementation
+``jsonschema`` (~3.5 ms per report) run, to pick and word the error. ``jsonschema`` has
+the last word on a refusal, so a body is only ever refused with a message naming a field.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Dict, Iterable, Optional, Union
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -34,6 +40,11 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(report_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@lru_cache(maxsize=1)
+def _fast_validator() -> Any:
+    return jsonschema_rs.validator_for(report_schema(), validate_formats=True)
+
+
 def field_path(parts: Iterable[Union[str, int]]) -> str:
     path = ""
     for part in parts:
@@ -48,12 +59,29 @@ def _describe(error: ValidationError) -> str:
     return f"{field_path(error.absolute_path)}: {message}"
 
 
-def validate_report(body: Any) -> None:
-    """Raise ReportInvalid unless ``body`` is a schema-valid report whose reportId matches its content."""
+def passes_fast_check(body: Any) -> bool:
+    """True when the compiled validator accepts ``body`` (microseconds; no message)."""
+    return bool(_fast_validator().is_valid(body))
+
+
+def schema_error(body: Any) -> Optional[str]:
+    """The most relevant schema violation, worded with its field path, or None (slow: milliseconds)."""
     error: Optional[ValidationError] = best_match(_validator().iter_errors(body))
-    if error is not None:
-        raise ReportInvalid(_describe(error))
+    return _describe(error) if error is not None else None
+
+
+def check_report_id(body: Dict[str, Any]) -> None:
+    """Raise ReportInvalid unless the (schema-valid) body's reportId matches its content."""
     expected = compute_report_id(body)
     if body["reportId"] != expected:
         raise ReportInvalid(f"reportId: {body['reportId']!r} does not match the report's content "
                             f"(expected {expected}; see imagetrail.report.compute_report_id)")
+
+
+def validate_report(body: Any) -> None:
+    """Raise ReportInvalid unless ``body`` is a schema-valid report whose reportId matches its content."""
+    if not passes_fast_check(body):
+        message = schema_error(body)
+        if message is not None:
+            raise ReportInvalid(message)
+    check_report_id(body)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -79,3 +81,38 @@ def principal_for_key(session: Session, key: str) -> Optional[Principal]:
     organizations = None if row.organization == ALL_ORGANIZATIONS else frozenset({row.organization})
     return Principal(kind="api-key", subject=f"key:{row.id}", scopes=frozenset(scopes),
                      organizations=organizations)
+
+
+class KeyCache:
+    """Principals of recently verified API keys, for ``ttl`` seconds (0: no caching).
+
+    Saves a database lookup on every request of a busy collector or dashboard; the price is
+    that a revoked key keeps working for at most ``ttl`` seconds in each process. Entries are
+    keyed by the SHA-256 of the key, so the cache holds no usable credential.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._entries: Dict[str, Tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Optional[Principal]:
+        if self.ttl <= 0:
+            return None
+        entry = self._entries.get(_digest(key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[_digest(key)] = (time.monotonic() + self.ttl, principal)

@@ -8,7 +8,7 @@ Everything joins on image digests (``images.digest`` / ``pushes.digest`` on the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,19 +46,46 @@ class Cluster(Base):
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+# The explorer's sort orders: each is its leading key, then the row identity. One index per order
+# lets a page (even a deep one) be read in index order instead of sorting every container.
+CONTAINER_IDENTITY = ("cluster_name", "namespace", "workload_name", "pod", "container", "id")
+
+
+def sort_columns(leading: str) -> Tuple[str, ...]:
+    """``leading`` then the identity, without repeating a column (the explorer orders the same way)."""
+    return (leading, *(c for c in CONTAINER_IDENTITY if c != leading))
+
+
 class RunningContainer(Base):
-    """One container (main, init, sidecar or ephemeral) of one pod, as last seen in its cluster."""
+    """One container (main, init, sidecar or ephemeral) of one pod, as last seen in its cluster.
+
+    ``cluster_name`` and the vulnerability columns (``max_severity`` ... ``scan_id``) copy the
+    cluster's name and the digest's ``vulnerability_summaries`` row, so the explorer filters, sorts
+    and counts 100,000s of containers on this table alone. They are written at cluster sync and
+    whenever a summary changes (``imagetrail.cloud.store``); ``refresh_container_columns`` rebuilds
+    them after a bulk load that bypassed those paths.
+    """
 
     __tablename__ = "running_containers"
     __table_args__ = (
-        Index("ix_running_containers_cluster_namespace", "cluster_id", "namespace"),
-        Index("ix_running_containers_digest", "digest"),
-        Index("ix_running_containers_exposed_digest", "exposed", "digest"),
         Index("ix_running_containers_registry_repository", "registry", "repository"),
+        Index("ix_running_containers_by_cluster", *CONTAINER_IDENTITY),
+        Index("ix_running_containers_by_namespace", *sort_columns("namespace")),
+        Index("ix_running_containers_by_workload", *sort_columns("workload_name")),
+        Index("ix_running_containers_by_image", *sort_columns("image")),
+        Index("ix_running_containers_by_digest", *sort_columns("digest")),
+        Index(
+            "ix_running_containers_by_severity",
+            text("max_severity DESC"),
+            text("critical_count DESC"),
+            text("high_count DESC"),
+            *CONTAINER_IDENTITY,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    cluster_name: Mapped[str] = mapped_column(String(255))
     namespace: Mapped[str] = mapped_column(String(255))
     pod: Mapped[str] = mapped_column(String(255))
     workload_kind: Mapped[str] = mapped_column(String(64))  # Deployment, CronJob, StatefulSet, Pod...
@@ -75,6 +103,12 @@ class RunningContainer(Base):
     digest_error: Mapped[Optional[str]] = mapped_column(Text)  # why the digest is unknown
     exposed: Mapped[bool] = mapped_column(Boolean, default=False)
     exposure: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"reason":..., "address":...}]
+    # Copied from vulnerability_summaries (0 / None when the digest has no scan).
+    max_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    critical_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    high_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    scan_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: scans are never deleted alone
 
 
 class ImageScan(Base):
