@@ -25,11 +25,16 @@ API_KEY = "it-api-key-" + uuid.uuid4().hex
 
 
 def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
-    """A plausible Azure Pipelines job environment, with a fresh agent temp directory."""
+    """A plausible Azure Pipelines job environment, with a fresh agent temp directory and its
+    own host temp dir (TMPDIR, where jobs on one engine register): other jobs on this machine's
+    shared engine must not show up in the test. Pass TMPDIR to put several jobs on one host."""
     temp = tmp_path / "agent-temp"
-    temp.mkdir(exist_ok=True)
+    temp.mkdir(parents=True, exist_ok=True)
+    host_temp = Path(extra.get("TMPDIR") or tmp_path / "host-tmp")
+    host_temp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_", "TF_BUILD"))}
+           if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_",
+                                "TF_BUILD"))}
     env.update({
         "PYTHONPATH": SRC,
         "TF_BUILD": "True",
@@ -61,6 +66,7 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "SYSTEM_HOSTTYPE": "build",
         "SYSTEM_ACCESSTOKEN": ACCESS_TOKEN,
         "IMAGETRAIL_DEADLINE_SECONDS": "10",
+        "TMPDIR": str(host_temp),
     })
     env.update(extra)
     return env
@@ -79,7 +85,8 @@ class Run:
 
     def warnings(self) -> List[str]:
         return [line for line in self.output.splitlines()
-                if "task.logissue type=warning" in line or line.startswith("::warning::") or ": warning: " in line]
+                if "task.logissue type=warning" in line or line.startswith("::warning::")
+                or ": warning: " in line]
 
 
 def collect(phase: str, env: Dict[str, str], *args: str, timeout: float = 60) -> Run:
@@ -194,7 +201,8 @@ class HttpStub:
         self.server.server_close()
 
 
-def json_reply(status: int, data: object, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+def json_reply(status: int, data: object,
+               headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(data).encode()
 
 
@@ -214,7 +222,8 @@ def self_signed_certificate(directory: Path) -> Tuple[str, str]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
@@ -222,3 +231,183 @@ def self_signed_certificate(directory: Path) -> Tuple[str, str]:
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return str(cert_file), str(key_file)
+
+
+# --- jobs, watchers and engines ---------------------------------------------------------
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    limit = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > limit:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def job_record(env: Dict[str, str]) -> dict:
+    [record] = (Path(env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json")
+    return json.loads(record.read_text())
+
+
+def watcher_pushes(env: Dict[str, str]) -> List[dict]:
+    files = list((Path(env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*.pushes.jsonl"))
+    lines = files[0].read_text().splitlines() if files else []
+    return [json.loads(line)["event"] for line in lines if '"type":"push"' in line]
+
+
+def process_gone(pid: int) -> bool:
+    """Gone or a zombie (a killed watcher whose new parent has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def kill_watcher(env: Dict[str, str]) -> int:
+    """The job's watcher dies (as if the agent killed it): post-job must fall back to the ring buffer."""
+    import signal
+
+    pid = job_record(env)["watcherPid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: process_gone(pid), 10, f"watcher {pid} to die")
+    return pid
+
+
+def engine_registrations(host_temp: Path) -> List[Path]:
+    return sorted((host_temp / "imagetrail-engines").glob("*/job-*.json"))
+
+
+class QuietEngine:
+    """A Docker Engine API endpoint on a Unix socket that holds no events: for tests whose subject
+    is not Docker (the real engine is shared with concurrent jobs, whose pushes would enter the
+    report). Checks each request against the documented calls: ``GET /events`` with since, until
+    and the push filter; ``GET /info``."""
+
+    def __init__(self, path: Path, engine_id: str = "QUIET:ENGINE") -> None:
+        self.path = str(path)
+        self.engine_id = engine_id
+        self.requests: List[str] = []
+        self.errors: List[str] = []
+        self.server = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.path}"
+
+    def __enter__(self) -> "QuietEngine":
+        import socketserver
+        from urllib.parse import parse_qs, urlsplit
+
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                engine.requests.append(self.path)
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                if url.path == "/events":
+                    filters = json.loads(query.get("filters", ["{}"])[0])
+                    if not (query.get("since") and query.get("until") and filters == {"type": ["image"],
+                                                                                       "event": ["push"]}):
+                        engine.errors.append(f"unexpected events query: {self.path}")
+                    self._reply(b"")
+                elif url.path == "/info":
+                    self._reply(json.dumps({"ID": engine.engine_id}).encode())
+                else:
+                    engine.errors.append(f"unexpected call: {self.path}")
+                    self.send_error(404)
+
+            def _reply(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def address_string(self) -> str:
+                return "unix"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self.server = Server(self.path, Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TcpToUnix:
+    """A TCP listener on 127.0.0.1 that forwards every connection to a Unix socket (the real
+    engine's): the daemon as a ``tcp://`` endpoint, so the docker-py transport is the one used.
+    Remembers the request line of each connection."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.request_lines: List[str] = []
+        self._listener: Optional[object] = None
+        self._sockets: List[object] = []
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> "TcpToUnix":
+        import socket
+
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(32)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.socket_path)
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source, target, requests: bool) -> None:
+        import socket
+
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if requests:
+                    # Keep-alive connections carry several requests; note each request line.
+                    for line in data.split(b"\r\n"):
+                        method = line.split(b" ", 1)[0]
+                        if method in (b"GET", b"POST", b"HEAD") and line.endswith(b"HTTP/1.1"):
+                            self.request_lines.append(line.decode(errors="replace"))
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                target.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()

@@ -37,23 +37,27 @@ def test_build_context_maps_every_variable(tmp_path):
     assert ctx.run.url == (f"https://dev.azure.com/contoso/{env['SYSTEM_TEAMPROJECTID']}"
                            f"/_build/results?buildId={env['BUILD_BUILDID']}")
     assert ctx.run.reason == "IndividualCI"
-    assert (ctx.job.id, ctx.job.name, ctx.job.attempt, ctx.job.stage) == (env["SYSTEM_JOBID"], "Build image", 1, "Build")
+    assert (ctx.job.id, ctx.job.name, ctx.job.attempt, ctx.job.stage) == (
+        env["SYSTEM_JOBID"], "Build image", 1, "Build")
     assert ctx.repository.type == "TfsGit" and ctx.repository.branch == "refs/heads/main"
     assert ctx.repository.commit == env["BUILD_SOURCEVERSION"]
-    assert (ctx.requester.id, ctx.requester.name, ctx.requester.email) == ("ada-id", "Ada Lovelace", "ada@example.com")
+    requester = ctx.requester
+    assert (requester.id, requester.name, requester.email) == ("ada-id", "Ada Lovelace", "ada@example.com")
     assert (ctx.agent.name, ctx.agent.os, ctx.agent.host_type) == ("Hosted Agent", "Linux", "build")
 
 
 def test_classic_release_context(tmp_path):
-    env = azure_env(tmp_path, SYSTEM_HOSTTYPE="release", RELEASE_DEFINITIONID="4", RELEASE_DEFINITIONNAME="shop-cd",
-                    RELEASE_RELEASEID="88", RELEASE_RELEASENAME="Release-88", RELEASE_ATTEMPTNUMBER="2",
+    env = azure_env(tmp_path, SYSTEM_HOSTTYPE="release", RELEASE_DEFINITIONID="4",
+                    RELEASE_DEFINITIONNAME="shop-cd", RELEASE_RELEASEID="88",
+                    RELEASE_RELEASENAME="Release-88", RELEASE_ATTEMPTNUMBER="2",
                     RELEASE_REQUESTEDFOR="Grace Hopper", RELEASE_REQUESTEDFORID="grace-id",
                     RELEASE_DEPLOYMENT_REQUESTEDFOR="Deployer", RELEASE_DEPLOYMENT_REQUESTEDFORID="dep-id",
                     SYSTEM_COLLECTIONURI="", SYSTEM_TEAMFOUNDATIONCOLLECTIONURI="https://contoso.visualstudio.com/")
     ctx = azure_devops_context(env)
     assert (ctx.pipeline.id, ctx.pipeline.name) == ("4", "shop-cd")
     assert (ctx.run.id, ctx.run.number, ctx.run.attempt) == ("88", "Release-88", 2)
-    assert ctx.run.url.startswith("https://contoso.visualstudio.com/") and ctx.run.url.endswith("releaseId=88")
+    assert ctx.run.url.startswith("https://contoso.visualstudio.com/")
+    assert ctx.run.url.endswith("releaseId=88")
     assert (ctx.requester.id, ctx.requester.name) == ("dep-id", "Deployer")
     assert ctx.organization.name == "contoso" and ctx.agent.host_type == "release"
 
@@ -70,7 +74,7 @@ def test_hostile_values_are_bounded_and_cannot_forge_commands(tmp_path):
                     SYSTEM_JOBATTEMPT="1; rm -rf /", BUILD_BUILDID="12 OR 1=1",
                     SYSTEM_COLLECTIONURI="javascript:alert(1)//dev.azure.com/x/")
     ctx = azure_devops_context(env)
-    assert "\n" not in ctx.repository.branch and "\r" not in ctx.repository.branch and "\x00" not in ctx.repository.branch
+    assert not {"\n", "\r", "\x00"} & set(ctx.repository.branch)
     assert len(ctx.job.name) <= 500
     assert ctx.job.attempt is None and ctx.run.url is None and ctx.server_url is None
     validate(Report(context=ctx, pushes=[]).to_dict())
@@ -89,5 +93,6 @@ def test_system_selection(tmp_path):
     assert pipeline_context({"TF_BUILD": "True"}).system == "azure-devops"
     with pytest.raises(UnsupportedEnvironment):
         pipeline_context({})
-    github = pipeline_context({"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "octo/shop", "GITHUB_RUN_ID": "5"})
+    github = pipeline_context({"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "octo/shop",
+                               "GITHUB_RUN_ID": "5"})
     assert github.system == "github" and github.project.name == "octo/shop"

@@ -1,4 +1,10 @@
-"""Faults: each ends with exit 0, exactly one warning line, within the deadline, no secret shown."""
+"""Faults: each ends with exit 0, exactly one warning line, within the deadline, no secret shown.
+
+The backend faults run against a quiet local engine (``QuietEngine``): this machine's real
+engine is shared with concurrent jobs, and a push of theirs inside the test job's window once
+entered the report (one more push, another request count) - these tests are about the backend.
+The real engine is exercised in test_docker_collect.py, test_docker_tcp.py and test_shared_engine.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,14 @@ import pytest
 from imagetrail.collector.context.azure_devops import azure_devops_context
 from imagetrail.collector.state import JobFiles, JobRecord, append_line, write_json_atomically
 from tests.collector.support import (
-    ACCESS_TOKEN, API_KEY, HttpStub, azure_env, collect, json_reply, validate,
+    ACCESS_TOKEN,
+    API_KEY,
+    HttpStub,
+    QuietEngine,
+    azure_env,
+    collect,
+    json_reply,
+    validate,
 )
 
 DEADLINE = 5.0
@@ -34,22 +47,32 @@ def _assert_one_warning(run, *needles: str) -> str:
     return warnings[0]
 
 
-def _job_with_a_push(tmp_path: Path, **extra: str) -> dict:
+@pytest.fixture
+def engine(tmp_path):
+    with QuietEngine(tmp_path / "engine.sock") as quiet:
+        yield quiet
+    assert quiet.errors == []
+
+
+def _job_with_a_push(tmp_path: Path, engine: QuietEngine, **extra: str) -> dict:
     """A job whose watcher already recorded one resolved push (the watcher's own file format)."""
-    env = azure_env(tmp_path, IMAGETRAIL_DEADLINE_SECONDS=str(DEADLINE), IMAGETRAIL_API_KEY=API_KEY, **extra)
+    env = azure_env(tmp_path, IMAGETRAIL_DEADLINE_SECONDS=str(DEADLINE), IMAGETRAIL_API_KEY=API_KEY,
+                    DOCKER_HOST=engine.host, **extra)
     files = JobFiles.for_job(env, azure_devops_context(env))
     files.ensure_directory()
     start = time.time_ns() - 1_000_000_000
     write_json_atomically(files.job, JobRecord(start_ns=start).to_json())
     append_line(files.pushes, {"type": "watching", "since": start, "pid": 1})
-    append_line(files.pushes, {"type": "push", "event": {"reference": "127.0.0.1:5000/shop/app:1", "timeNano": start + 1,
-                                                         "name": "127.0.0.1:5000/shop/app", "labels": {}},
+    append_line(files.pushes, {"type": "push",
+                               "event": {"reference": "127.0.0.1:5000/shop/app:1", "timeNano": start + 1,
+                                         "name": "127.0.0.1:5000/shop/app", "labels": {}},
                                "resolution": {"digest": DIGEST, "imageId": IMAGE_ID, "labels": {}}})
     return env
 
 
 def _kept_report(run, env) -> dict:
-    line = [l for l in run.stdout.splitlines() if l.startswith("##vso[task.addattachment type=imagetrail.report;")]
+    line = [text for text in run.stdout.splitlines()
+            if text.startswith("##vso[task.addattachment type=imagetrail.report;")]
     assert len(line) == 1, run.output
     path = line[0].split("]", 1)[1]
     assert path.startswith(env["AGENT_TEMPDIRECTORY"]) and os.path.basename(path).startswith("report-")
@@ -59,7 +82,8 @@ def _kept_report(run, env) -> dict:
 
 
 def test_no_docker_at_all(tmp_path):
-    env = azure_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/missing.sock", SYSTEM_PIPELINESTARTTIME="2026-01-01 00:00:00+00:00")
+    env = azure_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/missing.sock",
+                    SYSTEM_PIPELINESTARTTIME="2026-01-01 00:00:00+00:00")
     pre = collect("pre-job", env)
     _assert_one_warning(pre, "missing.sock")
     post = collect("post-job", env)
@@ -108,25 +132,27 @@ def test_daemon_that_accepts_and_never_answers(tmp_path):
             conn.close()
 
 
-def test_backend_down_keeps_the_report_with_the_run(tmp_path):
+def test_backend_down_keeps_the_report_with_the_run(tmp_path, engine):
+    # The port stays bound (not listening) during the run: connections are refused, and no other
+    # process can take the port, nor can the client's own ephemeral port be it (TCP self-connect).
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=f"http://127.0.0.1:{port}")
-    run = collect("post-job", env)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=f"http://127.0.0.1:{sock.getsockname()[1]}")
+        run = collect("post-job", env)
     warning = _assert_one_warning(run, "could not be sent", "attached to the run as imagetrail.report")
     assert "cannot connect" in warning
     assert run.elapsed < BOUND
     body = _kept_report(run, env)
     assert [p["digest"] for p in body["pushes"]] == [DIGEST]
+    assert any(r.startswith("/events?") for r in engine.requests)  # the ring buffer was read
 
 
-def test_backend_that_accepts_and_never_answers(tmp_path):
+def test_backend_that_accepts_and_never_answers(tmp_path, engine):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(64)
     try:
-        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=f"http://127.0.0.1:{server.getsockname()[1]}")
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=f"http://127.0.0.1:{server.getsockname()[1]}")
         run = collect("post-job", env)
         _assert_one_warning(run, "could not be sent", "no answer within the timeout")
         assert run.elapsed < BOUND
@@ -135,13 +161,14 @@ def test_backend_that_accepts_and_never_answers(tmp_path):
         server.close()
 
 
-def test_4xx_is_not_retried_and_the_server_message_is_shown_masked(tmp_path):
+def test_4xx_is_not_retried_and_the_server_message_is_shown_masked(tmp_path, engine):
     def reject(seen):
         # A hostile or careless backend echoes the credential back: it must not reach the log.
-        return json_reply(403, {"detail": f"token {seen.headers['authorization']} may not write project Shop\n##vso[x]"})
+        detail = f"token {seen.headers['authorization']} may not write project Shop\n##vso[x]"
+        return json_reply(403, {"detail": detail})
 
     with HttpStub(reject) as stub:
-        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url)
         run = collect("post-job", env)
     warning = _assert_one_warning(run, "HTTP 403", "may not write project Shop")
     assert "##vso[x]" not in warning
@@ -149,13 +176,13 @@ def test_4xx_is_not_retried_and_the_server_message_is_shown_masked(tmp_path):
     _kept_report(run, env)
 
 
-def test_5xx_and_429_are_retried_then_delivered(tmp_path):
+def test_5xx_and_429_are_retried_then_delivered(tmp_path, engine):
     answers = [json_reply(503, {"detail": "database unavailable"}),
                json_reply(429, {"detail": "slow down"}, {"Retry-After": "1"}),
                json_reply(201, {"status": "created", "reportId": "x", "pushes": 1})]
 
     with HttpStub(lambda seen: answers.pop(0)) as stub:
-        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url + "/")
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url + "/")
         run = collect("post-job", env)
     assert run.returncode == 0 and run.warnings() == [], run.output
     assert "reported 1 pushed image reference" in run.stdout
@@ -172,24 +199,24 @@ def test_5xx_and_429_are_retried_then_delivered(tmp_path):
     assert ACCESS_TOKEN not in run.output and API_KEY not in run.output
 
 
-def test_retry_after_beyond_the_deadline_gives_up_at_once(tmp_path):
+def test_retry_after_beyond_the_deadline_gives_up_at_once(tmp_path, engine):
     with HttpStub(lambda seen: json_reply(429, {"detail": "busy"}, {"Retry-After": "3600"})) as stub:
-        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url)
         run = collect("post-job", env)
     _assert_one_warning(run, "retry after 3600 s")
     assert len(stub.requests) == 1 and run.elapsed < BOUND
 
 
-def test_garbage_answer_is_one_warning(tmp_path):
+def test_garbage_answer_is_one_warning(tmp_path, engine):
     with HttpStub(lambda seen: (200, {"Content-Type": "application/json"}, b"{not json")) as stub:
-        env = _job_with_a_push(tmp_path, IMAGETRAIL_URL=stub.url)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url)
         run = collect("post-job", env)
     _assert_one_warning(run, "without a JSON object")
     _kept_report(run, env)
 
 
-def test_no_url_keeps_the_report(tmp_path):
-    env = _job_with_a_push(tmp_path)
+def test_no_url_keeps_the_report(tmp_path, engine):
+    env = _job_with_a_push(tmp_path, engine)
     run = collect("post-job", env)
     _assert_one_warning(run, "IMAGETRAIL_URL is not set")
     _kept_report(run, env)
@@ -200,7 +227,8 @@ def test_no_url_keeps_the_report(tmp_path):
     ("IMAGETRAIL_DEADLINE_SECONDS", "-3", "between 1 and"),
 ])
 def test_malformed_settings(tmp_path, variable, value, needle):
-    env = azure_env(tmp_path, IMAGETRAIL_DRY_RUN="true", SYSTEM_JOBATTEMPT="two", BUILD_BUILDID="\n##vso[evil]",
+    env = azure_env(tmp_path, IMAGETRAIL_DRY_RUN="true", SYSTEM_JOBATTEMPT="two",
+                    BUILD_BUILDID="\n##vso[evil]",
                     DOCKER_HOST=f"unix://{tmp_path}/none.sock", **{variable: value})
     env["DOCKER_HOST"] = ""
     env["SYSTEM_PIPELINESTARTTIME"] = "not a time"
@@ -235,7 +263,8 @@ def test_bad_arguments_still_exit_zero(tmp_path):
 def test_github_warning_syntax(tmp_path):
     env = azure_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/missing.sock")
     del env["TF_BUILD"]
-    env.update({"GITHUB_ACTIONS": "true", "RUNNER_TEMP": env["AGENT_TEMPDIRECTORY"], "GITHUB_REPOSITORY": "octo/shop",
+    env.update({"GITHUB_ACTIONS": "true", "RUNNER_TEMP": env["AGENT_TEMPDIRECTORY"],
+                "GITHUB_REPOSITORY": "octo/shop",
                 "GITHUB_RUN_ID": "9", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": ACCESS_TOKEN + "-gh"})
     run = collect("pre-job", env)
     warning = _assert_one_warning(run, "missing.sock")

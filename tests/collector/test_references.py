@@ -26,7 +26,8 @@ def test_parse(text, registry, repository, tag, digest):
     assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
 
 
-@pytest.mark.parametrize("text", ["", "team/UPPER", "app@sha256:short", "a b", "app:-bad", " app", "x" * 2000])
+@pytest.mark.parametrize("text", ["", "team/UPPER", "app@sha256:short", "a b", "app:-bad", " app",
+                                  "x" * 2000])
 def test_invalid(text):
     with pytest.raises(InvalidReference):
         parse_reference(text)

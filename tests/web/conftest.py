@@ -6,6 +6,7 @@ PATH, never downloaded). Missing browser: skipped locally, a failure in CI (test
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -129,23 +130,40 @@ def browser(browser_factory):
 
 
 def screenshot(driver, name: str, full_page: bool = False) -> Path:
-    """Keep a PNG of what the browser shows in tests/artifacts/web/ (git-ignored) for review."""
+    """Keep a PNG of what the browser shows in tests/artifacts/web/ (git-ignored) for review.
+
+    ``full_page`` captures the whole document through the DevTools protocol (works with
+    JavaScript disabled too), at the 1366 px width of the window.
+    """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     if full_page:
-        height = (
-            driver.execute_script("return document.documentElement.scrollHeight") if _js(driver) else 1400
+        metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        width = metrics["cssLayoutViewport"]["clientWidth"]
+        height = min(metrics["cssContentSize"]["height"], 4000)
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
         )
-        driver.set_window_size(WINDOW[0], max(min(height, 4000), WINDOW[1]))
-    driver.save_screenshot(str(path))
-    if full_page:
-        driver.set_window_size(*WINDOW)
+        path.write_bytes(base64.b64decode(shot["data"]))
+    else:
+        driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000, f"screenshot {path} looks empty"
     return path
 
 
-def _js(driver) -> bool:
-    try:
-        return bool(driver.execute_script("return true"))
-    except Exception:  # JavaScript disabled by the profile
-        return False
+def sign_in(driver, server, key: str, path: str = "/") -> None:
+    """Open ``path`` anonymously, get sent to the sign-in form, and sign in with ``key``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(server.url + path)
+    assert "/login" in driver.current_url, "an anonymous browser must be sent to the sign-in form"
+    box = driver.find_element(By.ID, "api-key")
+    box.send_keys(key)
+    box.submit()
+    WebDriverWait(driver, 10).until(lambda d: "/login" not in d.current_url)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
 import requests
 
@@ -122,9 +122,10 @@ BUILDS = [
 ]
 
 
-def report_for(build: Build) -> Dict[str, Any]:
+def report_for(build: Build, server_url: Optional[str] = None) -> Dict[str, Any]:
+    """The collector's report of one build; ``server_url`` is the run's System.CollectionUri."""
     context = PipelineContext(
-        server_url=f"https://dev.azure.com/{build.org}/",
+        server_url=server_url or f"https://dev.azure.com/{build.org}/",
         organization=Named(id=None, name=build.org),
         project=Named(id=f"{build.project}-id", name=build.project),
         pipeline=Named(id=build.pipeline_id, name=build.pipeline),
@@ -240,14 +241,19 @@ def kubernetes_objects() -> List[Dict[str, Any]]:
     return objects + COMPOSED_PODS
 
 
-def load(base_url: str, admin_key: str) -> None:
-    """Reports, one cluster inventory and three scanner reports, through the public API."""
+def load(base_url: str, admin_key: str, server_urls: Optional[Dict[str, str]] = None) -> None:
+    """Reports, one cluster inventory and three scanner reports, through the public API.
+
+    ``server_urls`` maps an organisation to the collection URL its runs report (default
+    ``https://dev.azure.com/{org}/``); remediation creates work items there.
+    """
     from imagetrail.cloud.k8s_inventory import normalize
 
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {admin_key}"
     for build in BUILDS:
-        response = http.post(f"{base_url}/v1/reports", json=report_for(build), timeout=30)
+        body = report_for(build, (server_urls or {}).get(build.org))
+        response = http.post(f"{base_url}/v1/reports", json=body, timeout=30)
         assert response.status_code in (200, 201, 202), response.text
     inventory = normalize(kubernetes_objects(), CLUSTER, "file").to_dict()
     response = http.post(f"{base_url}/v1/clusters/{CLUSTER}/inventory", json=inventory, timeout=30)
@@ -277,3 +283,16 @@ def trivy_findings(name: str, severities: set) -> List[tuple]:
 
 def trivy_cves(name: str, severities: set) -> set:
     return {cve for cve, _ in trivy_findings(name, severities)}
+
+
+def trivy_fixed_versions(name: str, severities: set) -> Dict[str, Set[str]]:
+    """CVE -> the versions that fix it, for the findings of a Trivy image report at the given severities."""
+    report = json.loads((FIXTURES / name).read_text())
+    fixes: Dict[str, Set[str]] = {}
+    for result in report.get("Results") or []:
+        for v in result.get("Vulnerabilities") or []:
+            if v.get("Severity") in severities:
+                fixes.setdefault(v["VulnerabilityID"], set()).update(
+                    part.strip() for part in (v.get("FixedVersion") or "").split(",") if part.strip()
+                )
+    return fixes

@@ -15,20 +15,11 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.web import dataset
-from tests.web.conftest import screenshot
+from tests.web.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
 CLAMAV_BUILD = dataset.BUILDS[0]
-
-
-def sign_in(driver, server, key: str, path: str = "/") -> None:
-    driver.get(server.url + path)
-    assert "/login" in driver.current_url, "an anonymous browser must be sent to the sign-in form"
-    box = driver.find_element(By.ID, "api-key")
-    box.send_keys(key)
-    box.submit()
-    WebDriverWait(driver, 10).until(lambda d: "/login" not in d.current_url)
 
 
 def search(driver, text: str) -> None:

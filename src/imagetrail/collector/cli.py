@@ -30,13 +30,15 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> _Parser:
     parser = _Parser(
         prog="imagetrail collect",
-        description="Record the images a CI job pushes (pre-job) and report them with their digests (post-job).",
+        description="Record the images a CI job pushes (pre-job) and report them with their digests "
+                    "(post-job).",
         epilog="Environment: IMAGETRAIL_URL, IMAGETRAIL_API_KEY, IMAGETRAIL_DRY_RUN, IMAGETRAIL_REPORT_FILE, "
                "IMAGETRAIL_DISABLE, IMAGETRAIL_DEADLINE_SECONDS, IMAGETRAIL_AUDIENCE, IMAGETRAIL_ENTRA_*.",
     )
     parser.add_argument("phase", choices=PHASES)
     parser.add_argument("--dry-run", action="store_true", help="send nothing (IMAGETRAIL_DRY_RUN=true)")
-    parser.add_argument("--report-file", metavar="PATH", help="also write the report there (IMAGETRAIL_REPORT_FILE)")
+    parser.add_argument("--report-file", metavar="PATH",
+                        help="also write the report there (IMAGETRAIL_REPORT_FILE)")
     return parser
 
 
@@ -45,7 +47,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], console: Console) -> None:
     try:
         args = parser.parse_args(list(argv))
     except _UsageError as exc:
-        console.warning(f"bad arguments for 'imagetrail collect' ({exc}); {' '.join(parser.format_usage().split())}")
+        usage = " ".join(parser.format_usage().split())
+        console.warning(f"bad arguments for 'imagetrail collect' ({exc}); {usage}")
         return
     settings = Settings.from_env(env, dry_run=args.dry_run, report_file=args.report_file)
     if settings.disabled:
@@ -60,7 +63,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], console: Console) -> None:
         if args.phase == "pre-job":
             from imagetrail.collector.prejob import pre_job
 
-            pre_job(env, console)
+            pre_job(env, console, deadline)
         else:
             from imagetrail.collector.postjob import post_job
 

@@ -19,7 +19,8 @@ MASK = "***"
 
 
 class Console:
-    def __init__(self, env: Mapping[str, str], out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> None:
+    def __init__(self, env: Mapping[str, str], out: Optional[TextIO] = None,
+                 err: Optional[TextIO] = None) -> None:
         self.azure = (env.get("TF_BUILD") or "").lower() == "true"
         self.github = not self.azure and (env.get("GITHUB_ACTIONS") or "").lower() == "true"
         self.out = out or sys.stdout

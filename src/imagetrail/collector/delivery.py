@@ -78,7 +78,8 @@ def deliver(url: str, token: str, body: Dict[str, Any], deadline: Deadline) -> D
             except requests.ConnectionError as exc:
                 last = f"attempt {attempt}: cannot connect ({type(exc).__name__})"
             except requests.RequestException as exc:
-                raise DeliveryError(f"sending the report to {endpoint} failed: {type(exc).__name__}") from None
+                message = f"sending the report to {endpoint} failed: {type(exc).__name__}"
+                raise DeliveryError(message) from None
             else:
                 status = response.status_code
                 if status in SUCCESS:
@@ -94,10 +95,12 @@ def deliver(url: str, token: str, body: Dict[str, Any], deadline: Deadline) -> D
                     last = f"attempt {attempt}: HTTP {status}: {_message(response)}"
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
                 else:
-                    raise DeliveryError(f"the backend rejected the report: HTTP {status}: {_message(response)}")
+                    raise DeliveryError(
+                        f"the backend rejected the report: HTTP {status}: {_message(response)}")
             remaining = deadline.remaining() - RESERVE_SECONDS
             if wait is not None and wait > remaining:
-                raise DeliveryError(f"the backend asked to retry after {wait:g} s, beyond the deadline ({last})")
+                raise DeliveryError(
+                    f"the backend asked to retry after {wait:g} s, beyond the deadline ({last})")
             pause = wait if wait is not None else random.uniform(0, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
             if pause >= remaining:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from imagetrail.collector.docker_endpoint import DockerEndpoint
 from imagetrail.collector.docker_events import DockerUnavailable, docker_time
+from imagetrail.collector.events import REFERENCE_ACTIONS
 
 
 class DockerApi:
@@ -19,7 +20,8 @@ class DockerApi:
             import docker
             from docker.errors import DockerException
         except ImportError as exc:
-            raise DockerUnavailable(f"docker-py is not installed ({exc}); cannot resolve pushed digests") from None
+            message = f"docker-py is not installed ({exc}); cannot resolve pushed digests"
+            raise DockerUnavailable(message) from None
         self._errors = docker.errors
         kwargs: Dict[str, Any] = {"timeout": timeout, "version": "auto"}
         host = endpoint.host
@@ -41,7 +43,8 @@ class DockerApi:
         except DockerUnavailable:
             raise
         except (DockerException, OSError, ValueError) as exc:
-            raise DockerUnavailable(f"cannot reach the Docker daemon at {host} ({endpoint.source}): {exc}") from None
+            message = f"cannot reach the Docker daemon at {host} ({endpoint.source}): {exc}"
+            raise DockerUnavailable(message) from None
 
     def push_events(self, since_ns: int, until_ns: int) -> List[Dict[str, Any]]:
         try:
@@ -49,6 +52,24 @@ class DockerApi:
                                         filters=_filters(), decode=True))
         except (self._errors.DockerException, OSError, ValueError) as exc:
             raise DockerUnavailable(f"cannot read events from the Docker daemon: {exc}") from None
+
+    def reference_events(self, since_ns: int, until_ns: int) -> List[Dict[str, Any]]:
+        """The image events that change what a reference points to (tag, pull, load) and pushes."""
+        filters = {"type": ["image"], "event": list(REFERENCE_ACTIONS)}
+        try:
+            return list(self.api.events(since=docker_time(since_ns), until=docker_time(until_ns),
+                                        filters=filters, decode=True))
+        except (self._errors.DockerException, OSError, ValueError) as exc:
+            raise DockerUnavailable(f"cannot read events from the Docker daemon: {exc}") from None
+
+    def engine_id(self) -> str:
+        try:
+            engine_id = (self.api.info() or {}).get("ID")
+        except (self._errors.DockerException, OSError, ValueError) as exc:
+            raise DockerUnavailable(f"cannot ask the Docker daemon for its ID: {exc}") from None
+        if not isinstance(engine_id, str) or not engine_id.strip():
+            raise DockerUnavailable("the Docker daemon sent no engine ID in GET /info")
+        return engine_id.strip()[:200]
 
     def stream_push_events(self, since_ns: int) -> Iterator[Dict[str, Any]]:
         """Events since ``since_ns``, the buffered ones first, then live ones as they happen."""

@@ -67,7 +67,8 @@ def _context_host(config_dir: str, name: str) -> str:
     except FileNotFoundError:
         raise EndpointError(f"docker context {name!r} does not exist (no {path})") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EndpointError(f"docker context {name!r} has no usable docker endpoint in {path} ({exc!r})") from None
+        message = f"docker context {name!r} has no usable docker endpoint in {path} ({exc!r})"
+        raise EndpointError(message) from None
     if not isinstance(host, str) or not host:
         raise EndpointError(f"docker context {name!r} has an empty docker endpoint")
     return host

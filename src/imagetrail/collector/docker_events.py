@@ -68,22 +68,21 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def unix_push_events(socket_path: str, since_ns: int, until_ns: int, deadline: Deadline,
-                     cap: float = 10.0, reserve: float = 1.0) -> List[Dict[str, Any]]:
-    """Push events the daemon still holds for [since, until]. Every socket operation
-    (connect, each read) is bounded by the remaining budget less ``reserve``, and so is the
-    whole read loop."""
-    query = urlencode({"since": docker_time(since_ns), "until": docker_time(until_ns), "filters": PUSH_FILTERS})
+def unix_get(socket_path: str, path: str, deadline: Deadline, cap: float = 10.0,
+             reserve: float = 1.0) -> bytes:
+    """``GET path`` on the daemon's Unix socket; the body of a 200 answer. Every socket
+    operation (connect, each read) is bounded by the remaining budget less ``reserve``, and
+    so is the whole read loop."""
     where = f"the Docker daemon at unix://{socket_path}"
     connection = _UnixHTTPConnection(socket_path, timeout=deadline.timeout(cap, reserve))
     try:
-        connection.request("GET", "/events?" + query, headers={"Accept": "application/json"})
+        connection.request("GET", path, headers={"Accept": "application/json"})
         response = connection.getresponse()
         chunks: List[bytes] = []
         size = 0
         while True:
             if deadline.remaining() <= reserve:
-                raise DockerUnavailable(f"{where} did not finish sending events before the deadline")
+                raise DockerUnavailable(f"{where} did not finish answering before the deadline")
             connection.sock.settimeout(deadline.timeout(cap, reserve))
             chunk = response.read1(65536)
             if not chunk:
@@ -91,16 +90,42 @@ def unix_push_events(socket_path: str, since_ns: int, until_ns: int, deadline: D
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_EVENTS_BYTES:
-                raise DockerUnavailable(f"{where} sent more than {MAX_EVENTS_BYTES} bytes of events")
-        body = b"".join(chunks).decode("utf-8", "replace")
+                raise DockerUnavailable(f"{where} sent more than {MAX_EVENTS_BYTES} bytes")
+        body = b"".join(chunks)
         if response.status != 200:
-            raise DockerUnavailable(f"{where} answered HTTP {response.status}: {body[:200]}")
-        return decode_json_stream(body)
+            raise DockerUnavailable(f"{where} answered HTTP {response.status}: "
+                                    f"{body[:200].decode('utf-8', 'replace')}")
+        return body
     except FileNotFoundError:
         raise DockerUnavailable(f"no Docker daemon: {socket_path} does not exist") from None
     except socket.timeout:
         raise DockerUnavailable(f"{where} did not answer in time") from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise DockerUnavailable(f"cannot read events from {where}: {exc}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise DockerUnavailable(f"cannot read from {where}: {exc}") from None
     finally:
         connection.close()
+
+
+def unix_push_events(socket_path: str, since_ns: int, until_ns: int, deadline: Deadline,
+                     cap: float = 10.0, reserve: float = 1.0) -> List[Dict[str, Any]]:
+    """Push events the daemon still holds for [since, until]."""
+    query = urlencode({"since": docker_time(since_ns), "until": docker_time(until_ns),
+                       "filters": PUSH_FILTERS})
+    body = unix_get(socket_path, "/events?" + query, deadline, cap, reserve)
+    try:
+        return decode_json_stream(body.decode("utf-8", "replace"))
+    except ValueError as exc:
+        message = f"the Docker daemon at unix://{socket_path} sent unreadable events: {exc}"
+        raise DockerUnavailable(message) from None
+
+
+def unix_engine_id(socket_path: str, deadline: Deadline, cap: float = 2.0, reserve: float = 1.0) -> str:
+    """The engine's ID from ``GET /info`` (stable for the daemon's data root)."""
+    body = unix_get(socket_path, "/info", deadline, cap, reserve)
+    try:
+        engine_id = json.loads(body.decode("utf-8", "replace")).get("ID")
+    except (ValueError, AttributeError):
+        engine_id = None
+    if not isinstance(engine_id, str) or not engine_id.strip():
+        raise DockerUnavailable(f"the Docker daemon at unix://{socket_path} sent no engine ID in GET /info")
+    return engine_id.strip()[:200]

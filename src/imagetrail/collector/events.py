@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from imagetrail.collector.references import DIGEST_RE, InvalidReference, parse_reference
 
 OCI_LABEL_PREFIX = "org.opencontainers.image."
+# Image events that set what a reference points to (``docker tag``/``build -t``/``import``,
+# ``pull``, ``load``), plus pushes. Untag events name the image id only, so they cannot be used.
+REFERENCE_ACTIONS = ("tag", "pull", "load", "push")
 MAX_LABELS = 200
 MAX_LABEL_VALUE = 4096
 
@@ -17,7 +22,8 @@ def oci_labels(labels: Optional[Dict[str, Any]]) -> Dict[str, str]:
     for key, value in sorted((labels or {}).items()):
         if len(result) >= MAX_LABELS:
             break
-        if isinstance(key, str) and key.startswith(OCI_LABEL_PREFIX) and len(key) <= 256 and isinstance(value, str):
+        if (isinstance(key, str) and key.startswith(OCI_LABEL_PREFIX) and len(key) <= 256
+                and isinstance(value, str)):
             result[key] = value[:MAX_LABEL_VALUE]
     return result
 
@@ -58,7 +64,8 @@ class PushEvent:
         return cls(reference=reference[:1024], time_ns=time_ns, name=name, labels=oci_labels(attributes))
 
     def to_json(self) -> Dict[str, Any]:
-        return {"reference": self.reference, "timeNano": self.time_ns, "name": self.name, "labels": self.labels}
+        return {"reference": self.reference, "timeNano": self.time_ns, "name": self.name,
+                "labels": self.labels}
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> Optional["PushEvent"]:
@@ -98,3 +105,73 @@ class Resolution:
             platforms=platforms,
             error=data.get("error") if isinstance(data.get("error"), str) else None,
         )
+
+
+def canonical_reference(text: Any) -> Optional[str]:
+    """``alpine`` and ``docker.io/library/alpine:latest`` name the same thing."""
+    if not isinstance(text, str):
+        return None
+    try:
+        ref = parse_reference(text)
+    except InvalidReference:
+        return None
+    return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag or 'latest'}"
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """What the daemon's events say about the image a push sent, when it is resolved later."""
+
+    image_id: Optional[str] = None  # from the reference's last tag event before the push
+    changed_since: bool = False  # the reference was re-tagged, pulled or loaded after the push
+    pushed_again_since_change: bool = False  # ... and pushed again: the registry has the later image
+
+
+class ReferenceHistory:
+    """Which image each reference pointed to over time, from the daemon's image events.
+
+    Needed when a push is resolved after the fact (no watcher): by then the pushed tag may
+    point to another image, or the image may be gone."""
+
+    def __init__(self, events: Iterable[Dict[str, Any]]) -> None:
+        self._changes: Dict[str, List[Tuple[int, Optional[str]]]] = {}
+        self._pushes: Dict[str, List[int]] = {}
+        for event in events:
+            self._add(event)
+        for changes in self._changes.values():
+            changes.sort(key=lambda change: change[0])
+
+    def _add(self, event: Any) -> None:
+        if not isinstance(event, dict) or event.get("Type") != "image":
+            return
+        action, time_ns = event.get("Action"), event.get("timeNano")
+        actor = event.get("Actor") if isinstance(event.get("Actor"), dict) else {}
+        attributes = actor.get("Attributes") if isinstance(actor.get("Attributes"), dict) else {}
+        actor_id = actor.get("ID")
+        if not isinstance(time_ns, int):
+            return
+        if action == "tag":
+            reference = canonical_reference(attributes.get("name"))
+            image_id = actor_id if isinstance(actor_id, str) and DIGEST_RE.match(actor_id) else None
+            if reference:
+                self._changes.setdefault(reference, []).append((time_ns, image_id))
+        elif action in ("pull", "load"):
+            if isinstance(actor_id, str) and not DIGEST_RE.match(actor_id):
+                reference = canonical_reference(actor_id)
+                if reference:
+                    self._changes.setdefault(reference, []).append((time_ns, None))
+        elif action == "push":
+            reference = canonical_reference(actor_id)
+            if reference:
+                self._pushes.setdefault(reference, []).append(time_ns)
+
+    def pushed_image(self, event: PushEvent) -> PushedImage:
+        reference = canonical_reference(event.reference)
+        if reference is None:
+            return PushedImage()
+        changes = self._changes.get(reference, [])
+        before = [image_id for time_ns, image_id in changes if time_ns <= event.time_ns]
+        after = [time_ns for time_ns, _ in changes if time_ns > event.time_ns]
+        pushed_again = bool(after) and any(t > after[0] for t in self._pushes.get(reference, []))
+        return PushedImage(image_id=before[-1] if before else None, changed_since=bool(after),
+                           pushed_again_since_change=pushed_again)

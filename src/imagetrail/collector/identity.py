@@ -58,8 +58,8 @@ def azure_job_token(env: Mapping[str, str], settings: Settings, deadline: Deadli
     url = (env.get("SYSTEM_OIDCREQUESTURI") or "").strip()
     access_token = env.get("SYSTEM_ACCESSTOKEN") or ""
     if not url:
-        raise IdentityError("SYSTEM_OIDCREQUESTURI is not set, so the job's identity token cannot be requested; "
-                            "set IMAGETRAIL_API_KEY or use an agent that supports OIDC")
+        raise IdentityError("SYSTEM_OIDCREQUESTURI is not set, so the job's identity token cannot be "
+                            "requested; set IMAGETRAIL_API_KEY or use an agent that supports OIDC")
     if not access_token:
         raise IdentityError("SYSTEM_ACCESSTOKEN is not available to the ImageTrail step; "
                             "map System.AccessToken or set IMAGETRAIL_API_KEY")
@@ -75,7 +75,8 @@ def azure_job_token(env: Mapping[str, str], settings: Settings, deadline: Deadli
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise IdentityError(f"requesting the job's OIDC token from Azure DevOps failed: {type(exc).__name__}") from None
+        message = f"requesting the job's OIDC token from Azure DevOps failed: {type(exc).__name__}"
+        raise IdentityError(message) from None
     return _token_from(response, "oidcToken", "requesting the job's OIDC token from Azure DevOps")
 
 
@@ -85,16 +86,19 @@ def github_job_token(env: Mapping[str, str], audience: str, deadline: Deadline) 
     url = (env.get("ACTIONS_ID_TOKEN_REQUEST_URL") or "").strip()
     request_token = env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN") or ""
     if not url or not request_token:
-        raise IdentityError("the job cannot request an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN are not set); "
-                            "give the workflow 'permissions: id-token: write' or set IMAGETRAIL_API_KEY")
+        raise IdentityError("the job cannot request an OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN are "
+                            "not set); give the workflow 'permissions: id-token: write' or set "
+                            "IMAGETRAIL_API_KEY")
     try:
         response = requests.get(
-            url, params={"audience": audience}, timeout=deadline.timeout(IDENTITY_CAP_SECONDS, RESERVE_SECONDS),
+            url, params={"audience": audience},
+            timeout=deadline.timeout(IDENTITY_CAP_SECONDS, RESERVE_SECONDS),
             headers={"Authorization": f"Bearer {request_token}", "Accept": "application/json"},
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise IdentityError(f"requesting the job's OIDC token from GitHub failed: {type(exc).__name__}") from None
+        message = f"requesting the job's OIDC token from GitHub failed: {type(exc).__name__}"
+        raise IdentityError(message) from None
     return _token_from(response, "value", "requesting the job's OIDC token from GitHub")
 
 
@@ -133,7 +137,8 @@ def entra_token_for_job(settings: Settings, job_token: str, deadline: Deadline) 
     except IdentityError:
         raise
     except Exception as exc:  # noqa: BLE001 - msal raises ValueError, requests errors, ...
-        raise IdentityError(f"Microsoft Entra ID token exchange failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+        message = f"Microsoft Entra ID token exchange failed: {type(exc).__name__}: {str(exc)[:200]}"
+        raise IdentityError(message) from None
     return _entra_result(result, "Microsoft Entra ID token exchange (workload identity federation)")
 
 
@@ -158,7 +163,8 @@ def entra_token_for_managed_identity(settings: Settings, deadline: Deadline) -> 
         client = msal.ManagedIdentityClient(identity, http_client=session)
         result = client.acquire_token_for_client(resource=resource)
     except Exception as exc:  # noqa: BLE001
-        raise IdentityError(f"managed identity token request failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+        message = f"managed identity token request failed: {type(exc).__name__}: {str(exc)[:200]}"
+        raise IdentityError(message) from None
     return _entra_result(result, "managed identity token request")
 
 

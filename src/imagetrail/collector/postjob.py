@@ -3,9 +3,11 @@
 Sources, merged and de-duplicated by (reference, event time): the watcher's records (each
 resolved when the push happened) and the daemon's event ring buffer for
 [job start, now] (which catches pushes the watcher missed, e.g. if it could not start).
-Without a pre-job record the pipeline start time bounds the job. The nothing-pushed path
-uses the standard library only; docker-py is imported only to resolve digests or to reach
-a daemon that is not behind a Unix socket.
+Without a pre-job record the pipeline start time bounds the job. Pushes that only the ring
+buffer found are resolved after the fact, with the daemon's tag events telling which image
+each pushed tag named at the time, so they carry the same fields as the watcher's. The
+nothing-pushed path uses the standard library only; docker-py is imported only to resolve
+digests or to reach a daemon that is not behind a Unix socket.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from imagetrail import __version__
+from imagetrail.collector import shared_engine
 from imagetrail.collector.console import Console
 from imagetrail.collector.context import pipeline_context
 from imagetrail.collector.deadline import Deadline
 from imagetrail.collector.docker_endpoint import DockerEndpoint, EndpointError, resolve_endpoint
 from imagetrail.collector.docker_events import DockerUnavailable, unix_push_events
-from imagetrail.collector.events import PushEvent, Resolution, rfc3339
+from imagetrail.collector.events import PushEvent, ReferenceHistory, Resolution, rfc3339
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.collector.settings import Settings
+from imagetrail.collector.shared_engine import process_alive
 from imagetrail.collector.state import JobFiles, JobRecord, read_job_record, read_lines
 from imagetrail.collector.watchdog import Watchdog
-from imagetrail.report import CollectorInfo, Platform, PipelineContext, Push, Report
+from imagetrail.report import CollectorInfo, PipelineContext, Platform, Push, Report
 
 MAX_PUSHES = 5000
 MAX_REPORT_WARNINGS = 100
@@ -37,7 +41,9 @@ MAX_REPORT_WARNINGS = 100
 class Discovery:
     pushes: Dict[Tuple[str, int], Tuple[PushEvent, Optional[Resolution]]] = field(default_factory=dict)
     sources: List[str] = field(default_factory=list)
-    problems: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)  # printed as warnings
+    notes: List[str] = field(default_factory=list)  # for the report's warnings only (an info line is printed)
+    registration: Optional[str] = None  # this job's shared-engine registration (pre-job)
 
     def add(self, event: PushEvent, resolution: Optional[Resolution]) -> None:
         known = self.pushes.get(event.key)
@@ -61,19 +67,9 @@ def pipeline_start_ns(env: Mapping[str, str]) -> Optional[int]:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
-def _is_our_watcher(pid: int, files: JobFiles) -> bool:
-    """Guards against a recycled pid: on Linux the process's command line must name this job's file."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return files.pushes.encode() in handle.read()
-    except FileNotFoundError:
-        return not os.path.isdir("/proc")  # no procfs (macOS, Windows): trust the recorded pid
-    except OSError:
-        return False
-
-
 def stop_watcher(pid: Optional[int], files: JobFiles) -> None:
-    if not pid or not _is_our_watcher(pid, files):
+    # The command line must name this job's file: guards against a recycled pid.
+    if not pid or not process_alive(pid, files.pushes):
         return
     try:
         os.kill(pid, signal.SIGTERM)
@@ -113,7 +109,9 @@ def daemon_events(endpoint: DockerEndpoint, env: Mapping[str, str], since_ns: in
 
 def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
                     deadline: Deadline) -> None:
-    missing = [key for key, (_, resolution) in discovery.pushes.items() if resolution is None]
+    """Resolves the pushes the watcher did not (or could not) resolve when they happened."""
+    missing = [key for key, (_, resolution) in discovery.pushes.items()
+               if resolution is None or not resolution.digest]
     if not missing:
         return
     api = None
@@ -124,12 +122,20 @@ def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], en
         from imagetrail.collector.resolve import resolve
 
         api = DockerApi(endpoint, env, timeout=deadline.timeout(5.0, reserve=2.0))
+        try:
+            # All the daemon still holds: a tag event before the job start still says what a tag named.
+            history: Optional[ReferenceHistory] = ReferenceHistory(api.reference_events(1, time.time_ns()))
+        except DockerUnavailable:
+            history = None
         for key in missing:
-            event = discovery.pushes[key][0]
+            event, earlier = discovery.pushes[key]
             if deadline.remaining() < 2.0:
-                discovery.pushes[key] = (event, Resolution(error="no time left to resolve the digest"))
+                if earlier is None:
+                    discovery.pushes[key] = (event, Resolution(error="no time left to resolve the digest"))
                 continue
-            discovery.pushes[key] = (event, resolve(api, event))
+            resolution = resolve(api, event, history.pushed_image(event) if history else None)
+            if resolution.digest or earlier is None:
+                discovery.pushes[key] = (event, resolution)
     except DockerUnavailable as exc:
         for key in missing:
             if discovery.pushes[key][1] is None:
@@ -148,8 +154,8 @@ def to_push(event: PushEvent, resolution: Resolution) -> Push:
         registry, repository, tag = (first, rest, None) if rest else ("docker.io", first, None)
         registry, repository = registry[:255] or "unknown", repository[:512] or "unknown"
         resolution = Resolution(error=str(exc))
-    labels = dict(event.labels)
-    labels.update(resolution.labels)
+    labels = dict(resolution.labels)
+    labels.update(event.labels)  # the push event carries the pushed image's labels as they were
     digest_error = None if resolution.digest else (resolution.error or "the digest could not be resolved")
     return Push(
         reference=event.reference,
@@ -189,6 +195,7 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
         record, damaged = None, str(exc)
     if record is not None:
         start_ns, start_source = record.start_ns, "job start"
+        discovery.registration = record.engine_registration
         stop_watcher(record.watcher_pid, files)
         if read_watcher(files, start_ns, discovery):
             discovery.sources.append("watcher: daemon events streamed from the job start")
@@ -200,8 +207,8 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
         start_ns, start_source = pipeline_start_ns(env), "pipeline start (no pre-job record)"
         if start_ns is None:
             discovery.problems.append(
-                f"{damaged or 'no pre-job record'}; without SYSTEM_PIPELINESTARTTIME the collector cannot tell "
-                "which pushes belong to this job"
+                f"{damaged or 'no pre-job record'}; without SYSTEM_PIPELINESTARTTIME the collector cannot "
+                "tell which pushes belong to this job"
             )
             return discovery, None, False
         if damaged:
@@ -216,11 +223,38 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
             discovery.add(event, None)
         discovery.sources.append(f"daemon event buffer since the {start_source}"[:200])
     except DockerUnavailable as exc:
-        no_docker = endpoint.source == "default" and endpoint.unix_socket and not os.path.exists(endpoint.unix_socket)
+        no_docker = (endpoint.source == "default" and endpoint.unix_socket
+                     and not os.path.exists(endpoint.unix_socket))
         if not (no_docker and not discovery.pushes):
             discovery.problems.append(f"{exc} ({endpoint.source})")
         discovery.sources.append("daemon event buffer: unavailable")
     return discovery, endpoint, True
+
+
+def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], deadline: Deadline,
+                        console: Console) -> None:
+    """Closes this job's registration on the engine and, when it pushed, names the other jobs
+    that were running on the same engine at the time (their pushes would look like ours)."""
+    now_ns = time.time_ns()
+    directory = os.path.dirname(discovery.registration) if discovery.registration else None
+    try:
+        if discovery.registration:
+            shared_engine.close(discovery.registration, now_ns)
+        if directory is None:
+            if not discovery.pushes or endpoint is None:
+                return
+            directory = shared_engine.engine_directory(shared_engine.engine_key(endpoint, deadline))
+        times = [event.time_ns for event, _ in discovery.pushes.values()]
+        others = shared_engine.other_jobs(directory, discovery.registration, times, now_ns)
+    except (OSError, ValueError) as exc:
+        if discovery.pushes:
+            discovery.sources.append(f"shared-engine: not checked ({type(exc).__name__})")
+        return
+    if others and discovery.pushes:
+        entry, warning, info = shared_engine.describe(others)
+        discovery.sources.append(entry)
+        discovery.notes.append(console.safe(warning, 2000))
+        console.info(info)
 
 
 def build_report(context: PipelineContext, discovery: Discovery, console: Console) -> Report:
@@ -232,7 +266,7 @@ def build_report(context: PipelineContext, discovery: Discovery, console: Consol
         pushes=pushes[:MAX_PUSHES],
         collector=CollectorInfo(version=__version__, phase="post-job", discovery=discovery.sources[:20]),
         generated_at=rfc3339(time.time_ns()),
-        warnings=[w[:2000] for w in console.warnings[:MAX_REPORT_WARNINGS]],
+        warnings=[w[:2000] for w in (console.warnings + discovery.notes)[:MAX_REPORT_WARNINGS]],
     )
 
 
@@ -240,6 +274,7 @@ def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadl
              watchdog: Watchdog) -> None:
     context = pipeline_context(env)
     discovery, endpoint, bounded = discover(env, context, deadline, console)
+    check_shared_engine(discovery, endpoint, deadline, console)
     if not discovery.pushes:
         for problem in discovery.problems:
             console.warning(problem)

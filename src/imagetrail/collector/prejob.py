@@ -1,18 +1,20 @@
-"""The pre-job step: note when the job started and start the watcher that records its pushes."""
+"""The pre-job step: note when the job started, start the watcher that records its pushes,
+and register the job on its Docker engine (see ``shared_engine``)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import time
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
-from imagetrail.collector import watcher
+from imagetrail.collector import shared_engine, watcher
 from imagetrail.collector.console import Console
 from imagetrail.collector.context import pipeline_context
+from imagetrail.collector.deadline import Deadline
 from imagetrail.collector.docker_endpoint import EndpointError, resolve_endpoint
 from imagetrail.collector.settings import SECRET_VARIABLES
-from imagetrail.collector.state import JobFiles, JobRecord, write_json_atomically
+from imagetrail.collector.state import JobFiles, JobRecord, job_key, write_json_atomically
 
 
 def _package_root() -> str:
@@ -30,7 +32,7 @@ def _watcher_env(env: Mapping[str, str]) -> Dict[str, str]:
     return child
 
 
-def start_watcher(files: JobFiles, since_ns: int, env: Mapping[str, str]) -> int:
+def start_watcher(files: JobFiles, since_ns: int, env: Mapping[str, str], registration: Optional[str]) -> int:
     kwargs: Dict[str, Any] = {}
     if os.name == "nt":
         kwargs["creationflags"] = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
@@ -38,14 +40,15 @@ def start_watcher(files: JobFiles, since_ns: int, env: Mapping[str, str]) -> int
         kwargs["start_new_session"] = True  # survives the step's process group
     with open(files.watcher_log, "ab") as log:
         process = subprocess.Popen(
-            watcher.command(files.pushes, since_ns), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            watcher.command(files.pushes, since_ns, registration),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             close_fds=True, env=_watcher_env(env), cwd=files.directory, **kwargs,
         )
     process.returncode = 0  # detached on purpose: do not warn that it is still running at exit
     return process.pid
 
 
-def pre_job(env: Mapping[str, str], console: Console) -> None:
+def pre_job(env: Mapping[str, str], console: Console, deadline: Deadline) -> None:
     context = pipeline_context(env)
     files = JobFiles.for_job(env, context)
     files.ensure_directory()
@@ -63,11 +66,21 @@ def pre_job(env: Mapping[str, str], console: Console) -> None:
             os.remove(stale)
         except FileNotFoundError:
             pass
-    if record.watcher_problem is None:
+    registration: Optional[str] = None
+    if endpoint is not None and record.watcher_problem is None:
+        directory = shared_engine.engine_directory(shared_engine.engine_key(endpoint, deadline))
+        registration = shared_engine.registration_path(directory, job_key(context))
         try:
-            record.watcher_pid = start_watcher(files, start_ns, env)
+            record.watcher_pid = start_watcher(files, start_ns, env, registration)
         except OSError as exc:
             record.watcher_problem = f"cannot start the watcher: {exc}"
+    if record.watcher_pid and registration:
+        try:
+            record.engine_registration = shared_engine.register(
+                registration, shared_engine.job_identity(context, console.mask), start_ns, record.watcher_pid,
+                files.pushes)
+        except OSError:
+            pass  # a host where the temp dir is not shared or writable: only the shared-engine check is lost
     write_json_atomically(files.job, record.to_json())
     if record.watcher_pid:
         console.info(f"recording image pushes of this job (watcher pid {record.watcher_pid})")

@@ -1,17 +1,20 @@
-"""Finding the manifest digest of a pushed reference.
+"""Finding what a push sent: the manifest digest, the local image id and its OCI labels.
 
-Order: a digest in the reference itself; the local image's ``RepoDigests`` entry for the
-pushed repository (what ``docker push`` just recorded, no network); the registry's
-descriptor through the daemon (``GET /distribution/{name}/json``) when that entry is
-missing or ambiguous. If nothing works, the push is kept with ``digest: null`` and the
-reason - never dropped.
+Which image: the one the pushed reference names now - unless the daemon's events show that
+the reference changed after the push (``PushedImage``, when resolved after the fact); then
+the image its tag event named at the time, looked up by id. Digest: in the reference
+itself; else the image's ``RepoDigests`` entry for the pushed repository (what ``docker
+push`` recorded, no network); else the registry's descriptor through the daemon
+(``GET /distribution/{name}/json``) - unless the tag was moved and pushed again since, when
+the registry only knows the later image. If nothing works, the push is kept with
+``digest: null`` and the reason - never dropped.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional, Set
 
-from imagetrail.collector.events import PushEvent, Resolution, oci_labels
+from imagetrail.collector.events import PushedImage, PushEvent, Resolution, oci_labels
 from imagetrail.collector.references import DIGEST_RE, ImageReference, InvalidReference, parse_reference
 
 INDEX_MEDIA_TYPES = (
@@ -40,19 +43,32 @@ def _repo_digests(image: Any, ref: ImageReference) -> Set[str]:
     return found
 
 
-def resolve(api: Any, event: PushEvent) -> Resolution:
-    """``api`` is a ``docker_client.DockerApi``. Never raises: every failure is kept as the reason."""
+def _inspect(api: Any, name: str) -> "tuple[Optional[dict], Optional[str]]":
+    try:
+        image = api.inspect_image(name)
+    except Exception as exc:  # noqa: BLE001 - any daemon failure becomes the recorded reason
+        return None, f"inspecting the image failed: {_short(exc)}"
+    return (image, None) if isinstance(image, dict) else (None, None)
+
+
+def resolve(api: Any, event: PushEvent, pushed: Optional[PushedImage] = None) -> Resolution:
+    """``api`` is a ``docker_client.DockerApi``; ``pushed`` what the events say about the pushed
+    image (None when resolving right after the push). Never raises: failures become the reason."""
     try:
         ref = parse_reference(event.reference)
     except InvalidReference as exc:
         return Resolution(error=_short(exc))
-    result = Resolution(digest=ref.digest)
-    image_problem: Optional[str] = None
-    try:
-        image = api.inspect_image(event.reference)
-    except Exception as exc:  # noqa: BLE001 - any daemon failure becomes the recorded reason
-        image, image_problem = None, f"inspecting the image failed: {_short(exc)}"
-    if isinstance(image, dict):
+    pushed = pushed or PushedImage()
+    result = Resolution(digest=ref.digest, image_id=pushed.image_id)
+    image, image_problem = None, None
+    if not pushed.changed_since:
+        image, image_problem = _inspect(api, event.reference)
+        if image is not None and pushed.image_id and image.get("Id") != pushed.image_id:
+            image = None  # the tag names another image now
+    if image is None and pushed.image_id:
+        image, problem = _inspect(api, pushed.image_id)
+        image_problem = image_problem or problem
+    if image is not None:
         image_id = image.get("Id")
         result.image_id = image_id if isinstance(image_id, str) and DIGEST_RE.match(image_id) else None
         result.labels = oci_labels((image.get("Config") or {}).get("Labels"))
@@ -65,8 +81,13 @@ def resolve(api: Any, event: PushEvent) -> Resolution:
             else:
                 image_problem = f"the image has no digest for {ref.name} (re-tagged since the push?)"
     elif image_problem is None:
-        image_problem = "the image is no longer on the daemon"
+        image_problem = ("the reference names another image since the push" if pushed.changed_since
+                         else "the image is no longer on the daemon")
     if result.digest is not None:
+        return result
+    if pushed.pushed_again_since_change:
+        result.error = (f"{image_problem}; {event.reference} was re-tagged and pushed again later, "
+                        "so the registry only knows the later image")
         return result
     try:
         descriptor = (api.distribution(event.reference) or {}).get("Descriptor") or {}

@@ -50,8 +50,10 @@ def send_report(body: Dict[str, Any], settings: Settings, env: Mapping[str, str]
         token = obtain_token(settings, env, deadline, console)
         deliver(settings.url, token, body, deadline)
     except (IdentityError, DeliveryError) as exc:
-        watchdog.pending_report = None
+        # Still pending while it is kept: should the deadline strike now, the watchdog keeps it
+        # (the same file, written atomically) instead of the report being lost.
         _keep(body, env, console, str(exc))
+        watchdog.pending_report = None
         return
     watchdog.pending_report = None
     console.info(f"reported {_summary(body)} to {settings.url}")

@@ -36,7 +36,8 @@ def _deadline(raw: Optional[str]) -> "tuple[float, Optional[str]]":
         )
     if not 1.0 <= value <= MAX_DEADLINE_SECONDS:
         bounded = min(max(value, 1.0), MAX_DEADLINE_SECONDS) if value == value else DEFAULT_DEADLINE_SECONDS
-        return bounded, f"IMAGETRAIL_DEADLINE_SECONDS must be between 1 and {MAX_DEADLINE_SECONDS:g}; using {bounded:g} s"
+        return bounded, (f"IMAGETRAIL_DEADLINE_SECONDS must be between 1 and {MAX_DEADLINE_SECONDS:g}; "
+                         f"using {bounded:g} s")
     return value, None
 
 
@@ -58,7 +59,8 @@ class Settings:
     problem: Optional[str] = None  # a setting that was malformed and replaced by its default
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], dry_run: bool = False, report_file: Optional[str] = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str], dry_run: bool = False,
+                 report_file: Optional[str] = None) -> "Settings":
         deadline, problem = _deadline(env.get("IMAGETRAIL_DEADLINE_SECONDS"))
         return cls(
             dry_run=dry_run or env_flag(env, "IMAGETRAIL_DRY_RUN"),
@@ -71,7 +73,8 @@ class Settings:
             entra_client_id=(env.get("IMAGETRAIL_ENTRA_CLIENT_ID") or "").strip() or None,
             entra_tenant_id=(env.get("IMAGETRAIL_ENTRA_TENANT_ID") or "").strip() or None,
             entra_scope=(env.get("IMAGETRAIL_ENTRA_SCOPE") or "").strip() or None,
-            entra_authority_host=(env.get("IMAGETRAIL_ENTRA_AUTHORITY_HOST") or "").strip().rstrip("/") or None,
+            entra_authority_host=(env.get("IMAGETRAIL_ENTRA_AUTHORITY_HOST") or "").strip().rstrip("/")
+            or None,
             entra_managed_identity=env_flag(env, "IMAGETRAIL_ENTRA_MANAGED_IDENTITY"),
             service_connection_id=(env.get("IMAGETRAIL_SERVICE_CONNECTION_ID") or "").strip() or None,
             problem=problem,

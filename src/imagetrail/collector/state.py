@@ -68,10 +68,11 @@ class JobRecord:
     docker_host: Optional[str] = None
     watcher_pid: Optional[int] = None
     watcher_problem: Optional[str] = None
+    engine_registration: Optional[str] = None  # this job's file in the engine's shared directory
 
     def to_json(self) -> Dict[str, Any]:
         return {"startNs": self.start_ns, "dockerHost": self.docker_host, "watcherPid": self.watcher_pid,
-                "watcherProblem": self.watcher_problem}
+                "watcherProblem": self.watcher_problem, "engineRegistration": self.engine_registration}
 
     @classmethod
     def from_json(cls, data: Any) -> "JobRecord":
@@ -80,9 +81,12 @@ class JobRecord:
         pid = data.get("watcherPid")
         host = data.get("dockerHost")
         problem = data.get("watcherProblem")
+        registration = data.get("engineRegistration")
         return cls(start_ns=data["startNs"], docker_host=host if isinstance(host, str) else None,
                    watcher_pid=pid if isinstance(pid, int) and pid > 0 else None,
-                   watcher_problem=problem if isinstance(problem, str) else None)
+                   watcher_problem=problem if isinstance(problem, str) else None,
+                   engine_registration=registration if isinstance(registration, str) and registration
+                   else None)
 
 
 def write_json_atomically(path: str, data: Dict[str, Any]) -> None:

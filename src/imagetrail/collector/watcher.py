@@ -5,6 +5,8 @@ later in the job, so the watcher streams ``/events`` from the job start (buffere
 first, then live ones) and resolves each push's digest at once. Each record is one JSON
 line appended to the job's pushes file. It stops on SIGTERM (post-job), when the job's
 temp directory disappears (the agent cleans it after the job), or after ``--max-seconds``.
+While it runs it touches the job's shared-engine registration (``--registration``): the
+heartbeat that tells other jobs this one is still running.
 
 Run as ``python -m imagetrail.collector.watcher --pushes FILE --since NS``; its stdout and
 stderr go to the job's watcher log.
@@ -18,16 +20,18 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
+from imagetrail.collector import shared_engine
 from imagetrail.collector.docker_endpoint import EndpointError, resolve_endpoint
 from imagetrail.collector.docker_events import DockerUnavailable
 from imagetrail.collector.events import PushEvent
 from imagetrail.collector.resolve import resolve
 from imagetrail.collector.state import append_line
 
-DEFAULT_MAX_SECONDS = 48 * 3600  # longer than any hosted job may run; self-hosted jobs are cleaned by the agent
-DIRECTORY_CHECK_SECONDS = 15.0
+# Longer than any hosted job may run; on self-hosted agents the job's temp dir is removed.
+DEFAULT_MAX_SECONDS = 48 * 3600
+HOUSEKEEPING_SECONDS = shared_engine.HEARTBEAT_SECONDS
 
 
 def _log(message: str) -> None:
@@ -38,13 +42,15 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _exit_when(check: Callable[[], bool], interval: float) -> None:
+def _housekeeping(directory: str, registration: Optional[str], interval: float) -> None:
     def loop() -> None:
         while True:
             time.sleep(interval)
-            if check():
+            if not os.path.isdir(directory):
                 _log("the job's temp directory is gone; stopping")
                 os._exit(0)
+            if registration:
+                shared_engine.heartbeat(registration)
 
     threading.Thread(target=loop, daemon=True).start()
 
@@ -88,13 +94,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--pushes", required=True, help="JSON-lines file the push records are appended to")
     parser.add_argument("--since", required=True, type=int, help="job start, nanoseconds since the epoch")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS)
+    parser.add_argument("--registration", help="this job's shared-engine registration (heartbeat)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     timer = threading.Timer(args.max_seconds, os._exit, (0,))
     timer.daemon = True
     timer.start()
     directory = os.path.dirname(os.path.abspath(args.pushes))
-    _exit_when(lambda: not os.path.isdir(directory), DIRECTORY_CHECK_SECONDS)
+    _housekeeping(directory, args.registration, HOUSEKEEPING_SECONDS)
     try:
         watch(args.pushes, args.since)
     except EndpointError as exc:
@@ -104,8 +111,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def command(pushes_path: str, since_ns: int) -> List[str]:
-    return [sys.executable, "-m", "imagetrail.collector.watcher", "--pushes", pushes_path, "--since", str(since_ns)]
+def command(pushes_path: str, since_ns: int, registration: Optional[str] = None) -> List[str]:
+    args = [sys.executable, "-m", "imagetrail.collector.watcher",
+            "--pushes", pushes_path, "--since", str(since_ns)]
+    return args + (["--registration", registration] if registration else [])
 
 
 if __name__ == "__main__":

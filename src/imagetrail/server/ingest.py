@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from sqlalchemy import Table, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, func, or_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.auth import Principal
+from imagetrail.server.bulk import insert_many, select_by_keys
 from imagetrail.server.models import pipeline as m
 
 T_ORGS: Table = m.Organization.__table__
@@ -209,11 +209,6 @@ def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return list(seen.values())
 
 
-def _insert(conn: Connection, table: Table):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 @dataclass
 class _Pending:
     """One new report and the natural keys of the rows it needs."""
@@ -272,19 +267,16 @@ def _get_or_create(conn: Connection, table: Table, key_columns: Sequence[str],
     Returns key -> id, or key -> row (id first, then ``extra`` columns) for rows that already
     existed when ``extra`` is given.
     """
-    columns = [table.c[name] for name in key_columns]
     keys = sorted(wanted)
-    stmt = (_insert(conn, table).on_conflict_do_nothing(index_elements=list(key_columns))
-            .returning(table.c.id, *columns))
     ids: Dict[Key, Any] = {}
-    for row in conn.execute(stmt, [{**dict(zip(key_columns, key)), **wanted[key]} for key in keys]):
+    created = insert_many(conn, table, [{**dict(zip(key_columns, key)), **wanted[key]} for key in keys],
+                          skip_conflicts_on=key_columns, returning=("id", *key_columns))
+    for row in created:
         ids[tuple(row[1:])] = row[0]
     existing = [key for key in keys if key not in ids]
-    if existing:
-        # ON CONFLICT waited for the transaction that inserted these rows: they are committed now.
-        query = select(table.c.id, *(table.c[name] for name in extra), *columns).where(tuple_(*columns).in_(existing))
-        for row in conn.execute(query):
-            ids[tuple(row[1 + len(extra):])] = tuple(row[:1 + len(extra)]) if extra else row[0]
+    # ON CONFLICT waited for the transaction that inserted these rows: they are committed now.
+    for row in select_by_keys(conn, table, key_columns, existing, ("id", *extra, *key_columns)):
+        ids[tuple(row[1 + len(extra):])] = tuple(row[:1 + len(extra)]) if extra else row[0]
     return ids
 
 
@@ -346,7 +338,7 @@ def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
     first: Dict[str, int] = {}
     for index, (body, _) in enumerate(items):
         first.setdefault(body["reportId"], index)
-    stored = set(conn.execute(select(T_REPORTS.c.id).where(T_REPORTS.c.id.in_(sorted(first)))).scalars())
+    stored = {row[0] for row in select_by_keys(conn, T_REPORTS, ("id",), [(rid,) for rid in sorted(first)], ("id",))}
     new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items()) if rid not in stored]
     created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
     return [IngestResult(body["reportId"], created=first[body["reportId"]] == index and body["reportId"] in created,
@@ -431,12 +423,12 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
 
     # the reports themselves: a report another transaction stored meanwhile is not inserted
     # again, and none of its pushes are (its shared rows above are the same rows either way)
-    inserted = set(conn.execute(
-        _insert(conn, T_REPORTS).on_conflict_do_nothing(index_elements=["id"]).returning(T_REPORTS.c.id),
+    inserted = {row[0] for row in insert_many(
+        conn, T_REPORTS,
         [{"id": p.report_id, "schema_version": p.body["schemaVersion"], "received_at": now,
           "identity_kind": p.principal.kind, "identity_subject": p.principal.subject[:512],
           "job_id": job_ids[job_key_of[p.report_id]], "body": p.body} for p in new],
-    ).scalars())
+        skip_conflicts_on=("id",), returning=("id",))}
     stored = [p for p in new if p.report_id in inserted]
     if not stored:
         return inserted
@@ -446,8 +438,8 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
                      | {pl["digest"] for p in stored for q in p.pushes for pl in q.get("platforms") or []})
     fresh = [d for d in digests if d not in cache.images]
     if fresh:
-        conn.execute(_insert(conn, T_IMAGES).on_conflict_do_nothing(index_elements=["digest"]),
-                     [{"digest": d, "first_seen_at": now} for d in fresh])
+        insert_many(conn, T_IMAGES, [{"digest": d, "first_seen_at": now} for d in fresh],
+                    skip_conflicts_on=("digest",))
     learned.images.update(digests)
     references = {(q["registry"], q["repository"], q.get("tag") or ""): {} for p in stored for q in p.pushes}
     reference_ids = _resolve(conn, T_REFERENCES, ("registry", "repository", "tag"), references, cache, learned)
@@ -457,15 +449,12 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
              "pushed_at": _timestamp(q.get("pushedAt")) or now, "labels": q.get("labels") or {},
              "digest_error": q.get("digestError")}
             for p in stored for q in p.pushes]
-    if rows:
-        conn.execute(T_PUSHES.insert(), rows)
+    insert_many(conn, T_PUSHES, rows)
     relations = sorted({(q["digest"], pl["digest"]): pl for p in stored for q in p.pushes if q.get("digest")
                         for pl in q.get("platforms") or []}.items())
-    if relations:
-        conn.execute(
-            _insert(conn, T_RELATIONS).on_conflict_do_nothing(index_elements=["index_digest", "manifest_digest"]),
-            [{"index_digest": index, "manifest_digest": manifest, "os": pl.get("os"),
-              "architecture": pl.get("architecture"), "variant": pl.get("variant"), "source": "collector",
-              "recorded_at": now} for (index, manifest), pl in relations],
-        )
+    insert_many(conn, T_RELATIONS,
+                [{"index_digest": index, "manifest_digest": manifest, "os": pl.get("os"),
+                  "architecture": pl.get("architecture"), "variant": pl.get("variant"), "source": "collector",
+                  "recorded_at": now} for (index, manifest), pl in relations],
+                skip_conflicts_on=("index_digest", "manifest_digest"))
     return inserted

@@ -10,13 +10,18 @@ in between, in which case the result page shows what happened).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 from pydantic import ValidationError
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.cloud.explorer import ExplorerFilters, find_trails
-from imagetrail.cloud.remediation import RemediationAnswer, RemediationConfigError, remediate
+from imagetrail.cloud.explorer import ExplorerFilters, find_trails, run_query
+from imagetrail.cloud.remediation import (
+    DEFAULT_MIN_SEVERITY,
+    RemediationAnswer,
+    RemediationConfigError,
+    remediate,
+)
 from imagetrail.server.auth import Principal
 from imagetrail.server.settings import Settings
 
@@ -59,6 +64,7 @@ class CreatedItem:
     id: Optional[int]
     url: Optional[str]
     status: str
+    title: str = ""
 
 
 @dataclass
@@ -127,10 +133,32 @@ def plan(
             result.skipped.append(
                 Skipped(outcome.digest, outcome.reason or outcome.status, outcome.work_item_url)
             )
-    seen = {o.digest for o in answer.outcomes}
-    for digest in sorted(selected - seen):
-        result.skipped.append(Skipped(digest, "no running container you may see runs this image"))
+    result.skipped += _not_matched(
+        sessions, principal, selected - {o.digest for o in answer.outcomes}, values
+    )
     return result
+
+
+def _not_matched(
+    sessions: sessionmaker, principal: Principal, digests: Set[str], values: Mapping[str, str]
+) -> List[Skipped]:
+    """Why selected images got no outcome: ``remediate`` only sees rows that pass the CVE filters."""
+    if not digests:
+        return []
+    with sessions() as session:
+        rows = run_query(
+            session, ExplorerFilters(digests=sorted(digests)), principal, page=1, page_size=len(digests)
+        )
+    running = {row.digest for row in rows.rows}
+    wanted = f"no finding at {values.get('min_severity') or DEFAULT_MIN_SEVERITY} or above"
+    if values.get("cve"):
+        wanted += f" for {values['cve'].strip().upper()}"
+    if values.get("fix_available") in ("true", "on", "1"):
+        wanted += " with a fix available"
+    return [
+        Skipped(digest, wanted if digest in running else "no running container you may see runs this image")
+        for digest in sorted(digests)
+    ]
 
 
 def create(
@@ -158,8 +186,12 @@ def create(
                 item.work_item_id,
                 item.work_item_url,
                 item.status + (f": {item.reason}" if item.reason else ""),
+                item.title or "",
             )
         )
         if item.status == "failed":
             outcome.errors.append(f"{item.digest}: {item.reason}")
+    missing = set(digests) - {item.digest for item in answer.outcomes}
+    for skipped in _not_matched(sessions, principal, missing, values):
+        outcome.items.append(CreatedItem(skipped.digest, "", "", None, None, f"skipped: {skipped.reason}"))
     return outcome

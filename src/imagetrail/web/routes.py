@@ -8,6 +8,7 @@ backend's trace service and the cloud layer's explorer queries.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from imagetrail import __version__
 from imagetrail.server.auth.dependencies import authenticate
@@ -55,6 +57,17 @@ def _ago(value: Optional[datetime]) -> str:
 
 
 templates.env.globals["ago"] = _ago
+
+_BREAK_AFTER = re.compile(r"([/:@])")
+
+
+def _breakable(text: object) -> Markup:
+    """Let long identifiers (image references, workload names, e-mail addresses) wrap after
+    '/', ':' and '@' instead of in the middle of a word."""
+    return Markup(_BREAK_AFTER.sub(r"\1<wbr>", str(escape(text))))
+
+
+templates.env.filters["breakable"] = _breakable
 
 
 def render(

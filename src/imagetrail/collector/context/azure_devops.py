@@ -70,7 +70,8 @@ def organization_name(uri: Optional[str]) -> Optional[str]:
     return segments[-1] if segments else None
 
 
-def _run_url(uri: Optional[str], project: Optional[str], run_id: Optional[str], release: bool) -> Optional[str]:
+def _run_url(uri: Optional[str], project: Optional[str], run_id: Optional[str],
+             release: bool) -> Optional[str]:
     if uri is None or project is None or run_id is None or not run_id.isdigit():
         return None
     base = uri + quote(project, safe="")
@@ -145,5 +146,6 @@ def azure_devops_context(env: Mapping[str, str]) -> PipelineContext:
             commit=_get(env, "BUILD_SOURCEVERSION", limit=ID_LIMIT),
         ),
         requester=requester,
-        agent=Agent(name=_get(env, "AGENT_NAME"), os=_get(env, "AGENT_OS", limit=ID_LIMIT), host_type=host_type),
+        agent=Agent(name=_get(env, "AGENT_NAME"), os=_get(env, "AGENT_OS", limit=ID_LIMIT),
+                    host_type=host_type),
     )

@@ -29,7 +29,8 @@ def _count(env: Mapping[str, str], name: str) -> Optional[int]:
 
 
 def workflow_path(workflow_ref: Optional[str]) -> Optional[str]:
-    """``owner/repo/.github/workflows/build.yml@refs/heads/main`` -> ``owner/repo/.github/workflows/build.yml``.
+    """``owner/repo/.github/workflows/build.yml@refs/heads/main`` ->
+    ``owner/repo/.github/workflows/build.yml``.
 
     The path identifies the workflow across branches; the ref part is the branch the run
     came from, which is already the repository branch of the report.
@@ -74,7 +75,8 @@ def github_context(env: Mapping[str, str]) -> PipelineContext:
         server_url=server_url,
         organization=Named(id=_value(env, "GITHUB_REPOSITORY_OWNER_ID"), name=owner),
         project=Named(id=repository_id, name=repository),
-        pipeline=Named(id=workflow_path(_value(env, "GITHUB_WORKFLOW_REF")), name=_value(env, "GITHUB_WORKFLOW")),
+        pipeline=Named(id=workflow_path(_value(env, "GITHUB_WORKFLOW_REF")),
+                       name=_value(env, "GITHUB_WORKFLOW")),
         run=Run(
             id=run_id,
             number=_value(env, "GITHUB_RUN_NUMBER"),

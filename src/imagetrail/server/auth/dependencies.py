@@ -63,7 +63,11 @@ async def authenticate_request(request: Request,
     return await run_in_threadpool(authenticate, request, credentials)
 
 
-async def require_ingest(principal: Principal = Depends(authenticate_request)) -> Principal:
+async def require_ingest(request: Request,
+                         credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> Principal:
+    # Takes the credentials itself rather than Depends(authenticate_request): one dependency
+    # level less on the ingest hot path (FastAPI's dependency solving is a third of its cost).
+    principal = await authenticate_request(request, credentials)
     if not principal.has_scope(SCOPE_INGEST):
         raise forbidden("this credential may not submit reports (it needs the ingest scope)")
     return principal

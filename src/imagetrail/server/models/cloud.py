@@ -69,6 +69,7 @@ class RunningContainer(Base):
     __tablename__ = "running_containers"
     __table_args__ = (
         Index("ix_running_containers_registry_repository", "registry", "repository"),
+        Index("ix_running_containers_scan_id", "scan_id"),  # --cve: the scans naming it, then containers
         Index("ix_running_containers_by_cluster", *CONTAINER_IDENTITY),
         Index("ix_running_containers_by_namespace", *sort_columns("namespace")),
         Index("ix_running_containers_by_workload", *sort_columns("workload_name")),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import TypeAdapter
 
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import require_reader
@@ -19,6 +20,13 @@ from imagetrail.server.trace_service import (
 )
 
 router = APIRouter(tags=["trace"])
+IMAGE_ROWS = TypeAdapter(List[ImageRow])
+
+
+def _json(payload: bytes) -> Response:
+    # Already a validated model: serialised once by pydantic-core, instead of FastAPI checking
+    # it against response_model again (a trail has up to 500 pushes).
+    return Response(payload, media_type="application/json")
 ERRORS = {401: {"description": "No or invalid credentials"}, 403: {"description": "Not a reader"},
           422: {"description": "The digest or reference cannot be parsed"},
           503: {"description": "The database is unavailable"}}
@@ -26,10 +34,10 @@ ERRORS = {401: {"description": "No or invalid credentials"}, 403: {"description"
 
 @router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
             summary="Which runs pushed this image (following index <-> platform manifests)")
-def image_trail(digest: str, request: Request, principal: Principal = Depends(require_reader)) -> Trail:
+def image_trail(digest: str, request: Request, principal: Principal = Depends(require_reader)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return trail_for_digest(session, digest, principal)
+            return _json(trail_for_digest(session, digest, principal).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -37,10 +45,10 @@ def image_trail(digest: str, request: Request, principal: Principal = Depends(re
 @router.get("/v1/trail", response_model=Trail, responses=ERRORS,
             summary="The pushes of an image reference (registry/repository:tag), newest first")
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
-                    principal: Principal = Depends(require_reader)) -> Trail:
+                    principal: Principal = Depends(require_reader)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return trail_for_reference(session, reference, principal)
+            return _json(trail_for_reference(session, reference, principal).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -57,10 +65,11 @@ def images(
     limit: int = Query(100, ge=1, le=MAX_LIST),
     offset: int = Query(0, ge=0, le=1_000_000),
     principal: Principal = Depends(require_reader),
-) -> List[ImageRow]:
+) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return list_images(session, principal, repository=repository, organization=organization,
-                               project=project, pipeline=pipeline, run=run, limit=limit, offset=offset)
+            return _json(IMAGE_ROWS.dump_json(list_images(
+                session, principal, repository=repository, organization=organization, project=project,
+                pipeline=pipeline, run=run, limit=limit, offset=offset)))
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None

@@ -84,7 +84,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['cluster_id'], ['clusters.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_running_containers_registry_repository', 'running_containers', ['registry', 'repository'], unique=False)
+    op.create_index('ix_running_containers_registry_repository', 'running_containers', ['registry', 'repository'],
+                    unique=False)
+    op.create_index('ix_running_containers_scan_id', 'running_containers', ['scan_id'], unique=False)
     # One index per explorer sort order (leading key, then the row identity): pages are read in
     # index order, even deep ones, instead of sorting every container.
     identity = ['cluster_name', 'namespace', 'workload_name', 'pod', 'container', 'id']
@@ -147,7 +149,7 @@ def downgrade() -> None:
     op.drop_index('ix_scan_digests_digest_scan', table_name='scan_digests')
 
     op.drop_table('scan_digests')
-    for name in ('registry_repository', 'by_cluster', 'by_namespace', 'by_workload', 'by_image', 'by_digest',
+    for name in ('registry_repository', 'scan_id', 'by_cluster', 'by_namespace', 'by_workload', 'by_image', 'by_digest',
                  'by_severity'):
         op.drop_index(f'ix_running_containers_{name}', table_name='running_containers')
 
