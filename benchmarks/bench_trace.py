@@ -1,7 +1,10 @@
 """Trace latency on PostgreSQL with 1,000,000 stored pushes, over HTTP, next to a plain
 indexed SELECT of the same pushes in the same run. Target (docs/backend.md): p99 < 20 ms.
 
-    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400]
+    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400] [--before-src DIR]
+
+``--before-src DIR`` also measures a server run from another source tree on the same data
+(e.g. the previous commit: ``git archive HEAD src | tar -x -C DIR``) for before/after rows.
 
 The pushes are bulk-loaded with COPY (not through the API), with a realistic spread: 20
 organisations, 2,000 pipelines, one report per job, two pushes per job (a version tag and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import statistics
 import sys
@@ -185,6 +189,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pushes", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--before-src", default="", help="also measure a server from this source tree")
     args = parser.parse_args(argv)
     with fresh_schema() as url:
         migrate(url)
@@ -192,22 +197,24 @@ def main(argv=None) -> int:
         samples = load(libpq_dsn(url), args.pushes)
         load_seconds = time.perf_counter() - started
         key = admin_key(url)
-        with serve(url, 1) as (base, _):
-            digest_paths = [f"/v1/images/{d}/trail" for d in samples["digest"][:args.queries]]
-            reference_paths = [f"/v1/trail?reference={quote(r)}" for r in samples["reference"][:args.queries]]
-            platform_paths = [f"/v1/images/{d}/trail" for d in samples["platform"]]
-            busy_reference_paths = [f"/v1/trail?reference={quote(r)}" for r in samples["busiest reference"]]
-            busy_digest_paths = [f"/v1/images/{d}/trail" for d in samples["busiest digest"]]
-            http_latencies(base, key, digest_paths[:50] + reference_paths[:50])  # warm-up: pools, caches
-            measured = {
-                "GET /v1/images/{digest}/trail": http_latencies(base, key, digest_paths),
-                "GET /v1/trail?reference= (registry/repo:tag)": http_latencies(base, key, reference_paths),
-                "GET /v1/images/{platform digest}/trail (via its index)": http_latencies(base, key, platform_paths),
-                "GET /v1/trail?reference= (20 busiest tags, 500 pushes)": http_latencies(base, key,
-                                                                                       busy_reference_paths * 3),
-                "GET /v1/images/{digest}/trail (20 busiest digests, 500 pushes)": http_latencies(
-                    base, key, busy_digest_paths * 3),
-            }
+        digest_paths = [f"/v1/images/{d}/trail" for d in samples["digest"][:args.queries]]
+        reference_paths = [f"/v1/trail?reference={quote(r)}" for r in samples["reference"][:args.queries]]
+        queries = {
+            "GET /v1/images/{digest}/trail": digest_paths,
+            "GET /v1/trail?reference= (registry/repo:tag)": reference_paths,
+            "GET /v1/images/{platform digest}/trail (via its index)":
+                [f"/v1/images/{d}/trail" for d in samples["platform"]],
+            "GET /v1/trail?reference= (20 busiest tags, 500 pushes)":
+                [f"/v1/trail?reference={quote(r)}" for r in samples["busiest reference"]] * 3,
+            "GET /v1/images/{digest}/trail (20 busiest digests, 500 pushes)":
+                [f"/v1/images/{d}/trail" for d in samples["busiest digest"]] * 3,
+        }
+        measured: Dict[str, List[float]] = {}
+        for label, src in (("before: ", args.before_src), ("", "")) if args.before_src else (("", ""),):
+            with serve(url, 1, src) as (base, _):
+                http_latencies(base, key, digest_paths[:50] + reference_paths[:50])  # warm-up: pools, caches
+                for name, paths in queries.items():
+                    measured[label + name] = http_latencies(base, key, paths)
         floor = sql_latencies(libpq_dsn(url), samples["digest"][:args.queries])
     floor_p50, floor_p99 = fmt(floor)
     rows = [("measure", "p50", "p99", "p99 / floor p99")]
@@ -222,6 +229,8 @@ def main(argv=None) -> int:
         f"COPY in {load_seconds:.0f} s. Over HTTP with an admin API key, one keep-alive connection, "
         "`imagetrail serve` with 1 worker; queries drawn from the stored pushes.",
         "One machine with 2 cores shared by the client, the server and PostgreSQL. Target: p99 < 20 ms.",
+        f"Load average over the last minute before writing: {os.getloadavg()[0]:.1f} (other work on the machine "
+        "competes for the same cores when it is above ~1).",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d}."])
     return 0
 

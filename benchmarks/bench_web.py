@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import sqlalchemy as sa  # noqa: E402
 
 from imagetrail.cloud.explorer import ExplorerFilters, run_query  # noqa: E402
+from imagetrail.cloud.store import refresh_container_columns  # noqa: E402
 from imagetrail.server.auth import Principal  # noqa: E402
 from imagetrail.server.auth.api_keys import create_key  # noqa: E402
 from imagetrail.server.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -179,12 +180,13 @@ def load(engine, containers: int) -> None:
         copy_rows(
             db,
             "running_containers",
-            "id, cluster_id, namespace, pod, workload_kind, workload_name, container, container_kind, image, "
-            "registry, repository, digest, exposed, exposure",
+            "id, cluster_id, cluster_name, namespace, pod, workload_kind, workload_name, container, "
+            "container_kind, image, registry, repository, digest, exposed, exposure",
             (
                 (
                     i,
                     i % 10 + 1,
+                    f"aks-{i % 10 + 1}",
                     f"team{i % 300}",
                     f"service{i % 5000}-7d9f-{i}",
                     "Deployment",
@@ -204,6 +206,8 @@ def load(engine, containers: int) -> None:
             ),
         )
         db.commit()
+        with transaction(make_sessionmaker(engine)) as session:  # copied columns, as sync / scans write them
+            refresh_container_columns(session)
         with db.cursor() as cursor:
             cursor.execute("ANALYZE")
         db.commit()

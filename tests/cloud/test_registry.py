@@ -1,4 +1,7 @@
-"""Digest reconciliation against the REAL registry: a multi-platform index pushed over the Distribution API."""
+"""Digest reconciliation against the REAL registry.
+
+A multi-platform index is pushed over the Distribution API.
+"""
 
 from __future__ import annotations
 

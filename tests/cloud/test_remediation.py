@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+import threading
+from typing import Dict, List, Optional
+
 import pytest
 
 from tests.cloud import scenario
@@ -13,19 +18,65 @@ PAT = "test-pat-0123456789"
 
 @pytest.fixture
 def devops(monkeypatch):
+    """The contoso stand-in, trusted as an Azure DevOps Server collection."""
     with AzureDevOpsServer("contoso", PAT) as server:
         monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", PAT)
+        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", server.url)
         yield server
 
 
-def load_estate(api, server_url):
+class RecordingServer:
+    """A TCP server on 127.0.0.1 that records every connection and the bytes it received, and answers none."""
+
+    def __init__(self):
+        self.received: List[bytes] = []
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/contoso"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except socket.timeout:
+                continue
+            with connection:
+                connection.settimeout(2)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data and len(data) < 65536:
+                        chunk = connection.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                except OSError:
+                    pass
+                self.received.append(data)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()
+
+
+def load_estate(api, server_url: Optional[str], per_organization: Optional[Dict[str, str]] = None):
+    """The scenario; each run reports ``server_url`` (or its organisation's URL) as its serverUrl."""
     from imagetrail.cloud import store
     from imagetrail.cloud.scans import parse_report
     from imagetrail.server.db import transaction
     from imagetrail.server.ingest import ingest_report
 
     sessions = api.app.state.sessions
-    for body in scenario.reports(server_url=server_url + "/"):
+    for body in scenario.reports(server_url=server_url + "/" if server_url else None):
+        organization = body["context"]["organization"]["name"]
+        if per_organization and organization in per_organization:
+            body["context"]["serverUrl"] = per_organization[organization]
         ingest_report(sessions, body, ingester())
     with transaction(sessions) as session:
         store.replace_inventory(session, scenario.inventory())
@@ -97,3 +148,87 @@ def test_a_refusing_server_is_a_failed_outcome_without_the_pat(api, devops, monk
     assert outcome["status"] == "failed"
     assert "wrong-pat-value" not in outcome["reason"]
     assert devops.created == []
+
+
+def test_a_server_url_nobody_trusted_gets_no_request_while_the_trusted_one_gets_the_work_item(api, devops):
+    # fabrikam's run says its collection is another server (say, one whoever submitted the report
+    # controls): the PAT must not go there, not even a first request without it.
+    with RecordingServer() as untrusted:
+        load_estate(api, devops.url, per_organization={"fabrikam": untrusted.url + "/"})
+        body = {"filters": {"exposed": True, "min_severity": "medium"}}
+        planned = {o["digest"]: o for o in remediate(api, dry_run=True, **body)}
+        outcomes = {o["digest"]: o for o in remediate(api, **body)}
+    for answer in (planned, outcomes):
+        svc = answer[scenario.SVC]
+        assert (svc["status"], svc["organization"]) == ("skipped", "fabrikam"), svc
+        assert svc["reason"].startswith(
+            "not remediable: organisation URL not trusted (set IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS)"
+        )
+        assert untrusted.url in svc["reason"]
+    assert planned[scenario.WEB]["status"] == "would-create"
+    assert outcomes[scenario.WEB]["status"] == "created"
+    assert untrusted.received == []  # not one connection, so no Authorization header either
+    assert not any(b"authorization" in data.lower() for data in untrusted.received)
+    assert devops.errors == [] and [item["project"] for item in devops.created] == ["shop"]
+    assert outcomes[scenario.WEB]["work_item_url"] == f"{devops.url}/shop/_workitems/edit/1"
+
+
+def test_a_run_of_azure_devops_services_goes_to_the_configured_url_not_the_reported_host(
+    api, devops, monkeypatch
+):
+    # The reports say https://dev.azure.com/contoso/ (the default serverUrl of the scenario); the
+    # configured IMAGETRAIL_AZURE_DEVOPS_URL (here the stand-in's root, which serves /contoso/...) is
+    # where the request goes. No Server collection is trusted.
+    monkeypatch.delenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS")
+    root = devops.url.rsplit("/", 1)[0]
+    api.app.state.settings = dataclasses.replace(api.app.state.settings, azure_devops_url=root + "/")
+    load_estate(api, None)
+    (outcome,) = remediate(api, filters={"exposed": True})
+    assert outcome["status"] == "created", outcome
+    assert outcome["work_item_url"] == f"{root}/contoso/shop/_workitems/edit/1"
+    assert devops.errors == [] and len(devops.created) == 1
+
+
+def test_a_malformed_trusted_server_url_is_a_configuration_error_naming_the_setting(api, monkeypatch):
+    monkeypatch.setenv(
+        "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", "https://tfs.example.com/tfs/Default, tfs.example"
+    )
+    response = api.client.post("/v1/remediations", json={"filters": {}, "dry_run": True})
+    assert response.status_code == 503
+    assert "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS" in response.json()["detail"]
+    assert "tfs.example" in response.json()["detail"]
+
+
+SERVICES = "https://dev.azure.com"
+COLLECTION = "https://tfs.example.com/tfs/DefaultCollection"
+
+
+@pytest.mark.parametrize(
+    "organization, server_url, expected",
+    [
+        ("contoso", None, f"{SERVICES}/contoso"),
+        ("contoso", "https://dev.azure.com/contoso/", f"{SERVICES}/contoso"),
+        ("contoso", "HTTPS://Dev.Azure.COM/Contoso", f"{SERVICES}/contoso"),
+        ("contoso", "https://contoso.visualstudio.com/", f"{SERVICES}/contoso"),
+        ("Default", "https://TFS.example.com/tfs/DefaultCollection/", COLLECTION),
+        ("Default", COLLECTION, COLLECTION),
+        # Path case is compared exactly, as the setting asks.
+        ("Default", "https://tfs.example.com/TFS/DefaultCollection", None),
+        ("Default", "https://tfs.example.com/tfs/DefaultCollection?x=1", None),
+        ("contoso", "https://evil.example/contoso/", None),
+        ("contoso", "https://dev.azure.com@evil.example/contoso", None),
+        ("contoso", "https://dev.azure.com.evil.example/contoso", None),
+        ("contoso", "https://dev.azure.com/fabrikam/", None),
+        ("contoso", "http://dev.azure.com/contoso/", None),
+        ("contoso", "https://evil.visualstudio.com/", None),
+        # The organisation name becomes a path segment: it must not change the host or the path.
+        ("evil.example/x", None, None),
+        ("..", None, None),
+        ("a@b", None, None),
+    ],
+)
+def test_only_configured_organisation_urls_are_trusted(organization, server_url, expected):
+    from imagetrail.cloud.remediation import server_collection_urls, trusted_organization_url
+
+    servers = server_collection_urls({"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": f" {COLLECTION}/ ,"})
+    assert trusted_organization_url(SERVICES + "/", servers, organization, server_url) == expected

@@ -30,6 +30,8 @@ from tests.collector.support import (
     validate,
 )
 
+# Faults that end by the deadline use a short one (the tests wait for it); faults that do not
+# (an answer such as HTTP 403) use the default, so that they never race the deadline on a loaded machine.
 DEADLINE = 5.0
 BOUND = DEADLINE + 5.0  # correctness bound (the step ends), not a speed target
 DIGEST = "sha256:" + "ab" * 32
@@ -56,8 +58,8 @@ def engine(tmp_path):
 
 def _job_with_a_push(tmp_path: Path, engine: QuietEngine, **extra: str) -> dict:
     """A job whose watcher already recorded one resolved push (the watcher's own file format)."""
-    env = azure_env(tmp_path, IMAGETRAIL_DEADLINE_SECONDS=str(DEADLINE), IMAGETRAIL_API_KEY=API_KEY,
-                    DOCKER_HOST=engine.host, **extra)
+    extra.setdefault("IMAGETRAIL_DEADLINE_SECONDS", str(DEADLINE))
+    env = azure_env(tmp_path, IMAGETRAIL_API_KEY=API_KEY, DOCKER_HOST=engine.host, **extra)
     files = JobFiles.for_job(env, azure_devops_context(env))
     files.ensure_directory()
     start = time.time_ns() - 1_000_000_000
@@ -168,7 +170,7 @@ def test_4xx_is_not_retried_and_the_server_message_is_shown_masked(tmp_path, eng
         return json_reply(403, {"detail": detail})
 
     with HttpStub(reject) as stub:
-        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url, IMAGETRAIL_DEADLINE_SECONDS="20")
         run = collect("post-job", env)
     warning = _assert_one_warning(run, "HTTP 403", "may not write project Shop")
     assert "##vso[x]" not in warning
@@ -182,7 +184,10 @@ def test_5xx_and_429_are_retried_then_delivered(tmp_path, engine):
                json_reply(201, {"status": "created", "reportId": "x", "pushes": 1})]
 
     with HttpStub(lambda seen: answers.pop(0)) as stub:
-        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url + "/")
+        # The default deadline: this is about retrying, and three attempts plus a one-second
+        # Retry-After need more than the short deadline of the deadline faults on a loaded machine.
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url + "/",
+                               IMAGETRAIL_DEADLINE_SECONDS="20")
         run = collect("post-job", env)
     assert run.returncode == 0 and run.warnings() == [], run.output
     assert "reported 1 pushed image reference" in run.stdout
@@ -209,14 +214,14 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(tmp_path, engine):
 
 def test_garbage_answer_is_one_warning(tmp_path, engine):
     with HttpStub(lambda seen: (200, {"Content-Type": "application/json"}, b"{not json")) as stub:
-        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url)
+        env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_URL=stub.url, IMAGETRAIL_DEADLINE_SECONDS="20")
         run = collect("post-job", env)
     _assert_one_warning(run, "without a JSON object")
     _kept_report(run, env)
 
 
 def test_no_url_keeps_the_report(tmp_path, engine):
-    env = _job_with_a_push(tmp_path, engine)
+    env = _job_with_a_push(tmp_path, engine, IMAGETRAIL_DEADLINE_SECONDS="20")
     run = collect("post-job", env)
     _assert_one_warning(run, "IMAGETRAIL_URL is not set")
     _kept_report(run, env)
@@ -269,3 +274,32 @@ def test_github_warning_syntax(tmp_path):
     run = collect("pre-job", env)
     warning = _assert_one_warning(run, "missing.sock")
     assert warning.startswith("::warning::ImageTrail: ")
+
+
+def test_deadline_while_the_report_is_kept_is_still_one_warning(tmp_path, engine):
+    # On GitHub the kept report also goes to the job summary; here the summary is a FIFO nobody
+    # reads, so keeping blocks: first in the step's last lines, then in the watchdog. The step
+    # still ends, with one warning, and the report file written before the block is there.
+    summary = tmp_path / "summary.md"
+    os.mkfifo(summary)
+    env = azure_env(tmp_path, DOCKER_HOST=engine.host, IMAGETRAIL_DEADLINE_SECONDS="3")
+    del env["TF_BUILD"]
+    env.update({"GITHUB_ACTIONS": "true", "RUNNER_TEMP": env.pop("AGENT_TEMPDIRECTORY"),
+                "GITHUB_REPOSITORY": "octo/shop", "GITHUB_RUN_ID": "9", "GITHUB_STEP_SUMMARY": str(summary)})
+    from imagetrail.collector.context import pipeline_context
+
+    files = JobFiles.for_job(env, pipeline_context(env))
+    files.ensure_directory()
+    start = time.time_ns() - 1_000_000_000
+    write_json_atomically(files.job, JobRecord(start_ns=start).to_json())
+    append_line(files.pushes, {"type": "push", "event": {"reference": "127.0.0.1:5000/shop/app:1",
+                                                         "timeNano": start + 1},
+                               "resolution": {"digest": DIGEST, "imageId": IMAGE_ID}})
+    run = collect("post-job", env)
+    warning = _assert_one_warning(run, "stopped after the 3 s deadline", "did not finish in time")
+    assert warning.startswith("::warning::")
+    assert run.elapsed < 3.0 + 5.0
+    [kept] = (Path(env["RUNNER_TEMP"]) / "imagetrail").glob("report-*.json")
+    body = json.loads(kept.read_text())
+    validate(body)
+    assert [p["digest"] for p in body["pushes"]] == [DIGEST]

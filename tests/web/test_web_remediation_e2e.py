@@ -1,11 +1,11 @@
 """End to end: remediation work items from the explorer, created in a local Azure DevOps stand-in.
 
-The real `imagetrail serve` runs with ``IMAGETRAIL_AZURE_DEVOPS_PAT`` set. Work items go to the
-organisation URL the run reported (``System.CollectionUri``, the report's ``serverUrl``), as in
-``tests/cloud/test_remediation.py``; the configured ``IMAGETRAIL_AZURE_DEVOPS_URL`` is only the
-fallback for reports without one. So the reports of each organisation name its own stand-in
-(the cloud engineer's ``AzureDevOpsServer``, which checks every request against the documented
-REST API: Basic auth with the PAT, JSON Patch body, ``api-version`` 7.x).
+The real `imagetrail serve` runs with ``IMAGETRAIL_AZURE_DEVOPS_PAT`` set. The reports of each
+organisation name its own stand-in as their collection URL (``System.CollectionUri``, the report's
+``serverUrl``), like Azure DevOps Server collections, and the server trusts exactly those
+(``IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS``): the PAT only goes to configured URLs. Each stand-in is the
+cloud engineer's ``AzureDevOpsServer``, which checks every request against the documented REST API
+(Basic auth with the PAT, JSON Patch body, ``api-version`` 7.x).
 """
 
 from __future__ import annotations
@@ -72,7 +72,11 @@ def estate() -> Iterator[RemediationEstate]:
         database_url = f"sqlite:///{Path(tmp) / 'imagetrail.db'}"
         with AzureDevOpsServer("contoso", PAT) as contoso, AzureDevOpsServer("fabrikam", PAT) as fabrikam:
             devops = {"contoso": contoso, "fabrikam": fabrikam}
-            with running_server(database_url, {"IMAGETRAIL_AZURE_DEVOPS_PAT": PAT}) as url:
+            environment = {
+                "IMAGETRAIL_AZURE_DEVOPS_PAT": PAT,
+                "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": ",".join(s.url for s in devops.values()),
+            }
+            with running_server(database_url, environment) as url:
                 admin_key = create_key(database_url, "*", "admin")
                 dataset.load(url, admin_key, server_urls={org: s.url + "/" for org, s in devops.items()})
                 _second_cluster(url, admin_key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +56,7 @@ def _read_files(paths: List[str]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    from imagetrail.cloud.gc_pause import paused_gc
     from imagetrail.cloud.k8s_inventory import InventoryError, normalize
 
     collected_at = datetime.now(timezone.utc).isoformat()
@@ -67,9 +67,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from imagetrail.cloud.k8s_live import ClusterAccessError, api_client, fetch_objects
 
             try:
-                objects = fetch_objects(
-                    api_client(args.kubeconfig, args.context, args.in_cluster), args.page_size
-                )
+                with paused_gc():  # the client builds a model object per pod, service, ...
+                    objects = fetch_objects(
+                        api_client(args.kubeconfig, args.context, args.in_cluster), args.page_size
+                    )
             except ClusterAccessError as exc:
                 print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
                 return 1
@@ -78,9 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
         return 1
     inventory = normalize(objects, args.cluster, source, collected_at)
-    body = inventory.to_dict()
     if args.output:
-        text = json.dumps(body, indent=1)
+        text = inventory.to_json(indent=1)
         if args.output == "-":
             print(text)
         else:
@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         answer = ApiClient(timeout=300).request(
             "POST",
             f"/v1/clusters/{args.cluster}/inventory",
-            data=json.dumps(body, separators=(",", ":")),
+            data=inventory.to_json(),
             headers={"Content-Type": "application/json"},
         )
     except ApiError as exc:

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import running_digest
 
 KINDS = ("Pod", "Service", "Ingress", "HTTPRoute", "ReplicaSet", "Job")
@@ -56,6 +57,13 @@ class Inventory:
     containers: List[ContainerRecord]
     warnings: List[str] = field(default_factory=list)
 
+    def to_json(self, indent: Optional[int] = None) -> str:
+        """The body of ``POST /v1/clusters/{cluster}/inventory`` (compact unless ``indent``)."""
+        with paused_gc():
+            if indent is None:
+                return json.dumps(self.to_dict(), separators=(",", ":"))
+            return json.dumps(self.to_dict(), indent=indent)
+
     def to_dict(self) -> Dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies recursively and costs seconds on 60,000 containers.
         return {
@@ -91,6 +99,11 @@ def load_objects(text: str, source: str) -> List[Dict[str, Any]]:
     stripped = text.lstrip()
     if not stripped:
         raise InventoryError(f"{source}: the file is empty")
+    with paused_gc():
+        return _load_objects(text, stripped, source)
+
+
+def _load_objects(text: str, stripped: str, source: str) -> List[Dict[str, Any]]:
     try:
         if stripped[0] in "{[":
             documents = [json.loads(text)]
@@ -313,6 +326,13 @@ def normalize(
     objects: Iterable[Dict[str, Any]], cluster: str, source: str, collected_at: Optional[str] = None
 ) -> Inventory:
     """The inventory of ``cluster`` from its objects (pods not in the input are not running)."""
+    with paused_gc():
+        return _normalize(objects, cluster, source, collected_at)
+
+
+def _normalize(
+    objects: Iterable[Dict[str, Any]], cluster: str, source: str, collected_at: Optional[str]
+) -> Inventory:
     index = _Index(objects)
     records: List[ContainerRecord] = []
     pods = 0

@@ -66,7 +66,8 @@ def running_digest(image_id: Optional[str], spec_image: str = "") -> Tuple[Optio
             return pinned, None
         return (
             None,
-            "no imageID in the container status (the pod has no status yet, or the container has not started)",
+            "no imageID in the container status "
+            "(the pod has no status yet, or the container has not started)",
         )
     for prefix in ("docker-pullable://", "docker://", "containerd://", "cri-o://"):
         if value.startswith(prefix):

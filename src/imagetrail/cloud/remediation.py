@@ -1,7 +1,8 @@
 """Remediation: one Azure DevOps work item per vulnerable image, in the project of the run that built it.
 
 Uses the ``azure-devops`` package (Work Items - Create: ``POST {org}/{project}/_apis/wit/workitems/${type}``
-with a JSON Patch body). A work item is never created twice for the same image and CVE set: created
+with a JSON Patch body). The organisation URL, where the PAT goes, comes from configuration only (see
+``trusted_organization_url``). A work item is never created twice for the same image and CVE set: created
 items are recorded in ``remediation_items`` keyed by digest + SHA-256 of the sorted CVE ids. When the
 CVE set of an image changes, a new work item is created and its description names the earlier one.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import List, Literal, Optional
+from typing import FrozenSet, List, Literal, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -30,6 +33,13 @@ from imagetrail.server.settings import Settings
 DEFAULT_WORK_ITEM_TYPE = "Bug"
 DEFAULT_MIN_SEVERITY = "high"
 PAT_VARIABLE = "IMAGETRAIL_AZURE_DEVOPS_PAT"
+SERVICES_URL_VARIABLE = "IMAGETRAIL_AZURE_DEVOPS_URL"
+SERVER_URLS_VARIABLE = "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS"
+UNTRUSTED_REASON = f"not remediable: organisation URL not trusted (set {SERVER_URLS_VARIABLE})"
+PUBLIC_SERVICES_HOST = "dev.azure.com"
+# Azure DevOps Services organisation names: letters, digits and hyphens, starting and ending with a
+# letter or digit, at most 50 characters. Checked because the name becomes a path segment of the URL.
+ORGANIZATION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?")
 MAX_ROWS = 5000
 MAX_LISTED_CVES = 50
 
@@ -126,12 +136,54 @@ def _run_link(trail) -> str:
     return label
 
 
-def _organization_url(settings: Settings, organization: str, server_url: Optional[str]) -> str:
-    # The run's own serverUrl (dev.azure.com/org, org.visualstudio.com or an Azure DevOps Server
-    # collection URL); the configured base only when the report did not carry one.
-    if server_url:
-        return server_url.rstrip("/")
-    return f"{settings.azure_devops_url.rstrip('/')}/{organization}"
+def _normalized_url(url: str) -> str:
+    """``url`` with its scheme and host in lower case and no trailing slash; the rest compared as is."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, parts.fragment)
+    )
+
+
+def _configured_url(value: str, variable: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise RemediationConfigError(
+            f"{variable}: {value.strip()!r} is not an http(s) URL such as https://tfs.example.com/tfs/"
+            "DefaultCollection"
+        )
+    return _normalized_url(value)
+
+
+def server_collection_urls(environ=None) -> FrozenSet[str]:
+    """The trusted Azure DevOps Server collection URLs (``IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS``), normalised."""
+    raw = (os.environ if environ is None else environ).get(SERVER_URLS_VARIABLE, "")
+    return frozenset(_configured_url(v, SERVER_URLS_VARIABLE) for v in raw.split(",") if v.strip())
+
+
+def trusted_organization_url(
+    services_url: str, trusted_servers: FrozenSet[str], organization: str, server_url: Optional[str]
+) -> Optional[str]:
+    """Where the PAT may be sent for a run of ``organization`` that reported ``server_url``; None: nowhere.
+
+    The answer is always built from configuration, never taken from the report: reports come from
+    pipelines, and the server must not send its PAT wherever a report says. A run of Azure DevOps
+    Services (no serverUrl, ``{services_url}/{org}``, ``https://dev.azure.com/{org}`` or the older
+    ``https://{org}.visualstudio.com``) goes to ``{services_url}/{org}``; a run of Azure DevOps Server
+    only to a collection URL listed in ``IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS``.
+    """
+    services = _normalized_url(services_url)
+    if server_url and _normalized_url(server_url) in trusted_servers:
+        return _normalized_url(server_url)
+    if not ORGANIZATION_NAME.fullmatch(organization or ""):
+        return None
+    services_org = f"{services}/{organization}".lower()
+    if not server_url or _normalized_url(server_url).lower() in (
+        services_org,
+        f"https://{PUBLIC_SERVICES_HOST}/{organization}".lower(),
+        f"https://{organization}.visualstudio.com".lower(),
+    ):
+        return f"{services}/{organization}"
+    return None
 
 
 def _create(org_url: str, pat: str, project: str, work_item_type: str, document: List[dict]):
@@ -196,6 +248,8 @@ def remediate(
         filters = filters.model_copy(update={"min_severity": DEFAULT_MIN_SEVERITY})
     min_rank = sev.parse_filter(filters.min_severity)
     pat = os.environ.get(PAT_VARIABLE, "")
+    services_url = _configured_url(settings.azure_devops_url, SERVICES_URL_VARIABLE)
+    trusted_servers = server_collection_urls()
     if not dry_run and not pat:
         raise RemediationConfigError(
             f"set {PAT_VARIABLE} on the server to a personal access token with the "
@@ -263,6 +317,18 @@ def remediate(
                 )
             )
             continue
+        org_url = trusted_organization_url(
+            services_url, trusted_servers, trail.organization, trail.server_url
+        )
+        if org_url is None:
+            # Checked in a dry run too, so the plan never lists an item that cannot be created.
+            reported = (trail.server_url or "")[:200]
+            outcomes.append(
+                RemediationOutcome(
+                    **base, status="skipped", reason=f"{UNTRUSTED_REASON}; the run reported {reported!r}"
+                )
+            )
+            continue
         if created >= max_items:
             outcomes.append(
                 RemediationOutcome(**base, status="skipped", reason=f"max_items={max_items} reached")
@@ -274,7 +340,6 @@ def remediate(
             outcomes.append(RemediationOutcome(**base, status="would-create"))
             created += 1
             continue
-        org_url = _organization_url(settings, trail.organization, trail.server_url)
         try:
             item = _create(org_url, pat, trail.project, work_item_type, document)
         except Exception as exc:  # the azure-devops package raises its own and requests' errors
@@ -313,4 +378,6 @@ __all__ = [
     "RemediationConfigError",
     "DEFAULT_WORK_ITEM_TYPE",
     "cve_set_hash",
+    "server_collection_urls",
+    "trusted_organization_url",
 ]

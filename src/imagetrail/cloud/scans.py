@@ -221,7 +221,8 @@ class _Parser:
         for index, resource in enumerate(resources):
             path = f"Resources[{index}]"
             resource = self.obj(resource, path)
-            where = f"{resource.get('Kind') or '?'} {resource.get('Namespace') or '-'}/{resource.get('Name') or '?'}"
+            kind, namespace = resource.get("Kind") or "?", resource.get("Namespace") or "-"
+            where = f"{kind} {namespace}/{resource.get('Name') or '?'}"
             if resource.get("Error"):
                 warnings.append(
                     f"{path} ({where}) was not scanned by Trivy: "

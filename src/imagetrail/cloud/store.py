@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import JSON, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import JSON, any_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.types import ARRAY
 
 from imagetrail.cloud import severity as sev
+from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import ImageName, is_digest, parse_reference
 from imagetrail.cloud.scans import ParsedImage, ParsedReport
 from imagetrail.server.models.cloud import (
@@ -108,7 +108,11 @@ def replace_inventory(
     session: Session, inventory: InventoryIn, now: Optional[datetime] = None
 ) -> InventoryResult:
     """Replace the cluster's running containers with ``inventory`` (a gone workload stops being reported)."""
-    now = now or datetime.now(timezone.utc)
+    with paused_gc():  # one row dict per container: tens of thousands for a big cluster
+        return _replace_inventory(session, inventory, now or datetime.now(timezone.utc))
+
+
+def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) -> InventoryResult:
     cluster = session.execute(select(Cluster).where(Cluster.name == inventory.cluster)).scalar_one_or_none()
     if cluster is None:
         cluster = Cluster(name=inventory.cluster, source=inventory.source, synced_at=now)

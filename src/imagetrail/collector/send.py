@@ -19,7 +19,10 @@ def _summary(body: Dict[str, Any]) -> str:
     return f"{count} pushed image reference{'s' if count != 1 else ''} (report {body.get('reportId')})"
 
 
-def _keep(body: Dict[str, Any], env: Mapping[str, str], console: Console, reason: str) -> None:
+def _keep(body: Dict[str, Any], env: Mapping[str, str], console: Console, reason: str,
+          watchdog: Watchdog) -> None:
+    if not watchdog.finishing():
+        return  # the deadline struck: the watchdog keeps the pending report and says so
     try:
         where = keep_report(body, env, console)
     except OSError as exc:
@@ -39,10 +42,10 @@ def send_report(body: Dict[str, Any], settings: Settings, env: Mapping[str, str]
     if settings.dry_run:
         console.info(f"dry run: found {_summary(body)}; nothing sent")
         return
+    watchdog.pending_report = body  # kept by the watchdog if the deadline strikes before this step ends
     if not settings.url:
-        _keep(body, env, console, f"IMAGETRAIL_URL is not set, so {_summary(body)} was not sent")
+        _keep(body, env, console, f"IMAGETRAIL_URL is not set, so {_summary(body)} was not sent", watchdog)
         return
-    watchdog.pending_report = body
     from imagetrail.collector.delivery import DeliveryError, deliver
     from imagetrail.collector.identity import IdentityError, obtain_token
 
@@ -50,10 +53,7 @@ def send_report(body: Dict[str, Any], settings: Settings, env: Mapping[str, str]
         token = obtain_token(settings, env, deadline, console)
         deliver(settings.url, token, body, deadline)
     except (IdentityError, DeliveryError) as exc:
-        # Still pending while it is kept: should the deadline strike now, the watchdog keeps it
-        # (the same file, written atomically) instead of the report being lost.
-        _keep(body, env, console, str(exc))
-        watchdog.pending_report = None
+        _keep(body, env, console, str(exc), watchdog)
         return
     watchdog.pending_report = None
     console.info(f"reported {_summary(body)} to {settings.url}")

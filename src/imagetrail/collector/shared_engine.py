@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
@@ -53,6 +52,8 @@ def engine_key(endpoint: DockerEndpoint, deadline: Deadline) -> str:
 
 
 def engine_directory(key: str) -> str:
+    import tempfile  # not on the hot path: post-job finds its registration in the job record
+
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
     return os.path.join(tempfile.gettempdir(), ROOT_NAME, digest)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Mapping, Optional
 
@@ -24,6 +23,8 @@ def base_dir(env: Mapping[str, str]) -> str:
         value = (env.get(name) or "").strip()
         if value and os.path.isdir(value):
             return os.path.join(value, "imagetrail")
+    import tempfile  # only here: it costs the hot path (post-job on an agent) several ms to import
+
     suffix = f"-{os.getuid()}" if hasattr(os, "getuid") else ""
     return os.path.join(tempfile.gettempdir(), f"imagetrail{suffix}")
 

@@ -19,13 +19,33 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, T
 
 from sqlalchemy import Table, select, tuple_
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 Rows = Sequence[Mapping[str, Any]]
 
 
 def _postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
+
+
+def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
+    """Run ``sql`` on the psycopg connection under ``conn`` (same transaction) and return its cursor.
+
+    These fixed statements skip SQLAlchemy's per-statement work (result metadata...), which cost
+    more CPU than the statement did in PostgreSQL; errors are translated the way SQLAlchemy does
+    it (DBAPIError subclasses; a lost connection is invalidated), so callers see no difference.
+    """
+    import psycopg
+
+    try:
+        return conn.connection.driver_connection.execute(sql, params)
+    except psycopg.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost,
+                                  dialect=conn.dialect) from exc
 
 
 def _json_value(value: Any) -> Any:
@@ -60,7 +80,7 @@ def _select_sql(quote: Callable[[str], str], table: str, key_columns: Tuple[str,
 
 
 def insert_many(conn: Connection, table: Table, rows: Rows, *, skip_conflicts_on: Optional[Sequence[str]] = None,
-                returning: Sequence[str] = ()) -> List[Row]:
+                returning: Sequence[str] = ()) -> List[Any]:
     """Insert ``rows`` (dicts with the same keys) in one statement; rows whose
     ``skip_conflicts_on`` key already exists are skipped (and not returned)."""
     if not rows:
@@ -77,12 +97,12 @@ def insert_many(conn: Connection, table: Table, rows: Rows, *, skip_conflicts_on
     quote = conn.dialect.identifier_preparer.quote
     sql = _insert_sql(quote, table.name, tuple(columns), tuple(skip_conflicts_on) if skip_conflicts_on else None,
                       tuple(returning))
-    result = conn.exec_driver_sql(sql, (_rows_json(rows),))
-    return result.all() if returning else []
+    cursor = _execute(conn, sql, (_rows_json(rows),))
+    return cursor.fetchall() if returning else []
 
 
 def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], keys: Sequence[Tuple[Any, ...]],
-                   columns: Sequence[str]) -> List[Row]:
+                   columns: Sequence[str]) -> List[Any]:
     """``columns`` of the rows whose ``key_columns`` equal one of ``keys``."""
     if not keys:
         return []
@@ -91,4 +111,4 @@ def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], k
             else table.c[key_columns[0]].in_([key[0] for key in keys])
         return conn.execute(select(*(table.c[name] for name in columns)).where(where)).all()
     sql = _select_sql(conn.dialect.identifier_preparer.quote, table.name, tuple(key_columns), tuple(columns))
-    return conn.exec_driver_sql(sql, (_rows_json(dict(zip(key_columns, key)) for key in keys),)).all()
+    return _execute(conn, sql, (_rows_json(dict(zip(key_columns, key)) for key in keys),)).fetchall()

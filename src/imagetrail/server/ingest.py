@@ -166,8 +166,8 @@ def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) 
     for attempt in range(1, MAX_ATTEMPTS + 1):
         learned = _Learned()
         try:
-            with sessions() as session, session.begin():
-                results = _store_batch(session.connection(), items, cache, learned)
+            with engine.begin() as conn:
+                results = _store_batch(conn, items, cache, learned)
         except DBAPIError as exc:
             sqlstate = getattr(exc.orig, "sqlstate", None)
             if sqlstate not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:

@@ -104,7 +104,10 @@ def plan(
         filters = _filters(digests, values)
     except ValidationError as exc:
         return Plan(errors=_validation_errors(exc))
-    answer: RemediationAnswer = remediate(sessions, settings, principal, filters, dry_run=True)
+    try:
+        answer: RemediationAnswer = remediate(sessions, settings, principal, filters, dry_run=True)
+    except RemediationConfigError as exc:
+        return Plan(errors=[str(exc)])
     allowed = None if principal.organizations is None else set(principal.organizations)
     with sessions() as session:
         trails = find_trails(session, [o.digest for o in answer.outcomes], allowed=allowed)

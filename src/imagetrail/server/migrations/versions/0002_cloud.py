@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
@@ -84,8 +83,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['cluster_id'], ['clusters.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_running_containers_registry_repository', 'running_containers', ['registry', 'repository'],
-                    unique=False)
+    op.create_index('ix_running_containers_registry_repository', 'running_containers',
+                    ['registry', 'repository'], unique=False)
     op.create_index('ix_running_containers_scan_id', 'running_containers', ['scan_id'], unique=False)
     # One index per explorer sort order (leading key, then the row identity): pages are read in
     # index order, even deep ones, instead of sorting every container.
@@ -117,7 +116,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_findings_scan', 'vulnerability_findings', ['scan_id'], unique=False)
-    op.create_index('ix_findings_vulnerability_scan', 'vulnerability_findings', ['vulnerability_id', 'scan_id'], unique=False)
+    op.create_index('ix_findings_vulnerability_scan', 'vulnerability_findings',
+                    ['vulnerability_id', 'scan_id'], unique=False)
     op.create_table('vulnerability_summaries',
     sa.Column('digest', sa.String(length=71), nullable=False),
     sa.Column('via_digest', sa.String(length=71), nullable=False),
@@ -134,7 +134,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['scan_id'], ['image_scans.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('digest')
     )
-    op.create_index('ix_vulnerability_summaries_max', 'vulnerability_summaries', ['max_severity'], unique=False)
+    op.create_index('ix_vulnerability_summaries_max', 'vulnerability_summaries', ['max_severity'],
+                    unique=False)
 
 
 
@@ -149,8 +150,8 @@ def downgrade() -> None:
     op.drop_index('ix_scan_digests_digest_scan', table_name='scan_digests')
 
     op.drop_table('scan_digests')
-    for name in ('registry_repository', 'scan_id', 'by_cluster', 'by_namespace', 'by_workload', 'by_image', 'by_digest',
-                 'by_severity'):
+    for name in ('registry_repository', 'scan_id', 'by_cluster', 'by_namespace', 'by_workload', 'by_image',
+                 'by_digest', 'by_severity'):
         op.drop_index(f'ix_running_containers_{name}', table_name='running_containers')
 
     op.drop_table('running_containers')

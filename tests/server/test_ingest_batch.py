@@ -1,0 +1,78 @@
+"""Group commit: many reports in one transaction, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from imagetrail.server.auth import Principal
+from imagetrail.server.ingest import IngestResult, store_reports
+from imagetrail.server.ingest_writer import IngestWriter
+from tests.server.reports import ado_report, body, digest, push
+from tests.server.test_ingest import _drop_failing_trigger, _install_failing_trigger, counts
+
+ADMIN = Principal(kind="api-key", subject="key:test", scopes=frozenset({"admin"}), organizations=None)
+
+
+def _report(run: str, job: str = "Build", reference: str = "127.0.0.1:5000/web/app:1"):
+    return ado_report(run_id=run, job=job, pushes=[push(reference, digest(f"{run}/{job}/{reference}")),
+                                                   push("127.0.0.1:5000/web/base:1", digest("base"))])
+
+
+def test_a_report_failing_in_a_batch_does_not_sink_the_others(client):
+    sessions = client.app.state.sessions
+    good = [_report("1"), _report("2", job="Test"), _report("3")]
+    bad = _report("4", reference="127.0.0.1:5000/web/app:poison")
+    _install_failing_trigger(client, "127.0.0.1:5000/web/app:poison")
+    outcomes = store_reports(sessions, [(body(good[0]), ADMIN), (body(bad), ADMIN), (body(good[1]), ADMIN),
+                                        (body(good[2]), ADMIN)])
+    assert [type(o) for o in outcomes] == [IngestResult, type(outcomes[1]), IngestResult, IngestResult]
+    assert isinstance(outcomes[1], DBAPIError) and "injected failure" in str(outcomes[1])
+    assert all(o.created for o in outcomes if isinstance(o, IngestResult))
+    with client.app.state.engine.connect() as conn:
+        stored = set(conn.execute(sa.text("SELECT id FROM reports")).scalars())
+        poisoned = conn.execute(sa.text("SELECT COUNT(*) FROM pushes WHERE reference LIKE '%poison'")).scalar_one()
+    assert stored == {r.report_id for r in good} and poisoned == 0
+    assert counts(client)["pushes"] == 6 and counts(client)["runs"] == 3
+    _drop_failing_trigger(client)
+    again = store_reports(sessions, [(body(bad), ADMIN), (body(good[0]), ADMIN)])
+    assert [(o.created, o.pushes) for o in again] == [(True, 2), (False, 2)]
+
+
+def test_the_same_report_twice_in_one_batch_is_stored_once(client):
+    report = _report("7")
+    outcomes = store_reports(client.app.state.sessions, [(body(report), ADMIN), (body(report), ADMIN)])
+    assert [o.created for o in outcomes] == [True, False]
+    assert counts(client)["reports"] == 1 and counts(client)["pushes"] == 2
+
+
+def test_shared_rows_are_found_again_after_the_cache_learned_them(client):
+    sessions = client.app.state.sessions
+    first = [_report(str(run), job=f"job{job}") for run in range(3) for job in range(4)]
+    assert all(o.created for o in store_reports(sessions, [(body(r), ADMIN) for r in first]))
+    # A run first seen without a commit gets it from a later report, through the cached run id.
+    late = ado_report(run_id="9", job="A", commit=None)
+    assert store_reports(sessions, [(body(late), ADMIN)])[0].created
+    assert store_reports(sessions, [(body(ado_report(run_id="9", job="B")), ADMIN)])[0].created
+    c = counts(client)
+    assert (c["organizations"], c["projects"], c["pipelines"], c["people"], c["runs"], c["jobs"]) == (1, 1, 1, 1, 4, 14)
+    assert (c["image_references"], c["images"]) == (3, 15)
+    with client.app.state.engine.connect() as conn:
+        assert conn.execute(sa.text("""SELECT "commit" FROM runs WHERE external_id = '9'""")).scalar_one() == "a" * 40
+
+
+def test_the_writer_answers_each_request_after_its_batch_committed(client):
+    writer = IngestWriter(client.app.state.sessions, max_batch=100)
+    reports = [_report(str(run), job=f"job{job}") for run in range(10) for job in range(5)]
+
+    async def send_all():
+        return await asyncio.gather(*(writer.submit(body(r), ADMIN) for r in reports),
+                                    writer.submit(body(reports[0]), ADMIN))
+
+    results = asyncio.run(send_all())
+    assert sum(r.created for r in results) == 50 and not results[-1].created
+    assert writer.largest_batch > 1 and writer.batches < len(results)  # grouped, not one commit per report
+    with client.app.state.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM reports")).scalar_one() == 50
