@@ -14,8 +14,9 @@ organisations, 2,000 pipelines, one report per job, two pushes per job (a versio
 manifests. Report bodies are small stand-ins (the trail never reads them).
 Queries: digests and references of pipeline-built images drawn from the stored pushes (so
 busy references come up as often as they are pushed), platform digests (found through
-their index), and the busiest references and mirror digests, whose trails are capped at
-500 pushes.
+their index), and the busiest references and mirror digests: their first page (the default
+50 pushes), a full page of 500 (``limit=500``; what a server without paging returns) and
+the second page through the ``next`` cursor of the first.
 """
 
 from __future__ import annotations
@@ -152,6 +153,18 @@ def load(dsn: str, pushes: int, seed: int = 7) -> Dict[str, List[str]]:
     return samples
 
 
+def next_pages(base: str, key: str, paths: Sequence[str]) -> List[str]:
+    """The second page of each trail: ``before=`` its first page's ``next`` cursor."""
+    host = urlsplit(base)
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+    pages = []
+    for path in paths:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        cursor = json.loads(conn.getresponse().read())["next"]
+        pages.append(f"{path}{'&' if '?' in path else '?'}before={quote(cursor)}")
+    return pages
+
+
 def http_latencies(base: str, key: str, paths: Sequence[str]) -> List[float]:
     host = urlsplit(base)
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
@@ -199,21 +212,33 @@ def main(argv=None) -> int:
         key = admin_key(url)
         digest_paths = [f"/v1/images/{d}/trail" for d in samples["digest"][:args.queries]]
         reference_paths = [f"/v1/trail?reference={quote(r)}" for r in samples["reference"][:args.queries]]
+        busy_references = [f"/v1/trail?reference={quote(r)}" for r in samples["busiest reference"]]
+        busy_digests = [f"/v1/images/{d}/trail" for d in samples["busiest digest"]]
         queries = {
             "GET /v1/images/{digest}/trail": digest_paths,
             "GET /v1/trail?reference= (registry/repo:tag)": reference_paths,
             "GET /v1/images/{platform digest}/trail (via its index)":
                 [f"/v1/images/{d}/trail" for d in samples["platform"]],
-            "GET /v1/trail?reference= (20 busiest tags, 500 pushes)":
-                [f"/v1/trail?reference={quote(r)}" for r in samples["busiest reference"]] * 3,
-            "GET /v1/images/{digest}/trail (20 busiest digests, 500 pushes)":
-                [f"/v1/images/{d}/trail" for d in samples["busiest digest"]] * 3,
+            "GET /v1/trail?reference= (20 busiest tags, first page)": busy_references * 3,
+            "GET /v1/images/{digest}/trail (20 busiest digests, first page)": busy_digests * 3,
+            "GET /v1/trail?reference= (20 busiest tags, limit=500)":
+                [f"{p}&limit=500" for p in busy_references] * 3,
+            "GET /v1/images/{digest}/trail (20 busiest digests, limit=500)":
+                [f"{p}?limit=500" for p in busy_digests] * 3,
         }
         measured: Dict[str, List[float]] = {}
+        # A server without paging ignores limit/before (it answers up to 500 pushes), so its
+        # "first page" rows are its whole answers and it has no second-page rows.
         for label, src in (("before: ", args.before_src), ("", "")) if args.before_src else (("", ""),):
             with serve(url, 1, src) as (base, _):
                 http_latencies(base, key, digest_paths[:50] + reference_paths[:50])  # warm-up: pools, caches
-                for name, paths in queries.items():
+                runs = dict(queries)
+                if not src:
+                    runs["GET /v1/trail?reference= (20 busiest tags, second page by cursor)"] = \
+                        next_pages(base, key, busy_references) * 3
+                    runs["GET /v1/images/{digest}/trail (20 busiest digests, second page by cursor)"] = \
+                        next_pages(base, key, busy_digests) * 3
+                for name, paths in runs.items():
                     measured[label + name] = http_latencies(base, key, paths)
         floor = sql_latencies(libpq_dsn(url), samples["digest"][:args.queries])
     floor_p50, floor_p99 = fmt(floor)

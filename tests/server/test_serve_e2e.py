@@ -49,6 +49,15 @@ def test_serve_ingest_and_trace_with_the_cli(database_url):
         assert as_json["pushes"][0]["evidence"]["report_id"] == report.report_id
         listed = cli("images", "--run", "345", env=env)
         assert digest("e2e") in listed.stdout
+        again = ado_report(run_id="346", pushes=[push("127.0.0.1:5000/web/app:2.0", digest("e2e"))])
+        assert requests.post(url + "/v1/reports", json=body(again),
+                             headers={"Authorization": f"Bearer {key}"}).status_code == 201
+        first_page = cli("trace", digest("e2e"), "--limit", "1", env=env)
+        assert first_page.stdout.count("  run  ") == 1 and "older pushes exist" in first_page.stdout
+        every = json.loads(cli("trace", digest("e2e"), "--limit", "1", "--all", "--json", env=env).stdout)
+        assert sorted(p["run"]["id"] for p in every["pushes"]) == ["345", "346"] and every["has_more"] is False
+        bad_limit = cli("trace", digest("e2e"), "--limit", "501", env=env)
+        assert bad_limit.returncode == 2 and "--limit" in bad_limit.stderr
         unknown = cli("trace", digest("nothing"), env=env)
         assert unknown.returncode == 3 and "no push" in unknown.stdout
         refused = cli("trace", digest("e2e"), env={**env, "IMAGETRAIL_API_KEY": "itk_0000_bad"})

@@ -1,4 +1,5 @@
-"""``imagetrail trace DIGEST_OR_REFERENCE [--json]``: which runs pushed this image, and who owns the fix."""
+"""``imagetrail trace DIGEST_OR_REFERENCE [--limit N] [--all] [--json]``: which runs pushed this image,
+and who owns the fix. The newest ``--limit`` pushes; older pages only with ``--all``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import argparse
 import json
 import re
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"give a number of pushes from 1 to {MAX_LIMIT}, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,16 +31,40 @@ def _parser() -> argparse.ArgumentParser:
         description="Trace an image digest (sha256:...) or reference (registry/repository:tag) to the "
                     "pipeline runs that pushed it. Uses IMAGETRAIL_URL and IMAGETRAIL_API_KEY.")
     parser.add_argument("target", metavar="DIGEST_OR_REFERENCE")
+    parser.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT,
+                        help=f"pushes per page, newest first (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})")
+    parser.add_argument("--all", action="store_true", help="fetch every older page too (may be thousands of "
+                                                          "pushes for a busy tag)")
     parser.add_argument("--json", action="store_true", help="print the trail as JSON")
     parser.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL)")
     return parser
 
 
-def fetch_trail(client: ApiClient, target: str) -> Dict[str, Any]:
+def trail_pages(client: ApiClient, target: str, limit: int = DEFAULT_LIMIT) -> Iterator[Dict[str, Any]]:
+    """The trail one page at a time, newest first; the next page is fetched only when asked for."""
     target = target.strip()
-    if DIGEST_RE.match(target.lower()):
-        return client.get(f"/v1/images/{target.lower()}/trail")
-    return client.get("/v1/trail", params={"reference": target})
+    before: Optional[str] = None
+    while True:
+        params: Dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        if DIGEST_RE.match(target.lower()):
+            page = client.get(f"/v1/images/{target.lower()}/trail", params=params)
+        else:
+            page = client.get("/v1/trail", params={"reference": target, **params})
+        yield page
+        before = page.get("next")
+        if not page.get("has_more") or not before:
+            return
+
+
+def fetch_trail(client: ApiClient, target: str, limit: int = DEFAULT_LIMIT, every_page: bool = False) -> Dict[str, Any]:
+    """The first page, or (``every_page``) all pages merged into one trail."""
+    pages = trail_pages(client, target, limit)
+    trail = next(pages)
+    if every_page:
+        for page in pages:
+            trail["pushes"] += page.get("pushes") or []
+            trail["has_more"], trail["next"] = page.get("has_more", False), page.get("next")
+    return trail
 
 
 def _short(digest: Optional[str]) -> str:
@@ -66,13 +102,15 @@ def render_trail(trail: Dict[str, Any]) -> str:
         evidence = push["evidence"]
         lines.append(f"  evidence   report {_short(evidence['report_id'])} received {evidence['received_at']} "
                      f"from {evidence['identity_kind']}")
+    if trail.get("has_more"):
+        lines += ["", f"older pushes exist: rerun with --all, or a larger --limit (at most {MAX_LIMIT})"]
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        trail = fetch_trail(ApiClient(url=args.url), args.target)
+        trail = fetch_trail(ApiClient(url=args.url), args.target, args.limit, every_page=args.all)
     except ApiError as exc:
         print(f"imagetrail trace: {exc}", file=sys.stderr)
         return 1

@@ -56,7 +56,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], console: Console) -> None:
         return
     if settings.problem:
         console.warning(settings.problem)
-    deadline = Deadline(settings.deadline_seconds)
+    deadline = Deadline.from_process_start(settings.deadline_seconds)
     watchdog = Watchdog(deadline, console, env)
     watchdog.start()
     try:

@@ -11,8 +11,9 @@ from typing import Any, Dict, List, Mapping, Optional
 from imagetrail.collector.console import Console
 from imagetrail.collector.deadline import Deadline
 
-FINAL_GRACE_SECONDS = 1.0  # for the step's last lines, when the deadline strikes while they are written
-KEEP_SECONDS = 2.0  # keeping the report can block too (a job summary on a hung file system)
+# Both within the 2 s the Node shim leaves between the collector's deadline and its own kill.
+FINAL_GRACE_SECONDS = 0.5  # for the step's last lines, when the deadline strikes while they are written
+KEEP_SECONDS = 1.0  # keeping the report can block too (a job summary on a hung file system)
 
 
 class Watchdog:

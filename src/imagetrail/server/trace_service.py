@@ -105,7 +105,9 @@ class Trail(BaseModel):
     query: str
     digest: Optional[str] = None
     related: List[RelatedDigest] = []
-    pushes: List[TrailPush] = []
+    pushes: List[TrailPush] = []  # one page, newest first
+    has_more: bool = False  # older pushes exist: ask again with before=next
+    next: Optional[str] = None  # the cursor of the next (older) page
 
 
 class ImageRow(BaseModel):
@@ -163,105 +165,115 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
 
 # -- queries ----------------------------------------------------------------------------
 #
-# The pushes to show are picked from ``pushes`` alone (by the (digest, pushed_at) or
-# (reference_id, pushed_at) index, newest first, at most MAX_PUSHES), joining the
-# run/pipeline/project/organisation chain only when a filter needs it; those few rows are
-# joined with their reference, job, run and report; their pipelines (with project and
-# organisation), repositories and requesters come in one small query each. All as plain
-# columns: building ten ORM objects per row cost more than the query, and planning one
-# eleven-table join cost PostgreSQL ~8 ms, ten times its execution.
+# One statement per page: the pushes matching the filter, newest first, joined with their
+# reference, job, run, report, pipeline, project, organisation, repository and requester, as
+# plain columns (building ten ORM objects per row cost more than the query). PostgreSQL needs
+# ~10 ms to PLAN this join for ~0.3 ms of execution, but the statement text is constant, so
+# psycopg prepares it server-side after 5 executions (``prepare_threshold``) and PostgreSQL then
+# reuses a generic plan: the planning is paid during a connection's first ~10 trails only
+# (benchmarks/results/bench_trace.md).
+# Pages are cut by a keyset cursor on (pushed_at, id), never by OFFSET, so page 200 of a busy
+# tag costs what page 1 does: the (digest, pushed_at) / (reference_id, pushed_at) indexes lead.
 
-_ORG_CHAIN = ((m.Job, m.Push.job_id == m.Job.id), (m.Run, m.Job.run_id == m.Run.id),
-              (m.Pipeline, m.Run.pipeline_id == m.Pipeline.id),
-              (m.Project, m.Pipeline.project_id == m.Project.id),
-              (m.Organization, m.Project.organization_id == m.Organization.id))
+DEFAULT_PAGE = 50
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: the (pushed_at, id) of its last (oldest) push."""
+
+    pushed_at: datetime
+    push_id: int
+
+    def __str__(self) -> str:
+        # "Z" rather than "+00:00": a "+" pasted into a query string would read as a space.
+        return f"{self.pushed_at.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')},{self.push_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Cursor":
+        when, _, push_id = text.strip().rpartition(",")
+        try:
+            pushed_at = datetime.fromisoformat(when)
+            if pushed_at.tzinfo is None or not push_id.isdigit():
+                raise ValueError(text)
+        except ValueError:
+            raise TraceQueryError(
+                f"before: {text[:100]!r} is not a page cursor; pass the 'next' value of the previous page "
+                "(pushed_at,id, e.g. 2024-06-01T10:00:00.000000Z,42)") from None
+        return cls(pushed_at.astimezone(timezone.utc), int(push_id))
+
+
+@dataclass
+class Page:
+    pushes: List[TrailPush]
+    next: Optional[Cursor]
+
+
 _PUSH_COLUMNS = (
-    m.Push.reference, m.Push.digest, m.Push.pushed_at, m.ImageReference.registry_host,
+    m.Push.id, m.Push.reference, m.Push.digest, m.Push.pushed_at, m.ImageReference.registry_host,
     m.ImageReference.repository, m.ImageReference.tag, m.Job.external_id.label("job_id"),
     m.Job.name.label("job_name"), m.Job.attempt.label("job_attempt"), m.Job.stage, m.Job.agent_name,
     m.Run.external_id.label("run_id"), m.Run.number, m.Run.attempt.label("run_attempt"), m.Run.reason,
-    m.Run.url.label("run_url"), m.Run.branch, m.Run.commit, m.Run.pipeline_id.label("pipeline_pk"),
-    m.Run.repository_id.label("repository_pk"), m.Run.requester_id.label("requester_pk"),
+    m.Run.url.label("run_url"), m.Run.branch, m.Run.commit,
+    m.Pipeline.external_id.label("pipeline_id"), m.Pipeline.name.label("pipeline_name"),
+    m.Project.name.label("project"), m.Organization.name.label("organization"), m.Organization.system,
+    m.Organization.server_url, m.Repository.name.label("repository_name"), m.Repository.uri.label("repository_uri"),
+    m.Repository.type.label("repository_type"), m.Person.name.label("person_name"),
+    m.Person.email.label("person_email"), m.Person.id.label("person_pk"),
     m.Report.id.label("report_id"), m.Report.received_at, m.Report.identity_kind, m.Report.identity_subject,
 )
 
 
-@dataclass
-class _Dimensions:
-    """Pipeline (with project and organisation), repository and requester rows by id."""
-
-    pipelines: Dict[int, Any]
-    repositories: Dict[int, Any]
-    people: Dict[int, Any]
-
-
-def _dimensions(session: Session, rows: Sequence[Any]) -> _Dimensions:
-    pipeline_ids = sorted({row.pipeline_pk for row in rows})
-    repository_ids = sorted({row.repository_pk for row in rows if row.repository_pk is not None})
-    person_ids = sorted({row.requester_pk for row in rows if row.requester_pk is not None})
-    pipelines = {row.id: row for row in session.execute(
-        select(m.Pipeline.id, m.Pipeline.external_id, m.Pipeline.name, m.Project.name.label("project"),
-               m.Organization.name.label("organization"), m.Organization.system, m.Organization.server_url)
-        .join(m.Project, m.Pipeline.project_id == m.Project.id)
-        .join(m.Organization, m.Project.organization_id == m.Organization.id)
-        .where(m.Pipeline.id.in_(pipeline_ids)))} if pipeline_ids else {}
-    repositories = {row.id: row for row in session.execute(
-        select(m.Repository.id, m.Repository.name, m.Repository.uri, m.Repository.type)
-        .where(m.Repository.id.in_(repository_ids)))} if repository_ids else {}
-    people = {row.id: row for row in session.execute(
-        select(m.Person.id, m.Person.name, m.Person.email).where(m.Person.id.in_(person_ids)))} if person_ids else {}
-    return _Dimensions(pipelines, repositories, people)
-
-
-def _select_pushes(session: Session, principal: Principal, conditions: Sequence[Any], *, chain: bool = False,
-                   by_reference: bool = False, limit: int = MAX_PUSHES, offset: int = 0) -> List[TrailPush]:
-    """The newest pushes matching ``conditions`` that the principal may read, as trail entries
-    (``matched_by`` is set by the caller).
-
-    ``chain``: the conditions name run/pipeline/project/organisation columns;
-    ``by_reference``: they name image_references columns.
-    """
-    picked = select(m.Push.id.label("id"), m.Push.pushed_at.label("pushed_at"))
-    if by_reference:
-        picked = picked.join(m.ImageReference, m.Push.reference_id == m.ImageReference.id)
-    if chain or principal.organizations is not None:
-        for table, on in _ORG_CHAIN:
-            picked = picked.join(table, on)
-    if principal.organizations is not None:
-        picked = picked.where(m.Organization.name.in_(sorted(principal.organizations)))
-    picked = (picked.where(*conditions).order_by(m.Push.pushed_at.desc(), m.Push.id.desc())
-              .limit(limit).offset(offset).subquery())
-    rows = session.execute(
-        select(*_PUSH_COLUMNS).select_from(picked).join(m.Push, m.Push.id == picked.c.id)
+def _select_pushes(session: Session, principal: Principal, conditions: Sequence[Any], *, limit: int,
+                   before: Optional[Cursor] = None, offset: int = 0) -> Page:
+    """One page of the newest pushes matching ``conditions`` (on any joined table) that the
+    principal may read, as trail entries (``matched_by`` is set by the caller)."""
+    query = (
+        select(*_PUSH_COLUMNS)
         .join(m.ImageReference, m.Push.reference_id == m.ImageReference.id)
         .join(m.Job, m.Push.job_id == m.Job.id).join(m.Run, m.Job.run_id == m.Run.id)
+        .join(m.Pipeline, m.Run.pipeline_id == m.Pipeline.id)
+        .join(m.Project, m.Pipeline.project_id == m.Project.id)
+        .join(m.Organization, m.Project.organization_id == m.Organization.id)
         .join(m.Report, m.Push.report_id == m.Report.id)
-        .order_by(picked.c.pushed_at.desc(), picked.c.id.desc())
-    ).all()
-    dimensions = _dimensions(session, rows)
-    return [_trail_push(row, dimensions) for row in rows]
+        .outerjoin(m.Repository, m.Run.repository_id == m.Repository.id)
+        .outerjoin(m.Person, m.Run.requester_id == m.Person.id)
+        .where(*conditions)
+    )
+    if principal.organizations is not None:
+        query = query.where(m.Organization.name.in_(sorted(principal.organizations)))
+    if before is not None:
+        # "<=" first so the index range scan stops at the cursor; ties broken by id.
+        query = query.where(m.Push.pushed_at <= before.pushed_at,
+                            or_(m.Push.pushed_at < before.pushed_at, m.Push.id < before.push_id))
+    query = query.order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(limit + 1)
+    if offset:
+        query = query.offset(offset)
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    cursor = Cursor(_utc(last.pushed_at), last.id) if last is not None and last.pushed_at is not None else None
+    return Page([_trail_push(row) for row in rows], cursor)
 
 
-def _trail_push(row: Any, dimensions: _Dimensions) -> TrailPush:
-    pipeline = dimensions.pipelines[row.pipeline_pk]
-    repo = dimensions.repositories.get(row.repository_pk) if row.repository_pk is not None else None
-    person = dimensions.people.get(row.requester_pk) if row.requester_pk is not None else None
-    system, server_url, project = pipeline.system, pipeline.server_url, pipeline.project
+def _trail_push(row: Any) -> TrailPush:
+    system, server_url, project = row.system, row.server_url, row.project
     return TrailPush(
         reference=row.reference, registry=row.registry_host, repository=row.repository, tag=row.tag or None,
         digest=row.digest, matched_by="reference", pushed_at=_utc(row.pushed_at), system=system,
-        organization=pipeline.organization, project=project,
-        pipeline=Named(id=pipeline.external_id, name=pipeline.name),
+        organization=row.organization, project=project,
+        pipeline=Named(id=row.pipeline_id, name=row.pipeline_name),
         run=RunInfo(id=row.run_id, number=row.number, attempt=row.run_attempt, reason=row.reason,
                     url=run_link(system, server_url, project, row.run_id, row.run_url)),
         job=JobInfo(id=row.job_id, name=row.job_name, attempt=row.job_attempt, stage=row.stage,
                     agent=row.agent_name),
         source=SourceInfo(
-            repository=repo.name if repo else None, uri=repo.uri if repo else None,
-            type=repo.type if repo else None, branch=row.branch, commit=row.commit,
-            commit_url=commit_link(system, server_url, project, repo.uri if repo else None,
-                                   repo.type if repo else None, row.commit)),
-        requester=PersonInfo(name=person.name, email=person.email) if person else None,
+            repository=row.repository_name, uri=row.repository_uri, type=row.repository_type, branch=row.branch,
+            commit=row.commit,
+            commit_url=commit_link(system, server_url, project, row.repository_uri, row.repository_type, row.commit)),
+        requester=(PersonInfo(name=row.person_name, email=row.person_email)
+                   if row.person_pk is not None else None),
         evidence=Evidence(report_id=row.report_id, received_at=_utc(row.received_at),
                           identity_kind=row.identity_kind, identity_subject=row.identity_subject),
     )
@@ -283,37 +295,54 @@ def related_digests(session: Session, digest: str) -> List[RelatedDigest]:
     return sorted(related.values(), key=lambda r: (r.relation, r.digest))
 
 
-def trail_for_digest(session: Session, digest: str, principal: Principal) -> Trail:
-    """Every push of this digest, of an index that lists it, or of a platform manifest it lists."""
+def _page_bounds(limit: int, before: Optional[str]) -> Optional[Cursor]:
+    if not 1 <= limit <= MAX_PUSHES:
+        raise TraceQueryError(f"limit: {limit} is out of range; give 1 to {MAX_PUSHES}")
+    return Cursor.parse(before) if before else None
+
+
+def trail_for_digest(session: Session, digest: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
+                     before: Optional[str] = None) -> Trail:
+    """Pushes of this digest, of an index that lists it, or of a platform manifest it lists:
+    the newest ``limit`` (older than the ``before`` cursor)."""
     digest = digest.strip().lower()
     if not DIGEST_RE.match(digest):
         raise TraceQueryError(f"{digest[:100]!r} is not an image digest; write it as sha256:<64 hex digits>")
+    cursor = _page_bounds(limit, before)
     related = related_digests(session, digest)
     relation_of: Dict[str, str] = {digest: "digest", **{r.digest: r.relation for r in related}}
-    pushes = _select_pushes(session, principal, [m.Push.digest.in_(sorted(relation_of))])
-    for push in pushes:
+    condition = (m.Push.digest == digest if len(relation_of) == 1
+                 else m.Push.digest.in_(sorted(relation_of)))
+    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
+    for push in page.pushes:
         push.matched_by = relation_of[push.digest]
-    return Trail(query=digest, digest=digest, related=related, pushes=pushes)
+    return Trail(query=digest, digest=digest, related=related, pushes=page.pushes,
+                 has_more=page.next is not None, next=str(page.next) if page.next else None)
 
 
-def trail_for_reference(session: Session, reference: str, principal: Principal) -> Trail:
-    """The pushes of ``registry/repository:tag``, newest first (``@sha256:..`` traces that digest)."""
+def trail_for_reference(session: Session, reference: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
+                        before: Optional[str] = None) -> Trail:
+    """The pushes of ``registry/repository:tag``, newest first, ``limit`` per page
+    (``@sha256:..`` traces that digest). ``digest`` is the newest pushed digest of the page."""
     try:
         parsed = parse_reference(reference.strip())
     except InvalidReference as exc:
         raise TraceQueryError(f"{exc}; write it as registry/repository:tag or registry/repository@sha256:...") \
             from None
     if parsed.digest:
-        trail = trail_for_digest(session, parsed.digest, principal)
+        trail = trail_for_digest(session, parsed.digest, principal, limit=limit, before=before)
         return trail.model_copy(update={"query": reference})
-    tag = parsed.tag or "latest"
-    reference_id = session.execute(select(m.ImageReference.id).where(
+    cursor = _page_bounds(limit, before)
+    # The reference id is a scalar subquery of the same statement, not a join condition: only
+    # "reference_id = <one value>" lets PostgreSQL read the (reference_id, pushed_at) index
+    # backwards and stop after one page (as a join it sorted all 12,000 pushes of a busy tag).
+    reference_id = select(m.ImageReference.id).where(
         m.ImageReference.registry_host == parsed.registry, m.ImageReference.repository == parsed.repository,
-        m.ImageReference.tag == tag)).scalar()
-    pushes = _select_pushes(session, principal, [m.Push.reference_id == reference_id]) if reference_id else []
-    newest = next((p.digest for p in pushes if p.digest), None)
+        m.ImageReference.tag == (parsed.tag or "latest")).scalar_subquery()
+    page = _select_pushes(session, principal, [m.Push.reference_id == reference_id], limit=limit, before=cursor)
+    newest = next((p.digest for p in page.pushes if p.digest), None)
     return Trail(query=reference, digest=newest, related=related_digests(session, newest) if newest else [],
-                 pushes=pushes)
+                 pushes=page.pushes, has_more=page.next is not None, next=str(page.next) if page.next else None)
 
 
 def list_images(session: Session, principal: Principal, *, repository: Optional[str] = None,
@@ -342,11 +371,10 @@ def list_images(session: Session, principal: Principal, *, repository: Optional[
         conditions.append(or_(m.Pipeline.external_id == pipeline, m.Pipeline.name == pipeline))
     if run:
         conditions.append(m.Run.external_id == run)
-    pushes = _select_pushes(session, principal, conditions,
-                            chain=bool(organization or project or pipeline or run), by_reference=bool(repository),
-                            limit=max(1, min(limit, MAX_LIST)), offset=max(0, offset))
+    page = _select_pushes(session, principal, conditions, limit=max(1, min(limit, MAX_LIST)),
+                          offset=max(0, offset))
     result = []
-    for push in pushes:
+    for push in page.pushes:
         result.append(ImageRow(
             digest=push.digest, reference=push.reference, pushed_at=push.pushed_at, organization=push.organization,
             project=push.project, pipeline=push.pipeline, run=push.run, commit=push.source.commit,

@@ -117,6 +117,7 @@ def load(session: Session, principal: Principal, digest: str) -> TrailFacts:
     trail = trail_for_digest(session, digest, principal)
     facts = TrailFacts(digest=digest, related=_related(trail))
     facts.pushes = [_push_fact(push) for push in trail.pushes]
+    facts.more_pushes = trail.has_more
     facts.references = sorted(
         {p.reference for p in facts.pushes if p.digest == digest} or {p.reference for p in facts.pushes}
     )

@@ -79,6 +79,7 @@ class TrailFacts:
     pushes: List[PushFact] = field(default_factory=list)
     workloads: List[WorkloadFact] = field(default_factory=list)
     vulnerabilities: Optional[VulnerabilityFact] = None
+    more_pushes: bool = False  # the trail API has older pushes than this first page
 
     @property
     def found(self) -> bool:

@@ -10,7 +10,9 @@ from pydantic import TypeAdapter
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import require_reader
 from imagetrail.server.trace_service import (
+    DEFAULT_PAGE,
     MAX_LIST,
+    MAX_PUSHES,
     ImageRow,
     Trail,
     TraceQueryError,
@@ -25,30 +27,39 @@ IMAGE_ROWS = TypeAdapter(List[ImageRow])
 
 def _json(payload: bytes) -> Response:
     # Already a validated model: serialised once by pydantic-core, instead of FastAPI checking
-    # it against response_model again (a trail has up to 500 pushes).
+    # it against response_model again (a trail page has up to 500 pushes).
     return Response(payload, media_type="application/json")
 ERRORS = {401: {"description": "No or invalid credentials"}, 403: {"description": "Not a reader"},
-          422: {"description": "The digest or reference cannot be parsed"},
+          422: {"description": "The digest, reference, limit or page cursor (before) cannot be used"},
           503: {"description": "The database is unavailable"}}
 
 
+LIMIT = Query(DEFAULT_PAGE, ge=1, le=MAX_PUSHES, description=f"pushes per page (1-{MAX_PUSHES})")
+BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value of the previous page "
+                                                 "(pushes older than it)")
+
+
 @router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
-            summary="Which runs pushed this image (following index <-> platform manifests)")
-def image_trail(digest: str, request: Request, principal: Principal = Depends(require_reader)) -> Response:
+            summary="Which runs pushed this image (following index <-> platform manifests), newest first, "
+                    "one page at a time")
+def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
+                principal: Principal = Depends(require_reader)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return _json(trail_for_digest(session, digest, principal).model_dump_json())
+            return _json(trail_for_digest(session, digest, principal, limit=limit, before=before).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/v1/trail", response_model=Trail, responses=ERRORS,
-            summary="The pushes of an image reference (registry/repository:tag), newest first")
+            summary="The pushes of an image reference (registry/repository:tag), newest first, one page at a time")
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
+                    limit: int = LIMIT, before: Optional[str] = BEFORE,
                     principal: Principal = Depends(require_reader)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return _json(trail_for_reference(session, reference, principal).model_dump_json())
+            return _json(trail_for_reference(session, reference, principal, limit=limit,
+                                             before=before).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
