@@ -78,7 +78,7 @@ def import_ms(modules: str, env: Dict[str, str], runs: int = 5) -> float:
 def job_env(temp: str, **extra: str) -> Dict[str, str]:
     env = dict(os.environ, PYTHONPATH=SRC, TF_BUILD="True", AGENT_TEMPDIRECTORY=temp, BUILD_BUILDID="1",
                SYSTEM_JOBID=str(uuid.uuid4()), SYSTEM_COLLECTIONURI="https://dev.azure.com/bench/",
-               IMAGETRAIL_DRY_RUN="true", TMPDIR=temp)
+               IMAGETRAIL_DRY_RUN="true", IMAGETRAIL_ENGINE_DIR=os.path.join(temp, "engines"))
     env.update(extra)
     return env
 
@@ -115,15 +115,17 @@ def main() -> int:
         files = JobFiles.for_job(env, context)
         files.ensure_directory()
         registration = shared_engine.registration_path(
-            os.path.join(temp, shared_engine.ROOT_NAME, "bench-engine"), job_key(context))
+            shared_engine.engine_directory(env, "bench-engine"), job_key(context))
 
         def job_starts_now() -> None:
             # A job window of a few ms holds no foreign push, even on a shared daemon.
             start = time.time_ns()
             shared_engine.register(registration, shared_engine.job_identity(context), start, None, None)
-            write_json_atomically(files.job, JobRecord(start_ns=start, engine_registration=registration).to_json())
+            record = JobRecord(start_ns=start, engine_registration=registration)
+            write_json_atomically(files.job, record.to_json())
 
-        nothing = wall([sys.executable, "-m", "imagetrail", "collect", "post-job"], env=env, before=job_starts_now)
+        post_job = [sys.executable, "-m", "imagetrail", "collect", "post-job"]
+        nothing = wall(post_job, env=env, before=job_starts_now)
 
         # PUSHES pushed references, no watcher: the ring buffer, then docker-py resolves them.
         start = time.time() - 1
@@ -135,8 +137,9 @@ def main() -> int:
         docker_floor = docker_events_floor(start, time.time(), PUSHES)
         report_file = os.path.join(temp, "report.json")
         env_pushed = job_env(temp, SYSTEM_JOBID=str(uuid.uuid4()), IMAGETRAIL_REPORT_FILE=report_file,
-                             SYSTEM_PIPELINESTARTTIME=time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime(start)))
-        pushed = wall([sys.executable, "-m", "imagetrail", "collect", "post-job"], env=env_pushed, runs=5)
+                             SYSTEM_PIPELINESTARTTIME=time.strftime("%Y-%m-%d %H:%M:%S+00:00",
+                                                                    time.gmtime(start)))
+        pushed = wall(post_job, env=env_pushed, runs=5)
         found = [p for p in json.loads(Path(report_file).read_text())["pushes"]
                  if p["reference"].startswith(base) and p["digest"]]
         if len(found) != PUSHES:
@@ -164,15 +167,17 @@ def main() -> int:
     lines += [f"| {name} | {ms:.1f} | {ratio:.2f} |" for name, ms, ratio in rows]
     lines += ["", f"Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
                   "(other work shares the machine; ratios are more stable than absolute times).",
-              "", f"Nothing-pushed step estimate (node start + Python post-job) / (node -e 0 + python3 -c pass): "
-                  f"**{target:.2f}x** (target <= 1.5x). The shim's own work beyond `node -e 0` is not included; "
-                  "benchmarks/bench_post_job.py measures the whole packaged step."]
+              "", "Nothing-pushed step estimate (node start + Python post-job) / "
+                  f"(node -e 0 + python3 -c pass): **{target:.2f}x** (target <= 1.5x). The shim's own work "
+                  "beyond `node -e 0` is not included; benchmarks/bench_post_job.py measures the whole "
+                  "packaged step."]
     text = "\n".join(lines)
     print(text)
     out = ROOT / "benchmarks" / "results" / "bench_collector.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# bench_collector\n\nMachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-                   f"{RUNS} runs each (5 for {PUSHES} pushes, 5 x 2 processes for -X importtime).\n\n{text}\n")
+                   f"{RUNS} runs each (5 for {PUSHES} pushes, 5 x 2 processes for -X importtime)."
+                   f"\n\n{text}\n")
     return 0
 
 

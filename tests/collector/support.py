@@ -26,12 +26,12 @@ API_KEY = "it-api-key-" + uuid.uuid4().hex
 
 def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
     """A plausible Azure Pipelines job environment, with a fresh agent temp directory and its
-    own host temp dir (TMPDIR, where jobs on one engine register): other jobs on this machine's
-    shared engine must not show up in the test. Pass TMPDIR to put several jobs on one host."""
+    own directory where jobs on one engine register (IMAGETRAIL_ENGINE_DIR): other jobs on this
+    machine's shared engine must not show up in the test. Pass IMAGETRAIL_ENGINE_DIR to put
+    several jobs on one host."""
     temp = tmp_path / "agent-temp"
     temp.mkdir(parents=True, exist_ok=True)
-    host_temp = Path(extra.get("TMPDIR") or tmp_path / "host-tmp")
-    host_temp.mkdir(parents=True, exist_ok=True)
+    engines = Path(extra.get("IMAGETRAIL_ENGINE_DIR") or tmp_path / "engines")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_",
                                 "TF_BUILD"))}
@@ -66,7 +66,7 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "SYSTEM_HOSTTYPE": "build",
         "SYSTEM_ACCESSTOKEN": ACCESS_TOKEN,
         "IMAGETRAIL_DEADLINE_SECONDS": "10",
-        "TMPDIR": str(host_temp),
+        "IMAGETRAIL_ENGINE_DIR": str(engines),
     })
     env.update(extra)
     return env
@@ -272,8 +272,8 @@ def kill_watcher(env: Dict[str, str]) -> int:
     return pid
 
 
-def engine_registrations(host_temp: Path) -> List[Path]:
-    return sorted((host_temp / "imagetrail-engines").glob("*/job-*.json"))
+def engine_registrations(engines: Path) -> List[Path]:
+    return sorted(engines.glob("*/job-*.json"))
 
 
 class QuietEngine:

@@ -157,9 +157,9 @@ def test_ring_buffer_fallback_reports_the_same_fields_as_the_watcher(registry, t
     pre-job (so post-job falls back to the ring buffer and resolves after the fact - after a
     pushed tag moved to another image and another pushed image was deleted)."""
     base = f"{registry}/it-{uuid.uuid4().hex[:10]}"
-    host_temp = tmp_path / "host-tmp"
-    watched = azure_env(tmp_path / "watched", TMPDIR=str(host_temp))
-    fallback = azure_env(tmp_path / "fallback", TMPDIR=str(host_temp))
+    engines = tmp_path / "engines"  # one agent host
+    watched = azure_env(tmp_path / "watched", IMAGETRAIL_ENGINE_DIR=str(engines))
+    fallback = azure_env(tmp_path / "fallback", IMAGETRAIL_ENGINE_DIR=str(engines))
     for env in (watched, fallback):
         assert collect("pre-job", env).warnings() == []
     kill_watcher(fallback)

@@ -28,8 +28,8 @@ from tests.collector.support import (
 pytestmark = pytest.mark.e2e
 
 
-def _job(tmp_path: Path, name: str, host_temp: Path, pipeline: str, run: str, job: str) -> dict:
-    return azure_env(tmp_path / name, TMPDIR=str(host_temp), BUILD_DEFINITIONNAME=pipeline,
+def _job(tmp_path: Path, name: str, engines: Path, pipeline: str, run: str, job: str) -> dict:
+    return azure_env(tmp_path / name, IMAGETRAIL_ENGINE_DIR=str(engines), BUILD_DEFINITIONNAME=pipeline,
                      BUILD_BUILDNUMBER=run, SYSTEM_JOBDISPLAYNAME=job)
 
 
@@ -57,13 +57,13 @@ def _shared(run, body) -> tuple:
 
 
 def test_overlapping_jobs_name_each_other(registry, tmp_path):
-    host_temp = tmp_path / "host-tmp"
-    first = _job(tmp_path, "first", host_temp, "shop-ci", "20260101.1", "Build image")
-    second = _job(tmp_path, "second", host_temp, "billing-ci", "20260101.2", "Publish")
-    third = _job(tmp_path, "third", host_temp, "docs-ci", "20260101.3", "Lint")
+    engines = tmp_path / "engines"  # one agent host
+    first = _job(tmp_path, "first", engines, "shop-ci", "20260101.1", "Build image")
+    second = _job(tmp_path, "second", engines, "billing-ci", "20260101.2", "Publish")
+    third = _job(tmp_path, "third", engines, "docs-ci", "20260101.3", "Lint")
     for env in (first, second, third):
         _pre_job(env)
-    registrations = engine_registrations(host_temp)
+    registrations = engine_registrations(engines)
     assert len(registrations) == 3
     assert len({path.parent for path in registrations}) == 1  # one directory for the engine
     identity = json.loads(registrations[0].read_text())["job"]
@@ -95,21 +95,21 @@ def test_overlapping_jobs_name_each_other(registry, tmp_path):
     _, body = _post_job(third, tmp_path, "third")
     assert _shared(run, body)[0] == ["shared-engine:2-other-jobs"]
     # Nobody runs any more: every registration is gone.
-    assert engine_registrations(host_temp) == []
+    assert engine_registrations(engines) == []
 
 
 def test_jobs_one_after_the_other_do_not_warn(registry, tmp_path):
-    host_temp = tmp_path / "host-tmp"
+    engines = tmp_path / "engines"  # one agent host
     base = f"{registry}/it-{uuid.uuid4().hex[:10]}"
-    earlier = _job(tmp_path, "earlier", host_temp, "shop-ci", "1", "Build")
-    later = _job(tmp_path, "later", host_temp, "shop-ci", "2", "Build")
+    earlier = _job(tmp_path, "earlier", engines, "shop-ci", "1", "Build")
+    later = _job(tmp_path, "later", engines, "shop-ci", "2", "Build")
 
     _pre_job(earlier)
     import_image(f"{base}/app:1")
     push(f"{base}/app:1")
     run, body = _post_job(earlier, tmp_path, "earlier")
     assert _shared(run, body) == ([], [], [])
-    assert engine_registrations(host_temp) == []  # no job runs that could still need it
+    assert engine_registrations(engines) == []  # no job runs that could still need it
 
     _pre_job(later)
     import_image(f"{base}/app:2")
@@ -126,9 +126,9 @@ def _dead_pid() -> int:
 
 
 def test_stale_registrations_are_ignored_and_removed(registry, tmp_path):
-    host_temp = tmp_path / "host-tmp"
-    job = _job(tmp_path, "job", host_temp, "shop-ci", "7", "Build")
-    crashed = _job(tmp_path, "crashed", host_temp, "old-ci", "1", "Cancelled")
+    engines = tmp_path / "engines"  # one agent host
+    job = _job(tmp_path, "job", engines, "shop-ci", "7", "Build")
+    crashed = _job(tmp_path, "crashed", engines, "old-ci", "1", "Cancelled")
     _pre_job(crashed)
     kill_watcher(crashed)  # a cancelled job whose post-job never ran
     _pre_job(job)
@@ -142,7 +142,7 @@ def test_stale_registrations_are_ignored_and_removed(registry, tmp_path):
         # open, on this host, but its watcher process is gone (a pid that has exited)
         "job-dead-watcher.json": {"job": identity, "startNs": now - 60 * 10**9, "endNs": None,
                                   "host": shared_engine._host_identity(), "watcherPid": _dead_pid(),
-                                  "watcherMarker": "x"},
+                                  "watcherMarker": f"/no/such/{uuid.uuid4().hex}.pushes.jsonl"},
         # open, from another host (or pid namespace), without a heartbeat for ten minutes
         "job-no-heartbeat.json": {"job": identity, "startNs": now - 60 * 10**9, "endNs": None,
                                   "host": "elsewhere"},
@@ -159,4 +159,4 @@ def test_stale_registrations_are_ignored_and_removed(registry, tmp_path):
     run, body = _post_job(job, tmp_path, "job")
     assert [p["reference"] for p in body["pushes"] if p["reference"] == reference] == [reference]
     assert _shared(run, body) == ([], [], [])
-    assert engine_registrations(host_temp) == []
+    assert engine_registrations(engines) == []

@@ -231,8 +231,8 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
     return discovery, endpoint, True
 
 
-def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], deadline: Deadline,
-                        console: Console) -> None:
+def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
+                        deadline: Deadline, console: Console) -> None:
     """Closes this job's registration on the engine and, when it pushed, names the other jobs
     that were running on the same engine at the time (their pushes would look like ours)."""
     now_ns = time.time_ns()
@@ -243,7 +243,7 @@ def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint]
         if directory is None:
             if not discovery.pushes or endpoint is None:
                 return
-            directory = shared_engine.engine_directory(shared_engine.engine_key(endpoint, deadline))
+            directory = shared_engine.engine_directory(env, shared_engine.engine_key(endpoint, deadline))
         times = [event.time_ns for event, _ in discovery.pushes.values()]
         others = shared_engine.other_jobs(directory, discovery.registration, times, now_ns)
     except (OSError, ValueError) as exc:
@@ -274,7 +274,7 @@ def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadl
              watchdog: Watchdog) -> None:
     context = pipeline_context(env)
     discovery, endpoint, bounded = discover(env, context, deadline, console)
-    check_shared_engine(discovery, endpoint, deadline, console)
+    check_shared_engine(discovery, endpoint, env, deadline, console)
     if not discovery.pushes:
         for problem in discovery.problems:
             console.warning(problem)

@@ -68,7 +68,7 @@ def pre_job(env: Mapping[str, str], console: Console, deadline: Deadline) -> Non
             pass
     registration: Optional[str] = None
     if endpoint is not None and record.watcher_problem is None:
-        directory = shared_engine.engine_directory(shared_engine.engine_key(endpoint, deadline))
+        directory = shared_engine.engine_directory(env, shared_engine.engine_key(endpoint, deadline))
         registration = shared_engine.registration_path(directory, job_key(context))
         try:
             record.watcher_pid = start_watcher(files, start_ns, env, registration)

@@ -9,6 +9,10 @@ the endpoint), with its identity (names and ids, no secrets), its start and its 
 process; post-job closes the registration and names the other jobs whose window holds one
 of this job's pushes.
 
+The directory is under ``/tmp`` on POSIX hosts - not ``$TMPDIR``, which an agent may point
+at its own per-job directory (``VSTS_OVERWRITE_TEMP``) - and the system temp dir on Windows;
+``IMAGETRAIL_ENGINE_DIR`` names another place (e.g. when each agent has a private ``/tmp``).
+
 Stale registrations are ignored and removed: an open one whose watcher is gone (a cancelled
 job; the watcher also stops when the agent removes the job's temp dir), and a closed one
 once no open job started before it closed (nobody can need it any more).
@@ -23,7 +27,7 @@ import socket
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from imagetrail.collector.deadline import Deadline
 from imagetrail.collector.docker_endpoint import DockerEndpoint
@@ -51,11 +55,19 @@ def engine_key(endpoint: DockerEndpoint, deadline: Deadline) -> str:
     return "endpoint:" + endpoint.host
 
 
-def engine_directory(key: str) -> str:
+def engines_root(env: Mapping[str, str]) -> str:
+    configured = (env.get("IMAGETRAIL_ENGINE_DIR") or "").strip()
+    if configured:
+        return configured
+    if os.name != "nt" and os.path.isdir("/tmp"):
+        return os.path.join("/tmp", ROOT_NAME)
     import tempfile  # not on the hot path: post-job finds its registration in the job record
 
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-    return os.path.join(tempfile.gettempdir(), ROOT_NAME, digest)
+    return os.path.join(tempfile.gettempdir(), ROOT_NAME)
+
+
+def engine_directory(env: Mapping[str, str], key: str) -> str:
+    return os.path.join(engines_root(env), hashlib.sha256(key.encode("utf-8")).hexdigest()[:24])
 
 
 def _host_identity() -> str:
@@ -69,7 +81,10 @@ def _host_identity() -> str:
 
 def process_alive(pid: int, marker: Optional[str]) -> bool:
     """Whether ``pid`` runs and (where /proc shows it) its command line names ``marker``,
-    which guards against a recycled pid and a zombie."""
+    which guards against a recycled pid and a zombie. POSIX only: on Windows ``os.kill``
+    would terminate the process."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -147,7 +162,7 @@ class Registration:
                 f"run {job.get('run') or '?'} job '{job.get('job') or '?'}'{attempt}")
 
     def alive(self, host: str, now: float) -> bool:
-        if self.host == host and self.pid:
+        if self.host == host and self.pid and os.name != "nt":
             return process_alive(self.pid, self.marker)
         return now - self.modified <= HEARTBEAT_STALE_SECONDS  # another host or namespace: its heartbeat
 
