@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import requests
 
 from imagetrail.cloud.references import DOCKER_HUB, is_digest, parse_reference
+from imagetrail.report import Platform  # the same per-platform manifest the collector reports
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -31,14 +32,6 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 class RegistryError(RuntimeError):
     """The registry could not answer; the message names the reference and what to do."""
-
-
-@dataclass
-class Platform:
-    digest: str
-    os: Optional[str] = None
-    architecture: Optional[str] = None
-    variant: Optional[str] = None
 
 
 @dataclass
