@@ -12,6 +12,8 @@ from typing import Any, FrozenSet, Mapping, Optional
 
 SCOPE_INGEST = "ingest"
 SCOPE_READ = "read"
+SCOPE_REMEDIATE = "remediate"  # plan and create work items
+SCOPE_REGISTRY = "registry"  # post registry push/pull notifications
 SCOPE_ADMIN = "admin"
 
 
