@@ -17,11 +17,11 @@ from typing import Dict, List, Optional, Tuple
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
+from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REGISTRY, SCOPE_REMEDIATE, Principal
 from imagetrail.server.models.auth import ApiKey
 
 KEY_PREFIX = "itk_"
-SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_ADMIN)
+SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, SCOPE_REGISTRY, SCOPE_ADMIN)
 ALL_ORGANIZATIONS = "*"
 
 
