@@ -34,20 +34,19 @@ class AppHandle:
 def api(database_url) -> Iterator[AppHandle]:
     """The real app (TestClient) on a migrated database; requests run as ``api.principal``.
 
-    Authentication itself is the backend's (tested there): these tests override the two
-    dependencies with FastAPI's ``dependency_overrides`` to act as a given principal.
+    Authentication itself is the backend's (tested there): these tests override the
+    dependency with FastAPI's ``dependency_overrides`` to act as a given principal.
     """
     from fastapi.testclient import TestClient
 
     from imagetrail.server.app import create_app
-    from imagetrail.server.auth.dependencies import require_ingest, require_reader
+    from imagetrail.server.auth.dependencies import authorized
     from imagetrail.server.settings import Settings
 
     app = create_app(Settings(database_url=database_url))
     upgrade(app.state.engine)
     with TestClient(app) as client:
         handle = AppHandle(app, client)
-        app.dependency_overrides[require_reader] = lambda: handle.principal
-        app.dependency_overrides[require_ingest] = lambda: handle.principal
+        app.dependency_overrides[authorized] = lambda: handle.principal
         yield handle
     app.state.engine.dispose()

@@ -3,7 +3,8 @@
 A browser either sends ``Authorization: Bearer …`` (like any API client) or signs in once
 with an API key through the login form; the key is then kept in an HttpOnly,
 SameSite=Strict cookie and checked on every request by the API's own
-``authenticate`` / ``require_reader`` functions, so revoking the key ends the session.
+``authenticate`` / ``authorize`` functions (the route's row in ROUTE_SCOPES), so revoking the key
+ends the session and the web enforces exactly what the API does.
 
 State-changing forms carry a CSRF token derived from the credential with HMAC: it is
 stateless (works across processes and restarts), cannot be computed without the key, and
@@ -22,7 +23,7 @@ from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.dependencies import authenticate, bearer, require_reader
+from imagetrail.server.auth.dependencies import authenticate, authorize, bearer
 
 SESSION_COOKIE = "imagetrail_session"
 _CSRF_CONTEXT = b"imagetrail-web-csrf-v1"
@@ -87,7 +88,7 @@ def web_reader(
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie)
         via_cookie = True
     try:
-        principal = require_reader(authenticate(request, credentials))
+        principal = authorize(request, authenticate(request, credentials))
     except HTTPException as exc:
         if exc.status_code == 401 and via_cookie:
             raise login_redirect(request) from None  # e.g. the key was revoked since sign-in

@@ -1,23 +1,30 @@
-"""FastAPI dependencies: who is calling, and may they ingest / read.
+"""FastAPI dependencies: who is calling, and may they call this route.
 
-Routes use ``Depends(require_ingest)`` or ``Depends(require_reader)`` and then filter rows
-with ``principal.may_access(organization)``. Both resolve the caller with the async
-``authenticate_request``: a recently verified API key is answered from memory on the event
-loop; a database lookup or a token verification (which may fetch an issuer's keys) runs
-in the thread pool.
+Every protected API route depends on ``authorized``: it resolves the caller and enforces the
+route's row in ``route_scopes.ROUTE_SCOPES`` (the only place a scope is declared); the web
+session dependency calls ``authorize`` the same way, so the web enforces exactly what the API
+does. Routes then filter rows with ``principal.may_access(organization)``.
+
+The caller is resolved with the async ``authenticate_request``: a recently verified API key is
+answered from memory on the event loop; a database lookup or a token verification (which may
+fetch an issuer's keys) runs in the thread pool.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.server.auth import SCOPE_INGEST, SCOPE_READ, Principal
+from imagetrail.server.auth import Principal
 from imagetrail.server.auth.api_keys import looks_like_api_key, principal_for_key
 from imagetrail.server.auth.errors import forbidden, unauthorized
+from imagetrail.server.auth.route_scopes import PUBLIC, SCOPE_ACTIONS, required_scope, route_key
+
+log = logging.getLogger("imagetrail.server.auth")
 
 # auto_error=False: we answer missing credentials ourselves, with WWW-Authenticate and a useful message.
 bearer = HTTPBearer(auto_error=False, description="An Azure DevOps or GitHub job token, an Entra ID "
@@ -63,17 +70,23 @@ async def authenticate_request(request: Request,
     return await run_in_threadpool(authenticate, request, credentials)
 
 
-async def require_ingest(request: Request,
-                         credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> Principal:
+def authorize(request: Request, principal: Principal) -> Principal:
+    """The principal, if the matched route's row in ROUTE_SCOPES lets it in; else 403."""
+    route = request.scope.get("route")
+    scope = required_scope(request.method, route)
+    if scope is None:  # fail closed: a route nobody declared serves nobody
+        log.error("route %s %s has no row in ROUTE_SCOPES; refused", *route_key(request.method, route))
+        raise forbidden("this route is not open to any credential (it has no row in ROUTE_SCOPES)")
+    if scope != PUBLIC and not principal.has_scope(scope):
+        raise forbidden(f"this {principal.kind} credential may not {SCOPE_ACTIONS.get(scope, scope)} "
+                        f"(it needs the {scope} scope)")
+    return principal
+
+
+async def authorized(request: Request,
+                     credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> Principal:
+    """The caller, allowed by this route's row in ROUTE_SCOPES (401 without a valid credential,
+    403 without the scope)."""
     # Takes the credentials itself rather than Depends(authenticate_request): one dependency
     # level less on the ingest hot path (FastAPI's dependency solving is a third of its cost).
-    principal = await authenticate_request(request, credentials)
-    if not principal.has_scope(SCOPE_INGEST):
-        raise forbidden("this credential may not submit reports (it needs the ingest scope)")
-    return principal
-
-
-def require_reader(principal: Principal = Depends(authenticate_request)) -> Principal:
-    if not principal.has_scope(SCOPE_READ):
-        raise forbidden("this credential may not read (it needs the read scope)")
-    return principal
+    return authorize(request, await authenticate_request(request, credentials))

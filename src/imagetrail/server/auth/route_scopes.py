@@ -1,13 +1,16 @@
-"""The one table of what every route (API and web) requires.
+"""The one table of what every route (API and web) requires, and the lookup that enforces it.
 
 Every route the app serves has exactly one row here; ``tests/server/test_route_scopes.py``
 walks the app's routes and fails on a route missing from this table. ``PUBLIC`` routes need no
-credential; ``SESSION`` web routes need a signed-in person (scope as given in the second column).
+credential. Routes never name a scope themselves: they depend on
+``imagetrail.server.auth.dependencies.authorized`` (API) or the web session dependency, and
+both call ``authorize``, which looks the matched route up here. A route without a row is
+refused (fail closed).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REGISTRY, SCOPE_REMEDIATE
 
@@ -18,6 +21,11 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     # health
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    # API documentation (FastAPI's)
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
     # API: write
     ("POST", "/v1/reports"): SCOPE_INGEST,
     ("POST", "/v1/clusters/{cluster}/inventory"): SCOPE_INGEST,
@@ -47,5 +55,26 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/coverage"): SCOPE_READ,
 }
 
-__all__ = ["PUBLIC", "ROUTE_SCOPES", "SCOPE_ADMIN", "SCOPE_INGEST", "SCOPE_READ", "SCOPE_REGISTRY",
+# What each scope lets a caller do, for 403 messages.
+SCOPE_ACTIONS = {
+    SCOPE_INGEST: "submit reports, inventories or scans",
+    SCOPE_READ: "read",
+    SCOPE_REMEDIATE: "plan or create work items",
+    SCOPE_REGISTRY: "post registry notifications",
+    SCOPE_ADMIN: "administer",
+}
+
+
+def route_key(method: str, route: Any) -> Tuple[str, Optional[str]]:
+    """(method, path template) of a matched route; HEAD is answered like GET."""
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return ("GET" if method == "HEAD" else method, path)
+
+
+def required_scope(method: str, route: Any) -> Optional[str]:
+    """The scope the table demands for this route, PUBLIC, or None when the route has no row."""
+    return ROUTE_SCOPES.get(route_key(method, route))
+
+
+__all__ = ["PUBLIC", "ROUTE_SCOPES", "SCOPE_ACTIONS", "required_scope", "route_key", "SCOPE_ADMIN", "SCOPE_INGEST", "SCOPE_READ", "SCOPE_REGISTRY",
            "SCOPE_REMEDIATE"]

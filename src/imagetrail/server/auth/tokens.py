@@ -26,7 +26,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 import jwt
 from jwt import PyJWKClient
 
-from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
+from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, Principal
 from imagetrail.server.auth.errors import forbidden, unauthorized, unavailable
 from imagetrail.server.settings import Settings
 
@@ -40,6 +40,7 @@ FETCH_TIMEOUT_SECONDS = 10.0
 ENTRA_SCOPES = {
     "imagetrail.ingest": SCOPE_INGEST, "ingest": SCOPE_INGEST,
     "imagetrail.read": SCOPE_READ, "read": SCOPE_READ,
+    "imagetrail.remediate": SCOPE_REMEDIATE, "remediate": SCOPE_REMEDIATE,
     "imagetrail.admin": SCOPE_ADMIN, "admin": SCOPE_ADMIN,
 }
 

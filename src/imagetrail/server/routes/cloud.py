@@ -20,7 +20,7 @@ from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import is_digest
 from imagetrail.cloud.scans import ScanFormatError, parse_report
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.dependencies import require_ingest, require_reader
+from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.errors import forbidden
 from imagetrail.server.db import transaction
 
@@ -76,7 +76,7 @@ class InventoryAnswer(BaseModel):
     summary="Replace a cluster's running containers (imagetrail k8s sync)",
 )
 async def post_inventory(
-    cluster: str, request: Request, principal: Principal = Depends(require_ingest)
+    cluster: str, request: Request, principal: Principal = Depends(authorized)
 ) -> InventoryAnswer:
     _all_organizations(principal, "cluster inventories")
     raw = await _read_limited(request, MAX_INVENTORY_BYTES, "the inventory")
@@ -127,7 +127,7 @@ class ScanAnswer(BaseModel):
 async def post_scan(
     request: Request,
     file_name: str = Query(..., min_length=1, max_length=1024),
-    principal: Principal = Depends(require_ingest),
+    principal: Principal = Depends(authorized),
 ) -> ScanAnswer:
     _all_organizations(principal, "vulnerability scans")
     raw = await _read_limited(request, MAX_SCAN_BYTES, f"{file_name}")
@@ -184,7 +184,7 @@ class RelationsAnswer(BaseModel):
     summary="Record image index -> platform manifest relations (imagetrail registry resolve)",
 )
 async def post_relations(
-    body: RelationsIn, request: Request, principal: Principal = Depends(require_ingest)
+    body: RelationsIn, request: Request, principal: Principal = Depends(authorized)
 ) -> RelationsAnswer:
     _all_organizations(principal, "digest relations")
     for number, relation in enumerate(body.relations):
@@ -258,7 +258,7 @@ def get_query(
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
     sort: str = Query("-severity", description=" | ".join(explorer.SORT_KEYS)),
-    principal: Principal = Depends(require_reader),
+    principal: Principal = Depends(authorized),
 ) -> explorer.ExplorerPage:
     if sort not in explorer.SORT_KEYS:
         raise HTTPException(422, f"sort must be one of {', '.join(explorer.SORT_KEYS)}, not {sort!r}")
@@ -276,7 +276,7 @@ def get_gaps(
     filters: explorer.ExplorerFilters = Depends(explorer_filters),
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
-    principal: Principal = Depends(require_reader),
+    principal: Principal = Depends(authorized),
 ) -> explorer.GapPage:
     with request.app.state.sessions() as session:
         return explorer.coverage_gaps(session, principal, filters, page, page_size)
@@ -288,7 +288,7 @@ def get_gaps(
     summary="Which clusters, registries, projects and scanners report, and when each last did",
 )
 def get_coverage(
-    request: Request, principal: Principal = Depends(require_reader)
+    request: Request, principal: Principal = Depends(authorized)
 ) -> explorer.CoverageSummary:
     with request.app.state.sessions() as session:
         return explorer.coverage_summary(session, principal)
@@ -311,7 +311,7 @@ class RemediationRequest(BaseModel):
     summary="Open one Azure DevOps work item per vulnerable image, in the project that built it",
 )
 def post_remediations(
-    body: RemediationRequest, request: Request, principal: Principal = Depends(require_ingest)
+    body: RemediationRequest, request: Request, principal: Principal = Depends(authorized)
 ) -> remediation.RemediationAnswer:
     try:
         return remediation.remediate(

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.dependencies import require_ingest
+from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.report_claims import report_conflict
 from imagetrail.server.validation import (
     ReportInvalid,
@@ -66,7 +66,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         503: {"description": "The database is unavailable; retry after Retry-After seconds"},
     },
 )
-async def post_report(request: Request, principal: Principal = Depends(require_ingest)) -> JSONResponse:
+async def post_report(request: Request, principal: Principal = Depends(authorized)) -> JSONResponse:
     raw = await _read_limited(request, request.app.state.settings.max_report_bytes)
     try:
         body = json.loads(raw)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
 
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.dependencies import require_reader
+from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.trace_service import (
     DEFAULT_PAGE,
     MAX_LIST,
@@ -43,7 +43,7 @@ BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value 
             summary="Which runs pushed this image (following index <-> platform manifests), newest first, "
                     "one page at a time")
 def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
-                principal: Principal = Depends(require_reader)) -> Response:
+                principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
             return _json(trail_for_digest(session, digest, principal, limit=limit, before=before).model_dump_json())
@@ -55,7 +55,7 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
             summary="The pushes of an image reference (registry/repository:tag), newest first, one page at a time")
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
                     limit: int = LIMIT, before: Optional[str] = BEFORE,
-                    principal: Principal = Depends(require_reader)) -> Response:
+                    principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
             return _json(trail_for_reference(session, reference, principal, limit=limit,
@@ -75,7 +75,7 @@ def images(
     run: Optional[str] = Query(None, max_length=255, description="run id (Azure DevOps build id, GitHub run id)"),
     limit: int = Query(100, ge=1, le=MAX_LIST),
     offset: int = Query(0, ge=0, le=1_000_000),
-    principal: Principal = Depends(require_reader),
+    principal: Principal = Depends(authorized),
 ) -> Response:
     with request.app.state.sessions() as session:
         try:
