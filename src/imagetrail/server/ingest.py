@@ -14,8 +14,18 @@ a table, so two transactions cannot wait on each other in a cycle.
 
 Ids of dimension rows are remembered in process memory (``DimensionCache``), learned only
 after the transaction that saw them committed. That is safe because these rows are never
-deleted or re-keyed; the only mutable facts (a run's commit, requester...) only ever go
-from NULL to a value, and the cache remembers which ones it saw set.
+deleted or re-keyed; a run's number, URL and reason only ever go from NULL to a value, and
+the cache remembers which ones it saw set.
+
+A run's repository, branch, commit and requester carry evidence: each report adds statements
+(value, verified | claimed, which credential) to ``fact_statements``, and the run's values are
+re-resolved from all its statements (``server/evidence.py``) whenever a new one is recorded,
+under a lock on the run row, so concurrent reports of one run cannot lose a statement.
+
+A report whose ``reportId`` is already stored is a duplicate when its content is the same
+(times, warnings and collector details aside); different content is refused with
+``ReportConflict`` (409) naming the fields, unless the stored report was only claimed and the
+new one comes from a run-bound credential: then the verified report replaces it.
 
 A batch that fails on a constraint or a data error is written again one report per
 transaction, so one bad report cannot sink the others.
@@ -30,14 +40,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from sqlalchemy import Table, func, or_, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.auth import Principal
+from imagetrail.server.auth.report_claims import BOUND_KINDS, IDENTITY_FACTS, SOURCE_FACTS, assess
 from imagetrail.server.bulk import insert_many, select_by_keys
+from imagetrail.server.evidence import Statement, resolve
 from imagetrail.server.models import pipeline as m
+from imagetrail.server.models.evidence import FactStatement
 
 T_ORGS: Table = m.Organization.__table__
 T_PROJECTS: Table = m.Project.__table__
@@ -51,6 +64,7 @@ T_IMAGES: Table = m.Image.__table__
 T_REFERENCES: Table = m.ImageReference.__table__
 T_PUSHES: Table = m.Push.__table__
 T_RELATIONS: Table = m.ImageRelation.__table__
+T_STATEMENTS: Table = FactStatement.__table__
 
 # An organisation's last_report_at is refreshed at most this often: updating it on every
 # report would make all concurrent reports of one organisation queue on one row lock.
@@ -61,7 +75,10 @@ MAX_ATTEMPTS = 3
 # A cache map that grows past this many entries is emptied (it refills from the database).
 CACHE_LIMIT = 200_000
 
-RUN_FACTS = ("number", "url", "reason", "repository_id", "branch", "commit", "requester_id")
+RUN_FACTS = ("number", "url", "reason")
+# runs columns holding each evidence-carrying fact (server/evidence.py), and their evidence column
+FACT_COLUMNS = {"repository": "repository_id", "branch": "branch", "commit": "commit", "requester": "requester_id"}
+STATEMENT_KEY = ("run_id", "fact", "value", "credential_kind", "credential_id")
 Key = Tuple[Any, ...]
 Item = Tuple[Dict[str, Any], Principal]
 
@@ -71,6 +88,13 @@ class IngestResult:
     report_id: str
     created: bool
     pushes: int
+
+
+class ReportConflict(ValueError):
+    """A report with this reportId is stored with other content; the message names what differs."""
+
+
+Outcome = Union[IngestResult, BaseException]
 
 
 # -- the dimension cache ------------------------------------------------------------------
@@ -83,6 +107,7 @@ class _Learned:
     run_facts: Dict[int, Set[str]] = field(default_factory=dict)
     images: Set[str] = field(default_factory=set)
     orgs_touched: Set[int] = field(default_factory=set)
+    statements: Set[Key] = field(default_factory=set)
 
 
 class DimensionCache:
@@ -95,6 +120,7 @@ class DimensionCache:
         self.ids: Dict[str, Dict[Key, int]] = {}
         self.run_facts: Dict[int, frozenset] = {}
         self.images: Set[str] = set()
+        self.statements: Set[Key] = set()  # (run id, fact, value, credential kind, credential id) recorded
         self.org_touched_at: Dict[int, float] = {}  # time.monotonic() of our last last_report_at refresh
         self._lock = threading.Lock()
 
@@ -123,6 +149,9 @@ class DimensionCache:
             if len(self.images) + len(learned.images) > CACHE_LIMIT:
                 self.images.clear()
             self.images |= learned.images
+            if len(self.statements) + len(learned.statements) > CACHE_LIMIT:
+                self.statements.clear()
+            self.statements |= learned.statements
             for org_id in learned.orgs_touched:
                 self.org_touched_at[org_id] = touched_at
 
@@ -137,7 +166,7 @@ def ingest_report(sessions: sessionmaker[Session], body: Dict[str, Any], princip
     return outcome
 
 
-def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Union[IngestResult, BaseException]]:
+def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Outcome]:
     """Store validated reports, all in one transaction when possible; one outcome per item, in order.
 
     An outcome is an ``IngestResult`` (committed: created, or already stored) or the exception
@@ -154,13 +183,13 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
             raise
         if len(items) == 1:
             return [exc]
-    outcomes: List[Union[IngestResult, BaseException]] = []
+    outcomes: List[Outcome] = []
     for item in items:
         outcomes.extend(store_reports(sessions, [item]))
     return outcomes
 
 
-def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[IngestResult]:
+def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Outcome]:
     engine = sessions.kw["bind"]
     cache = DimensionCache.for_engine(engine)
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -217,6 +246,8 @@ class _Pending:
     body: Dict[str, Any]
     principal: Principal
     pushes: List[Dict[str, Any]]
+    context: Dict[str, Any]  # the report's context, with what the credential's claims filled in
+    evidence: Dict[str, str]  # fact -> verified | claimed (report_claims.assess)
     org: Key
     project: str
     pipeline: str
@@ -227,11 +258,15 @@ class _Pending:
 
 
 def _pending(body: Dict[str, Any], principal: Principal, pushes: List[Dict[str, Any]]) -> _Pending:
-    ctx = body["context"]
+    assessment = assess(principal, body)
+    ctx = dict(body["context"])
+    for (section, key), value in assessment.filled.items():
+        ctx[section] = {**(ctx.get(section) or {}), key: value}
     org, project, pipeline = ctx["organization"], ctx["project"], ctx["pipeline"]
     run, job, repo, person = ctx["run"], ctx["job"], ctx["repository"], ctx["requester"]
     return _Pending(
-        report_id=body["reportId"], body=body, principal=principal, pushes=pushes,
+        report_id=body["reportId"], body=body, principal=principal, pushes=pushes, context=ctx,
+        evidence=assessment.evidence,
         org=(ctx["system"], (_text(org.get("name")) or _text(org.get("id")) or "unknown").lower()),
         project=_text(project.get("name")) or _text(project.get("id")) or "unknown",
         pipeline=_text(pipeline.get("id")) or _text(pipeline.get("name")) or "unknown",
@@ -331,25 +366,131 @@ def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cac
     return ids
 
 
+# Left out of the content comparison of two reports with one reportId: a retry a minute later
+# differs in these and is still the same report (imagetrail.report.compute_report_id).
+_VOLATILE = ("reportId", "generatedAt", "warnings", "collector")
+
+
+def _differences(stored: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
+    """Field paths whose values differ between two bodies with the same reportId."""
+    found: List[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            found.append(path)
+
+    def pushes(body: Mapping[str, Any]) -> Dict[str, Any]:
+        return {f"pushes[{p.get('reference')}@{p.get('digest')}]": {k: v for k, v in p.items() if k != "pushedAt"}
+                for p in body.get("pushes") or [] if isinstance(p, dict)}
+
+    walk({k: v for k, v in stored.items() if k not in _VOLATILE and k != "pushes"},
+         {k: v for k, v in new.items() if k not in _VOLATILE and k != "pushes"}, "")
+    walk(pushes(stored), pushes(new), "")
+    return found
+
+
+def _conflict(report_id: str, differences: List[str]) -> ReportConflict:
+    shown = ", ".join(differences[:5]) + (f" and {len(differences) - 5} more" if len(differences) > 5 else "")
+    return ReportConflict(f"reportId {report_id} is already stored with different content ({shown}); "
+                          "a report is never changed once stored: send the new facts in a report of their own")
+
+
+def _drop_reports(conn: Connection, report_ids: List[str]) -> None:
+    """Remove claimed reports that a run-bound credential's report of the same reportId replaces."""
+    conn.execute(delete(T_PUSHES).where(T_PUSHES.c.report_id.in_(report_ids)))
+    conn.execute(delete(T_REPORTS).where(T_REPORTS.c.id.in_(report_ids)))
+
+
+def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str, Statement]]],
+                       cache: DimensionCache, learned: _Learned, now: datetime) -> None:
+    """Record what these reports (run id -> [(report id, statement)]) state about their runs' facts,
+    and re-resolve the runs that got a new statement (server/evidence.py). Statements already
+    recorded cost nothing."""
+    fresh = {run_id: [(rid, s) for rid, s in found if (run_id, *s.key) not in cache.statements]
+             for run_id, found in statements.items()}
+    fresh = {run_id: found for run_id, found in fresh.items() if found}
+    for run_id, found in statements.items():
+        learned.statements.update((run_id, *s.key) for _, s in found)
+    if not fresh:
+        return
+    # Lock the runs first (PostgreSQL; SQLite writers are serial anyway): a concurrent report of the
+    # same run waits, then sees this one's statements when it re-resolves.
+    conn.execute(select(T_RUNS.c.id).where(T_RUNS.c.id.in_(sorted(fresh))).order_by(T_RUNS.c.id).with_for_update())
+    rows: Dict[Key, Dict[str, Any]] = {}
+    for run_id, found in sorted(fresh.items()):
+        for report_id, s in found:
+            rows.setdefault((run_id, *s.key), {
+                "run_id": run_id, "fact": s.fact, "value": s.value, "ref_id": s.ref_id, "evidence": s.evidence,
+                "credential_kind": s.credential_kind, "credential_id": s.credential_id, "report_id": report_id,
+                "recorded_at": now})
+    changed = {row[0] for row in insert_many(conn, T_STATEMENTS, [rows[k] for k in sorted(rows)],
+                                             skip_conflicts_on=STATEMENT_KEY, returning=("run_id",))}
+    if changed:
+        _resolve_facts(conn, sorted(changed))
+
+
+def _resolve_facts(conn: Connection, run_ids: List[int]) -> None:
+    """Set each run's four facts and their evidence from all its statements."""
+    recorded: Dict[Tuple[int, str], List[Statement]] = {}
+    for row in conn.execute(select(T_STATEMENTS).where(T_STATEMENTS.c.run_id.in_(run_ids))
+                            .order_by(T_STATEMENTS.c.id)).mappings():
+        recorded.setdefault((row["run_id"], row["fact"]), []).append(Statement(
+            row["fact"], row["value"], row["ref_id"], row["evidence"], row["credential_kind"], row["credential_id"]))
+    for run_id in run_ids:
+        values: Dict[str, Any] = {}
+        for fact, column in FACT_COLUMNS.items():
+            shown, evidence = resolve(recorded.get((run_id, fact), []))
+            if shown is not None:
+                values[column] = shown.ref_id if column.endswith("_id") else shown.value
+                values[f"{fact}_evidence"] = evidence
+        if values:
+            conn.execute(update(T_RUNS).where(T_RUNS.c.id == run_id).values(values))
+
+
 def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
-                 learned: _Learned) -> List[IngestResult]:
+                 learned: _Learned) -> List[Outcome]:
     now = datetime.now(timezone.utc)
     pushes_of = [_unique_pushes(body.get("pushes") or []) for body, _ in items]
     first: Dict[str, int] = {}
     for index, (body, _) in enumerate(items):
         first.setdefault(body["reportId"], index)
-    stored = {row[0] for row in select_by_keys(conn, T_REPORTS, ("id",), [(rid,) for rid in sorted(first)], ("id",))}
-    new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items()) if rid not in stored]
+    stored = {row[0]: (row[1], row[2]) for row in select_by_keys(
+        conn, T_REPORTS, ("id",), [(rid,) for rid in sorted(first)], ("id", "identity_kind", "body"))}
+    refused: Dict[str, ReportConflict] = {}
+    replaced: List[str] = []
+    for rid, (stored_kind, stored_body) in sorted(stored.items()):
+        body, principal = items[first[rid]]
+        differences = _differences(stored_body, body)
+        if not differences:
+            continue
+        if principal.kind in BOUND_KINDS and stored_kind not in BOUND_KINDS:
+            replaced.append(rid)  # a verified report is never kept out by a claimed one
+        else:
+            refused[rid] = _conflict(rid, differences)
+    if replaced:
+        _drop_reports(conn, replaced)
+    new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items())
+           if rid not in stored or rid in replaced]
     created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
-    return [IngestResult(body["reportId"], created=first[body["reportId"]] == index and body["reportId"] in created,
-                         pushes=len(pushes_of[index]))
-            for index, (body, _) in enumerate(items)]
+    outcomes: List[Outcome] = []
+    for index, (body, _) in enumerate(items):
+        rid = body["reportId"]
+        differences = _differences(items[first[rid]][0], body) if first[rid] != index else []
+        if rid in refused or differences:
+            outcomes.append(refused.get(rid) or _conflict(rid, differences))
+        else:
+            outcomes.append(IngestResult(rid, created=first[rid] == index and rid in created,
+                                         pushes=len(pushes_of[index])))
+    return outcomes
 
 
 def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, learned: _Learned,
                now: datetime) -> Set[str]:
     """Rows of reports not stored yet; returns the ids of the reports this transaction inserted."""
-    ctx_of = {p.report_id: p.body["context"] for p in new}
+    ctx_of = {p.report_id: p.context for p in new}
 
     # organisations
     orgs = {}
@@ -405,11 +546,20 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
         key = (pipeline_ids[(project_ids[(org_ids[p.org], p.project)], p.pipeline)], *p.run)
         run_key_of[p.report_id] = key
         run_facts.setdefault(key, []).append({
-            "number": _text(run.get("number")), "url": _text(run.get("url")), "reason": _text(run.get("reason")),
-            "repository_id": repository_ids.get((org_ids[p.org], p.repository)) if p.repository else None,
-            "branch": _text(repo.get("branch")), "commit": _text(repo.get("commit")),
-            "requester_id": person_ids.get((org_ids[p.org], p.person)) if p.person else None})
+            "number": _text(run.get("number")), "url": _text(run.get("url")), "reason": _text(run.get("reason"))})
     run_ids = _resolve_runs(conn, {key: _first_facts(facts) for key, facts in run_facts.items()}, cache, learned)
+    statements: Dict[int, List[Tuple[str, Statement]]] = {}
+    for p in new:
+        repo = ctx_of[p.report_id]["repository"]
+        values = {"repository": (p.repository, repository_ids.get((org_ids[p.org], p.repository))),
+                  "branch": (_text(repo.get("branch")), None), "commit": (_text(repo.get("commit")), None),
+                  "requester": (p.person, person_ids.get((org_ids[p.org], p.person)))}
+        for fact in SOURCE_FACTS:
+            value, ref_id = values[fact]
+            if value is not None:
+                statements.setdefault(run_ids[run_key_of[p.report_id]], []).append((p.report_id, Statement(
+                    fact, value[:m.REF_LEN], ref_id, p.evidence[fact], p.principal.kind, p.principal.subject[:512])))
+    _record_statements(conn, statements, cache, learned, now)
     jobs = {}
     job_key_of: Dict[str, Key] = {}
     for p in new:
@@ -427,7 +577,8 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
         conn, T_REPORTS,
         [{"id": p.report_id, "schema_version": p.body["schemaVersion"], "received_at": now,
           "identity_kind": p.principal.kind, "identity_subject": p.principal.subject[:512],
-          "job_id": job_ids[job_key_of[p.report_id]], "body": p.body} for p in new],
+          "job_id": job_ids[job_key_of[p.report_id]], "body": p.body,
+          "evidence": {fact: p.evidence[fact] for fact in IDENTITY_FACTS}} for p in new],
         skip_conflicts_on=("id",), returning=("id",))}
     stored = [p for p in new if p.report_id in inserted]
     if not stored:

@@ -2,7 +2,9 @@
 
 Plain functions over a SQLAlchemy session, used by the API routes and, in-process, by the
 web explorer. Every push carries its evidence (which report stated it, when it was
-received, which identity sent it). Only organisations the principal may read are shown.
+received, which identity sent it) and how each fact is known (``facts``: verified, claimed or
+disputed, with the competing values of a disputed fact). Only organisations the principal may
+read are shown.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
@@ -19,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.server.auth import Principal
+from imagetrail.server.auth.report_claims import BOUND_KINDS, CLAIMED, DISPUTED, IDENTITY_FACTS, VERIFIED
 from imagetrail.server.models import pipeline as m
+from imagetrail.server.models.evidence import FactStatement
 
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 MAX_PUSHES = 500
@@ -72,6 +76,20 @@ class Evidence(BaseModel):
     identity_subject: str
 
 
+class Stated(BaseModel):
+    """One value of a fact, and the credential that stated it."""
+
+    value: str
+    evidence: str  # verified | claimed
+    credential_kind: str  # azure-devops | github | azure-devops-api | api-key | entra | legacy
+    credential_id: str  # key:<id>, the token's subject, the app's id
+
+
+class FactEvidence(BaseModel):
+    evidence: str  # verified | claimed | disputed
+    competing: List[Stated] = []  # a disputed fact: every value stated, and who stated it
+
+
 class TrailPush(BaseModel):
     reference: str
     registry: str
@@ -91,6 +109,8 @@ class TrailPush(BaseModel):
     source: SourceInfo
     requester: Optional[PersonInfo] = None
     evidence: Evidence
+    # organization, project, pipeline, run, repository, branch, commit, requester -> how it is known
+    facts: Dict[str, FactEvidence] = {}
 
 
 class RelatedDigest(BaseModel):
@@ -120,6 +140,7 @@ class ImageRow(BaseModel):
     run: RunInfo
     commit: Optional[str] = None
     requester: Optional[str] = None
+    evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed
 
 
 def _utc(value: Optional[datetime]) -> Optional[datetime]:
@@ -221,6 +242,8 @@ _PUSH_COLUMNS = (
     m.Repository.type.label("repository_type"), m.Person.name.label("person_name"),
     m.Person.email.label("person_email"), m.Person.id.label("person_pk"),
     m.Report.id.label("report_id"), m.Report.received_at, m.Report.identity_kind, m.Report.identity_subject,
+    m.Report.evidence.label("report_evidence"), m.Run.id.label("run_pk"), m.Run.repository_evidence,
+    m.Run.branch_evidence, m.Run.commit_evidence, m.Run.requester_evidence,
 )
 
 
@@ -254,10 +277,46 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     rows = rows[:limit]
     last = rows[-1] if more else None
     cursor = Cursor(_utc(last.pushed_at), last.id) if last is not None and last.pushed_at is not None else None
-    return Page([_trail_push(row) for row in rows], cursor)
+    competing = _competing(session, rows)
+    return Page([_trail_push(row, competing) for row in rows], cursor)
 
 
-def _trail_push(row: Any) -> TrailPush:
+# -- evidence ---------------------------------------------------------------------------
+
+_SOURCE_VALUES = {"repository": "repository_uri", "branch": "branch", "commit": "commit", "requester": "person_pk"}
+
+
+def fact_evidence(row: Any) -> Dict[str, str]:
+    """How each fact of a push row is known. The run's identity is known as the push's own report
+    knew it; its repository, branch, commit and requester as all reports of the run together do."""
+    stated = row.report_evidence or {}
+    bound = VERIFIED if row.identity_kind in BOUND_KINDS else CLAIMED
+    found = {fact: stated.get(fact, bound) for fact in IDENTITY_FACTS}
+    for fact, column in _SOURCE_VALUES.items():
+        if getattr(row, column) is not None:
+            found[fact] = getattr(row, f"{fact}_evidence") or CLAIMED
+    return found
+
+
+def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], List[Stated]]:
+    """Every value stated for the disputed facts of these rows' runs (one query, only when any is)."""
+    disputed = {(row.run_pk, fact) for row in rows for fact in _SOURCE_VALUES
+                if getattr(row, f"{fact}_evidence") == DISPUTED}
+    if not disputed:
+        return {}
+    found: Dict[Tuple[int, str], List[Stated]] = {}
+    statements = session.execute(
+        select(FactStatement).where(FactStatement.run_id.in_(sorted({run for run, _ in disputed})))
+        .order_by(FactStatement.id)).scalars()
+    for statement in statements:
+        if (statement.run_id, statement.fact) in disputed:
+            found.setdefault((statement.run_id, statement.fact), []).append(Stated(
+                value=statement.value, evidence=statement.evidence, credential_kind=statement.credential_kind,
+                credential_id=statement.credential_id))
+    return found
+
+
+def _trail_push(row: Any, competing: Dict[Tuple[int, str], List[Stated]]) -> TrailPush:
     system, server_url, project = row.system, row.server_url, row.project
     return TrailPush(
         reference=row.reference, registry=row.registry_host, repository=row.repository, tag=row.tag or None,
@@ -276,6 +335,8 @@ def _trail_push(row: Any) -> TrailPush:
                    if row.person_pk is not None else None),
         evidence=Evidence(report_id=row.report_id, received_at=_utc(row.received_at),
                           identity_kind=row.identity_kind, identity_subject=row.identity_subject),
+        facts={fact: FactEvidence(evidence=level, competing=competing.get((row.run_pk, fact), []))
+               for fact, level in fact_evidence(row).items()},
     )
 
 
@@ -378,5 +439,6 @@ def list_images(session: Session, principal: Principal, *, repository: Optional[
         result.append(ImageRow(
             digest=push.digest, reference=push.reference, pushed_at=push.pushed_at, organization=push.organization,
             project=push.project, pipeline=push.pipeline, run=push.run, commit=push.source.commit,
-            requester=(push.requester.email or push.requester.name) if push.requester else None))
+            requester=(push.requester.email or push.requester.name) if push.requester else None,
+            evidence={fact: known.evidence for fact, known in push.facts.items()}))
     return result

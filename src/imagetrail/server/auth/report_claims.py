@@ -1,21 +1,161 @@
-"""Does a report describe the job whose identity sent it?
+"""Does a report describe the job whose identity sent it, and which of its facts does that prove?
 
 A job token proves which organisation, project, pipeline and run it belongs to; a report
-claiming anything else is refused, so one pipeline cannot write another's history.
+claiming anything else is refused, so one pipeline cannot write another's history. The token
+also names the repository, branch and commit it was issued for (and, on GitHub, the actor):
+a report contradicting them is refused with 403 naming the field, and facts that match are
+**verified**. Everything else a report states is **claimed** (see ``assess``).
+
+The binding is a function of ``(principal.kind, principal.claims)`` only, so any credential
+kind that carries the same claim names verifies the same way: ``azure-devops-api`` principals
+(claims built from Azure DevOps "Builds - Get" by whoever confirmed the run with the CI API)
+use the Azure DevOps job token's claim names (docs/backend.md, "Evidence").
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.tokens import KIND_AZURE_DEVOPS, KIND_GITHUB, parse_pipeline_subject
 
+# Azure DevOps build facts confirmed with the CI system's REST API ("Builds - Get"), with the
+# job token's claim names: org_id, prj_id, def_id, run_id, rpo_id, rpo_uri, rpo_ver, rpo_ref.
+KIND_AZURE_DEVOPS_API = "azure-devops-api"
+# Credential kinds whose claims are bound to one run: what they prove is verified.
+BOUND_KINDS = frozenset({KIND_AZURE_DEVOPS, KIND_GITHUB, KIND_AZURE_DEVOPS_API})
+
+VERIFIED, CLAIMED, DISPUTED = "verified", "claimed", "disputed"
+IDENTITY_FACTS = ("organization", "project", "pipeline", "run")  # the run itself: bound or not as a whole
+SOURCE_FACTS = ("repository", "branch", "commit", "requester")  # facts of a run that reports may disagree on
+FACTS = IDENTITY_FACTS + SOURCE_FACTS
+# Identity facts each bound kind's token pins down (_identity_conflict refuses any other run);
+# a GitHub token names its workflow only through workflow_ref (a binding below).
+IDENTITY_BY_KIND = {KIND_AZURE_DEVOPS: IDENTITY_FACTS, KIND_AZURE_DEVOPS_API: IDENTITY_FACTS,
+                    KIND_GITHUB: ("organization", "project", "run")}
+# Report fields a claim may fill in when the report lacks them (the claim holds the same value).
+FILLABLE = ("uri", "branch", "commit")
+
 
 def _same(a: Any, b: Any) -> bool:
     return str(a).strip().lower() == str(b).strip().lower()
 
+
+def _uri(value: Any) -> str:
+    """A clone URL without credentials, trailing '/' or '.git', lower-cased."""
+    parts = urlsplit(str(value).strip())
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    path = parts.path.rstrip("/")
+    path = path[:-4] if path.endswith(".git") else path
+    return f"{parts.scheme}://{host}{path}".lower() if parts.scheme else str(value).strip().lower()
+
+
+def _same_uri(reported: Any, claimed: Any) -> bool:
+    return _uri(reported) == _uri(claimed)
+
+
+def _names_repository(reported_uri: Any, repository: Any) -> bool:
+    """A GitHub clone URL's path is /owner/repo (the host is the server's, GHES included)."""
+    path = urlsplit(str(reported_uri).strip()).path.rstrip("/")
+    path = path[:-4] if path.endswith(".git") else path
+    return path.lower() == "/" + str(repository).strip().lower()
+
+
+def _workflow(workflow_ref: Any) -> Optional[str]:
+    return str(workflow_ref).partition("@")[0] or None if workflow_ref else None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Report field ``context.<section>.<key>`` must equal the credential's ``claim``."""
+
+    fact: str
+    section: str
+    key: str
+    claim: Any
+    same: Callable[[Any, Any], bool] = _same
+    strict: bool = True  # a contradiction is refused (403); otherwise the fact is merely not verified
+    proves: bool = True  # agreeing verifies the fact (False: the field is checked, but is not what is stored)
+
+    @property
+    def field(self) -> str:
+        return f"context.{self.section}.{self.key}"
+
+
+def bindings(kind: str, claims: Mapping[str, Any]) -> List[Binding]:
+    """Which report fields this kind of credential's claims pin down (claims that are absent pin nothing)."""
+    if kind in (KIND_AZURE_DEVOPS, KIND_AZURE_DEVOPS_API):
+        found = [Binding("repository", "repository", "uri", claims.get("rpo_uri"), _same_uri),
+                 Binding("repository", "repository", "id", claims.get("rpo_id"), proves=False),
+                 Binding("branch", "repository", "branch", claims.get("rpo_ref")),
+                 Binding("commit", "repository", "commit", claims.get("rpo_ver"))]
+    elif kind == KIND_GITHUB:
+        repository = claims.get("repository")
+        found = [Binding("pipeline", "pipeline", "id", _workflow(claims.get("workflow_ref"))),
+                 Binding("repository", "repository", "name", repository, proves=False),
+                 Binding("repository", "repository", "id", claims.get("repository_id"), proves=False),
+                 Binding("repository", "repository", "uri", repository, _names_repository),
+                 Binding("branch", "repository", "branch", claims.get("ref")),
+                 Binding("commit", "repository", "commit", claims.get("sha")),
+                 # GITHUB_TRIGGERING_ACTOR (the requester) differs from actor on re-runs: never refused.
+                 Binding("requester", "requester", "name", claims.get("actor"), strict=False),
+                 Binding("requester", "requester", "id", claims.get("actor_id"), strict=False)]
+    else:
+        return []
+    return [b for b in found if b.claim not in (None, "")]
+
+
+@dataclass
+class Assessment:
+    """How a report's facts are known when this principal sends it."""
+
+    conflict: Optional[str] = None  # why it is refused (403), naming the field
+    evidence: Dict[str, str] = field(default_factory=dict)  # fact -> verified | claimed
+    filled: Dict[Tuple[str, str], str] = field(default_factory=dict)  # (section, key) -> value from a claim
+
+
+def assess(principal: Principal, report: Mapping[str, Any]) -> Assessment:
+    """The evidence for each fact of ``report`` sent by ``principal`` (a pure function)."""
+    conflict = _identity_conflict(principal, report)
+    if conflict:
+        return Assessment(conflict=conflict)
+    context = report.get("context") or {}
+    result = Assessment(evidence={fact: CLAIMED for fact in FACTS})
+    for fact in IDENTITY_BY_KIND.get(principal.kind, ()):
+        result.evidence[fact] = VERIFIED  # checked by _identity_conflict above
+    checked: Dict[str, bool] = {}
+    for binding in bindings(principal.kind, principal.claims):
+        reported = (context.get(binding.section) or {}).get(binding.key)
+        if reported in (None, ""):
+            # Missing from the report but named by the credential: the claim is the fact.
+            if binding.key in FILLABLE and (binding.key != "uri" or binding.same is _same_uri):
+                result.filled[(binding.section, binding.key)] = str(binding.claim)
+                checked.setdefault(binding.fact, True)
+            continue
+        if binding.same(reported, binding.claim):
+            if binding.proves:
+                checked.setdefault(binding.fact, True)
+        elif binding.strict:
+            return Assessment(conflict=f"{binding.field} is {reported!r} but the token was issued for "
+                                       f"{binding.claim!r}")
+        else:
+            checked[binding.fact] = False
+    for fact, agrees in checked.items():
+        result.evidence[fact] = VERIFIED if agrees else CLAIMED
+    return result
+
+
+def report_conflict(principal: Principal, report: Mapping[str, Any]) -> Optional[str]:
+    """Why this principal may not submit this report, or None when it may."""
+    return assess(principal, report).conflict
+
+
+# -- the run's identity ------------------------------------------------------------------
 
 def _check(field: str, reported: Any, claimed: Any) -> Optional[str]:
     """A claim present in the token must be matched by the report."""
@@ -41,11 +181,10 @@ def _check_named(field: str, entity: Mapping[str, Any], claimed_id: Any, claimed
     return None
 
 
-def report_conflict(principal: Principal, report: Mapping[str, Any]) -> Optional[str]:
-    """Why this principal may not submit this report, or None when it may."""
+def _identity_conflict(principal: Principal, report: Mapping[str, Any]) -> Optional[str]:
     context = report.get("context") or {}
     organization = (context.get("organization") or {}).get("name")
-    if principal.kind == KIND_AZURE_DEVOPS:
+    if principal.kind in (KIND_AZURE_DEVOPS, KIND_AZURE_DEVOPS_API):
         return _azure_devops_conflict(principal.claims, context)
     if principal.kind == KIND_GITHUB:
         return _github_conflict(principal.claims, context)

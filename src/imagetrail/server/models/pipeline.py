@@ -1,7 +1,8 @@
 """Pipeline side of the map: who pushed which image, from which run, repository and commit.
 
 Every fact keeps its evidence: a push row points at the report that stated it
-(``reports``: when it was received and which identity sent it).
+(``reports``: when it was received and which identity sent it), and a run's repository,
+branch, commit and requester say how they are known (``*_evidence``, from ``fact_statements``).
 Dimension tables (organisation, project, pipeline, repository, person) are
 shared by all reports and created on first sight.
 """
@@ -33,6 +34,9 @@ class Report(Base):
     identity_subject: Mapped[str] = mapped_column(String(512))
     job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id"), index=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # How the run it names is known: {"organization"|"project"|"pipeline"|"run": "verified"|"claimed"};
+    # None for reports stored before evidence (then: verified when identity_kind is run-bound).
+    evidence: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
 
 
 class Organization(Base):
@@ -113,6 +117,11 @@ class Run(Base):
     branch: Mapped[Optional[str]] = mapped_column(String(REF_LEN))
     commit: Mapped[Optional[str]] = mapped_column(String(64))
     requester_id: Mapped[Optional[int]] = mapped_column(ForeignKey("people.id"))
+    # How each of the four facts above is known: verified | claimed | disputed (models/evidence.py).
+    repository_evidence: Mapped[Optional[str]] = mapped_column(String(16))
+    branch_evidence: Mapped[Optional[str]] = mapped_column(String(16))
+    commit_evidence: Mapped[Optional[str]] = mapped_column(String(16))
+    requester_evidence: Mapped[Optional[str]] = mapped_column(String(16))
 
     pipeline: Mapped[Pipeline] = relationship()
     repository: Mapped[Optional[Repository]] = relationship()

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.report_claims import report_conflict
+from imagetrail.server.ingest import ReportConflict
 from imagetrail.server.validation import (
     ReportInvalid,
     check_report_id,
@@ -60,7 +61,10 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         400: {"description": "The body is not JSON"},
         401: {"description": "No or invalid credentials"},
         403: {"description": "The credential may not write this report (another organisation, project, "
-                             "pipeline or run)"},
+                             "pipeline or run), or the report contradicts its job token's claims (repository, "
+                             "branch, commit); the detail names the field"},
+        409: {"description": "A report with this reportId is stored with different content; the detail names "
+                             "the fields that differ"},
         413: {"description": "The body exceeds IMAGETRAIL_MAX_REPORT_BYTES"},
         422: {"description": "Not a valid report; the detail names the field path"},
         503: {"description": "The database is unavailable; retry after Retry-After seconds"},
@@ -86,7 +90,10 @@ async def post_report(request: Request, principal: Principal = Depends(authorize
     if conflict:
         raise HTTPException(403, f"this {principal.kind} identity may not submit this report: {conflict}")
     # Group commit (server/ingest_writer.py): answered once the report's transaction committed.
-    result = await request.app.state.ingest_writer.submit(body, principal)
+    try:
+        result = await request.app.state.ingest_writer.submit(body, principal)
+    except ReportConflict as exc:
+        raise HTTPException(409, str(exc)) from None
     answer = IngestAnswer(status="created" if result.created else "duplicate", reportId=result.report_id,
                           pushes=result.pushes)
     return JSONResponse(answer.model_dump(), status_code=201 if result.created else 200)
