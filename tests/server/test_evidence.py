@@ -197,3 +197,31 @@ def test_a_claimed_report_cannot_take_the_job_s_report_id(trusted):
     pushes = trail(client, new_key(client, "*", "read"), digest("6000Build"))["pushes"]
     assert len(pushes) == 1 and pushes[0]["evidence"]["identity_kind"] == "azure-devops"
     assert levels(pushes[0])["run"] == levels(pushes[0])["commit"] == VERIFIED
+
+
+def test_facts_stored_before_evidence_become_claimed_statements(database_url):
+    """Migration 0003: a run's existing commit and requester are kept as 'legacy' claims, so a later
+    report disputes them instead of silently replacing them."""
+    import sqlalchemy as sa
+
+    from imagetrail.server.db import make_engine
+    from imagetrail.server.migrate import upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO organizations (id, system, name) VALUES (1, 'azure-devops', 'contoso')"))
+        conn.execute(sa.text("INSERT INTO projects (id, organization_id, name) VALUES (1, 1, 'Web')"))
+        conn.execute(sa.text("INSERT INTO pipelines (id, project_id, external_id) VALUES (1, 1, '12')"))
+        conn.execute(sa.text("INSERT INTO people (id, organization_id, key) VALUES (1, 1, 'old@contoso.example')"))
+        conn.execute(sa.text('INSERT INTO runs (id, pipeline_id, external_id, attempt, "commit", requester_id) '
+                             "VALUES (1, 1, '345', 1, :commit, 1)"), {"commit": "d" * 40})
+    upgrade(engine)
+    with engine.connect() as conn:
+        run = conn.execute(sa.text("SELECT commit_evidence, requester_evidence, branch_evidence FROM runs")).one()
+        statements = conn.execute(sa.text(
+            "SELECT fact, value, ref_id, evidence, credential_kind FROM fact_statements ORDER BY fact")).all()
+    engine.dispose()
+    assert tuple(run) == (CLAIMED, CLAIMED, None)
+    assert [tuple(s) for s in statements] == [("commit", "d" * 40, None, CLAIMED, "legacy"),
+                                              ("requester", "old@contoso.example", 1, CLAIMED, "legacy")]
