@@ -232,3 +232,30 @@ def test_only_configured_organisation_urls_are_trusted(organization, server_url,
 
     servers = server_collection_urls({"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": f" {COLLECTION}/ ,"})
     assert trusted_organization_url(SERVICES + "/", servers, organization, server_url) == expected
+
+
+def test_work_items_say_how_facts_are_known_and_never_assign_a_disputed_owner(api, devops):
+    """issue 9, Why 1: a second credential named another requester for run 101; nobody is assigned."""
+    from imagetrail.report import compute_report_id
+    from imagetrail.server.auth import SCOPE_INGEST, Principal
+    from imagetrail.server.ingest import ingest_report
+    from tests.cloud.support import pipeline_report
+
+    load_estate(api, devops.url)
+    other = pipeline_report("contoso", "shop", "101", [], server_url=devops.url + "/",
+                            requester_email="victim@example.com", commit="c0ffee" + "0" * 34)
+    other["context"]["job"] = {"id": "job-2", "name": "Other", "attempt": 1, "stage": None}
+    other["reportId"] = compute_report_id(other)
+    second = Principal(kind="api-key", subject="key:second", scopes=frozenset({SCOPE_INGEST}), organizations=None)
+    ingest_report(api.app.state.sessions, other, second)
+
+    (plan,) = remediate(api, filters={"exposed": True}, dry_run=True)
+    assert plan["assigned_to"] is None
+    (outcome,) = remediate(api, filters={"exposed": True})
+    assert outcome["status"] == "created", outcome
+    fields = devops.created[0]["fields"]
+    assert "System.AssignedTo" not in fields
+    description = fields["System.Description"]
+    assert "disputed: requester; claimed: organization, project, pipeline, run, repository, branch, commit" \
+        in description
+    assert "the item is not assigned" in description

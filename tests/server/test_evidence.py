@@ -12,7 +12,8 @@ import pytest
 
 from imagetrail.report import Person
 from imagetrail.server.auth import SCOPE_INGEST, Principal
-from imagetrail.server.auth.report_claims import CLAIMED, VERIFIED, assess
+from imagetrail.facts import CLAIMED, VERIFIED
+from imagetrail.server.auth.report_claims import assess
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
 
@@ -225,3 +226,54 @@ def test_facts_stored_before_evidence_become_claimed_statements(database_url):
     assert tuple(run) == (CLAIMED, CLAIMED, None)
     assert [tuple(s) for s in statements] == [("commit", "d" * 40, None, CLAIMED, "legacy"),
                                               ("requester", "old@contoso.example", 1, CLAIMED, "legacy")]
+
+
+# -- evidence wherever the trail is shown ----------------------------------------------------
+
+def test_the_web_trail_page_shows_a_badge_per_fact_and_the_competing_values(trusted):
+    client, issuer = trusted
+    assert client.post("/v1/reports", json=forged(), headers=new_key(client, "contoso", "ingest")).status_code == 201
+    assert client.post("/v1/reports", json=body(ado_report(run_id="6000")), headers=job_token(issuer)).status_code == 201
+    page = client.get(f"/images/{digest('6000Build')}", headers=new_key(client, "*", "read"))
+    assert page.status_code == 200, page.text
+    html = page.text
+    for fact in ("run", "repository", "branch", "commit"):
+        assert f'ev-verified" data-fact="{fact}"' in html
+    assert 'ev-disputed" data-fact="requester"' in html
+    competing = html[html.index('class="competing" data-fact="requester"'):].replace("<wbr>", "")
+    assert "victim@example.com" in competing and "api-key key:" in competing and "azure-devops p://" in competing
+
+
+def test_imagetrail_trace_prints_and_returns_the_evidence(database_url):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.server.test_serve_e2e import create_key
+    from tests.support.live_server import running_server
+
+    with running_server(database_url) as url:
+        first, second = create_key(database_url, "contoso", "ingest"), create_key(database_url, "*", "ingest")
+        for key, report in ((first, ado_report(run_id="7000")), (second, ado_report(run_id="7000", job="Test",
+                                                                                      commit="c" * 40))):
+            assert requests.post(url + "/v1/reports", json=body(report),
+                                 headers={"Authorization": f"Bearer {key}"}).status_code == 201
+        env = {**os.environ, "IMAGETRAIL_URL": url, "IMAGETRAIL_API_KEY": create_key(database_url, "*", "read")}
+
+        def trace(*args):
+            return subprocess.run([sys.executable, "-m", "imagetrail", "trace", digest("7000Build"), *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+
+        human = trace()
+        assert human.returncode == 0, human.stderr
+        assert f"web [claimed] refs/heads/main [claimed] {'a' * 40} [disputed]" in human.stdout
+        assert "Ann Owner <ann@contoso.example> [claimed]" in human.stdout
+        assert "facts      disputed: commit; claimed: organization, project" in human.stdout
+        assert f"commit {'c' * 40} (claimed, sent by api-key key:" in human.stdout
+        as_json = json.loads(trace("--json").stdout)
+        facts = as_json["pushes"][0]["facts"]
+        assert facts["commit"]["evidence"] == "disputed" and facts["run"]["evidence"] == CLAIMED
+        assert len(facts["commit"]["competing"]) == 2

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.facts import summary
 
 SEVERITIES = ("low", "medium", "high", "critical")
 SORTS = ("severity", "-severity", "cluster", "namespace", "workload", "image", "digest")
@@ -111,6 +112,7 @@ def _flat(row: Dict[str, Any]) -> Dict[str, Any]:
         "commit": trail.get("commit", ""),
         "owner": trail.get("owner_name", ""),
         "owner_email": trail.get("owner_email", ""),
+        "evidence": summary(trail.get("evidence") or {}),
     }
 
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED, summary
 
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
@@ -71,6 +72,23 @@ def _short(digest: Optional[str]) -> str:
     return digest[:19] if digest else "-"
 
 
+def _tag(facts: Dict[str, Any], *names: str) -> str:
+    """' [claimed]' / ' [disputed]' after a value that is not verified (verified values stay unmarked);
+    for several facts shown together, the weakest."""
+    shown = {facts[n]["evidence"] for n in names if n in facts} - {VERIFIED}
+    weakest = next((level for level in (DISPUTED, CLAIMED) if level in shown), None)
+    return f" [{weakest}]" if weakest else ""
+
+
+def _evidence_lines(facts: Dict[str, Any]) -> List[str]:
+    lines = [f"  facts      {summary({name: known['evidence'] for name, known in facts.items()})}"]
+    for name, known in facts.items():
+        for stated in known.get("competing") or []:
+            lines.append(f"    {name} {stated['value']} ({stated['evidence']}, sent by {stated['credential_kind']} "
+                         f"{stated['credential_id']})")
+    return lines
+
+
 def render_trail(trail: Dict[str, Any]) -> str:
     lines: List[str] = [f"trail of {trail['query']}"]
     for related in trail.get("related") or []:
@@ -83,25 +101,31 @@ def render_trail(trail: Dict[str, Any]) -> str:
         return "\n".join(lines)
     for push in pushes:
         run, source, requester = push["run"], push["source"], push.get("requester") or {}
+        facts = push.get("facts") or {}
         pipeline = push["pipeline"].get("name") or push["pipeline"].get("id")
         lines += [
             "",
             f"{push['reference']}  ({_short(push.get('digest'))}, {push['matched_by']})",
             f"  pushed     {push.get('pushed_at') or '-'}",
-            f"  pipeline   {push['organization']} / {push['project']} / {pipeline}",
-            f"  run        {run.get('number') or run['id']} (attempt {run['attempt']})  {run.get('url') or ''}".rstrip(),
+            f"  pipeline   {push['organization']} / {push['project']} / {pipeline}"
+            f"{_tag(facts, 'organization', 'project', 'pipeline')}",
+            f"  run        {run.get('number') or run['id']} (attempt {run['attempt']}){_tag(facts, 'run')}  "
+            f"{run.get('url') or ''}".rstrip(),
             f"  job        {push['job'].get('name') or push['job']['id']}",
-            f"  source     {source.get('repository') or '-'} {source.get('branch') or ''} "
-            f"{source.get('commit') or ''}".rstrip(),
+            "  source     " + " ".join(f"{source[key]}{_tag(facts, fact)}" for key, fact in (
+                ("repository", "repository"), ("branch", "branch"), ("commit", "commit")) if source.get(key))
+            if source.get("repository") or source.get("commit") else "  source     -",
         ]
         if source.get("commit_url"):
             lines.append(f"  commit     {source['commit_url']}")
         owner = " ".join(p for p in (requester.get("name"), f"<{requester['email']}>" if requester.get("email")
                                      else None) if p)
-        lines.append(f"  requester  {owner or '-'}")
+        lines.append(f"  requester  {owner or '-'}{_tag(facts, 'requester')}")
         evidence = push["evidence"]
         lines.append(f"  evidence   report {_short(evidence['report_id'])} received {evidence['received_at']} "
                      f"from {evidence['identity_kind']}")
+        if facts:
+            lines += _evidence_lines(facts)
     if trail.get("has_more"):
         lines += ["", f"older pushes exist: rerun with --all, or a larger --limit (at most {MAX_LIMIT})"]
     return "\n".join(lines)

@@ -47,9 +47,11 @@ from imagetrail.server.models.pipeline import (
     Pipeline,
     Project,
     Push,
+    Report,
     Repository,
     Run,
 )
+from imagetrail.server.evidence import push_evidence
 
 MAX_PAGE_SIZE = 500
 SortKey = Literal["severity", "-severity", "cluster", "namespace", "workload", "image", "digest"]
@@ -143,6 +145,7 @@ class Trail(BaseModel):
     pushed_digest: str
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
+    evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
 
 
 class ExplorerRow(BaseModel):
@@ -498,11 +501,20 @@ def find_trails(
         Person.name,
         Person.email,
         Push.id,
+        Report.identity_kind,
+        Report.evidence,
+        Run.repository_evidence,
+        Run.branch_evidence,
+        Run.commit_evidence,
+        Run.requester_evidence,
+        Run.requester_id,
+        Run.repository_id,
     ]
     by_digest: Dict[str, list] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
         query = (
             _pushes_joined(columns)
+            .join(Report, Report.id == Push.report_id)
             .outerjoin(Repository, Repository.id == Run.repository_id)
             .outerjoin(Person, Person.id == Run.requester_id)
             .where(Push.digest.in_(chunk), *conditions)
@@ -536,6 +548,9 @@ def find_trails(
                 repository=row[14] or row[13],
                 owner_name=row[15],
                 owner_email=row[16],
+                evidence=push_evidence(row[19], row[18], {
+                    "repository": (row[25], row[20]), "branch": (row[11], row[21]),
+                    "commit": (row[12], row[22]), "requester": (row[24], row[23])}),
             )
     return trails
 

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.cloud import severity as sev
-from imagetrail.cloud.explorer import ExplorerFilters, ExplorerRow, run_query
+from imagetrail.cloud.explorer import ExplorerFilters, ExplorerRow, Trail, run_query
+from imagetrail.facts import DISPUTED, summary
 from imagetrail.server.auth import Principal
 from imagetrail.server.models.cloud import Finding, RemediationItem, VulnerabilitySummary
 from imagetrail.server.settings import Settings
@@ -87,6 +88,16 @@ def _findings(session: Session, digest: str, min_rank: int, fixable_only: bool) 
     return list(session.execute(query.order_by(Finding.severity.desc(), Finding.vulnerability_id)).scalars())
 
 
+# What the evidence words mean, in one phrase for readers of a work item.
+FACTS_HELP = "verified: bound to the CI job's own identity; claimed: reported without that binding; " \
+             "disputed: reports of the run disagree"
+
+
+def _owner(trail: Trail) -> Optional[str]:
+    """Whom to assign: never a requester that reports of the run disagree on."""
+    return None if trail.evidence.get("requester") == DISPUTED else trail.owner_email
+
+
 def _description(image: _Image, findings: List[Finding], previous: Optional[RemediationItem]) -> str:
     trail = image.rows[0].trail
     esc = html.escape
@@ -99,6 +110,10 @@ def _description(image: _Image, findings: List[Finding], previous: Optional[Reme
         f"commit <code>{esc(trail.commit or '?')}</code>. Pushed as <code>{esc(trail.pushed_reference)}"
         "</code>.</p>"
     )
+    parts.append(f"<p>How ImageTrail knows this ({esc(FACTS_HELP)}): {esc(summary(trail.evidence))}.</p>")
+    if trail.evidence.get("requester") == DISPUTED:
+        parts.append("<p>Reports of this run disagree on who requested it: the item is not assigned; "
+                     "check the trail before assigning it.</p>")
     parts.append(
         "<table><tr><th>CVE</th><th>Severity</th><th>Package</th><th>Installed</th><th>Fixed in</th></tr>"
     )
@@ -274,7 +289,7 @@ def remediate(
             digest=digest,
             organization=trail.organization,
             project=trail.project,
-            assigned_to=trail.owner_email,
+            assigned_to=_owner(trail),
         )
         with sessions() as session:
             findings = _findings(session, digest, min_rank, filters.fix_available)
@@ -335,7 +350,7 @@ def remediate(
             )
             continue
         tags = f"imagetrail; {top}"
-        document = _document(title, description, tags, trail.owner_email, trail.run_id)
+        document = _document(title, description, tags, _owner(trail), trail.run_id)
         if dry_run:
             outcomes.append(RemediationOutcome(**base, status="would-create"))
             created += 1

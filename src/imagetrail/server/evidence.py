@@ -15,9 +15,10 @@ one, else the first stated; the trace lists every competing value and who sent i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from imagetrail.server.auth.report_claims import BOUND_KINDS, CLAIMED, DISPUTED, VERIFIED
+from imagetrail.facts import CLAIMED, DISPUTED, IDENTITY_FACTS, VERIFIED
+from imagetrail.server.auth.report_claims import BOUND_KINDS
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,16 @@ def resolve(statements: Sequence[Statement]) -> Tuple[Optional[Statement], Optio
         return claimed[0], CLAIMED
     bound = [s for s in statements if s.credential_kind in BOUND_KINDS]
     return (bound or claimed)[0], DISPUTED
+
+
+def push_evidence(report_evidence: Optional[Mapping[str, str]], identity_kind: str,
+                  run_facts: Mapping[str, Tuple[Any, Optional[str]]]) -> Dict[str, str]:
+    """How each fact of one push is known. The run's identity as the push's own report knew it
+    (reports stored before evidence: verified when sent by a run-bound credential); the run's
+    ``run_facts`` (fact -> (value, stored evidence)) as all reports of the run together do."""
+    bound = VERIFIED if identity_kind in BOUND_KINDS else CLAIMED
+    found = {fact: (report_evidence or {}).get(fact, bound) for fact in IDENTITY_FACTS}
+    for fact, (value, evidence) in run_facts.items():
+        if value is not None:
+            found[fact] = evidence or CLAIMED
+    return found

@@ -46,7 +46,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.report_claims import BOUND_KINDS, IDENTITY_FACTS, SOURCE_FACTS, assess
+from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
+from imagetrail.server.auth.report_claims import BOUND_KINDS, assess
 from imagetrail.server.bulk import insert_many, select_by_keys
 from imagetrail.server.evidence import Statement, resolve
 from imagetrail.server.models import pipeline as m

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.report_claims import BOUND_KINDS, CLAIMED, DISPUTED, IDENTITY_FACTS, VERIFIED
+from imagetrail.facts import DISPUTED
+from imagetrail.server.evidence import push_evidence
 from imagetrail.server.models import pipeline as m
 from imagetrail.server.models.evidence import FactStatement
 
@@ -286,16 +287,10 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
 _SOURCE_VALUES = {"repository": "repository_uri", "branch": "branch", "commit": "commit", "requester": "person_pk"}
 
 
-def fact_evidence(row: Any) -> Dict[str, str]:
-    """How each fact of a push row is known. The run's identity is known as the push's own report
-    knew it; its repository, branch, commit and requester as all reports of the run together do."""
-    stated = row.report_evidence or {}
-    bound = VERIFIED if row.identity_kind in BOUND_KINDS else CLAIMED
-    found = {fact: stated.get(fact, bound) for fact in IDENTITY_FACTS}
-    for fact, column in _SOURCE_VALUES.items():
-        if getattr(row, column) is not None:
-            found[fact] = getattr(row, f"{fact}_evidence") or CLAIMED
-    return found
+def _levels(row: Any) -> Dict[str, str]:
+    return push_evidence(row.report_evidence, row.identity_kind,
+                         {fact: (getattr(row, column), getattr(row, f"{fact}_evidence"))
+                          for fact, column in _SOURCE_VALUES.items()})
 
 
 def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], List[Stated]]:
@@ -336,7 +331,7 @@ def _trail_push(row: Any, competing: Dict[Tuple[int, str], List[Stated]]) -> Tra
         evidence=Evidence(report_id=row.report_id, received_at=_utc(row.received_at),
                           identity_kind=row.identity_kind, identity_subject=row.identity_subject),
         facts={fact: FactEvidence(evidence=level, competing=competing.get((row.run_pk, fact), []))
-               for fact, level in fact_evidence(row).items()},
+               for fact, level in _levels(row).items()},
     )
 
 

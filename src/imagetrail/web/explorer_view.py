@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.cloud.explorer import ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.facts import summary
 from imagetrail.server.auth import Principal
 
 PAGE_SIZES = (25, 50, 100)
@@ -223,6 +224,7 @@ CSV_HEADER = [
     "commit",
     "owner",
     "owner_email",
+    "evidence",
 ]
 
 
@@ -268,6 +270,7 @@ def csv_row(row: ExplorerRow) -> List[str]:
         t.commit if t else "",
         t.owner_name if t else "",
         t.owner_email if t else "",
+        summary(t.evidence) if t else "",
     ]
     return [_cell(value) for value in values]
 

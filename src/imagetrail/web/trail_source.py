@@ -101,6 +101,9 @@ def _push_fact(push: TrailPush) -> PushFact:
         report_id=push.evidence.report_id,
         received_at=push.evidence.received_at,
         identity_kind=push.evidence.identity_kind,
+        facts={fact: known.evidence for fact, known in push.facts.items()},
+        competing={fact: [f"{s.value} ({s.evidence}, {s.credential_kind} {s.credential_id})" for s in known.competing]
+                   for fact, known in push.facts.items() if known.competing},
     )
 
 

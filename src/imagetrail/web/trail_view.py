@@ -51,6 +51,8 @@ class PushFact:
     report_id: Optional[str] = None
     received_at: Optional[datetime] = None
     identity_kind: Optional[str] = None
+    facts: Dict[str, str] = field(default_factory=dict)  # fact -> verified | claimed | disputed
+    competing: Dict[str, List[str]] = field(default_factory=dict)  # disputed fact -> "value (who)" lines
 
 
 @dataclass

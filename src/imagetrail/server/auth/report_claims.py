@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+from imagetrail.facts import CLAIMED, FACTS, IDENTITY_FACTS, VERIFIED
 from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.tokens import KIND_AZURE_DEVOPS, KIND_GITHUB, parse_pipeline_subject
@@ -28,10 +29,6 @@ KIND_AZURE_DEVOPS_API = "azure-devops-api"
 # Credential kinds whose claims are bound to one run: what they prove is verified.
 BOUND_KINDS = frozenset({KIND_AZURE_DEVOPS, KIND_GITHUB, KIND_AZURE_DEVOPS_API})
 
-VERIFIED, CLAIMED, DISPUTED = "verified", "claimed", "disputed"
-IDENTITY_FACTS = ("organization", "project", "pipeline", "run")  # the run itself: bound or not as a whole
-SOURCE_FACTS = ("repository", "branch", "commit", "requester")  # facts of a run that reports may disagree on
-FACTS = IDENTITY_FACTS + SOURCE_FACTS
 # Identity facts each bound kind's token pins down (_identity_conflict refuses any other run);
 # a GitHub token names its workflow only through workflow_ref (a binding below).
 IDENTITY_BY_KIND = {KIND_AZURE_DEVOPS: IDENTITY_FACTS, KIND_AZURE_DEVOPS_API: IDENTITY_FACTS,
@@ -108,6 +105,7 @@ def bindings(kind: str, claims: Mapping[str, Any]) -> List[Binding]:
     else:
         return []
     return [b for b in found if b.claim not in (None, "")]
+
 
 
 @dataclass
