@@ -277,3 +277,19 @@ def test_imagetrail_trace_prints_and_returns_the_evidence(database_url):
         facts = as_json["pushes"][0]["facts"]
         assert facts["commit"]["evidence"] == "disputed" and facts["run"]["evidence"] == CLAIMED
         assert len(facts["commit"]["competing"]) == 2
+
+
+def test_a_later_claimed_push_does_not_take_a_running_image_from_its_verified_run(trusted):
+    """The explorer and remediation follow one push per image: a claim made later must not win."""
+    from imagetrail.cloud.explorer import find_trails
+    from tests.server.reports import push
+
+    client, issuer = trusted
+    image = digest("6000Build")
+    assert client.post("/v1/reports", json=body(ado_report(run_id="6000")), headers=job_token(issuer)).status_code == 201
+    later = body(ado_report(run_id="6001", requester=VICTIM,
+                            pushes=[push("127.0.0.1:5000/web/app:1.0", image, pushed_at="2099-01-01T00:00:00Z")]))
+    assert client.post("/v1/reports", json=later, headers=new_key(client, "contoso", "ingest")).status_code == 201
+    with client.app.state.sessions() as session:
+        chosen = find_trails(session, [image])[image]
+    assert (chosen.run_id, chosen.owner_email, chosen.evidence["run"]) == ("6000", "ann@contoso.example", VERIFIED)

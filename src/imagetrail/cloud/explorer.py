@@ -51,6 +51,7 @@ from imagetrail.server.models.pipeline import (
     Repository,
     Run,
 )
+from imagetrail.facts import VERIFIED
 from imagetrail.server.evidence import push_evidence
 
 MAX_PAGE_SIZE = 500
@@ -476,7 +477,8 @@ def find_trails(
     filters: Optional[ExplorerFilters] = None,
     allowed: Optional[Set[str]] = None,
 ) -> Dict[str, Trail]:
-    """The newest matching push for each digest (an exact digest match wins over a related one)."""
+    """The newest matching push for each digest (an exact digest match wins over a related one, then a
+    push of a verified run over a claimed one)."""
     related = related_digests(session, digests)
     candidates = sorted(set().union(*related.values())) if related else []
     if not candidates:
@@ -526,11 +528,14 @@ def find_trails(
         best = None
         for candidate in family:
             for row in by_digest.get(candidate, ()):
-                key = (candidate == digest, row[2] or datetime.min, row[17])
+                # A push whose run is verified (sent by the run's own job token) wins over a claimed one:
+                # an ingest key cannot make a running image point at another run by reporting it later.
+                evidence = _row_evidence(row)
+                key = (candidate == digest, evidence["run"] == VERIFIED, row[2] or datetime.min, row[17])
                 if best is None or key > best[0]:
-                    best = (key, row)
+                    best = (key, row, evidence)
         if best is not None:
-            row = best[1]
+            _, row, evidence = best
             trails[digest] = Trail(
                 pushed_digest=row[0],
                 pushed_reference=row[1],
@@ -548,11 +553,15 @@ def find_trails(
                 repository=row[14] or row[13],
                 owner_name=row[15],
                 owner_email=row[16],
-                evidence=push_evidence(row[19], row[18], {
-                    "repository": (row[25], row[20]), "branch": (row[11], row[21]),
-                    "commit": (row[12], row[22]), "requester": (row[24], row[23])}),
+                evidence=evidence,
             )
     return trails
+
+
+def _row_evidence(row: Sequence) -> Dict[str, str]:
+    """How each fact of a find_trails row is known (columns: see find_trails)."""
+    return push_evidence(row[19], row[18], {"repository": (row[25], row[20]), "branch": (row[11], row[21]),
+                                            "commit": (row[12], row[22]), "requester": (row[24], row[23])})
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

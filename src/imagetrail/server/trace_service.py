@@ -29,6 +29,7 @@ from imagetrail.server.models.evidence import FactStatement
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 MAX_PUSHES = 500
 MAX_LIST = 1000
+MAX_COMPETING = 20  # values listed per disputed fact (the first stated): a key holder could state thousands
 
 
 class TraceQueryError(ValueError):
@@ -301,10 +302,12 @@ def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], L
         return {}
     found: Dict[Tuple[int, str], List[Stated]] = {}
     statements = session.execute(
-        select(FactStatement).where(FactStatement.run_id.in_(sorted({run for run, _ in disputed})))
-        .order_by(FactStatement.id)).scalars()
+        select(FactStatement).where(FactStatement.run_id.in_(sorted({run for run, _ in disputed})),
+                                    FactStatement.fact.in_(sorted({fact for _, fact in disputed})))
+        .order_by(FactStatement.id).limit(MAX_COMPETING * len(disputed))).scalars()
     for statement in statements:
-        if (statement.run_id, statement.fact) in disputed:
+        listed = found.get((statement.run_id, statement.fact), [])
+        if (statement.run_id, statement.fact) in disputed and len(listed) < MAX_COMPETING:
             found.setdefault((statement.run_id, statement.fact), []).append(Stated(
                 value=statement.value, evidence=statement.evidence, credential_kind=statement.credential_kind,
                 credential_id=statement.credential_id))
