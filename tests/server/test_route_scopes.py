@@ -201,3 +201,26 @@ def test_a_read_key_signed_in_on_the_web_cannot_plan_or_create_work_items(matrix
     assert plan.status_code == 403 and "remediate scope" in plan.text
     create = client.post("/remediations", data={"row": SAMPLE_DIGEST, "csrf_token": "x"})
     assert create.status_code == 403 and "remediate scope" in create.text
+
+
+# -- the documented table ---------------------------------------------------------------------
+
+DOC = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "backend.md"
+BEGIN, END = "<!-- scope-table: generated from ROUTE_SCOPES -->", "<!-- /scope-table -->"
+
+
+def scope_table() -> str:
+    order = [PUBLIC, SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, SCOPE_REGISTRY, SCOPE_ADMIN]
+    lines = ["| required scope | routes |", "|---|---|"]
+    for scope in sorted(set(ROUTE_SCOPES.values()), key=order.index):
+        routes = ", ".join(f"`{m} {p}`" for (m, p), s in ROUTE_SCOPES.items() if s == scope)
+        lines.append(f"| `{scope}` | {routes} |")
+    return "\n".join(lines)
+
+
+def test_docs_scope_table_is_route_scopes():
+    text = DOC.read_text()
+    documented = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
+    assert documented == scope_table(), (
+        "docs/backend.md's scope table is stale; paste the output of: python -c \"from "
+        "tests.server.test_route_scopes import scope_table; print(scope_table())\" between its markers")
