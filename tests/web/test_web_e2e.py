@@ -65,6 +65,10 @@ def test_search_digest_then_follow_the_trail(web_server, browser):
         f"/_git/clamav-http/commit/{CLAMAV_BUILD.commit}"
     )
     assert "Jane Doe" in table.text and CLAMAV_BUILD.email in table.text and "refs/heads/main" in table.text
+    # Every fact carries a visible evidence badge; the dataset is reported with an API key: claimed.
+    badges = table.find_elements(By.CSS_SELECTOR, ".badge.evidence")
+    assert {b.get_attribute("data-fact") for b in badges} == {"run", "repository", "branch", "commit", "requester"}
+    assert all(b.is_displayed() and b.text.endswith("claimed") for b in badges), [b.text for b in badges]
     assert "192.0.2.200" in browser.find_element(By.ID, "workloads-table").text
     screenshot(browser, "02-image-trail", full_page=True)
 
