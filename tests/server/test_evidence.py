@@ -16,19 +16,11 @@ from imagetrail.facts import CLAIMED, VERIFIED
 from imagetrail.server.auth.report_claims import assess
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
+from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
 
 GENUINE_URI = "https://dev.azure.com/contoso/Web/_git/web"
 EVIL_URI = "https://evil.example/evil.git"
 VICTIM = Person("v1", "Victim", "victim@example.com")
-
-
-@pytest.fixture
-def trusted(make_client, local_issuer):
-    client = make_client(
-        azure_devops_org_ids=[ADO_ORG_ID], azure_devops_issuer_base=local_issuer.base + "/ado",
-        github_owners=["octo-org"], github_issuer=local_issuer.base + "/github", token_audience="api://imagetrail",
-    )
-    return client, local_issuer
 
 
 def job_token(issuer, run_id: str = "6000", **claims: Any) -> Dict[str, str]:

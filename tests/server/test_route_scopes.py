@@ -18,8 +18,9 @@ from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.route_scopes import PUBLIC, ROUTE_SCOPES
 from imagetrail.web.session import web_reader
 from tests.server.conftest import new_key
-from tests.server.reports import ADO_ORG_ID, digest
-from tests.server.test_auth import TENANT, ado_token, bearer, entra_token, gh_token
+from tests.server.reports import digest
+from tests.server.test_auth import ado_token, bearer, entra_token, gh_token
+from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
 
 GUARDS = (authorized, web_reader)
 ALL = frozenset({SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, SCOPE_REGISTRY, SCOPE_ADMIN})
@@ -114,13 +115,8 @@ CREDENTIAL_SCOPES: Dict[str, FrozenSet[str]] = {
 
 
 @pytest.fixture
-def matrix(make_client, local_issuer):
-    client = make_client(
-        azure_devops_org_ids=[ADO_ORG_ID], azure_devops_issuer_base=local_issuer.base + "/ado",
-        github_owners=["octo-org"], github_issuer=local_issuer.base + "/github", token_audience="api://imagetrail",
-        entra_tenant_ids=[TENANT], entra_audience="api://imagetrail-backend",
-        entra_authority_base=local_issuer.base + "/entra", entra_organizations=["contoso"],
-    )
+def matrix(trusted):
+    client, local_issuer = trusted
     credentials = {
         "read A": new_key(client, "contoso", "read"),
         "read *": new_key(client, "*", "read"),
