@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -434,21 +434,24 @@ def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str
 
 
 def _resolve_facts(conn: Connection, run_ids: List[int]) -> None:
-    """Set each run's four facts and their evidence from all its statements."""
+    """Set each run's four facts and their evidence from all its statements (one UPDATE, executemany)."""
     recorded: Dict[Tuple[int, str], List[Statement]] = {}
     for row in conn.execute(select(T_STATEMENTS).where(T_STATEMENTS.c.run_id.in_(run_ids))
                             .order_by(T_STATEMENTS.c.id)).mappings():
         recorded.setdefault((row["run_id"], row["fact"]), []).append(Statement(
             row["fact"], row["value"], row["ref_id"], row["evidence"], row["credential_kind"], row["credential_id"]))
+    rows = []
     for run_id in run_ids:
-        values: Dict[str, Any] = {}
+        values: Dict[str, Any] = {"p_id": run_id}
         for fact, column in FACT_COLUMNS.items():
             shown, evidence = resolve(recorded.get((run_id, fact), []))
-            if shown is not None:
-                values[column] = shown.ref_id if column.endswith("_id") else shown.value
-                values[f"{fact}_evidence"] = evidence
-        if values:
-            conn.execute(update(T_RUNS).where(T_RUNS.c.id == run_id).values(values))
+            value = None if shown is None else shown.ref_id if column.endswith("_id") else shown.value
+            values[f"p_{column}"], values[f"p_{fact}_evidence"] = value, evidence
+        rows.append(values)
+    columns = [*FACT_COLUMNS.values(), *(f"{fact}_evidence" for fact in FACT_COLUMNS)]
+    # bindparam names must not be column names of the SET clause: hence the p_ prefix
+    conn.execute(update(T_RUNS).where(T_RUNS.c.id == bindparam("p_id"))
+                 .values({column: bindparam(f"p_{column}") for column in columns}), rows)
 
 
 def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,

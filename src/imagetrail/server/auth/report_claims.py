@@ -117,11 +117,16 @@ class Assessment:
     filled: Dict[Tuple[str, str], str] = field(default_factory=dict)  # (section, key) -> value from a claim
 
 
+def _refused(conflict: str) -> Assessment:
+    # Nothing in a refused report is bound (callers that store it anyway store claims).
+    return Assessment(conflict=conflict, evidence=dict.fromkeys(FACTS, CLAIMED))
+
+
 def assess(principal: Principal, report: Mapping[str, Any]) -> Assessment:
     """The evidence for each fact of ``report`` sent by ``principal`` (a pure function)."""
     conflict = _identity_conflict(principal, report)
     if conflict:
-        return Assessment(conflict=conflict)
+        return _refused(conflict)
     context = report.get("context") or {}
     result = Assessment(evidence={fact: CLAIMED for fact in FACTS})
     for fact in IDENTITY_BY_KIND.get(principal.kind, ()):
@@ -139,8 +144,7 @@ def assess(principal: Principal, report: Mapping[str, Any]) -> Assessment:
             if binding.proves:
                 checked.setdefault(binding.fact, True)
         elif binding.strict:
-            return Assessment(conflict=f"{binding.field} is {reported!r} but the token was issued for "
-                                       f"{binding.claim!r}")
+            return _refused(f"{binding.field} is {reported!r} but the token was issued for {binding.claim!r}")
         else:
             checked[binding.fact] = False
     for fact, agrees in checked.items():
