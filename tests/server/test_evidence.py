@@ -192,6 +192,17 @@ def test_a_claimed_report_cannot_take_the_job_s_report_id(trusted):
     assert levels(pushes[0])["run"] == levels(pushes[0])["commit"] == VERIFIED
 
 
+def test_a_copied_report_sent_first_does_not_leave_the_job_s_report_claimed(trusted):
+    client, issuer = trusted
+    genuine = body(ado_report(run_id="6000"))
+    assert client.post("/v1/reports", json=genuine, headers=new_key(client, "contoso", "ingest")).status_code == 201
+    assert client.post("/v1/reports", json=genuine, headers=job_token(issuer)).status_code == 201
+    (push,) = trail(client, new_key(client, "*", "read"), digest("6000Build"))["pushes"]
+    assert push["evidence"]["identity_kind"] == "azure-devops" and levels(push)["run"] == VERIFIED
+    again = client.post("/v1/reports", json=genuine, headers=new_key(client, "contoso", "ingest"))
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+
+
 def test_facts_stored_before_evidence_become_claimed_statements(database_url):
     """Migration 0003: a run's existing commit and requester are kept as 'legacy' claims, so a later
     report disputes them instead of silently replacing them."""

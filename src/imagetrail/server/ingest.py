@@ -24,8 +24,8 @@ under a lock on the run row, so concurrent reports of one run cannot lose a stat
 
 A report whose ``reportId`` is already stored is a duplicate when its content is the same
 (times, warnings and collector details aside); different content is refused with
-``ReportConflict`` (409) naming the fields, unless the stored report was only claimed and the
-new one comes from a run-bound credential: then the verified report replaces it.
+``ReportConflict`` (409) naming the fields. A stored report that was only claimed is replaced by
+the same reportId sent with a run-bound credential (job token, CI API), whatever its content.
 
 A batch that fails on a constraint or a data error is written again one report per
 transaction, so one bad report cannot sink the others.
@@ -467,12 +467,12 @@ def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
     replaced: List[str] = []
     for rid, (stored_kind, stored_body) in sorted(stored.items()):
         body, principal = items[first[rid]]
-        differences = _differences(stored_body, body)
-        if not differences:
-            continue
         if principal.kind in BOUND_KINDS and stored_kind not in BOUND_KINDS:
-            replaced.append(rid)  # a verified report is never kept out by a claimed one
-        else:
+            # A verified report is never kept out, nor left claimed, by a claimed one sent first.
+            replaced.append(rid)
+            continue
+        differences = _differences(stored_body, body)
+        if differences:
             refused[rid] = _conflict(rid, differences)
     if replaced:
         _drop_reports(conn, replaced)
