@@ -296,3 +296,21 @@ def test_a_later_claimed_push_does_not_take_a_running_image_from_its_verified_ru
     with client.app.state.sessions() as session:
         chosen = find_trails(session, [image])[image]
     assert (chosen.run_id, chosen.owner_email, chosen.evidence["run"]) == ("6000", "ann@contoso.example", VERIFIED)
+
+
+def test_in_one_batch_the_job_s_report_wins_over_a_claim_of_the_same_report_id(client):
+    """Group commit: a forged report arriving in the same batch as the job's own is the one refused."""
+    from imagetrail.server.ingest import IngestResult, ReportConflict, store_reports
+
+    claims = {"sub": "p://contoso/Web/web-ci", "org_id": ADO_ORG_ID, "prj_id": ADO_PROJECT_ID, "def_id": "12",
+              "run_id": "6000", "rpo_uri": GENUINE_URI, "rpo_ver": "a" * 40, "rpo_ref": "refs/heads/main"}
+    job = Principal(kind="azure-devops", subject=claims["sub"], scopes=frozenset({SCOPE_INGEST}),
+                    organizations=frozenset({"contoso", ADO_ORG_ID}), claims=claims)
+    key = Principal(kind="api-key", subject="key:forger", scopes=frozenset({SCOPE_INGEST}),
+                    organizations=frozenset({"contoso"}))
+    fake, genuine = forged(job="Build"), body(ado_report(run_id="6000"))
+    outcomes = store_reports(client.app.state.sessions, [(fake, key), (genuine, job)])
+    assert isinstance(outcomes[0], ReportConflict) and "context.repository" in str(outcomes[0])
+    assert isinstance(outcomes[1], IngestResult) and outcomes[1].created
+    (push,) = trail(client, new_key(client, "*", "read"), digest("6000Build"))["pushes"]
+    assert push["evidence"]["identity_kind"] == "azure-devops" and levels(push)["commit"] == VERIFIED

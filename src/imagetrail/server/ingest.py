@@ -45,8 +45,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.server.auth import Principal
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
+from imagetrail.server.auth import Principal
 from imagetrail.server.auth.report_claims import BOUND_KINDS, assess
 from imagetrail.server.bulk import insert_many, select_by_keys
 from imagetrail.server.evidence import Statement, resolve
@@ -77,7 +77,7 @@ MAX_ATTEMPTS = 3
 CACHE_LIMIT = 200_000
 
 RUN_FACTS = ("number", "url", "reason")
-# runs columns holding each evidence-carrying fact (server/evidence.py), and their evidence column
+# the runs column of each fact that carries evidence (its evidence is in runs.<fact>_evidence)
 FACT_COLUMNS = {"repository": "repository_id", "branch": "branch", "commit": "commit", "requester": "requester_id"}
 STATEMENT_KEY = ("run_id", "fact", "value", "credential_kind", "credential_id")
 Key = Tuple[Any, ...]
@@ -458,9 +458,11 @@ def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
                  learned: _Learned) -> List[Outcome]:
     now = datetime.now(timezone.utc)
     pushes_of = [_unique_pushes(body.get("pushes") or []) for body, _ in items]
-    first: Dict[str, int] = {}
-    for index, (body, _) in enumerate(items):
-        first.setdefault(body["reportId"], index)
+    first: Dict[str, int] = {}  # reportId -> the item stored: the first, or the first run-bound one
+    for index, (body, principal) in enumerate(items):
+        chosen = first.get(body["reportId"])
+        if chosen is None or (principal.kind in BOUND_KINDS and items[chosen][1].kind not in BOUND_KINDS):
+            first[body["reportId"]] = index
     stored = {row[0]: (row[1], row[2]) for row in select_by_keys(
         conn, T_REPORTS, ("id",), [(rid,) for rid in sorted(first)], ("id", "identity_kind", "body"))}
     refused: Dict[str, ReportConflict] = {}
