@@ -64,7 +64,10 @@ def _names_repository(reported_uri: Any, repository: Any) -> bool:
 
 
 def _workflow(workflow_ref: Any) -> Optional[str]:
-    return str(workflow_ref).partition("@")[0] or None if workflow_ref else None
+    """``owner/repo/.github/workflows/ci.yml@refs/heads/main`` -> the path (the report's pipeline id)."""
+    if not workflow_ref:
+        return None
+    return str(workflow_ref).partition("@")[0] or None
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,6 @@ def bindings(kind: str, claims: Mapping[str, Any]) -> List[Binding]:
     else:
         return []
     return [b for b in found if b.claim not in (None, "")]
-
 
 
 @dataclass

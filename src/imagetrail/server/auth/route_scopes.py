@@ -66,7 +66,9 @@ SCOPE_ACTIONS = {
 
 
 def route_key(method: str, route: Any) -> Tuple[str, Optional[str]]:
-    """(method, path template) of a matched route; HEAD is answered like GET."""
+    """(method, path template) of a matched route; HEAD is answered like GET. The template is the
+    route's own (its APIRouter's prefix included): routers are included without a prefix, which a
+    test checks, so it is the URL template."""
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return ("GET" if method == "HEAD" else method, path)
 
@@ -76,5 +78,5 @@ def required_scope(method: str, route: Any) -> Optional[str]:
     return ROUTE_SCOPES.get(route_key(method, route))
 
 
-__all__ = ["PUBLIC", "ROUTE_SCOPES", "SCOPE_ACTIONS", "required_scope", "route_key", "SCOPE_ADMIN", "SCOPE_INGEST", "SCOPE_READ", "SCOPE_REGISTRY",
-           "SCOPE_REMEDIATE"]
+__all__ = ["PUBLIC", "ROUTE_SCOPES", "SCOPE_ACTIONS", "SCOPE_ADMIN", "SCOPE_INGEST", "SCOPE_READ", "SCOPE_REGISTRY",
+           "SCOPE_REMEDIATE", "required_scope", "route_key"]
