@@ -16,12 +16,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.server.auth import Principal
 from imagetrail.facts import DISPUTED
+from imagetrail.server.auth.report_claims import BOUND_KINDS
 from imagetrail.server.evidence import push_evidence
 from imagetrail.server.models import pipeline as m
 from imagetrail.server.models.evidence import FactStatement
@@ -304,7 +305,9 @@ def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], L
     statements = session.execute(
         select(FactStatement).where(FactStatement.run_id.in_(sorted({run for run, _ in disputed})),
                                     FactStatement.fact.in_(sorted({fact for _, fact in disputed})))
-        .order_by(FactStatement.id).limit(MAX_COMPETING * len(disputed))).scalars()
+        # statements of run-bound credentials first: a flood of claims cannot push them off the list
+        .order_by(case((FactStatement.credential_kind.in_(sorted(BOUND_KINDS)), 0), else_=1), FactStatement.id)
+        .limit(MAX_COMPETING * len(disputed))).scalars()
     for statement in statements:
         listed = found.get((statement.run_id, statement.fact), [])
         if (statement.run_id, statement.fact) in disputed and len(listed) < MAX_COMPETING:
