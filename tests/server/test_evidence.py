@@ -314,3 +314,27 @@ def test_in_one_batch_the_job_s_report_wins_over_a_claim_of_the_same_report_id(c
     assert isinstance(outcomes[1], IngestResult) and outcomes[1].created
     (push,) = trail(client, new_key(client, "*", "read"), digest("6000Build"))["pushes"]
     assert push["evidence"]["identity_kind"] == "azure-devops" and levels(push)["commit"] == VERIFIED
+
+
+def test_the_evidence_migration_downgrades_and_upgrades_again(database_url):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from imagetrail.server.db import make_engine
+    from imagetrail.server.migrate import alembic_config, upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+        connection.commit()
+        inspector = sa.inspect(connection)
+        assert "fact_statements" not in inspector.get_table_names()
+        assert "commit_evidence" not in {c["name"] for c in inspector.get_columns("runs")}
+        assert "evidence" not in {c["name"] for c in inspector.get_columns("reports")}
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert "fact_statements" in sa.inspect(connection).get_table_names()
+    engine.dispose()
