@@ -35,20 +35,6 @@ def _request_body_schema() -> Dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the report is {declared} bytes; the limit is {limit} "
-                                 "(IMAGETRAIL_MAX_REPORT_BYTES)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the report exceeds the limit of {limit} bytes (IMAGETRAIL_MAX_REPORT_BYTES)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/v1/reports",
     summary="Submit a collector report",
@@ -67,7 +53,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     },
 )
 async def post_report(request: Request, principal: Principal = Depends(require_ingest)) -> JSONResponse:
-    raw = await _read_limited(request, request.app.state.settings.max_report_bytes)
+    raw = await request.body()  # bounded by server/limits.py before it is read
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
