@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import is_digest
+from imagetrail.server import json_input
 
 
 class ScanFormatError(ValueError):
@@ -52,7 +53,10 @@ class ParsedReport:
 
 def parse_report(data: bytes, file_name: str) -> ParsedReport:
     try:
-        document = json.loads(data)
+        document = json_input.loads(data)
+        json_input.check_depth(document)
+    except json_input.JsonInputError as exc:
+        raise ScanFormatError(f"{file_name}: {exc}") from None
     except UnicodeDecodeError:
         raise ScanFormatError(f"{file_name}: not UTF-8 text; expected a Trivy or Grype JSON report") from None
     except json.JSONDecodeError as exc:

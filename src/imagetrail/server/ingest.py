@@ -17,8 +17,8 @@ after the transaction that saw them committed. That is safe because these rows a
 deleted or re-keyed; the only mutable facts (a run's commit, requester...) only ever go
 from NULL to a value, and the cache remembers which ones it saw set.
 
-A batch that fails on a constraint or a data error is written again one report per
-transaction, so one bad report cannot sink the others.
+A batch that fails for any reason but an unavailable database is written again one report
+per transaction, so one bad report cannot sink the others.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, 
 from sqlalchemy import Table, func, or_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.auth import Principal
@@ -142,15 +143,16 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
 
     An outcome is an ``IngestResult`` (committed: created, or already stored) or the exception
     that kept that report out. When the database is unreachable every item gets that error
-    (the client retries); when a constraint or data error fails the batch, each report is
-    written again in its own transaction so only the bad one gets the error.
+    (the client retries); when anything else fails the batch (a constraint, a value the driver
+    refuses, a bug), each report is written again in its own transaction so only the report
+    that fails alone gets the error.
     """
     if not items:
         return []
     try:
         return _store_with_retries(sessions, items)
-    except DBAPIError as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+    except Exception as exc:
+        if _unavailable(exc):
             raise
         if len(items) == 1:
             return [exc]
@@ -158,6 +160,13 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
     for item in items:
         outcomes.extend(store_reports(sessions, [item]))
     return outcomes
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database cannot be used right now (not: this batch cannot be stored)."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and (isinstance(exc, OperationalError) or exc.connection_invalidated)
 
 
 def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[IngestResult]:

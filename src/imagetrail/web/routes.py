@@ -332,9 +332,9 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
-    from imagetrail.cloud.explorer import coverage_gaps, coverage_summary
+    from imagetrail.cloud.explorer import MAX_PAGE, coverage_gaps, coverage_summary
 
-    page = max(page, 1)
+    page = min(max(page, 1), MAX_PAGE)  # a hand-edited ?page= shows the first or the deepest page
     with request.app.state.sessions() as session:
         summary = coverage_summary(session, web.principal)
         gaps = coverage_gaps(session, web.principal, page=page, page_size=explorer_view.DEFAULT_PAGE_SIZE)

@@ -238,7 +238,7 @@ def explorer_filters(
 def get_query(
     request: Request,
     filters: explorer.ExplorerFilters = Depends(explorer_filters),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
     page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
     sort: str = Query("-severity", description=" | ".join(explorer.SORT_KEYS)),
     principal: Principal = Depends(require_reader),
@@ -257,7 +257,7 @@ def get_query(
 def get_gaps(
     request: Request,
     filters: explorer.ExplorerFilters = Depends(explorer_filters),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
     page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
     principal: Principal = Depends(require_reader),
 ) -> explorer.GapPage:

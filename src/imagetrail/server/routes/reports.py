@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from imagetrail.server import json_input
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import require_ingest
 from imagetrail.server.auth.report_claims import report_conflict
@@ -55,7 +55,9 @@ def _request_body_schema() -> Dict[str, Any]:
 async def post_report(request: Request, principal: Principal = Depends(require_ingest)) -> JSONResponse:
     raw = await request.body()  # bounded by server/limits.py before it is read
     try:
-        body = json.loads(raw)
+        body = json_input.loads(raw)
+    except json_input.JsonInputError as exc:
+        raise HTTPException(422, str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(400, f"the body is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     # The compiled validator accepts a valid report in microseconds, on the event loop; only a
