@@ -91,6 +91,7 @@ class ImageScanAnswer(BaseModel):
     digests: List[str]
     findings: int
     latest: bool
+    duplicate: bool = False  # already stored as scan_id: nothing was added
 
 
 class ScanAnswer(BaseModel):
