@@ -85,3 +85,12 @@ def test_a_push_time_with_an_offset_keeps_its_instant(client, admin):
     trail = client.get(f"/v1/images/{digest('t')}/trail", headers=admin).json()
     pushed = datetime.fromisoformat(trail["pushes"][0]["pushed_at"].replace("Z", "+00:00"))
     assert pushed == datetime(2024, 6, 1, 14, 0, tzinfo=timezone.utc)
+
+
+def test_a_push_time_outside_the_utc_calendar_does_not_break_the_trail(client, admin):
+    """0001-01-01T00:00:00+01:00 is a year-0 instant in UTC: PostgreSQL stores it, Python cannot read it."""
+    report = ado_report(pushes=[push("127.0.0.1:5000/web/app:1", digest("edge"),
+                                     pushed_at="0001-01-01T00:00:00+01:00")])
+    assert client.post("/v1/reports", json=body(report), headers=admin).status_code == 201
+    answer = client.get(f"/v1/images/{digest('edge')}/trail", headers=admin)
+    assert answer.status_code == 200 and len(answer.json()["pushes"]) == 1

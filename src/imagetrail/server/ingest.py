@@ -205,9 +205,11 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC here: PostgreSQL rows bypass the column type, and a time that falls outside
+        # years 1-9999 in UTC could be stored but never read back
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
