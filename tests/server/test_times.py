@@ -94,3 +94,9 @@ def test_a_push_time_outside_the_utc_calendar_does_not_break_the_trail(client, a
     assert client.post("/v1/reports", json=body(report), headers=admin).status_code == 201
     answer = client.get(f"/v1/images/{digest('edge')}/trail", headers=admin)
     assert answer.status_code == 200 and len(answer.json()["pushes"]) == 1
+
+
+def test_a_scan_time_outside_the_utc_calendar_is_not_a_server_error(client):
+    answer = client.post("/v1/scans", params={"file_name": "edge.json"}, content=_grype("0001-01-01T00:00:00+01:00"),
+                         headers=new_key(client, "*", "ingest"))
+    assert answer.status_code == 201, answer.text

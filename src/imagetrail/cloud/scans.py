@@ -96,9 +96,9 @@ def _time(value: Any) -> Optional[datetime]:
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or not one that exists in UTC (year 1 / 9999 edges)
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _digest_of(repo_digest: Any) -> Optional[str]:
