@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import time
 from pathlib import Path
@@ -101,9 +102,11 @@ def _send(base: str, path: str, content_type: str, total: int, declare: bool) ->
     sent = 0
     try:
         for chunk in _chunks(total, MIB):
+            if select.select([connection.sock], [], [], 0)[0]:
+                break  # the server answered already: stop sending, read the answer
             connection.send(chunk if declare else b"%x\r\n%s\r\n" % (len(chunk), chunk))
             sent += len(chunk)
-        if not declare:
+        if not declare and sent == total:
             connection.send(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError, socket.timeout):
         pass  # the server answered and closed: what we want
