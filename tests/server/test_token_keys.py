@@ -30,8 +30,10 @@ def database_url(sqlite_url):
 @pytest.fixture
 def ado_client(make_client, local_issuer):
     def make(**overrides):
+        # A generous wait by default (an answering issuer is never waited for in vain, however
+        # loaded the machine); the tests of a hanging issuer set a short one.
         settings = dict(azure_devops_org_ids=[ADO_ORG_ID], azure_devops_issuer_base=local_issuer.base + "/ado",
-                        issuer_wait_ms=WAIT_MS, issuer_timeout_seconds=1, issuer_retry_seconds=30)
+                        issuer_wait_ms=10_000, issuer_timeout_seconds=1, issuer_retry_seconds=30)
         return make_client(**{**settings, **overrides})
 
     return make
@@ -59,7 +61,7 @@ def test_variants_of_a_trusted_issuer_are_not_trusted_and_fetch_nothing(ado_clie
 
 
 def test_a_hanging_issuer_costs_one_fetch_and_no_one_waits_long(ado_client, local_issuer):
-    client = ado_client()
+    client = ado_client(issuer_wait_ms=WAIT_MS, issuer_timeout_seconds=5)
     reader = new_key(client, "*", "read")
     local_issuer.hanging = True
 
@@ -80,14 +82,14 @@ def test_a_hanging_issuer_costs_one_fetch_and_no_one_waits_long(ado_client, loca
     for answer, elapsed in results:
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["Retry-After"]) >= 1
-        assert elapsed < WAIT_MS / 1000 + 1.5, f"a forged token waited {elapsed:.1f} s"
-    assert others < 1.0, f"/healthz and a key read took {others:.1f} s during the flood"
+        assert elapsed < WAIT_MS / 1000 + 2.5, f"a forged token waited {elapsed:.1f} s"  # the old code: 10 s and more
+    assert others < 3.0, f"/healthz and a key read took {others:.1f} s during the flood"
     assert _fetches(local_issuer) == 1
     assert client.app.state.token_verifier.keys[f"{local_issuer.base}/ado/{ADO_ORG_ID}"].fetches == 1
 
 
 def test_a_timed_out_fetch_is_remembered_and_answered_at_once(ado_client, local_issuer):
-    client = ado_client()
+    client = ado_client(issuer_wait_ms=WAIT_MS)
     local_issuer.hanging = True
     assert client.get("/v1/images", headers=bearer(_forged(local_issuer))).status_code == 503
     time.sleep(1.5)  # the fetch's 1 s timeout passes
@@ -96,7 +98,7 @@ def test_a_timed_out_fetch_is_remembered_and_answered_at_once(ado_client, local_
         answer = client.get("/v1/images", headers=bearer(_forged(local_issuer)))
         assert answer.status_code == 503 and "cannot read" in answer.json()["detail"]
         assert 1 <= int(answer.headers["Retry-After"]) <= 30
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # the old code fetched again for each
     assert _fetches(local_issuer) == 1
 
 
