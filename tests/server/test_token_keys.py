@@ -138,3 +138,17 @@ def test_oversized_tokens_and_tokens_without_key_id_are_refused_without_a_fetch(
     answer = client.get("/v1/images", headers=bearer(no_kid))
     assert answer.status_code == 401 and "kid" in answer.json()["detail"]
     assert local_issuer.requests == []
+
+
+def test_signing_in_with_a_forged_token_does_not_block_other_requests(ado_client, local_issuer):
+    """The sign-in form is unauthenticated: checking what it was given must not stall the event loop."""
+    client = ado_client(issuer_wait_ms=3000, issuer_timeout_seconds=10)
+    local_issuer.hanging = True
+    with client, ThreadPoolExecutor(2) as pool:
+        login = pool.submit(client.post, "/login", data={"api_key": _forged(local_issuer), "next": "/"})
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        waited = time.monotonic() - started
+        assert login.result().status_code == 503
+    assert waited < 1.5, f"/healthz waited {waited:.1f} s behind a sign-in"

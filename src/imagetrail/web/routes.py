@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from imagetrail import __version__
-from imagetrail.server.auth.dependencies import authenticate
+from imagetrail.server.auth.dependencies import authenticate_request
 from imagetrail.web import explorer_view, remediation_view, trail_view
 from imagetrail.web.graph import render_svg
 from imagetrail.web.lookup import image_href, resolve
@@ -132,7 +132,8 @@ async def login(request: Request) -> Response:
     key = _first(form, "api_key").strip()
     target = safe_next(_first(form, "next"))
     try:
-        web_reader_principal = authenticate(
+        # the async path: a key lookup or a token's key fetch never blocks the event loop
+        web_reader_principal = await authenticate_request(
             request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
         )
     except HTTPException as exc:
