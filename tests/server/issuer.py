@@ -32,11 +32,18 @@ class LocalIssuer:
         self.kid = uuid.uuid4().hex
         self.requests: List[str] = []
         self.down = False
+        # While set, requests hang (until released or the issuer stops), like an issuer that
+        # accepts connections and never answers.
+        self.hanging = False
+        self.released = threading.Event()
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server API
                 issuer.requests.append(self.path)
+                if issuer.hanging:
+                    issuer.released.wait(60)
+                    return
                 if issuer.down:
                     self.send_response(500)
                     self.end_headers()
@@ -73,6 +80,7 @@ class LocalIssuer:
         return self
 
     def __exit__(self, *exc):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

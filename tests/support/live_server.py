@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 
 def free_port() -> int:
@@ -21,6 +21,14 @@ def free_port() -> int:
 @contextmanager
 def running_server(database_url: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0) -> Iterator[str]:
     """Start `imagetrail serve` on a free loopback port; yield its base URL."""
+    with server_process(database_url, env, timeout) as (url, _process):
+        yield url
+
+
+@contextmanager
+def server_process(database_url: str, env: Optional[Dict[str, str]] = None,
+                   timeout: float = 60.0) -> Iterator[Tuple[str, subprocess.Popen]]:
+    """``running_server`` that also yields the process (to read its memory use)."""
     port = free_port()
     full_env = {**os.environ, "IMAGETRAIL_DATABASE_URL": database_url, **(env or {})}
     process = subprocess.Popen(
@@ -42,7 +50,7 @@ def running_server(database_url: str, env: Optional[Dict[str, str]] = None, time
             if time.monotonic() > deadline:
                 raise RuntimeError("imagetrail serve did not become ready in time")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

@@ -55,6 +55,8 @@ from imagetrail.facts import VERIFIED
 from imagetrail.server.evidence import push_evidence
 
 MAX_PAGE_SIZE = 500
+# Deeper pages are refused: page x page_size must stay a small OFFSET (and fit a 64-bit integer).
+MAX_PAGE = 100_000
 SortKey = Literal["severity", "-severity", "cluster", "namespace", "workload", "image", "digest"]
 SORT_KEYS = ("severity", "-severity", "cluster", "namespace", "workload", "image", "digest")
 
@@ -342,8 +344,8 @@ def _order(sort: str) -> list:
 
 
 def _check_paging(page: int, page_size: int) -> None:
-    if page < 1:
-        raise ValueError(f"page must be 1 or more, not {page}")
+    if not 1 <= page <= MAX_PAGE:
+        raise ValueError(f"page must be between 1 and {MAX_PAGE}, not {page}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
 

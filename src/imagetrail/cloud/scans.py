@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import is_digest
+from imagetrail.server import json_input
 
 
 class ScanFormatError(ValueError):
@@ -52,7 +53,10 @@ class ParsedReport:
 
 def parse_report(data: bytes, file_name: str) -> ParsedReport:
     try:
-        document = json.loads(data)
+        document = json_input.loads(data)
+        json_input.check_depth(document)
+    except json_input.JsonInputError as exc:
+        raise ScanFormatError(f"{file_name}: {exc}") from None
     except UnicodeDecodeError:
         raise ScanFormatError(f"{file_name}: not UTF-8 text; expected a Trivy or Grype JSON report") from None
     except json.JSONDecodeError as exc:
@@ -92,9 +96,9 @@ def _time(value: Any) -> Optional[datetime]:
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or not one that exists in UTC (year 1 / 9999 edges)
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _digest_of(repo_digest: Any) -> Optional[str]:

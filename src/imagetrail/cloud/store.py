@@ -6,6 +6,7 @@ the cluster's previous view whole, a scan file is stored whole, or nothing chang
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -272,6 +273,7 @@ class ImageScanResult:
     digests: List[str]
     findings: int
     latest: bool  # False when a newer scan of the same digest was already stored
+    duplicate: bool = False  # the same scan was already stored (as scan_id): nothing was added
 
 
 @dataclass
@@ -325,17 +327,38 @@ def _summary_values(scan: ImageScan, findings: Sequence[Finding]) -> dict:
     }
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def _newer(candidate: Tuple[datetime, bool], current: Optional[VulnerabilitySummary]) -> bool:
-    """Newest scan wins; at the same scan time a direct scan beats one carried over a relation."""
+    """Newest scan wins; at the same scan time a direct scan beats one carried over a relation.
+    Times are aware (``UTCDateTime``), so offsets compare correctly."""
     if current is None:
         return True
-    current_key = (_aware(current.scanned_at), current.via_digest == current.digest)
-    return (_aware(candidate[0]), candidate[1]) >= current_key
+    return candidate >= (current.scanned_at, current.via_digest == current.digest)
+
+
+def scan_content_hash(report: ParsedReport, image: ParsedImage) -> str:
+    """SHA-256 of what ``report`` says about ``image``: the same scan sent again hashes the same.
+    The file name and the time it arrived are left out; a report without a scan time hashes
+    without one."""
+    scanned_at = report.scanned_at.astimezone(timezone.utc).isoformat() if report.scanned_at else None
+    content = {
+        "format": report.format, "scanner": report.scanner, "scanner_version": report.scanner_version,
+        "db_version": report.db_version, "scanned_at": scanned_at, "artifact": image.artifact,
+        "digests": sorted(image.digests),
+        "findings": sorted([f.vulnerability_id, f.package, f.installed_version or "", f.fixed_version or "",
+                            f.severity] for f in image.findings),
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _stored_copy(session: Session, content_sha256: str, image: ParsedImage) -> Optional[ImageScanResult]:
+    scan = session.execute(select(ImageScan).where(ImageScan.content_sha256 == content_sha256)).scalar_one_or_none()
+    if scan is None:
+        return None
+    current = session.scalar(select(func.count()).select_from(VulnerabilitySummary).where(
+        VulnerabilitySummary.scan_id == scan.id, VulnerabilitySummary.digest.in_(image.digests)))
+    return ImageScanResult(scan_id=scan.id, artifact=image.artifact, digests=image.digests,
+                           findings=scan.finding_count, latest=bool(current), duplicate=True)
 
 
 def _put_summary(session: Session, digest: str, via: str, values: dict) -> bool:
@@ -361,7 +384,12 @@ def _store_image(
     scanned_at: datetime,
     now: datetime,
 ) -> ImageScanResult:
+    content_sha256 = scan_content_hash(report, image)
+    stored = _stored_copy(session, content_sha256, image)
+    if stored is not None:
+        return stored
     scan = ImageScan(
+        content_sha256=content_sha256,
         scanner=report.scanner,
         scanner_version=report.scanner_version,
         db_version=report.db_version,

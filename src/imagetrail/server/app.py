@@ -15,6 +15,7 @@ from imagetrail.server.auth.api_keys import KeyCache
 from imagetrail.server.auth.tokens import TokenVerifier
 from imagetrail.server.db import make_engine, make_sessionmaker
 from imagetrail.server.ingest_writer import IngestWriter
+from imagetrail.server.limits import BodyLimitMiddleware
 from imagetrail.server.settings import Settings
 
 log = logging.getLogger("imagetrail.server")
@@ -59,4 +60,6 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     for module in (health, reports, trace, cloud, web):
         app.include_router(module.router)
+    # Outermost of our layers: body sizes are enforced before routing, parsing and authentication.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     return app

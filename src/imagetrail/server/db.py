@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
 class Base(DeclarativeBase):
     """Declarative base for every ImageTrail table (pipeline side, cloud side, auth)."""
+
+
+class UTCDateTime(TypeDecorator):
+    """A point in time, stored as UTC on every database; read back aware, in UTC.
+
+    SQLite has no time zone type: SQLAlchemy writes an aware datetime's wall-clock fields and
+    drops its offset, so ``21:00:56-04:00`` would read back as ``21:00:56`` UTC, 4 h wrong.
+    Every time column uses this type (tests/server/test_times.py checks it); naive values are
+    taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:  # within hours of the calendar's ends: clamp to them
+            return (datetime.max if value.year > 1 else datetime.min).replace(tzinfo=timezone.utc)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def is_sqlite(database_url: str) -> bool:

@@ -27,8 +27,8 @@ A report whose ``reportId`` is already stored is a duplicate when its content is
 ``ReportConflict`` (409) naming the fields. A stored report that was only claimed is replaced by
 the same reportId sent with a run-bound credential (job token, CI API), whatever its content.
 
-A batch that fails on a constraint or a data error is written again one report per
-transaction, so one bad report cannot sink the others.
+A batch that fails for any reason but an unavailable database is written again one report
+per transaction, so one bad report cannot sink the others.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, 
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
@@ -172,15 +173,16 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
 
     An outcome is an ``IngestResult`` (committed: created, or already stored) or the exception
     that kept that report out. When the database is unreachable every item gets that error
-    (the client retries); when a constraint or data error fails the batch, each report is
-    written again in its own transaction so only the bad one gets the error.
+    (the client retries); when anything else fails the batch (a constraint, a value the driver
+    refuses, a bug), each report is written again in its own transaction so only the report
+    that fails alone gets the error.
     """
     if not items:
         return []
     try:
         return _store_with_retries(sessions, items)
-    except DBAPIError as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+    except Exception as exc:
+        if _unavailable(exc):
             raise
         if len(items) == 1:
             return [exc]
@@ -188,6 +190,13 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
     for item in items:
         outcomes.extend(store_reports(sessions, [item]))
     return outcomes
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database cannot be used right now (not: this batch cannot be stored)."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and (isinstance(exc, OperationalError) or exc.connection_invalidated)
 
 
 def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Outcome]:
@@ -226,9 +235,11 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC here: PostgreSQL rows bypass the column type, and a time that falls outside
+        # years 1-9999 in UTC could be stored but never read back
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

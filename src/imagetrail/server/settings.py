@@ -75,6 +75,12 @@ class Settings:
     token_leeway_seconds: int = 60
     # How long a fetched discovery document / JWKS is reused before it is fetched again.
     jwks_cache_seconds: int = 3600
+    # Fetching an issuer's keys: the timeout of each HTTP request; how long a failure is
+    # remembered (and the least time between fetches for unknown key ids); how long a request
+    # waits for a fetch in flight before it is answered 503.
+    issuer_timeout_seconds: int = 3
+    issuer_retry_seconds: int = 30
+    issuer_wait_ms: int = 2000
     max_report_bytes: int = 1_048_576
     # Azure DevOps REST API base for links and remediation (tests point it at a local server).
     azure_devops_url: str = "https://dev.azure.com"
@@ -109,6 +115,9 @@ class Settings:
                                   or defaults.entra_authority_base).rstrip("/"),
             token_leeway_seconds=_int(env, "IMAGETRAIL_TOKEN_LEEWAY_SECONDS", defaults.token_leeway_seconds),
             jwks_cache_seconds=_int(env, "IMAGETRAIL_JWKS_CACHE_SECONDS", defaults.jwks_cache_seconds),
+            issuer_timeout_seconds=_int(env, "IMAGETRAIL_ISSUER_TIMEOUT_SECONDS", defaults.issuer_timeout_seconds),
+            issuer_retry_seconds=_int(env, "IMAGETRAIL_ISSUER_RETRY_SECONDS", defaults.issuer_retry_seconds),
+            issuer_wait_ms=_int(env, "IMAGETRAIL_ISSUER_WAIT_MS", defaults.issuer_wait_ms, minimum=0),
             max_report_bytes=_int(env, "IMAGETRAIL_MAX_REPORT_BYTES", defaults.max_report_bytes),
             azure_devops_url=env.get("IMAGETRAIL_AZURE_DEVOPS_URL") or defaults.azure_devops_url,
             retry_after_seconds=_int(env, "IMAGETRAIL_RETRY_AFTER_SECONDS", defaults.retry_after_seconds),

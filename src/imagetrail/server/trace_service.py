@@ -217,14 +217,16 @@ class Cursor:
     def parse(cls, text: str) -> "Cursor":
         when, _, push_id = text.strip().rpartition(",")
         try:
-            pushed_at = datetime.fromisoformat(when)
-            if pushed_at.tzinfo is None or not push_id.isdigit():
+            pushed_at = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            # ids are 64-bit; a time at the edge of the calendar cannot be moved to UTC
+            if pushed_at.tzinfo is None or not push_id.isdigit() or len(push_id) > 18:
                 raise ValueError(text)
-        except ValueError:
+            pushed_at = pushed_at.astimezone(timezone.utc)
+        except (ValueError, OverflowError):
             raise TraceQueryError(
                 f"before: {text[:100]!r} is not a page cursor; pass the 'next' value of the previous page "
                 "(pushed_at,id, e.g. 2024-06-01T10:00:00.000000Z,42)") from None
-        return cls(pushed_at.astimezone(timezone.utc), int(push_id))
+        return cls(pushed_at, int(push_id))
 
 
 @dataclass

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Optional
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from imagetrail.report import compute_report_id
+from imagetrail.server.json_input import JsonInputError, check_depth, field_path
 
 MAX_MESSAGE_CHARS = 400
 
@@ -45,18 +46,11 @@ def _fast_validator() -> Any:
     return jsonschema_rs.validator_for(report_schema(), validate_formats=True)
 
 
-def field_path(parts: Iterable[Union[str, int]]) -> str:
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(report)"
-
-
 def _describe(error: ValidationError) -> str:
     message = error.message
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "..."
-    return f"{field_path(error.absolute_path)}: {message}"
+    return f"{field_path(error.absolute_path, '(report)')}: {message}"
 
 
 def passes_fast_check(body: Any) -> bool:
@@ -66,6 +60,12 @@ def passes_fast_check(body: Any) -> bool:
 
 def schema_error(body: Any) -> Optional[str]:
     """The most relevant schema violation, worded with its field path, or None (slow: milliseconds)."""
+    # A body the schema accepts nests a few levels; a refused one may nest arbitrarily, and the
+    # reference validator and its messages recurse.
+    try:
+        check_depth(body)
+    except JsonInputError as exc:
+        return str(exc)
     error: Optional[ValidationError] = best_match(_validator().iter_errors(body))
     return _describe(error) if error is not None else None
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.cloud.explorer import ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.cloud.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
 from imagetrail.facts import summary
 from imagetrail.server.auth import Principal
 
@@ -124,8 +124,8 @@ def _positive_int(raw: Optional[str], default: int, name: str, errors: List[str]
     except ValueError:
         errors.append(f"{name}: expected a whole number, not {raw!r}")
         return default
-    if value < 1:
-        errors.append(f"{name}: must be 1 or more, not {value}")
+    if not 1 <= value <= MAX_PAGE:
+        errors.append(f"{name}: must be between 1 and {MAX_PAGE}, not {raw[:30]}")
         return default
     return value
 

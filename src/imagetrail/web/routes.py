@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from imagetrail import __version__
-from imagetrail.server.auth.dependencies import authenticate
+from imagetrail.server.auth.dependencies import authenticate_request
 from imagetrail.web import explorer_view, remediation_view, trail_view
 from imagetrail.web.graph import render_svg
 from imagetrail.web.lookup import image_href, resolve
@@ -132,7 +132,8 @@ async def login(request: Request) -> Response:
     key = _first(form, "api_key").strip()
     target = safe_next(_first(form, "next"))
     try:
-        web_reader_principal = authenticate(
+        # the async path: a key lookup or a token's key fetch never blocks the event loop
+        web_reader_principal = await authenticate_request(
             request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
         )
     except HTTPException as exc:
@@ -332,9 +333,9 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
-    from imagetrail.cloud.explorer import coverage_gaps, coverage_summary
+    from imagetrail.cloud.explorer import MAX_PAGE, coverage_gaps, coverage_summary
 
-    page = max(page, 1)
+    page = min(max(page, 1), MAX_PAGE)  # a hand-edited ?page= shows the first or the deepest page
     with request.app.state.sessions() as session:
         summary = coverage_summary(session, web.principal)
         gaps = coverage_gaps(session, web.principal, page=page, page_size=explorer_view.DEFAULT_PAGE_SIZE)

@@ -51,7 +51,8 @@ def csrf_token_for(credential: str) -> str:
 
 
 def check_csrf(session: WebSession, token: Optional[str]) -> None:
-    if not token or not hmac.compare_digest(token, session.csrf_token):
+    # bytes: compare_digest refuses str with non-ASCII characters (a 500 instead of a 403)
+    if not token or not hmac.compare_digest(token.encode("utf-8", "replace"), session.csrf_token.encode()):
         raise HTTPException(
             status_code=403,
             detail="the form's CSRF token is missing or wrong: reload the page and submit the form again",

@@ -6,8 +6,8 @@ session dependency calls ``authorize`` the same way, so the web enforces exactly
 does. Routes then filter rows with ``principal.may_access(organization)``.
 
 The caller is resolved with the async ``authenticate_request``: a recently verified API key is
-answered from memory on the event loop; a database lookup or a token verification (which may
-fetch an issuer's keys) runs in the thread pool.
+answered from memory on the event loop, a database lookup runs in the thread pool, and a token is
+verified on the event loop (a background thread fetches its issuer's keys; see ``tokens.IssuerKeys``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,11 @@ def authenticate(request: Request,
 async def authenticate_request(request: Request,
                                credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> Principal:
     """``authenticate`` without blocking the event loop."""
-    principal = _cached(request, _credential(credentials))
+    credential = _credential(credentials)
+    if not looks_like_api_key(credential):
+        # On the event loop: a request waiting for an issuer's keys holds no worker thread.
+        return await request.app.state.token_verifier.verify_async(credential)
+    principal = _cached(request, credential)
     if principal is not None:
         return principal
     return await run_in_threadpool(authenticate, request, credentials)

@@ -16,15 +16,17 @@ Claim names (documented in docs/backend.md):
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 import jwt
-from jwt import PyJWKClient
+from fastapi import HTTPException
 
 from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, Principal
 from imagetrail.server.auth.errors import forbidden, unauthorized, unavailable
@@ -35,7 +37,10 @@ KIND_GITHUB = "github"
 KIND_ENTRA = "entra"
 
 ALGORITHMS = ["RS256"]
-FETCH_TIMEOUT_SECONDS = 10.0
+# A JWT from any of these issuers is well under 4 KB; anything longer is not worth decoding.
+MAX_TOKEN_CHARS = 16 * 1024
+# A discovery document or JWKS is a few KB; a larger answer is not read.
+MAX_DOCUMENT_BYTES = 256 * 1024
 # Entra app roles (roles claim) or delegated scopes (scp claim) -> ImageTrail scopes.
 ENTRA_SCOPES = {
     "imagetrail.ingest": SCOPE_INGEST, "ingest": SCOPE_INGEST,
@@ -56,100 +61,184 @@ class TrustedIssuer:
     audience: str
 
 
-class _IssuerKeys:
-    """Discovery document -> jwks_uri -> PyJWKClient, cached for ``lifespan`` seconds."""
+class IssuerKeys:
+    """The signing keys one trusted issuer publishes, fetched by one background thread at a time.
 
-    def __init__(self, issuer: str, lifespan: int):
+    No lock is held across I/O and no request thread does I/O: the first request that needs keys
+    starts the fetch and every request waits for it (at most ``issuer_wait_ms``) on a future.
+    A failed fetch is remembered for ``issuer_retry_seconds`` (requests meanwhile get a 503 at
+    once), and an unknown key id triggers a new fetch at most that often, so forged tokens cannot
+    make the server call the issuer more than once per window.
+    """
+
+    def __init__(self, issuer: str, settings: Settings):
         self.issuer = issuer
-        self.lifespan = lifespan
-        self._client: Optional[PyJWKClient] = None
-        self._fetched_at = 0.0
-        self._lock = threading.Lock()
+        self.lifespan = settings.jwks_cache_seconds
+        self.timeout = settings.issuer_timeout_seconds
+        self.retry_after = settings.issuer_retry_seconds
+        self._lock = threading.Lock()  # guards the fields below; never held across I/O
+        self._keys: Optional[Dict[str, Any]] = None  # kid -> public key
+        self._fetched_at = float("-inf")
+        self._failed_at = float("-inf")
+        self._failure = ""
+        self._pending: Optional["concurrent.futures.Future[None]"] = None
+        self.fetches = 0  # fetches started (diagnostics, tests)
 
-    def _discover(self) -> PyJWKClient:
-        url = self.issuer + "/.well-known/openid-configuration"
+    def lookup(self, kid: str) -> Tuple[Any, Optional["concurrent.futures.Future[None]"]]:
+        """(key, None) when the key is known; (None, future) while a fetch that may bring it runs;
+        (None, None) when the issuer does not publish it. Raises IssuerUnreachable during the
+        failure window."""
+        now = time.monotonic()
+        with self._lock:
+            age = now - self._fetched_at
+            key = (self._keys or {}).get(kid)
+            if key is not None and age < self.lifespan:
+                return key, None
+            # Fetch when the keys expired, or the key id is unknown and the last fetch is not recent;
+            # never while one runs, nor within the window after a failure.
+            if (self._pending is None and age >= min(self.lifespan, self.retry_after)
+                    and now - self._failed_at >= self.retry_after):
+                self._pending = self._start_fetch()
+            if key is not None and age < 2 * self.lifespan:
+                return key, None  # stale: still used while the refresh runs
+            if self._pending is not None:
+                return None, self._pending
+            if now - self._failed_at < self.retry_after:
+                raise IssuerUnreachable(self._failure)
+            return None, None
+
+    def seconds_until_retry(self) -> int:
+        return max(1, int(self._failed_at + self.retry_after - time.monotonic() + 0.999))
+
+    def _start_fetch(self) -> "concurrent.futures.Future[None]":
+        future: "concurrent.futures.Future[None]" = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()  # a waiter giving up cannot cancel it for the others
+        self.fetches += 1
+        threading.Thread(target=self._fetch, args=(future,), name="imagetrail-jwks-fetch", daemon=True).start()
+        return future
+
+    def _fetch(self, future: "concurrent.futures.Future[None]") -> None:
         try:
-            with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:
-                document = json.load(response)
+            keys = self._download()
+        except IssuerUnreachable as exc:
+            with self._lock:
+                self._failed_at, self._failure, self._pending = time.monotonic(), str(exc), None
+        else:
+            with self._lock:
+                self._keys, self._fetched_at, self._pending = keys, time.monotonic(), None
+                self._failed_at = float("-inf")
+        future.set_result(None)
+
+    def _get_json(self, url: str, what: str) -> Any:
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                data = response.read(MAX_DOCUMENT_BYTES + 1)
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise ValueError("too large")
+            return json.loads(data)
         except (OSError, ValueError) as exc:
-            raise IssuerUnreachable(f"cannot read the OIDC discovery document of {self.issuer} "
-                                    f"({type(exc).__name__})") from None
-        if not isinstance(document, dict) or document.get("issuer") != self.issuer or not document.get("jwks_uri"):
+            raise IssuerUnreachable(f"cannot read the {what} of {self.issuer} ({type(exc).__name__})") from None
+
+    def _download(self) -> Dict[str, Any]:
+        document = self._get_json(self.issuer + "/.well-known/openid-configuration", "OIDC discovery document")
+        if not isinstance(document, dict) or document.get("issuer") != self.issuer or \
+                not isinstance(document.get("jwks_uri"), str):
             raise IssuerUnreachable(f"the discovery document of {self.issuer} does not name this issuer "
                                     "and a jwks_uri")
-        return PyJWKClient(document["jwks_uri"], cache_keys=True, lifespan=self.lifespan,
-                           timeout=int(FETCH_TIMEOUT_SECONDS))
-
-    def signing_key(self, token: str) -> Any:
-        with self._lock:
-            if self._client is None or time.monotonic() - self._fetched_at > self.lifespan:
-                self._client = self._discover()
-                self._fetched_at = time.monotonic()
-            client = self._client
         try:
-            return client.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise IssuerUnreachable(f"cannot fetch the signing keys of {self.issuer}") from None
+            key_set = jwt.PyJWKSet.from_dict(self._get_json(document["jwks_uri"], "signing keys"))
+        except (jwt.PyJWKSetError, jwt.InvalidKeyError, TypeError, AttributeError):
+            raise IssuerUnreachable(f"the signing keys of {self.issuer} hold no usable key") from None
+        return {k.key_id: k.key for k in key_set.keys if k.key_id and k.public_key_use in ("sig", None)}
 
 
 class TokenVerifier:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._keys: Dict[str, _IssuerKeys] = {}
-        self._lock = threading.Lock()
+        self.wait_seconds = settings.issuer_wait_ms / 1000
+        # Exactly the configured issuers, spelt canonically: a variant of one (case, trailing
+        # slash) is not trusted, so it can neither pass nor create its own key cache.
+        self.trusted: Dict[str, TrustedIssuer] = {i.issuer: i for i in _configured_issuers(settings)}
+        self.keys: Dict[str, IssuerKeys] = {name: IssuerKeys(name, settings) for name in self.trusted}
 
-    # -- which issuer -----------------------------------------------------------------
     def trusted_issuer(self, issuer: str) -> Optional[TrustedIssuer]:
-        s = self.settings
-        ado_prefix = s.azure_devops_issuer_base + "/"
-        if issuer.startswith(ado_prefix) and issuer[len(ado_prefix):].lower() in s.azure_devops_org_ids:
-            return TrustedIssuer(KIND_AZURE_DEVOPS, issuer, s.azure_devops_audience)
-        if s.github_owners and issuer == s.github_issuer:
-            return TrustedIssuer(KIND_GITHUB, issuer, s.token_audience)
-        entra_prefix = s.entra_authority_base + "/"
-        if s.entra_audience and issuer.startswith(entra_prefix) and issuer.endswith("/v2.0"):
-            tenant = issuer[len(entra_prefix):-len("/v2.0")].lower()
-            if tenant in s.entra_tenant_ids:
-                return TrustedIssuer(KIND_ENTRA, issuer, s.entra_audience)
-        return None
-
-    def _issuer_keys(self, issuer: str) -> _IssuerKeys:
-        with self._lock:
-            keys = self._keys.get(issuer)
-            if keys is None:
-                keys = self._keys[issuer] = _IssuerKeys(issuer, self.settings.jwks_cache_seconds)
-            return keys
+        return self.trusted.get(issuer)
 
     # -- verification -----------------------------------------------------------------
     def verify(self, token: str) -> Principal:
-        """The principal behind a job or Entra token; raises an HTTPException (401/403/503) otherwise."""
+        """The principal behind a job or Entra token; raises an HTTPException (401/403/503) otherwise.
+        Blocking: waits up to ``issuer_wait_ms`` for a key fetch in flight."""
+        trusted, kid = self._screen(token)
+        key, pending = self._lookup(trusted, kid)
+        if pending is not None:
+            try:
+                pending.result(timeout=self.wait_seconds)
+            except concurrent.futures.TimeoutError:
+                raise self._still_fetching(trusted) from None
+            key = self._key_after_fetch(trusted, kid)
+        return self._principal(token, trusted, key)
+
+    async def verify_async(self, token: str) -> Principal:
+        """``verify`` on the event loop: a request waiting for an issuer's keys holds no worker thread."""
+        trusted, kid = self._screen(token)
+        key, pending = self._lookup(trusted, kid)
+        if pending is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(pending), self.wait_seconds)
+            except asyncio.TimeoutError:
+                raise self._still_fetching(trusted) from None
+            key = self._key_after_fetch(trusted, kid)
+        return self._principal(token, trusted, key)
+
+    def _screen(self, token: str) -> Tuple[TrustedIssuer, str]:
+        """Which trusted issuer the (unverified) token names, and its key id: no I/O."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise unauthorized(f"the bearer credential is longer than {MAX_TOKEN_CHARS} characters")
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise unauthorized("the bearer credential is neither an ImageTrail API key nor a JWT") from None
         issuer = unverified.get("iss")
-        trusted = self.trusted_issuer(issuer) if isinstance(issuer, str) else None
+        trusted = self.trusted.get(issuer) if isinstance(issuer, str) else None
         if trusted is None:
             shown = issuer[:200] if isinstance(issuer, str) else "(none)"
             raise unauthorized(f"tokens from issuer {shown!r} are not trusted; configure "
                                "IMAGETRAIL_TRUST_AZURE_DEVOPS_ORGS, IMAGETRAIL_TRUST_GITHUB_OWNERS or "
-                               "IMAGETRAIL_TRUST_ENTRA_TENANTS")
-        claims = self._verified_claims(token, trusted)
+                               "IMAGETRAIL_TRUST_ENTRA_TENANTS (issuers must match exactly)")
+        kid = header.get("kid")
+        if header.get("alg") not in ALGORITHMS or not isinstance(kid, str) or not kid:
+            raise unauthorized(f"the token header must name an RS256 signing key (alg, kid) of {trusted.issuer}")
+        return trusted, kid
+
+    def _lookup(self, trusted: TrustedIssuer, kid: str) -> Tuple[Any, Optional["concurrent.futures.Future[None]"]]:
+        keys = self.keys[trusted.issuer]
+        try:
+            return keys.lookup(kid)
+        except IssuerUnreachable as exc:
+            raise unavailable(f"{exc}; try again later", keys.seconds_until_retry()) from None
+
+    def _key_after_fetch(self, trusted: TrustedIssuer, kid: str) -> Any:
+        key, pending = self._lookup(trusted, kid)
+        if pending is not None:  # another fetch started meanwhile (keys expired): do not wait twice
+            raise self._still_fetching(trusted)
+        return key
+
+    def _still_fetching(self, trusted: TrustedIssuer) -> HTTPException:
+        return unavailable(f"the signing keys of {trusted.issuer} are being fetched; try again shortly",
+                           max(1, self.settings.issuer_timeout_seconds))
+
+    def _principal(self, token: str, trusted: TrustedIssuer, key: Any) -> Principal:
+        if key is None:
+            raise unauthorized(f"the token is not signed by a key that {trusted.issuer} publishes")
+        claims = self._verified_claims(token, trusted, key)
         if trusted.kind == KIND_AZURE_DEVOPS:
             return _azure_devops_principal(claims)
         if trusted.kind == KIND_GITHUB:
             return _github_principal(claims, self.settings)
         return _entra_principal(claims, self.settings)
 
-    def _verified_claims(self, token: str, trusted: TrustedIssuer) -> Dict[str, Any]:
-        try:
-            key = self._issuer_keys(trusted.issuer).signing_key(token)
-        except IssuerUnreachable as exc:
-            raise unavailable(f"{exc}; try again later", self.settings.retry_after_seconds) from None
-        except jwt.PyJWKClientError:
-            raise unauthorized(f"the token is not signed by a key that {trusted.issuer} publishes") from None
-        except jwt.InvalidTokenError:
-            raise unauthorized("the token header is malformed") from None
+    def _verified_claims(self, token: str, trusted: TrustedIssuer, key: Any) -> Dict[str, Any]:
         try:
             return jwt.decode(
                 token, key, algorithms=ALGORITHMS, audience=trusted.audience, issuer=trusted.issuer,
@@ -167,6 +256,18 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             # PyJWT's messages name the failed check (missing claim, not yet valid...), never the token.
             raise unauthorized(f"the token is not valid: {exc}") from None
+
+
+def _configured_issuers(settings: Settings) -> List[TrustedIssuer]:
+    """Every issuer the settings trust, spelt the way the issuer itself writes ``iss``."""
+    issuers = [TrustedIssuer(KIND_AZURE_DEVOPS, f"{settings.azure_devops_issuer_base}/{org_id}",
+                             settings.azure_devops_audience) for org_id in settings.azure_devops_org_ids]
+    if settings.github_owners:
+        issuers.append(TrustedIssuer(KIND_GITHUB, settings.github_issuer, settings.token_audience))
+    if settings.entra_audience:
+        issuers += [TrustedIssuer(KIND_ENTRA, f"{settings.entra_authority_base}/{tenant}/v2.0",
+                                  settings.entra_audience) for tenant in settings.entra_tenant_ids]
+    return issuers
 
 
 def _azure_devops_principal(claims: Mapping[str, Any]) -> Principal:

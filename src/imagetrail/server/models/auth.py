@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 
 
 class ApiKey(Base):
@@ -25,5 +25,5 @@ class ApiKey(Base):
     organization: Mapped[str] = mapped_column(String(255))  # lower-cased organisation name, or "*" for all
     scope: Mapped[str] = mapped_column(String(16))  # ingest | read | admin
     description: Mapped[Optional[str]] = mapped_column(String(512))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

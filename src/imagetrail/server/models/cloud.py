@@ -13,7 +13,6 @@ from typing import Any, Optional, Tuple
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 from imagetrail.server.models.pipeline import REF_LEN
 
 DIGEST_LEN = 71  # sha256:<64 hex>
@@ -39,8 +38,8 @@ class Cluster(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     source: Mapped[str] = mapped_column(String(32))  # live | file
-    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    collected_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    collected_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     pod_count: Mapped[int] = mapped_column(Integer, default=0)
     container_count: Mapped[int] = mapped_column(Integer, default=0)
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -116,17 +115,21 @@ class ImageScan(Base):
     """One image's results from one scanner report (a Trivy k8s report holds many images)."""
 
     __tablename__ = "image_scans"
+    __table_args__ = (Index("ux_image_scans_content_sha256", "content_sha256", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scanner: Mapped[str] = mapped_column(String(32))  # trivy | grype
     scanner_version: Mapped[Optional[str]] = mapped_column(String(64))
     db_version: Mapped[Optional[str]] = mapped_column(String(128))
-    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     file_name: Mapped[str] = mapped_column(String(REF_LEN))
     artifact: Mapped[Optional[str]] = mapped_column(String(REF_LEN))  # image reference as scanned
     digests: Mapped[list[Any]] = mapped_column(JSON)  # every manifest digest the report names
     finding_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What the scan says about this image, hashed (imagetrail.cloud.store.scan_content_hash): the
+    # same scan sent again is recognised instead of stored twice. NULL for scans stored before 0007.
+    content_sha256: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class ScanDigest(Base):
@@ -168,7 +171,7 @@ class VulnerabilitySummary(Base):
     digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
     via_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
     scan_id: Mapped[int] = mapped_column(ForeignKey("image_scans.id", ondelete="CASCADE"))
-    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     critical: Mapped[int] = mapped_column(Integer, default=0)
     high: Mapped[int] = mapped_column(Integer, default=0)
     medium: Mapped[int] = mapped_column(Integer, default=0)
@@ -194,4 +197,4 @@ class RemediationItem(Base):
     work_item_id: Mapped[int] = mapped_column(Integer)
     work_item_url: Mapped[Optional[str]] = mapped_column(String(REF_LEN))
     work_item_type: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 
 # Long enough for any registry/repository path seen in practice; Docker allows 255 for a
 # domain and repository paths of a few hundred characters.
@@ -29,7 +29,7 @@ class Report(Base):
 
     id: Mapped[str] = mapped_column(String(71), primary_key=True)  # sha256:<64 hex>, deterministic
     schema_version: Mapped[str] = mapped_column(String(16))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     identity_kind: Mapped[str] = mapped_column(String(32))  # api-key | azure-devops | github | entra
     identity_subject: Mapped[str] = mapped_column(String(512))
     job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id"), index=True)
@@ -48,7 +48,7 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(255))  # lower-cased organisation name / GitHub owner
     external_id: Mapped[Optional[str]] = mapped_column(String(255))
     server_url: Mapped[Optional[str]] = mapped_column(String(REF_LEN))
-    last_report_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_report_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
 
 class Project(Base):
@@ -59,7 +59,7 @@ class Project(Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     name: Mapped[str] = mapped_column(String(255))
     external_id: Mapped[Optional[str]] = mapped_column(String(255))
-    last_report_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_report_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     organization: Mapped[Organization] = relationship()
 
@@ -151,7 +151,7 @@ class Image(Base):
     __tablename__ = "images"
 
     digest: Mapped[str] = mapped_column(String(71), primary_key=True)
-    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ImageReference(Base):
@@ -182,7 +182,7 @@ class Push(Base):
     digest: Mapped[Optional[str]] = mapped_column(ForeignKey("images.digest"))  # None only with digest_error
     reference: Mapped[str] = mapped_column(String(REF_LEN))  # as pushed
     image_id: Mapped[Optional[str]] = mapped_column(String(71))  # local image (config) id
-    pushed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    pushed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     digest_error: Mapped[Optional[str]] = mapped_column(Text)
 
@@ -207,4 +207,4 @@ class ImageRelation(Base):
     architecture: Mapped[Optional[str]] = mapped_column(String(64))
     variant: Mapped[Optional[str]] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))  # collector | registry | scanner
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,7 +12,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict:
+async def healthz() -> dict:
+    # On the event loop, not the thread pool: it answers even while every worker thread is busy.
     return {"status": "ok"}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from imagetrail.server import json_input
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.report_claims import report_conflict
@@ -36,20 +36,6 @@ def _request_body_schema() -> Dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the report is {declared} bytes; the limit is {limit} "
-                                 "(IMAGETRAIL_MAX_REPORT_BYTES)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the report exceeds the limit of {limit} bytes (IMAGETRAIL_MAX_REPORT_BYTES)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/v1/reports",
     summary="Submit a collector report",
@@ -71,9 +57,11 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     },
 )
 async def post_report(request: Request, principal: Principal = Depends(authorized)) -> JSONResponse:
-    raw = await _read_limited(request, request.app.state.settings.max_report_bytes)
+    raw = await request.body()  # bounded by server/limits.py before it is read
     try:
-        body = json.loads(raw)
+        body = json_input.loads(raw)
+    except json_input.JsonInputError as exc:
+        raise HTTPException(422, str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(400, f"the body is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     # The compiled validator accepts a valid report in microseconds, on the event loop; only a

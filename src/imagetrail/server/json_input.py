@@ -1,0 +1,84 @@
+"""Reading JSON bodies: bounded nesting, and only text that can be stored.
+
+``json.loads`` accepts two things the rest of the server cannot handle: nesting so deep that a
+recursive step (the parser itself, ``repr``, a validator) runs out of stack, and ``\\ud800``-style
+escapes of lone UTF-16 surrogates, which make Python strings no database driver can encode.
+Both are refused here with a message naming where, as a client error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, List, Tuple, Union
+
+# Reports and scanner output nest fewer than 10 levels.
+MAX_DEPTH = 64
+# A JSON escape of a surrogate code point (U+D800-U+DFFF): only then is the parsed value walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class JsonInputError(Exception):
+    """Valid JSON that is not accepted; the message starts with the field path."""
+
+
+def field_path(parts: Iterable[Union[str, int]], whole: str = "(body)") -> str:
+    """``["pushes", 3, "digest"]`` -> ``pushes[3].digest``, the way a person reads it."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or whole
+
+
+def loads(raw: Union[bytes, str]) -> Any:
+    """``json.loads`` that raises JsonInputError for nesting past the parser's recursion limit
+    and for lone surrogates; other errors are ``json.loads``' own (ValueError)."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JsonInputError(f"(body): nested deeper than {MAX_DEPTH} levels") from None
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _SURROGATE_ESCAPE.search(data):
+        _check_text(value)
+    return value
+
+
+def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raise JsonInputError when ``value`` nests deeper than ``max_depth`` arrays and objects."""
+    stack: List[Tuple[Any, int, Tuple[Union[str, int], ...]]] = [(value, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Tuple[Union[str, int], Any]] = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        if depth >= max_depth:
+            raise JsonInputError(f"{field_path(path)}: nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1, (*path, key)) for key, child in children)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(value: Any) -> None:
+    stack: List[Tuple[Any, Tuple[Union[str, int], ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if not _is_text(node):
+                raise JsonInputError(f"{field_path(path)}: holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                                     "which is not text; send valid Unicode")
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if not _is_text(key):
+                    raise JsonInputError(f"{field_path(path)}: a key holds a lone UTF-16 surrogate, which is not text")
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(node))
