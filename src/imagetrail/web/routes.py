@@ -244,14 +244,14 @@ def _callback(request: Request) -> Response:
     except sso.SsoFailed as exc:
         return _login_page(request, pending.next_url, f"Single sign-on failed: {exc}", status_code=exc.status_code)
     except sso_grants.NoAccess as exc:
-        response = render(request, "no_access.html", None, status_code=403, name=exc.name, values=exc.values,
+        response = render(request, "no_access.html", None, status_code=403, person=exc.name, values=exc.values,
                           groups_overage=exc.groups_overage)
         clear_cookie(response, SIGN_IN_COOKIE)
         return response
     name = sso_grants.display_name(claims)
     # A page of this site moves on to the target: a redirect chain that began at the provider
     # would not carry the SameSite=Strict session cookie to the first page.
-    response = render(request, "signed_in.html", None, next_url=pending.next_url, name=name)
+    response = render(request, "signed_in.html", None, next_url=pending.next_url, person=name)
     return _signed_in(request, response, principal, name)
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jwt
 import requests
@@ -236,8 +236,8 @@ class OidcProvider:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": flow["redirect_uri"],
                 "code_verifier": flow["code_verifier"]}
         auth = None
-        if "client_secret_basic" in metadata.token_auth_methods:  # RFC 6749 section 2.3.1
-            auth = (s.sso_client_id, s.sso_client_secret)
+        if "client_secret_basic" in metadata.token_auth_methods:  # RFC 6749 section 2.3.1: form-encoded first
+            auth = (quote(s.sso_client_id, safe=""), quote(s.sso_client_secret, safe=""))
         else:
             data.update(client_id=s.sso_client_id, client_secret=s.sso_client_secret)
         try:
