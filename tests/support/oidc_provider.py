@@ -51,7 +51,7 @@ VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 section 4.1
 
 
 @dataclass
-class TestCertificate:
+class LocalCertificate:
     """A test CA and a server certificate for 127.0.0.1 it signed, as PEM files."""
 
     ca_file: Path
@@ -60,7 +60,7 @@ class TestCertificate:
     spki_sha256: str  # base64 SHA-256 of the server key, for Chromium's --ignore-certificate-errors-spki-list
 
 
-def make_certificate(directory: Path) -> TestCertificate:
+def make_certificate(directory: Path) -> LocalCertificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ImageTrail test CA")])
@@ -84,7 +84,7 @@ def make_certificate(directory: Path) -> TestCertificate:
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    files = TestCertificate(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem", "")
+    files = LocalCertificate(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem", "")
     files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -121,7 +121,7 @@ class LocalOidcProvider:
     layout: str = "generic"  # generic | entra
     tenant: str = "00000000-0000-4000-8000-000000000001"
     auth_methods: Tuple[str, ...] = ("client_secret_basic", "client_secret_post")
-    certificate: Optional[TestCertificate] = None  # https when given
+    certificate: Optional[LocalCertificate] = None  # https when given
     # Misbehaviour for tests of the relying party's checks: claims to override, another signing key.
     id_token_overrides: Dict[str, Any] = field(default_factory=dict)
     signing_key: Any = None

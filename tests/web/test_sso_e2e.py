@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from html.parser import HTMLParser
-from typing import Iterator, List
-from urllib.parse import parse_qs, urlsplit
+from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from imagetrail.sanitize import safe_href
 from tests.server.issuer import new_key
-from tests.support.live_server import running_server
-from tests.support.oidc_provider import Client, LocalOidcProvider
+from tests.support.oidc_provider import LocalOidcProvider
 from tests.web import dataset
-from tests.web.conftest import create_key, screenshot
+from tests.web.conftest import screenshot
+from tests.web.sign_in import (
+    SsoServer,
+    approve,
+    links,
+    serving_with_sso,
+    sso_in_browser,
+    start_sso,
+    unsafe_links,
+    well_behaved,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,70 +39,33 @@ USERS = {
 GRANTS = "imagetrail-contoso-readers=contoso:read,ops-admins=*:admin"
 
 
-@dataclass
-class SsoServer:
-    url: str
-    admin_key: str
-    provider: LocalOidcProvider
-    client: Client
-
-
 @pytest.fixture(scope="module")
 def sso_server(tmp_path_factory) -> Iterator[SsoServer]:
-    database_url = f"sqlite:///{tmp_path_factory.mktemp('sso-db') / 'imagetrail.db'}"
     with LocalOidcProvider(users=USERS) as provider:
-        client = provider.register("")  # its redirect URI is known once the server has a port
-        env = {
-            "IMAGETRAIL_SSO_PROVIDER": "oidc",
-            "IMAGETRAIL_SSO_ISSUER": provider.issuer,
-            "IMAGETRAIL_SSO_CLIENT_ID": client.client_id,
-            "IMAGETRAIL_SSO_CLIENT_SECRET": client.secret,
-            "IMAGETRAIL_SSO_GRANTS": GRANTS,
-        }
-        with running_server(database_url, env) as url:
-            client.redirect_uris[:] = [url + "/auth/callback"]
-            admin = create_key(database_url, "*", "admin")
-            dataset.load(url, admin)
-            yield SsoServer(url, admin, provider, client)
+        env = {"IMAGETRAIL_SSO_PROVIDER": "oidc", "IMAGETRAIL_SSO_ISSUER": provider.issuer,
+               "IMAGETRAIL_SSO_GRANTS": GRANTS}
+        with serving_with_sso(tmp_path_factory, provider, env) as server:
+            yield server
 
 
 @pytest.fixture
 def provider(sso_server) -> Iterator[LocalOidcProvider]:
-    """The provider, well-behaved and with no recorded refusal at the start of each test."""
-    p = sso_server.provider
-    p.errors.clear()
-    yield p
-    p.id_token_overrides = {}
-    p.signing_key = None
-
-
-def _start(http: requests.Session, server: SsoServer, next_url: str = "/explorer") -> str:
-    """Open the sign-in page and press the single sign-on button; returns the provider's authorize URL."""
-    page = http.get(server.url + "/login", params={"next": next_url}, timeout=30)
-    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text).group(1)
-    answer = http.post(server.url + "/login/sso", data={"csrf_token": token, "next": next_url},
-                       allow_redirects=False, timeout=30)
-    assert answer.status_code == 303, answer.text[:300]
-    return answer.headers["location"]
+    yield from well_behaved(sso_server.provider)
 
 
 def _approve(http: requests.Session, server: SsoServer, authorize_url: str, user: str) -> str:
-    """Sign in at the provider as ``user``; returns the callback URL the provider redirects to."""
-    assert http.get(authorize_url, timeout=30).status_code == 200
-    query = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
-    answer = http.post(server.provider.base + server.provider.paths()["approve"], data={**query, "username": user},
-                       allow_redirects=False, timeout=30)
-    assert answer.status_code == 302, answer.text[:300]
-    return answer.headers["location"]
+    assert http.get(authorize_url, timeout=30).status_code == 200  # the provider's sign-in form
+    return approve(server.provider, authorize_url, user)
+
+
+def _start(http: requests.Session, server: SsoServer, next_url: str = "/explorer") -> str:
+    return start_sso(http, server.url, next_url)
 
 
 def test_chromium_signs_in_through_the_provider_and_out_again(sso_server, provider, browser):
     browser.get(sso_server.url + "/explorer")
     assert "/login" in browser.current_url
-    browser.find_element(By.ID, "sso-sign-in").click()
-    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(provider.base))
-    browser.find_element(By.ID, "username").send_keys("alice")
-    browser.find_element(By.ID, "approve").click()
+    sso_in_browser(browser, provider, "alice")
     WebDriverWait(browser, 15).until(lambda d: urlsplit(d.current_url).path == "/explorer")
     assert "Alice Example · contoso" in browser.find_element(By.CSS_SELECTOR, ".who").text
     assert "acp-clamav-http" in browser.page_source and "fabrikam" not in browser.page_source
@@ -124,10 +93,7 @@ def test_chromium_signs_in_through_the_provider_and_out_again(sso_server, provid
 
 def test_a_person_whose_groups_map_to_nothing_gets_no_session(sso_server, provider, browser):
     browser.get(sso_server.url + "/login")
-    browser.find_element(By.ID, "sso-sign-in").click()
-    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(provider.base))
-    browser.find_element(By.ID, "username").send_keys("bob")
-    browser.find_element(By.ID, "approve").click()
+    sso_in_browser(browser, provider, "bob")
     notice = WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.ID, "no-access"))[0]
     assert "Bob Sales signed in, but none of your roles or groups" in notice.text
     assert {li.text for li in browser.find_elements(By.CSS_SELECTOR, "#seen-values li")} == {"sales", "all-staff"}
@@ -210,15 +176,6 @@ def test_id_tokens_that_fail_a_check_open_no_session(sso_server, provider, overr
     assert provider.errors == []  # the provider was content: the relying party did the refusing
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hrefs: List[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.hrefs += [value for name, value in attrs if name == "href" and not value.startswith("#")]
-
-
 def test_a_reports_script_url_is_never_a_link_in_the_explorer(sso_server):
     """A running image whose only trail is a hostile report: its run URL stays text."""
     hostile = dataset.Build("evilcorp", "evil", "evil-ci", "1", "666", "666", "javascript:alert(2)//x",
@@ -230,6 +187,4 @@ def test_a_reports_script_url_is_never_a_link_in_the_explorer(sso_server):
     assert requests.post(sso_server.url + "/v1/reports", json=report, headers=admin, timeout=30).status_code == 201
     page = requests.get(sso_server.url + "/explorer", headers=admin, timeout=30)
     assert page.status_code == 200 and "evil-ci #666" in page.text, "the hostile trail is on the page"
-    parser = _Links()
-    parser.feed(page.text)
-    assert [h for h in parser.hrefs if safe_href(h) != h or "script" in h.lower()] == []
+    assert links(page.text) and unsafe_links(page.text) == []

@@ -10,10 +10,9 @@ for that one key. Nothing in the production code path is switched off.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -23,10 +22,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from imagetrail.server.settings import Settings
 from imagetrail.web.sso import EntraProvider, SsoFailed
 from tests.server.issuer import new_key
-from tests.support.live_server import running_server
-from tests.support.oidc_provider import Client, LocalOidcProvider, TestCertificate, make_certificate
-from tests.web import dataset
-from tests.web.conftest import create_key, screenshot
+from tests.support.oidc_provider import LocalCertificate, LocalOidcProvider, make_certificate
+from tests.web.conftest import screenshot
+from tests.web.sign_in import SsoServer, approve, serving_with_sso, sso_in_browser, start_sso, well_behaved
 
 pytestmark = pytest.mark.e2e
 
@@ -42,58 +40,36 @@ GRANTS = f"ImageTrail.Contoso.Read=contoso:read,{READER_GROUP}=fabrikam:read,Ima
 
 
 @dataclass
-class EntraServer:
-    url: str
-    provider: LocalOidcProvider
-    client: Client
-    certificate: TestCertificate
+class EntraServer(SsoServer):
+    certificate: LocalCertificate
 
 
 @pytest.fixture(scope="module")
 def entra(tmp_path_factory) -> Iterator[EntraServer]:
     certificate = make_certificate(tmp_path_factory.mktemp("entra-ca"))
-    database_url = f"sqlite:///{tmp_path_factory.mktemp('entra-db') / 'imagetrail.db'}"
     with LocalOidcProvider(users=USERS, layout="entra", certificate=certificate,
                            auth_methods=("client_secret_post", "client_secret_basic")) as provider:
-        client = provider.register("")
         env = {
             "IMAGETRAIL_SSO_PROVIDER": "entra",
             "IMAGETRAIL_ENTRA_AUTHORITY_BASE": provider.base,
             "IMAGETRAIL_SSO_ENTRA_TENANT": provider.tenant,
-            "IMAGETRAIL_SSO_CLIENT_ID": client.client_id,
-            "IMAGETRAIL_SSO_CLIENT_SECRET": client.secret,
             "IMAGETRAIL_SSO_GRANTS": GRANTS,
             "REQUESTS_CA_BUNDLE": str(certificate.ca_file),
         }
-        with running_server(database_url, env) as url:
-            client.redirect_uris[:] = [url + "/auth/callback"]
-            dataset.load(url, create_key(database_url, "*", "admin"))
-            yield EntraServer(url, provider, client, certificate)
+        with serving_with_sso(tmp_path_factory, provider, env) as server:
+            yield EntraServer(**vars(server), certificate=certificate)
 
 
 @pytest.fixture
 def provider(entra) -> Iterator[LocalOidcProvider]:
-    p = entra.provider
-    p.errors.clear()
-    yield p
-    p.id_token_overrides = {}
-    p.signing_key = None
+    yield from well_behaved(entra.provider)
 
 
 def _sign_in(entra: EntraServer, user: str) -> requests.Response:
     """The whole flow without a browser; returns the callback's answer."""
     http = requests.Session()
-    page = http.get(entra.url + "/login", timeout=30)
-    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text).group(1)
-    start = http.post(entra.url + "/login/sso", data={"csrf_token": token, "next": "/"}, allow_redirects=False,
-                      timeout=30)
-    assert start.status_code == 303, start.text[-500:]
-    authorize = start.headers["location"]
-    query = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
-    approved = requests.post(entra.provider.base + entra.provider.paths()["approve"], data={**query, "username": user},
-                             allow_redirects=False, verify=str(entra.certificate.ca_file), timeout=30)
-    assert approved.status_code == 302, approved.text
-    answer = http.get(approved.headers["location"], timeout=30)
+    callback = approve(entra.provider, start_sso(http, entra.url), user, verify=str(entra.certificate.ca_file))
+    answer = http.get(callback, timeout=30)
     answer.signed_in = "imagetrail_session" in http.cookies  # type: ignore[attr-defined]
     return answer
 
@@ -101,12 +77,8 @@ def _sign_in(entra: EntraServer, user: str) -> requests.Response:
 def test_chromium_signs_in_with_entra_through_msal(entra, provider, browser_factory):
     browser = browser_factory(flags=(f"--ignore-certificate-errors-spki-list={entra.certificate.spki_sha256}",))
     browser.get(entra.url + "/explorer")
-    sso = browser.find_element(By.ID, "sso-sign-in")
-    assert sso.text == "Sign in with Microsoft"
-    sso.click()
-    WebDriverWait(browser, 15).until(lambda d: d.current_url.startswith(provider.base))
-    browser.find_element(By.ID, "username").send_keys("dana")
-    browser.find_element(By.ID, "approve").click()
+    assert browser.find_element(By.ID, "sso-sign-in").text == "Sign in with Microsoft"
+    sso_in_browser(browser, provider, "dana")
     WebDriverWait(browser, 15).until(lambda d: urlsplit(d.current_url).path == "/explorer")
     assert "Dana Reader · contoso" in browser.find_element(By.CSS_SELECTOR, ".who").text
     assert "acp-clamav-http" in browser.page_source and "k8s-sidecar" not in browser.page_source

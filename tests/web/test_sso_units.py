@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 
 from imagetrail.client.query import _csv
 from imagetrail.cloud.explorer import Trail
@@ -19,6 +18,7 @@ from imagetrail.server.settings import Settings, SettingsError, SsoGrant
 from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
 from imagetrail.web.sso_grants import NoAccess, principal_for
 from tests.support.oidc_provider import LocalOidcProvider
+from tests.web.sign_in import approve
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "imagetrail" / "web" / "templates"
 
@@ -78,14 +78,6 @@ def test_claims_that_map_to_nothing_readable_are_no_access():
     assert overage.value.groups_overage
 
 
-def _approve(provider: LocalOidcProvider, authorize_url: str, user: str) -> dict:
-    query = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
-    answer = requests.post(provider.base + provider.paths()["approve"], data={**query, "username": user},
-                           allow_redirects=False, timeout=30)
-    assert answer.status_code == 302, answer.text
-    return {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["location"]).query).items()}
-
-
 def test_the_client_authenticates_the_way_the_provider_offers():
     with LocalOidcProvider(users={"u": {"groups": ["g"]}}, auth_methods=("client_secret_post",)) as provider:
         client = provider.register("http://127.0.0.1:1/auth/callback")
@@ -93,7 +85,7 @@ def test_the_client_authenticates_the_way_the_provider_offers():
                             sso_client_secret=client.secret)
         oidc = OidcProvider(settings)
         flow = oidc.begin("http://127.0.0.1:1/auth/callback")
-        callback = _approve(provider, flow["auth_uri"], "u")
+        callback = {k: v[0] for k, v in parse_qs(urlsplit(approve(provider, flow["auth_uri"], "u")).query).items()}
         claims = oidc.finish(flow, callback)
         assert claims["groups"] == ["g"] and claims["nonce"] == flow["nonce"]
         assert provider.token_requests[-1]["basic_auth"] is False and provider.errors == []

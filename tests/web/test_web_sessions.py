@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from datetime import datetime, timedelta, timezone
-from html.parser import HTMLParser
 from typing import Iterator, List
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from imagetrail.sanitize import safe_href
 from imagetrail.server.app import create_app
 from imagetrail.server.auth.api_keys import create_key, revoke_key
 from imagetrail.server.db import make_engine, transaction
@@ -25,6 +22,7 @@ from imagetrail.server.migrate import upgrade
 from imagetrail.server.models.web_session import BrowserSession
 from imagetrail.server.settings import Settings
 from tests.web import dataset
+from tests.web.sign_in import csrf_token, links, unsafe_links
 
 SESSION = "imagetrail_session"
 SIGN_IN = "imagetrail_sign_in"
@@ -57,7 +55,7 @@ def _key(client: TestClient, org: str, scope: str):
 def _login_form(client: TestClient, next_url: str = "/") -> str:
     page = client.get("/login", params={"next": next_url})
     assert page.status_code == 200 and client.cookies.get(SIGN_IN)
-    return re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text).group(1)
+    return csrf_token(page.text)
 
 
 def _sign_in(client: TestClient, key: str, next_url: str = "/explorer"):
@@ -103,7 +101,7 @@ def test_sign_out_ends_the_session_on_the_server(web):
     _sign_in(web, _key(web, "*", "admin").key)
     token = web.cookies.get(SESSION)
     page = web.get("/")
-    csrf = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text).group(1)
+    csrf = csrf_token(page.text)
     assert web.post("/logout", data={"csrf_token": "forged"}).status_code == 403
     assert len(_rows(web)) == 1
     answer = web.post("/logout", data={"csrf_token": csrf})
@@ -173,15 +171,6 @@ def test_sign_in_follows_only_paths_of_this_site(web):
         assert answer.status_code == 303 and answer.headers["location"] == "/"
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hrefs: List[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.hrefs += [value for name, value in attrs if name == "href"]
-
-
 def test_report_urls_never_become_script_links(web):
     """A report whose run and repository URLs are javascript: renders no such link anywhere."""
     admin = {"Authorization": f"Bearer {_key(web, '*', 'admin').key}"}
@@ -191,11 +180,7 @@ def test_report_urls_never_become_script_links(web):
     assert web.post("/v1/reports", json=report, headers=admin).status_code == 201
     page = web.get("/images/" + build.digest, headers=admin)
     assert page.status_code == 200 and build.run_number in page.text
-    parser = _Links()
-    parser.feed(page.text)
-    links = [h for h in parser.hrefs if not h.startswith("#")]  # in-page anchors (skip link)
-    assert links and [h for h in links if safe_href(h) != h] == []
-    assert not any("script" in h.lower() for h in parser.hrefs)
+    assert links(page.text) and unsafe_links(page.text) == []
     assert "run-link" not in page.text and "commit-link" not in page.text and "alert(" in page.text
 
 
