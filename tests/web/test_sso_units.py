@@ -17,6 +17,7 @@ from imagetrail.sanitize import safe_href, safe_url
 from imagetrail.server.settings import Settings, SettingsError, SsoGrant
 from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
 from imagetrail.web.sso_grants import NoAccess, principal_for
+from tests.server.issuer import LocalIssuer
 from tests.support.oidc_provider import LocalOidcProvider
 from tests.web.sign_in import approve
 
@@ -102,6 +103,19 @@ def test_the_client_refuses_a_discovery_document_for_another_issuer():
         with pytest.raises(SsoFailed) as failure:
             OidcProvider(settings).begin("http://127.0.0.1:1/cb")
         assert failure.value.status_code == 502
+
+
+def test_a_provider_that_is_down_is_not_asked_again_by_every_sign_in():
+    with LocalIssuer() as issuer:
+        issuer.down = True
+        settings = Settings(sso_provider="oidc", sso_issuer=issuer.base + "/idp", sso_client_id="c",
+                            sso_client_secret="s")
+        oidc = OidcProvider(settings)
+        for _ in range(3):
+            with pytest.raises(SsoFailed, match="HTTP 500") as failure:
+                oidc.begin("http://127.0.0.1:1/cb")
+            assert failure.value.status_code == 502
+        assert issuer.requests == ["/idp/.well-known/openid-configuration"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, List
 
@@ -21,6 +23,7 @@ from imagetrail.server.db import make_engine, transaction
 from imagetrail.server.migrate import upgrade
 from imagetrail.server.models.web_session import BrowserSession
 from imagetrail.server.settings import Settings
+from imagetrail.web import session_store
 from tests.web import dataset
 from tests.web.sign_in import csrf_token, links, unsafe_links
 
@@ -78,7 +81,7 @@ def test_api_key_sign_in_opens_a_server_side_session(web):
     assert "Secure" not in cookie  # plain http here; see the https test
     rows = _rows(web)
     assert [r.id for r in rows] == [hashlib.sha256(token.encode()).hexdigest()]
-    assert rows[0].api_key_id == key.id and rows[0].organizations == "contoso" and rows[0].scopes == "read"
+    assert rows[0].api_key_id == key.id and rows[0].organizations == '["contoso"]' and rows[0].scopes == "read"
     assert token not in repr([(r.id, r.csrf_token, r.subject) for r in rows]), "the database holds no usable token"
     page = web.get("/explorer")
     assert page.status_code == 200 and "api-key · contoso" in page.text
@@ -128,6 +131,26 @@ def test_idle_and_absolute_expiry_end_the_session(web, column):
     assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next=")
     assert SESSION + '=""' in answer.headers.get("set-cookie", "") or "Max-Age=0" in answer.headers["set-cookie"]
     assert _rows(web) == []
+
+
+def test_an_organisation_name_cannot_widen_a_session(web):
+    _sign_in(web, _key(web, "contoso|fabrikam", "read").key)
+    page = web.get("/explorer")
+    assert page.status_code == 200 and "api-key · contoso|fabrikam" in page.text
+    assert "acp-clamav-http" not in page.text  # no organisation named "contoso" alone
+
+
+def test_a_flood_of_started_sign_ins_evicts_the_oldest(web, monkeypatch):
+    monkeypatch.setattr(session_store, "MAX_PENDING_SIGN_INS", 3)
+    factory, settings = web.app.state.sessions, web.app.state.settings
+    for n in range(5):
+        session_store.begin_sign_in(factory, settings, f"browser-{n}", {"state": str(n)}, "/")
+        time.sleep(0.01)  # distinct creation times
+    assert session_store.take_sign_in(factory, "browser-0") is None
+    assert session_store.take_sign_in(factory, "browser-1") is None
+    kept = session_store.take_sign_in(factory, "browser-4")
+    assert kept is not None and json.loads(kept.flow) == {"state": "4"}
+    assert session_store.take_sign_in(factory, "browser-4") is None, "a flow is used once"
 
 
 def test_absolute_lifetime_is_set_at_sign_in(web):

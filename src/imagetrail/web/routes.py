@@ -223,9 +223,6 @@ async def sso_start(request: Request) -> Response:
                                 browser_token, flow, target)
     except sso.SsoFailed as exc:
         return _login_page(request, target, f"Single sign-on is unavailable: {exc}", status_code=exc.status_code)
-    except session_store.TooManySignIns:
-        raise HTTPException(status_code=503, detail="too many sign-ins in progress; try again in a minute",
-                            headers={"Retry-After": "60"}) from None
     return RedirectResponse(flow["auth_uri"], status_code=303)
 
 

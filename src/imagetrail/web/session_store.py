@@ -35,10 +35,6 @@ MAX_PENDING_SIGN_INS = 10_000
 MAX_FLOW_BYTES = 16 * 1024
 
 
-class TooManySignIns(Exception):
-    """More single sign-on flows are in progress than the server keeps; try again shortly."""
-
-
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -73,7 +69,7 @@ def open_session(factory: sessionmaker[Session], settings: Settings, principal: 
             id=token_id(token), kind=KIND_API_KEY if api_key_id else KIND_SSO, api_key_id=api_key_id,
             subject=principal.subject[:255], display_name=display_name[:255],
             scopes=" ".join(sorted(principal.scopes)),
-            organizations=ALL_ORGANIZATIONS if orgs is None else "|".join(sorted(orgs)),
+            organizations=json.dumps(ALL_ORGANIZATIONS if orgs is None else sorted(orgs)),
             csrf_token=secrets.token_hex(32), created_at=now, last_seen_at=now,
             expires_at=now + timedelta(hours=settings.web_session_max_hours),
         ))
@@ -104,8 +100,8 @@ def resolve(factory: sessionmaker[Session], settings: Settings, token: str) -> O
             return None
         if now - _aware(row.last_seen_at) >= TOUCH_EVERY:
             row.last_seen_at = now
-        organizations = None if row.organizations == ALL_ORGANIZATIONS else frozenset(
-            o for o in row.organizations.split("|") if o)
+        stored = json.loads(row.organizations)
+        organizations = None if stored == ALL_ORGANIZATIONS else frozenset(stored)
         principal = Principal(kind=row.kind, subject=row.subject, scopes=frozenset(row.scopes.split()),
                               organizations=organizations, claims={"name": row.display_name})
         return SignedIn(principal, row.display_name, row.csrf_token)
@@ -126,8 +122,10 @@ def begin_sign_in(factory: sessionmaker[Session], settings: Settings, browser_to
     with transaction(factory) as session:
         _delete_expired(session, settings, now)
         session.execute(delete(PendingSignIn).where(PendingSignIn.id == token_id(browser_token)))
-        if session.scalar(select(func.count()).select_from(PendingSignIn)) >= MAX_PENDING_SIGN_INS:
-            raise TooManySignIns()
+        excess = session.scalar(select(func.count()).select_from(PendingSignIn)) - MAX_PENDING_SIGN_INS + 1
+        if excess > 0:  # a flood of started sign-ins evicts the oldest instead of locking everyone out
+            oldest = select(PendingSignIn.id).order_by(PendingSignIn.created_at).limit(excess)
+            session.execute(delete(PendingSignIn).where(PendingSignIn.id.in_(list(session.scalars(oldest)))))
         session.add(PendingSignIn(id=token_id(browser_token), flow=data, next_url=next_url, created_at=now,
                                   expires_at=now + SIGN_IN_LIFETIME))
 

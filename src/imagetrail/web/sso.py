@@ -39,6 +39,8 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 # The refresh of a provider's keys on an unknown "kid" happens at most this often.
 KEY_REFRESH_SECONDS = 60
+# A failed fetch of a provider's discovery document or keys is answered from memory this long.
+FAILURE_MEMORY_SECONDS = 15
 
 
 class SsoFailed(Exception):
@@ -91,6 +93,35 @@ class ProviderMetadata:
     algorithms: List[str]
 
 
+class _Remembered:
+    """One fetched value with its age, and the last failure, remembered briefly so that a provider
+    that is down is not asked again by every sign-in. No lock is held while fetching."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.fetched_at = 0.0
+        self.failure: Optional[SsoFailed] = None
+        self.failed_at = 0.0
+        self.lock = threading.Lock()
+
+    def get(self, fetch, max_age: float) -> Any:
+        now = time.monotonic()
+        with self.lock:
+            if self.value is not None and now - self.fetched_at <= max_age:
+                return self.value
+            if self.failure is not None and now - self.failed_at < FAILURE_MEMORY_SECONDS:
+                raise self.failure
+        try:
+            value = fetch()
+        except SsoFailed as exc:
+            with self.lock:
+                self.failure, self.failed_at = exc, time.monotonic()
+            raise
+        with self.lock:
+            self.value, self.fetched_at, self.failure = value, time.monotonic(), None
+        return value
+
+
 class Discovery:
     """An issuer's discovery document and keys, fetched on first use and cached."""
 
@@ -99,18 +130,11 @@ class Discovery:
         self.discovery_url = discovery_url
         self.lifespan = lifespan
         self.http = http
-        self._lock = threading.Lock()
-        self._metadata: Optional[ProviderMetadata] = None
-        self._metadata_at = 0.0
-        self._keys: Dict[str, Any] = {}
-        self._keys_at = 0.0
+        self._metadata = _Remembered()
+        self._keys = _Remembered()
 
     def metadata(self) -> ProviderMetadata:
-        with self._lock:
-            if self._metadata is None or time.monotonic() - self._metadata_at > self.lifespan:
-                self._metadata = self._fetch_metadata()
-                self._metadata_at = time.monotonic()
-            return self._metadata
+        return self._metadata.get(self._fetch_metadata, self.lifespan)
 
     def _fetch_metadata(self) -> ProviderMetadata:
         document = _get_json(self.http, self.discovery_url, "discovery document")
@@ -133,13 +157,9 @@ class Discovery:
         )
 
     def signing_key(self, kid: Optional[str]) -> Any:
-        with self._lock:
-            stale = time.monotonic() - self._keys_at > self.lifespan
-            unknown = kid not in self._keys and time.monotonic() - self._keys_at > KEY_REFRESH_SECONDS
-            if stale or unknown:  # keys rotate: an unknown kid refetches, at most once a minute
-                self._keys = self._fetch_keys()
-                self._keys_at = time.monotonic()
-            keys = self._keys
+        keys = self._keys.get(self._fetch_keys, self.lifespan)
+        if kid not in keys and time.monotonic() - self._keys.fetched_at > KEY_REFRESH_SECONDS:
+            keys = self._keys.get(self._fetch_keys, 0)  # keys rotate: an unknown kid refetches, once a minute
         if kid in keys:
             return keys[kid]
         if kid is None and len(keys) == 1:
@@ -147,8 +167,7 @@ class Discovery:
         raise SsoFailed("the id_token is not signed with a key the provider publishes", 400)
 
     def _fetch_keys(self) -> Dict[str, Any]:
-        metadata = self._metadata or self.metadata()
-        document = _get_json(self.http, metadata.jwks_uri, "keys (jwks_uri)")
+        document = _get_json(self.http, self.metadata().jwks_uri, "keys (jwks_uri)")
         try:
             key_set = jwt.PyJWKSet.from_dict(document)
         except jwt.PyJWTError:

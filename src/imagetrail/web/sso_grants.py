@@ -12,7 +12,7 @@ has are kept (never more than any grant gave). ``admin`` includes the other scop
 
 from __future__ import annotations
 
-from typing import Any, FrozenSet, List, Mapping, Optional, Set
+from typing import Any, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_READ, Principal
 from imagetrail.server.settings import SSO_SCOPES, Settings, SsoGrant
@@ -64,7 +64,7 @@ def _covers(grant: SsoGrant, organization: str, scope: str) -> bool:
     return in_org and (scope in grant.scopes or SCOPE_ADMIN in grant.scopes)
 
 
-def _common_scopes(grants: List[SsoGrant]) -> "tuple[Optional[FrozenSet[str]], Set[str]]":
+def _common_scopes(grants: List[SsoGrant]) -> Tuple[Optional[FrozenSet[str]], Set[str]]:
     wildcard = [g for g in grants if WILDCARD in g.organizations]
     if wildcard:
         scopes = {s for g in wildcard for s in g.scopes}

@@ -26,7 +26,7 @@ class BrowserSession(Base):
     subject: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(255))
     scopes: Mapped[str] = mapped_column(String(128))  # space-separated
-    organizations: Mapped[str] = mapped_column(Text)  # "|"-separated lower-cased names, or "*"
+    organizations: Mapped[str] = mapped_column(Text)  # JSON: lower-cased names, or "*" for all
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
