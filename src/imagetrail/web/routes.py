@@ -19,17 +19,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 
 from imagetrail import __version__
 from imagetrail.sanitize import safe_url
 from imagetrail.server.auth import Principal
+from imagetrail.server.auth.api_keys import looks_like_api_key
 from imagetrail.server.auth.dependencies import authenticate
-from imagetrail.web import explorer_view, remediation_view, trail_view
+from imagetrail.web import explorer_view, remediation_view, session_store, sso, sso_grants, trail_view
 from imagetrail.web.graph import render_svg
 from imagetrail.web.lookup import image_href, resolve
-from imagetrail.web import session_store, sso, sso_grants
 from imagetrail.web.session import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -159,7 +159,7 @@ def _login_page(request: Request, next_url: str, error: Optional[str] = None, st
     return response
 
 
-_FORGED_SIGN_IN = ("This sign-in form has expired or did not come from this site: sign in again from this page.")
+_FORGED_SIGN_IN = "This sign-in form has expired or did not come from this site: sign in again from this page."
 
 
 @router.get("/login", name="web_login")
@@ -183,6 +183,10 @@ async def login(request: Request) -> Response:
     target = safe_next(_first(form, "next"))
     if not sign_in_token_ok(request, _first(form, "csrf_token")):
         return _login_page(request, target, _FORGED_SIGN_IN, status_code=403)
+    if not looks_like_api_key(key):
+        # Job and app tokens are for the API (and are not verified here, which may mean fetching an
+        # issuer's keys); people sign in with a key or single sign-on.
+        return _login_page(request, target, "Sign in with an ImageTrail API key (itk_…) here.", status_code=401)
     try:
         principal = await run_in_threadpool(
             authenticate, request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
@@ -195,9 +199,6 @@ async def login(request: Request) -> Response:
             "with 'imagetrail keys create --org ORG --scope read'.",
             status_code=exc.status_code,
         )
-    if principal.kind != "api-key":
-        # Job and app tokens are for the API; people sign in with a key or single sign-on.
-        return _login_page(request, target, "Sign in with an ImageTrail API key here.", status_code=401)
     if not principal.has_scope("read"):
         return _login_page(request, target, "That key cannot read: create one with '--scope read'.", 403)
     key_id = principal.subject.partition(":")[2]
@@ -226,7 +227,8 @@ async def sso_start(request: Request) -> Response:
     return RedirectResponse(flow["auth_uri"], status_code=303)
 
 
-def _callback(request: Request) -> Response:
+@router.get("/auth/callback", name="web_sso_callback")
+def sso_callback(request: Request) -> Response:
     state = request.app.state
     provider = _sso(request)
     browser_token = request.cookies.get(SIGN_IN_COOKIE)
@@ -250,11 +252,6 @@ def _callback(request: Request) -> Response:
     # would not carry the SameSite=Strict session cookie to the first page.
     response = render(request, "signed_in.html", None, next_url=pending.next_url, person=name)
     return _signed_in(request, response, principal, name)
-
-
-@router.get("/auth/callback", name="web_sso_callback")
-def sso_callback(request: Request) -> Response:
-    return _callback(request)
 
 
 @router.post("/logout", name="web_logout")
