@@ -217,3 +217,41 @@ def test_api_docs_are_off_unless_configured(app_settings):
     finally:
         off.app.state.engine.dispose()
         on.app.state.engine.dispose()
+
+
+def test_migration_0006_matches_the_models_and_downgrades(app_settings):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from imagetrail.server.db import Base
+    from imagetrail.server.migrate import alembic_config
+
+    ours = {"web_sessions", "web_sign_ins"}
+    engine = make_engine(app_settings.database_url)
+    try:
+        with engine.connect() as connection:
+            diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert [d for d in diffs if ours & {getattr(part, "name", None) for part in _flatten(d)}] == []
+        with engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0005")
+            connection.commit()
+            assert ours.isdisjoint(inspect(connection).get_table_names())
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert ours <= set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _flatten(diff):
+    """The schema objects named in one autogenerate difference (tuples, possibly nested in lists)."""
+    for part in diff if isinstance(diff, (list, tuple)) else [diff]:
+        if isinstance(part, (list, tuple)):
+            yield from _flatten(part)
+        else:
+            yield getattr(part, "table", part)
+            yield part
