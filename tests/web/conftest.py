@@ -100,11 +100,11 @@ def browser_factory(chromium_paths, tmp_path) -> Iterator[Callable[..., object]]
 
     drivers = []
 
-    def start(javascript: bool = True):
+    def start(javascript: bool = True, flags: tuple = ()):
         browser, driver_path = chromium_paths
         options = webdriver.ChromeOptions()
         options.binary_location = browser
-        for flag in CHROMIUM_FLAGS:
+        for flag in (*CHROMIUM_FLAGS, *flags):
             options.add_argument(flag)
         profile = tmp_path / f"chromium-profile-{len(drivers)}"
         profile.mkdir()

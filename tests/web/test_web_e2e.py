@@ -33,6 +33,7 @@ def test_search_digest_then_follow_the_trail(web_server, browser):
     sign_in(browser, web_server, web_server.admin_key)
     cookie = browser.get_cookie("imagetrail_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert web_server.admin_key not in cookie["value"], "the cookie holds a session id, never the key"
     screenshot(browser, "01-search")
 
     search(browser, dataset.CLAMAV)
@@ -205,7 +206,7 @@ def test_explorer_query_sort_csv_and_remediation_dry_run(web_server, browser):
 def test_remediation_post_needs_the_csrf_token(web_server, browser):
     sign_in(browser, web_server, web_server.admin_key)
     session = requests.Session()
-    session.cookies.set("imagetrail_session", web_server.admin_key)
+    session.cookies.set("imagetrail_session", browser.get_cookie("imagetrail_session")["value"])
     response = session.post(
         web_server.url + "/remediations", data={"row": dataset.CLAMAV, "csrf_token": "forged"}, timeout=30
     )

@@ -198,7 +198,7 @@ def test_work_items_are_created_once_per_image_from_the_explorer(estate, browser
     replay = requests.post(
         estate.url + "/remediations",
         data={"row": [*planned, dataset.NGINX], "csrf_token": token},
-        cookies={"imagetrail_session": estate.admin_key},
+        cookies={"imagetrail_session": browser.get_cookie("imagetrail_session")["value"]},
         timeout=60,
     )
     assert replay.status_code == 200, replay.text[:500]

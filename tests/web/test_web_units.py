@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from imagetrail.web.explorer_view import ExplorerRequest, _cell
+from imagetrail.sanitize import csv_cell
+from imagetrail.web.explorer_view import ExplorerRequest
 from imagetrail.web.graph import Edge, Node, layout, render_svg
 from imagetrail.web.search import Kind, classify
 from imagetrail.web.session import safe_next
@@ -157,13 +158,19 @@ def test_explorer_request_names_each_bad_field():
         ("+1", "'+1"),
         ("@x", "'@x"),
         ("-2", "'-2"),
+        (" =1+2", "' =1+2"),  # leading whitespace does not hide a formula
+        ("\u00a0 @SUM(A1)", "'\u00a0 @SUM(A1)"),
+        ("\n-cmd", "'\n-cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
         ("nginx:1.25", "nginx:1.25"),
+        ("a=b", "a=b"),
         (None, ""),
         (3, "3"),
     ],
 )
 def test_csv_cells_cannot_become_formulas(value, expected):
-    assert _cell(value) == expected
+    assert csv_cell(value) == expected
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.facts import summary
+from imagetrail.sanitize import csv_cell
 
 SEVERITIES = ("low", "medium", "high", "critical")
 SORTS = ("severity", "-severity", "cluster", "namespace", "workload", "image", "digest")
@@ -149,7 +150,7 @@ def _csv(rows: List[Dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: csv_cell(value) for name, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.explorer import ExplorerFilters, ExplorerRow, Trail, run_query
 from imagetrail.facts import DISPUTED, summary
+from imagetrail.sanitize import safe_url
 from imagetrail.server.auth import Principal
 from imagetrail.server.models.cloud import Finding, RemediationItem, VulnerabilitySummary
 from imagetrail.server.settings import Settings
@@ -146,8 +147,9 @@ def _description(image: _Image, findings: List[Finding], previous: Optional[Reme
 
 def _run_link(trail) -> str:
     label = html.escape(f"{trail.pipeline or 'pipeline'} run {trail.run_number or trail.run_id}")
-    if trail.run_url:
-        return f'<a href="{html.escape(trail.run_url)}">{label}</a>'
+    url = safe_url(trail.run_url)  # a report's run URL is never trusted to be a harmless link
+    if url:
+        return f'<a href="{html.escape(url)}">{label}</a>'
     return label
 
 

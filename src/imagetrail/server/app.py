@@ -27,6 +27,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         title="ImageTrail",
         version=__version__,
         description="Trace a container image digest to the CI/CD run, repository, commit and owner.",
+        # Swagger UI pulls its script from a CDN into a page on this origin: only when asked for.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url=None,
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings

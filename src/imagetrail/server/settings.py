@@ -49,6 +49,45 @@ def _grants(env: Mapping[str, str], name: str) -> Dict[str, List[str]]:
     return grants
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class SsoGrant:
+    """People whose role or group claim holds ``value`` may use ``scopes`` on ``organizations``."""
+
+    value: str
+    organizations: List[str]  # lower-cased names, or ["*"] for every organisation
+    scopes: List[str]
+
+
+SSO_PROVIDERS = ("entra", "oidc")
+SSO_SCOPES = ("read", "remediate", "admin")
+
+
+def _sso_grants(env: Mapping[str, str], name: str) -> List[SsoGrant]:
+    """``role-or-group=org1|org2:read|remediate,other=*:admin`` -> grants, in order."""
+    grants: List[SsoGrant] = []
+    for item in _list(env.get(name)):
+        value, sep, rest = item.rpartition("=")
+        orgs, colon, scopes = rest.partition(":")
+        wanted = [s.strip().lower() for s in scopes.split("|") if s.strip()]
+        organizations = [o.strip().lower() for o in orgs.split("|") if o.strip()]
+        if not sep or not value.strip() or not colon or not organizations or not wanted:
+            raise SettingsError(f"{name}: expected 'role-or-group=org1|org2:read|remediate', got {item!r}")
+        unknown = [s for s in wanted if s not in SSO_SCOPES]
+        if unknown:
+            raise SettingsError(f"{name}: scope {unknown[0]!r} in {item!r} is not one of {', '.join(SSO_SCOPES)}")
+        grants.append(SsoGrant(value.strip(), organizations, wanted))
+    return grants
+
+
 @dataclass
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -93,6 +132,22 @@ class Settings:
     # A verified API key is reused this long without a database lookup: a revoked key stops
     # working within this many seconds.
     api_key_cache_seconds: int = 5
+    # Interactive API docs at /docs (Swagger UI, whose assets FastAPI loads from a CDN): off unless asked.
+    api_docs: bool = False
+    # Web sign-in sessions: ended after this long without a request, and this long after sign-in.
+    web_session_idle_minutes: int = 60
+    web_session_max_hours: int = 12
+    # Single sign-on for the web explorer (docs/web.md): "entra" (through msal) or "oidc" (any
+    # provider with a discovery document); None: API-key sign-in only.
+    sso_provider: Optional[str] = None
+    sso_client_id: str = ""
+    sso_client_secret: str = field(default="", repr=False)
+    sso_issuer: str = ""  # oidc: the issuer URL, discovery at {issuer}/.well-known/openid-configuration
+    sso_entra_tenant: str = ""  # entra: tenant id; authority {entra_authority_base}/{tenant}
+    sso_redirect_uri: Optional[str] = None  # the public /auth/callback URL; default: from the request
+    sso_scopes: List[str] = field(default_factory=list)  # extra scopes to request besides openid
+    sso_groups_claim: str = "groups"  # oidc: claim (dotted path allowed) holding roles or groups
+    sso_grants: List[SsoGrant] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -126,4 +181,34 @@ class Settings:
                                       minimum=0),
             api_key_cache_seconds=_int(env, "IMAGETRAIL_API_KEY_CACHE_SECONDS", defaults.api_key_cache_seconds,
                                        minimum=0),
+            api_docs=_bool(env, "IMAGETRAIL_API_DOCS"),
+            web_session_idle_minutes=_int(env, "IMAGETRAIL_WEB_SESSION_IDLE_MINUTES",
+                                          defaults.web_session_idle_minutes),
+            web_session_max_hours=_int(env, "IMAGETRAIL_WEB_SESSION_MAX_HOURS", defaults.web_session_max_hours),
+            **_sso_settings(env),
         )
+
+
+def _sso_settings(env: Mapping[str, str]) -> Dict[str, object]:
+    provider = (env.get("IMAGETRAIL_SSO_PROVIDER") or "").strip().lower() or None
+    values: Dict[str, object] = dict(
+        sso_provider=provider,
+        sso_client_id=(env.get("IMAGETRAIL_SSO_CLIENT_ID") or "").strip(),
+        sso_client_secret=(env.get("IMAGETRAIL_SSO_CLIENT_SECRET") or "").strip(),
+        sso_issuer=(env.get("IMAGETRAIL_SSO_ISSUER") or "").strip().rstrip("/"),
+        sso_entra_tenant=(env.get("IMAGETRAIL_SSO_ENTRA_TENANT") or "").strip().lower(),
+        sso_redirect_uri=(env.get("IMAGETRAIL_SSO_REDIRECT_URI") or "").strip() or None,
+        sso_scopes=_list((env.get("IMAGETRAIL_SSO_SCOPES") or "").replace(" ", ",")),
+        sso_groups_claim=(env.get("IMAGETRAIL_SSO_GROUPS_CLAIM") or "groups").strip(),
+        sso_grants=_sso_grants(env, "IMAGETRAIL_SSO_GRANTS"),
+    )
+    if provider is None:
+        return values
+    if provider not in SSO_PROVIDERS:
+        raise SettingsError(f"IMAGETRAIL_SSO_PROVIDER must be one of {', '.join(SSO_PROVIDERS)}, got {provider!r}")
+    required = ["IMAGETRAIL_SSO_CLIENT_ID", "IMAGETRAIL_SSO_CLIENT_SECRET", "IMAGETRAIL_SSO_GRANTS",
+                "IMAGETRAIL_SSO_ENTRA_TENANT" if provider == "entra" else "IMAGETRAIL_SSO_ISSUER"]
+    missing = [name for name in required if not (env.get(name) or "").strip()]
+    if missing:
+        raise SettingsError(f"IMAGETRAIL_SSO_PROVIDER={provider} also needs {', '.join(missing)} (docs/web.md)")
+    return values

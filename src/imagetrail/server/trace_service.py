@@ -20,6 +20,7 @@ from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.sanitize import safe_url
 from imagetrail.server.auth import Principal
 from imagetrail.facts import DISPUTED
 from imagetrail.server.auth.report_claims import BOUND_KINDS
@@ -153,20 +154,13 @@ def _utc(value: Optional[datetime]) -> Optional[datetime]:
 
 # -- links ------------------------------------------------------------------------------
 
-def _http(url: Optional[str]) -> Optional[str]:
-    """Only http(s) URLs become links: the values come from reports."""
-    if not url:
-        return None
-    return url if urlsplit(url).scheme in ("http", "https") else None
-
-
 def run_link(system: str, server_url: Optional[str], project: str, run_id: str, reported: Optional[str]) -> Optional[str]:
-    base = _http(server_url)
+    base = safe_url(server_url)
     if base and system == "azure-devops" and run_id.isdigit():
         return f"{base.rstrip('/')}/{quote(project)}/_build/results?buildId={run_id}"
     if base and system == "github" and run_id.isdigit():
         return f"{base.rstrip('/')}/{project}/actions/runs/{run_id}"
-    return _http(reported)
+    return safe_url(reported)
 
 
 def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: Optional[str],
@@ -174,8 +168,8 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
     if not commit or not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
         return None
     kind = (repo_type or "").lower()
-    uri = _http(repo_uri)
-    if system == "github" and _http(server_url) and (not uri or kind in ("", "github")):
+    uri = safe_url(repo_uri)
+    if system == "github" and safe_url(server_url) and (not uri or kind in ("", "github")):
         return f"{server_url.rstrip('/')}/{project}/commit/{commit}"
     if not uri:
         return None

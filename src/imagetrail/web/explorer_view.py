@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.cloud.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
 from imagetrail.facts import summary
+from imagetrail.sanitize import csv_cell
 from imagetrail.server.auth import Principal
 
 PAGE_SIZES = (25, 50, 100)
@@ -228,12 +229,6 @@ CSV_HEADER = [
 ]
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells starting with these as formulas (OWASP "CSV injection").
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def csv_row(row: ExplorerRow) -> List[str]:
     v, t = row.vulnerabilities, row.trail
     counts = v.counts if v else None
@@ -272,7 +267,7 @@ def csv_row(row: ExplorerRow) -> List[str]:
         t.owner_email if t else "",
         summary(t.evidence) if t else "",
     ]
-    return [_cell(value) for value in values]
+    return [csv_cell(value) for value in values]
 
 
 def csv_lines(sessions: sessionmaker, principal: Principal, query: ExplorerRequest) -> Iterator[str]:

@@ -14,6 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from markupsafe import Markup, escape
 
+from imagetrail.sanitize import safe_href
+
 NODE_WIDTH = 188
 COLUMN_GAP = 28
 ROW_GAP = 18
@@ -170,8 +172,9 @@ def render_svg(nodes: Sequence[Node], edges: Sequence[Edge], title: str, descrip
             badge = escape(_fit(node.badge))
             group.append(f'<text class="node-badge" x="{text_x:.1f}" y="{baseline:.1f}">{badge}</text>')
         group.append("</g>")
-        if node.href:
-            group = [f'<a href="{escape(node.href)}">', *group, "</a>"]
+        href = safe_href(node.href)
+        if href:
+            group = [f'<a href="{escape(href)}">', *group, "</a>"]
         out.extend(group)
     out.append("</g></svg>")
     return Markup("".join(out))

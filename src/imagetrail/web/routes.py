@@ -7,6 +7,7 @@ backend's trace service and the cloud layer's explorer queries.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime, timezone
@@ -19,13 +20,28 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 
 from imagetrail import __version__
+from imagetrail.sanitize import safe_url
+from imagetrail.server.auth import Principal
+from imagetrail.server.auth.api_keys import looks_like_api_key
 from imagetrail.server.auth.dependencies import authenticate_request
-from imagetrail.web import explorer_view, remediation_view, trail_view
+from imagetrail.web import explorer_view, remediation_view, session_store, sso, sso_grants, trail_view
 from imagetrail.web.graph import render_svg
 from imagetrail.web.lookup import image_href, resolve
-from imagetrail.web.session import SESSION_COOKIE, WebSession, check_csrf, safe_next, web_reader
+from imagetrail.web.session import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    WebSession,
+    check_csrf,
+    clear_cookie,
+    safe_next,
+    set_cookie,
+    sign_in_csrf_token,
+    sign_in_token_ok,
+    web_reader,
+)
 from imagetrail.web.trail_view import short_repository
 
 HERE = Path(__file__).parent
@@ -68,6 +84,8 @@ def _breakable(text: object) -> Markup:
 
 
 templates.env.filters["breakable"] = _breakable
+# Every link built from report or scan data goes through this filter (http/https only).
+templates.env.filters["safe_url"] = safe_url
 
 
 def render(
@@ -121,9 +139,41 @@ def static_file(name: str) -> Response:
     )
 
 
+def _sso(request: Request):
+    """The configured single sign-on provider (built once per app), or None."""
+    state = request.app.state
+    if not hasattr(state, "sso_provider"):
+        state.sso_provider = sso.provider_for(state.settings)
+    return state.sso_provider
+
+
+def _login_page(request: Request, next_url: str, error: Optional[str] = None, status_code: int = 200) -> Response:
+    """The sign-in form, bound to this browser's sign-in cookie (created here when missing)."""
+    browser_token = request.cookies.get(SIGN_IN_COOKIE) or session_store.new_token()
+    provider = _sso(request)
+    response = render(request, "login.html", None, status_code=status_code, next_url=next_url, error=error,
+                      sign_in_csrf=sign_in_csrf_token(browser_token),
+                      sso_label=provider.label if provider else "",
+                      idle_minutes=request.app.state.settings.web_session_idle_minutes)
+    set_cookie(response, request, SIGN_IN_COOKIE, browser_token, samesite="lax")
+    return response
+
+
+_FORGED_SIGN_IN = "This sign-in form has expired or did not come from this site: sign in again from this page."
+
+
 @router.get("/login", name="web_login")
-def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    return render(request, "login.html", None, next_url=safe_next(next), error=None)
+def login_page(request: Request, next: str = "/") -> Response:
+    return _login_page(request, safe_next(next))
+
+
+def _signed_in(request: Request, response: Response, principal: Principal, name: str,
+               api_key_id: Optional[str] = None) -> Response:
+    state = request.app.state
+    token = session_store.open_session(state.sessions, state.settings, principal, name, api_key_id)
+    set_cookie(response, request, SESSION_COOKIE, token)
+    clear_cookie(response, SIGN_IN_COOKIE)
+    return response
 
 
 @router.post("/login")
@@ -131,42 +181,88 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     key = _first(form, "api_key").strip()
     target = safe_next(_first(form, "next"))
+    if not sign_in_token_ok(request, _first(form, "csrf_token")):
+        return _login_page(request, target, _FORGED_SIGN_IN, status_code=403)
+    if not looks_like_api_key(key):
+        # Job and app tokens are for the API (and are not verified here, which may mean fetching an
+        # issuer's keys); people sign in with a key or single sign-on.
+        return _login_page(request, target, "Sign in with an ImageTrail API key (itk_…) here.", status_code=401)
     try:
-        # the async path: a key lookup or a token's key fetch never blocks the event loop
-        web_reader_principal = await authenticate_request(
+        # the async path: a key lookup never blocks the event loop
+        principal = await authenticate_request(
             request, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
         )
     except HTTPException as exc:
-        return render(
+        return _login_page(
             request,
-            "login.html",
-            None,
-            status_code=exc.status_code,
-            next_url=target,
-            error="That key was not accepted: it is unknown or revoked. Check it, or create one "
+            target,
+            "That key was not accepted: it is unknown or revoked. Check it, or create one "
             "with 'imagetrail keys create --org ORG --scope read'.",
+            status_code=exc.status_code,
         )
-    if not web_reader_principal.has_scope("read"):
-        return render(
-            request,
-            "login.html",
-            None,
-            status_code=403,
-            next_url=target,
-            error="That key cannot read: create one with '--scope read'.",
-        )
+    if not principal.has_scope("read"):
+        return _login_page(request, target, "That key cannot read: create one with '--scope read'.", 403)
+    key_id = principal.subject.partition(":")[2]
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE, key, httponly=True, samesite="strict", path="/", secure=request.url.scheme == "https"
-    )
-    return response
+    return await run_in_threadpool(_signed_in, request, response, principal, principal.kind, key_id)
+
+
+@router.post("/login/sso", name="web_sso_start")
+async def sso_start(request: Request) -> Response:
+    form = await _form(request)
+    target = safe_next(_first(form, "next"))
+    provider = _sso(request)
+    if provider is None:
+        raise HTTPException(status_code=404, detail="single sign-on is not configured (IMAGETRAIL_SSO_PROVIDER)")
+    browser_token = request.cookies.get(SIGN_IN_COOKIE)
+    if not browser_token or not sign_in_token_ok(request, _first(form, "csrf_token")):
+        return _login_page(request, target, _FORGED_SIGN_IN, status_code=403)
+    settings = request.app.state.settings
+    redirect_uri = settings.sso_redirect_uri or str(request.url_for("web_sso_callback"))
+    try:
+        flow = await run_in_threadpool(provider.begin, redirect_uri)
+        await run_in_threadpool(session_store.begin_sign_in, request.app.state.sessions, settings,
+                                browser_token, flow, target)
+    except sso.SsoFailed as exc:
+        return _login_page(request, target, f"Single sign-on is unavailable: {exc}", status_code=exc.status_code)
+    return RedirectResponse(flow["auth_uri"], status_code=303)
+
+
+@router.get("/auth/callback", name="web_sso_callback")
+def sso_callback(request: Request) -> Response:
+    state = request.app.state
+    provider = _sso(request)
+    browser_token = request.cookies.get(SIGN_IN_COOKIE)
+    pending = session_store.take_sign_in(state.sessions, browser_token) if browser_token and provider else None
+    if pending is None:
+        return _login_page(request, "/", "This sign-in was not started in this browser or took too long: "
+                           "start it again here.", status_code=400)
+    params = {k: v[:4096] for k, v in request.query_params.items()}
+    try:
+        claims = provider.finish(json.loads(pending.flow), params)
+        principal = sso_grants.principal_for(claims, state.settings)
+    except sso.SsoFailed as exc:
+        return _login_page(request, pending.next_url, f"Single sign-on failed: {exc}", status_code=exc.status_code)
+    except sso_grants.NoAccess as exc:
+        response = render(request, "no_access.html", None, status_code=403, person=exc.name, values=exc.values,
+                          groups_overage=exc.groups_overage)
+        clear_cookie(response, SIGN_IN_COOKIE)
+        return response
+    name = sso_grants.display_name(claims)
+    # A page of this site moves on to the target: a redirect chain that began at the provider
+    # would not carry the SameSite=Strict session cookie to the first page.
+    response = render(request, "signed_in.html", None, next_url=pending.next_url, person=name)
+    return _signed_in(request, response, principal, name)
 
 
 @router.post("/logout", name="web_logout")
 async def logout(request: Request, web: WebSession = Depends(web_reader)) -> Response:
     check_csrf(web, _first(await _form(request), "csrf_token"))
+    token = request.cookies.get(SESSION_COOKIE)
+    if web.via_cookie and token:
+        await run_in_threadpool(session_store.close_session, request.app.state.sessions, token)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    clear_cookie(response, SESSION_COOKIE)
     return response
 
 

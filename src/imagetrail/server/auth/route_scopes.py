@@ -21,11 +21,10 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     # health
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
-    # API documentation (FastAPI's)
+    # API description; /docs only with IMAGETRAIL_API_DOCS=true
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
     # API: write
     ("POST", "/v1/reports"): SCOPE_INGEST,
     ("POST", "/v1/clusters/{cluster}/inventory"): SCOPE_INGEST,
@@ -45,6 +44,8 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
+    ("POST", "/login/sso"): PUBLIC,  # starts single sign-on (sign-in CSRF token checked)
+    ("GET", "/auth/callback"): PUBLIC,  # the provider's redirect back (state, nonce, PKCE checked)
     ("GET", "/"): SCOPE_READ,
     ("GET", "/search"): SCOPE_READ,
     ("GET", "/images/{digest}"): SCOPE_READ,
