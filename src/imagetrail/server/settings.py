@@ -87,6 +87,15 @@ class Settings:
     # A verified API key is reused this long without a database lookup: a revoked key stops
     # working within this many seconds.
     api_key_cache_seconds: int = 5
+    # Registries (docs/registries.md): the backend reads pushed images only from these hosts, over
+    # plain HTTP only for loopback and the insecure ones, with credentials from a Docker config.json.
+    registries: List[str] = field(default_factory=list)
+    insecure_registries: List[str] = field(default_factory=list)
+    registry_auth_file: Optional[str] = None
+    registry_timeout_seconds: int = 10
+    max_registry_event_bytes: int = 1_048_576
+    # Who besides readers of every organisation may read a registry's pushes: host -> organisations.
+    registry_organizations: Dict[str, List[str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -117,4 +126,12 @@ class Settings:
                                       minimum=0),
             api_key_cache_seconds=_int(env, "IMAGETRAIL_API_KEY_CACHE_SECONDS", defaults.api_key_cache_seconds,
                                        minimum=0),
+            registries=[r.lower() for r in _list(env.get("IMAGETRAIL_REGISTRIES"))],
+            insecure_registries=[r.lower() for r in _list(env.get("IMAGETRAIL_INSECURE_REGISTRIES"))],
+            registry_auth_file=env.get("IMAGETRAIL_REGISTRY_AUTH_FILE") or None,
+            registry_timeout_seconds=_int(env, "IMAGETRAIL_REGISTRY_TIMEOUT_SECONDS",
+                                          defaults.registry_timeout_seconds),
+            max_registry_event_bytes=_int(env, "IMAGETRAIL_MAX_REGISTRY_EVENT_BYTES",
+                                          defaults.max_registry_event_bytes),
+            registry_organizations=_grants(env, "IMAGETRAIL_REGISTRY_ORGS"),
         )

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.registry.views import ClaimInfo, RegistryEventInfo
 from imagetrail.server.auth import Principal
 from imagetrail.server.models import pipeline as m
 
@@ -91,6 +92,10 @@ class TrailPush(BaseModel):
     source: SourceInfo
     requester: Optional[PersonInfo] = None
     evidence: Evidence
+    # Who reported this push: the collector, and the registry too when it notified the same
+    # reference and digest (one push, two sources; imagetrail.registry.trail joins them).
+    sources: List[str] = ["collector"]
+    registry_events: List[RegistryEventInfo] = []
 
 
 class RelatedDigest(BaseModel):
@@ -108,6 +113,9 @@ class Trail(BaseModel):
     pushes: List[TrailPush] = []  # one page, newest first
     has_more: bool = False  # older pushes exist: ask again with before=next
     next: Optional[str] = None  # the cursor of the next (older) page
+    # Registry side: pushes only a registry reported, and what the images claim (labels, provenance).
+    registry_pushes: List[RegistryEventInfo] = []
+    claims: List[ClaimInfo] = []
 
 
 class ImageRow(BaseModel):

@@ -35,16 +35,16 @@ def _request_body_schema() -> Dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int, setting: str = "IMAGETRAIL_MAX_REPORT_BYTES") -> bytes:
+    """The request body, refused with 413 (naming ``setting``) once it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the report is {declared} bytes; the limit is {limit} "
-                                 "(IMAGETRAIL_MAX_REPORT_BYTES)")
+        raise HTTPException(413, f"the body is {declared} bytes; the limit is {limit} ({setting})")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"the report exceeds the limit of {limit} bytes (IMAGETRAIL_MAX_REPORT_BYTES)")
+            raise HTTPException(413, f"the body exceeds the limit of {limit} bytes ({setting})")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -67,7 +67,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     },
 )
 async def post_report(request: Request, principal: Principal = Depends(require_ingest)) -> JSONResponse:
-    raw = await _read_limited(request, request.app.state.settings.max_report_bytes)
+    raw = await read_limited(request, request.app.state.settings.max_report_bytes)
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
