@@ -13,9 +13,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List
-
-import pytest
+from typing import Dict, Iterator, List, Optional
 
 from tests.support import services
 from tests.support.live_server import free_port
@@ -42,14 +40,16 @@ def create_key(database_url: str, org: str, scope: str) -> str:
 
 
 def _htpasswd(path: Path) -> None:
-    bcrypt = pytest.importorskip("bcrypt", reason="bcrypt writes the registry's htpasswd file (test extra)")
+    import bcrypt  # a test extra: writes the registry's htpasswd file
+
     path.write_text("".join(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
                             for user, pw in USERS.items()))
 
 
 @contextmanager
-def notifying_registry(directory: Path, port: int, endpoint: str, token: str) -> Iterator[str]:
-    """``docker-registry serve`` on 127.0.0.1:port, notifying ``endpoint`` with ``Authorization: Bearer token``."""
+def notifying_registry(directory: Path, port: int, endpoint: Optional[str], token: str = "") -> Iterator[str]:
+    """``docker-registry serve`` on 127.0.0.1:port with htpasswd users, notifying ``endpoint`` (if any)
+    with ``Authorization: Bearer token``."""
     binary = need("docker-registry")
     directory.mkdir(parents=True, exist_ok=True)
     _htpasswd(directory / "htpasswd")
@@ -66,7 +66,7 @@ auth:
   htpasswd:
     realm: imagetrail-test
     path: {directory / 'htpasswd'}
-notifications:
+""" + (f"""notifications:
   endpoints:
     - name: imagetrail
       url: {endpoint}
@@ -75,7 +75,7 @@ notifications:
       timeout: 3s
       threshold: 5
       backoff: 1s
-""")
+""" if endpoint else ""))
     log = open(directory / "registry.log", "w")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     host = f"127.0.0.1:{port}"

@@ -183,3 +183,112 @@ def test_docker_push_and_its_registry_event_are_one_push_with_two_sources(stack,
         assert stack.trail(reference)["registry_pushes"] == []
     finally:
         subprocess.run(["docker", "rmi", reference], env=env, capture_output=True, timeout=60)
+
+
+RUN_URL = "https://github.com/octo-org/app/actions/runs/9001/attempts/1"
+
+
+def test_buildkit_provenance_in_the_index_joins_the_github_run(stack, tmp_path):
+    from tests.registry.oci import Content, github_provenance
+
+    stack.report(github_report())  # run 9001 of octo-org/app is known
+    content = Content()
+    image, _ = content.image("provenance")
+    attestation = content.attestation(image, github_provenance(image["digest"], "v0.2", RUN_URL, "octo-org/app",
+                                                               "b" * 40))
+    index = content.index([image, attestation])
+    layout = tmp_path / "layout"
+    content.write_layout(layout, "5.0", index)
+    reference = f"{stack.registry}/{stack.repo_prefix}/provenance:5.0"
+    stack.tools.run("skopeo", "copy", "--all", "--dest-tls-verify=false", "--dest-creds", f"bob:{USERS['bob']}",
+                    f"oci:{layout}:5.0", f"docker://{reference}")
+    claims = stack.wait_for("the provenance", lambda: [c for c in stack.trail(reference)["claims"]
+                                                        if c["kind"] == "slsa-provenance"])
+    [claim] = claims
+    assert claim["evidence"] == "claimed" and claim["source"] == f"attestation {attestation['digest']}"
+    facts = claim["facts"]
+    assert (facts["builder_id"], facts["repository_uri"], facts["commit"]) == (
+        RUN_URL, "https://github.com/octo-org/app.git", "b" * 40)
+    [run] = claim["runs"]
+    assert (run["matched_by"], run["system"], run["organization"], run["run_id"]) == ("run", "github", "octo-org", "9001")
+
+
+def test_sigstore_bundle_found_through_the_referrers_fallback_tag(stack):
+    from tests.registry.oci import OCI_INDEX, OCI_MANIFEST, Content, github_provenance
+
+    content = Content()
+    image, image_manifest = content.image("referred")
+    referrer, referrer_manifest = content.sigstore_referrer(
+        image, github_provenance(image["digest"], "v1", RUN_URL, "octo-org/app", "d" * 40))
+    fallback = content.index([referrer])
+    repository = f"{stack.repo_prefix}/referred"
+    # Distribution 2.8 has no referrers API: clients keep the OCI fallback tag sha256-<hex> up to date.
+    content.upload(stack.registry, repository, ("bob", USERS["bob"]), [
+        (referrer["digest"], referrer_manifest, OCI_MANIFEST),
+        (image["digest"].replace(":", "-"), fallback, OCI_INDEX),
+        ("6.0", image_manifest, OCI_MANIFEST)])
+    reference = f"{stack.registry}/{repository}:6.0"
+    [claim] = stack.wait_for("the attestation", lambda: stack.trail(reference)["claims"])
+    assert claim["kind"] == "slsa-provenance" and claim["evidence"] == "claimed"
+    assert claim["facts"]["predicate_type"] == "https://slsa.dev/provenance/v1"
+    assert claim["facts"]["commit"] == "d" * 40 and claim["facts"]["run_id"] == "9001"
+    # The fallback tag is an attachment, not an image push.
+    assert [p["tag"] for p in stack.trail(reference)["registry_pushes"]] == ["6.0"]
+
+
+def test_registry_sync_posts_new_pushes_incrementally_and_resumes(stack, tmp_path):
+    import base64
+    import os
+    import pty
+
+    from tests.registry.support import notifying_registry
+
+    port = free_port()
+    quiet = f"127.0.0.1:{port}"  # a registry with no webhooks
+    docker_config = tmp_path / "sync-docker"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(json.dumps({"auths": {quiet: {
+        "auth": base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()}}}))
+    state = tmp_path / "sync-state.json"
+    env = {**stack.env, "DOCKER_CONFIG": str(docker_config)}
+    with notifying_registry(tmp_path / "quiet", port, None):
+        image = stack.tools.buildah_image("synced", {})
+        first = stack.tools.push("buildah", image, f"{quiet}/team/one:1", "alice")
+        stack.tools.push("buildah", image, f"{quiet}/team/two:1", "alice")
+        synced = cli("registry", "sync", "--registry", quiet, "--state", str(state), env=env)
+        assert synced.returncode == 0, synced.stderr
+        assert "2 repositories, 2 tags, 2 new or changed pushes" in synced.stdout
+        assert synced.stderr == ""  # no progress bar when stderr is not a terminal
+        page = requests.get(stack.url + "/v1/coverage/untraced-pushes", params={"registry": quiet},
+                            headers=stack.headers, timeout=30).json()
+        assert sorted(p["repository"] for p in page["pushes"]) == ["team/one", "team/two"]
+        assert all(p["user_agent"].startswith("imagetrail-registry-sync/") for p in page["pushes"])
+        again = cli("registry", "sync", "--registry", quiet, "--state", str(state), env=env)
+        assert "0 new or changed" in again.stdout
+        stack.tools.push("buildah", stack.tools.buildah_image("synced-2", {}), f"{quiet}/team/one:2", "alice")
+        # An interrupted walk resumes after the last repository it finished (team/one): only team/two is read.
+        saved = json.loads(state.read_text())
+        saved[quiet]["catalog_after"] = "team/one"
+        state.write_text(json.dumps(saved))
+        resumed = cli("registry", "sync", "--registry", quiet, "--state", str(state), env=env)
+        assert "1 repositories, 1 tags, 0 new" in resumed.stdout
+        # On a terminal, a progress bar; one repository only with --repository.
+        leader, follower = pty.openpty()
+        process = subprocess.Popen([*cli_argv(), "registry", "sync", "--registry", quiet, "--repository", "team/one",
+                                    "--state", str(state)], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                   stderr=follower, text=True)
+        out, _ = process.communicate(timeout=120)
+        os.close(follower)
+        bar = os.read(leader, 65536).decode()
+        os.close(leader)
+        assert process.returncode == 0 and "1 repositories, 2 tags, 1 new" in out
+        assert "\r[" in bar and "1/1" in bar
+    trail = stack.trail(f"{quiet}/team/one:1")
+    # The same image was pushed to both repositories: the trail of its digest shows both pushes.
+    assert sorted((p["repository"], p["tag"], p["digest"]) for p in trail["registry_pushes"]) == [
+        ("team/one", "1", first), ("team/two", "1", first)]
+
+
+def cli_argv():
+    import sys
+    return [sys.executable, "-m", "imagetrail"]

@@ -34,6 +34,9 @@ DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 # Distribution's reference grammar: path components of lowercase alphanumerics and separators.
 REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Tags that hold signatures and attestations of another digest, not images: the OCI referrers
+# fallback (sha256-<hex>) and cosign's .sig / .att / .sbom.
+ATTACHMENT_TAG_RE = re.compile(r"^sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$")
 HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$")
 
 MANIFEST_TYPES = frozenset({
@@ -190,7 +193,7 @@ def _distribution_event(event: Mapping[str, Any], path: str, fmt: str) -> Option
     tag = _tag(target.get("tag"), _p(path, "target.tag"))
     media_type = _str(target.get("mediaType"), _p(path, "target.mediaType"), "media_type")
     url = target.get("url") if isinstance(target.get("url"), str) else None
-    if action != "push" or not _is_manifest(media_type, url, tag):
+    if action != "push" or not _is_manifest(media_type, url, tag) or ATTACHMENT_TAG_RE.match(tag):
         return None
     request = _obj(event.get("request"), _p(path, "request"), required=False)
     actor = _obj(event.get("actor"), _p(path, "actor"), required=False)
