@@ -23,6 +23,8 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-severity", choices=SEVERITIES)
     group.add_argument("--cve", help="a vulnerability id, e.g. CVE-2021-36159")
     group.add_argument("--fix-available", action="store_true", help="only findings with a fixed version")
+    group.add_argument("--untraced-push", action="store_true",
+                       help="only images a registry reported pushed that no report, label or provenance explains")
     group.add_argument("--registry", help="e.g. myregistry.azurecr.io or docker.io")
     group.add_argument("--repository", help="e.g. team/app (Docker Hub: library/nginx)")
     group.add_argument(
@@ -42,6 +44,8 @@ def filter_params(args: argparse.Namespace) -> Dict[str, Any]:
         params["exposed"] = "true"
     if args.fix_available:
         params["fix_available"] = "true"
+    if getattr(args, "untraced_push", False):
+        params["untraced_push"] = "true"
     for name in (
         "cluster",
         "namespace",

@@ -118,6 +118,11 @@ def _traced(digest_column):
     return or_(pushed, via_index, via_platform, claimed)
 
 
+def untraced_digests():
+    """Digests registries reported pushed that no collector push, label or provenance explains (a subquery)."""
+    return select(RegistryEvent.digest).where(~_traced(RegistryEvent.digest))
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 

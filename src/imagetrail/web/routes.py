@@ -333,11 +333,13 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
     from imagetrail.cloud.explorer import coverage_gaps, coverage_summary
+    from imagetrail.registry.store import untraced_pushes
 
     page = max(page, 1)
     with request.app.state.sessions() as session:
         summary = coverage_summary(session, web.principal)
         gaps = coverage_gaps(session, web.principal, page=page, page_size=explorer_view.DEFAULT_PAGE_SIZE)
+        pushes = untraced_pushes(session, web.principal, request.app.state.settings, page_size=20)
     pages = max(math.ceil(gaps.total / gaps.page_size), 1)
     return render(
         request,
@@ -346,6 +348,7 @@ def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_read
         section="coverage",
         summary=summary,
         gaps=gaps,
+        untraced=pushes,
         gap_pages=pages,
         all_orgs=web.principal.organizations is None,
     )
