@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 from tests.support import services
-from tests.support.live_server import free_port
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 

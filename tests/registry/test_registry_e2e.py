@@ -9,7 +9,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import List, Optional, Sequence, Set, Tuple
 
-from pydantic import BaseModel
 from sqlalchemy import and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.registry.attribution import Claim
 from imagetrail.registry.events import PushEvent
+from imagetrail.registry.views import Count, UntracedPage, UntracedPush
 from imagetrail.server.auth import Principal
 from imagetrail.server.bulk import insert_many
 from imagetrail.server.db import transaction
@@ -79,33 +79,6 @@ def record_claims(session: Session, artifact: RegistryArtifact, claims: Sequence
 
 
 # -- gaps ---------------------------------------------------------------------------------------
-
-class UntracedPush(BaseModel):
-    registry: str
-    repository: str
-    tag: Optional[str] = None
-    digest: str
-    actor: Optional[str] = None
-    source_addr: Optional[str] = None
-    user_agent: Optional[str] = None
-    pushed_at: datetime
-    attribution: str  # pending | done | failed | not-allowed: how far reading the image got
-    detail: Optional[str] = None
-
-
-class Count(BaseModel):
-    name: Optional[str] = None
-    pushes: int
-
-
-class UntracedPage(BaseModel):
-    pushes: List[UntracedPush]
-    total: int
-    page: int
-    page_size: int
-    by_registry: List[Count]
-    by_actor: List[Count]
-
 
 def _traced(digest_column):
     """The digest (or an index / platform manifest related to it) has a collector push or a claim."""

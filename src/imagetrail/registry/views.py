@@ -8,18 +8,23 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel
 
 
-class RegistryEventInfo(BaseModel):
+class RegistryPush(BaseModel):
     """A push as the registry reported it: who (actor, address, client) pushed what, when."""
 
     registry: str
     repository: str
     tag: Optional[str] = None
     digest: str
-    media_type: Optional[str] = None
     actor: Optional[str] = None
     source_addr: Optional[str] = None
     user_agent: Optional[str] = None
     pushed_at: datetime
+
+
+class RegistryEventInfo(RegistryPush):
+    """A registry event in a trail."""
+
+    media_type: Optional[str] = None
     received_at: datetime
     format: str  # distribution | acr | event-grid | harbor | sync
     event_id: str
@@ -52,3 +57,24 @@ class ClaimInfo(BaseModel):
     facts: Dict[str, Any]
     recorded_at: datetime
     runs: List[ClaimedRun] = []
+
+
+class UntracedPush(RegistryPush):
+    """A pushed digest no collector report, label or provenance explains."""
+
+    attribution: str  # pending | working | done | failed | not-allowed: how far reading the image got
+    detail: Optional[str] = None
+
+
+class Count(BaseModel):
+    name: Optional[str] = None
+    pushes: int
+
+
+class UntracedPage(BaseModel):
+    pushes: List[UntracedPush]
+    total: int
+    page: int
+    page_size: int
+    by_registry: List[Count]
+    by_actor: List[Count]

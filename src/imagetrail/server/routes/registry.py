@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.registry.events import DISTRIBUTION_MEDIA_TYPE, EventInvalid, parse
-from imagetrail.registry.store import MAX_PAGE_SIZE, UntracedPage, record_events, untraced_pushes, visible_registries
+from imagetrail.registry.store import MAX_PAGE_SIZE, record_events, untraced_pushes, visible_registries
+from imagetrail.registry.views import UntracedPage
 from imagetrail.server.auth import SCOPE_REGISTRY, Principal
 from imagetrail.server.auth.dependencies import authenticate_request, require_reader
 from imagetrail.server.auth.errors import forbidden
