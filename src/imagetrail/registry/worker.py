@@ -32,6 +32,7 @@ RETRY_BASE = timedelta(seconds=30)
 CLAIM_LEASE = timedelta(minutes=5)  # a "working" row older than this was left by a stopped process
 POLL_SECONDS = 5.0
 BATCH = 10
+MAX_QUEUE_ERRORS = 3  # then the thread stops; the next registry event (or a restart) starts it again
 
 
 def registry_client(settings: Settings) -> RegistryClient:
@@ -67,12 +68,18 @@ class AttributionWorker:
         self._wake.set()
 
     def _run(self) -> None:
+        errors = 0
         while not self._stop:
             self._wake.clear()
             try:
                 done = self.process_due()
-            except Exception:  # the database is down, say: keep the thread, try again later
-                log.exception("attribution: could not read the queue")
+                errors = 0
+            except Exception as exc:  # the database is down, say
+                errors += 1
+                if errors >= MAX_QUEUE_ERRORS:
+                    log.warning("attribution paused: cannot read its queue (%s); it resumes with the next "
+                                "registry event or restart", type(exc).__name__)
+                    return
                 done = 0
             if not done:
                 self._wake.wait(POLL_SECONDS)
