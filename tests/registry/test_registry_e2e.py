@@ -102,6 +102,11 @@ def test_buildah_push_with_docker_at_2_labels_joins_that_run(stack):
     gaps = requests.get(stack.url + "/v1/coverage/untraced-pushes", params={"registry": stack.registry},
                         headers=stack.headers, timeout=30).json()
     assert digest not in [p["digest"] for p in gaps["pushes"]]
+    human = cli("trace", reference, env=stack.env)
+    assert human.returncode == 0, human.stderr
+    assert "(reported by the registry only)" in human.stdout and "pushed by  alice from 127.0.0.1:" in human.stdout
+    assert "azure-pipelines-labels (claimed" in human.stdout
+    assert "contoso / Web / web-ci run 20240601.345 (by run)" in human.stdout
 
 
 def test_podman_push_with_oci_labels_names_repository_and_commit(stack, tmp_path):
