@@ -53,6 +53,8 @@ def test_malformed_labels_keep_only_what_is_well_formed():
                            "com.azure.dev.image.system.teamfoundationcollectionuri": "https://dev.azure.com/x",
                            "org.opencontainers.image.source": 42}, "s")
     assert "run_id" not in claim.facts and "commit" not in claim.facts
+    [oci] = from_labels({"org.opencontainers.image.source": "https://x.example/\x1b[2Jrepo"}, "s")
+    assert oci.facts["repository_uri"] == "https://x.example/[2Jrepo"
     assert from_labels({"maintainer": "someone"}, "s") == []
 
 

@@ -103,6 +103,7 @@ def test_harbor_pull_is_ignored():
     (lambda e: e["target"].update(tag="t" * 200), "events[0].target.tag"),
     (lambda e: e["request"].update(host="evil/host"), "events[0].request.host"),
     (lambda e: e["request"].update(useragent="x" * 5000), "events[0].request.useragent"),
+    (lambda e: e.update(actor={"name": "evil\x1b]0;pwned\x07"}), "events[0].actor.name"),
     (lambda e: e.update(timestamp="yesterday"), "events[0].timestamp"),
     (lambda e: e.update(id=None), "events[0].id"),
     (lambda e: e.update(target=[]), "events[0].target"),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
+from imagetrail.registry.events import CONTROL_RE
+
 CLAIMED = "claimed"
 VERIFIED = "verified"
 DISPUTED = "disputed"
@@ -58,7 +60,7 @@ class Claim:
 def _clean(value: Any) -> Optional[str]:
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = CONTROL_RE.sub("", value).strip()  # labels end up in terminals and pages
     return value[:MAX_FACT] if value else None
 
 

@@ -31,6 +31,7 @@ LIMITS = {"event_id": 255, "registry": 255, "repository": 512, "tag": 128, "medi
           "source_addr": 255, "user_agent": 1024}
 
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Distribution's reference grammar: path components of lowercase alphanumerics and separators.
 REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -125,6 +126,8 @@ def _str(value: Any, path: str, name: str, *, required: bool = False) -> Optiona
     limit = LIMITS[name]
     if len(value) > limit:
         raise EventInvalid(path, f"is {len(value)} characters; the limit is {limit}")
+    if CONTROL_RE.search(value):  # shown in terminals and pages: no escape sequences
+        raise EventInvalid(path, "contains control characters")
     return value
 
 
