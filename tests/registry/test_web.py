@@ -33,3 +33,23 @@ def test_untraced_pushes_on_the_coverage_page_and_in_the_explorer(client, admin)
     # A reader of one organisation with no registry mapped sees no registry push on the coverage page.
     reader = client.get("/coverage", headers=new_key(client, "contoso", "read"))
     assert reader.status_code == 200 and "night-build" not in reader.text
+
+
+def test_image_page_shows_the_registry_side(client, admin):
+    from tests.server.reports import ado_report, body, digest, push
+
+    both, registry_only = digest("web-both"), digest("web-registry-only")
+    reference = "registry.contoso.example/web/app:7.0"
+    assert client.post("/v1/reports", json=body(ado_report(pushes=[push(reference, both)])), headers=admin
+                       ).status_code == 201
+    key = new_key(client, "*", "registry")
+    post(client, key, envelope(push_event("p1", "web/app", "7.0", both, actor="alice"),
+                               push_event("p2", "other/app", "1", registry_only, actor="mallory")))
+    page = client.get(f"/images/{both}", headers=admin)
+    assert page.status_code == 200 and "Registry side" in page.text
+    assert "collector and registry" in page.text and "alice" in page.text
+    lone = client.get(f"/images/{registry_only}", headers=admin)
+    assert lone.status_code == 200 and "registry only" in lone.text and "mallory" in lone.text
+    # A reader of one organisation sees the push of its own run, not a registry it is not mapped to.
+    contoso = client.get(f"/images/{registry_only}", headers=new_key(client, "contoso", "read"))
+    assert "mallory" not in contoso.text

@@ -215,7 +215,7 @@ def image_page(request: Request, digest: str, web: WebSession = Depends(web_read
             "or search with a shorter prefix.",
         )
     with request.app.state.sessions() as session:
-        facts = trail_view.load_trail(session, web.principal, digest)
+        facts = trail_view.load_trail(session, web.principal, digest, request.app.state.settings)
     if not facts.found:
         return render(
             request,
