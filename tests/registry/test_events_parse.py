@@ -129,3 +129,13 @@ def test_bounds_on_count_and_depth():
         parse({"events": [deep]})
     with pytest.raises(EventInvalid, match="not a registry notification"):
         parse({"hello": "world"})
+
+
+def test_event_grid_cloudevents_schema():
+    grid = sample("event-grid-image-pushed.json")[0]
+    cloud = {"specversion": "1.0", "type": grid["eventType"], "source": grid["topic"], "id": grid["id"],
+             "time": grid["eventTime"], "subject": grid["subject"], "data": grid["data"]}
+    for body in (cloud, [cloud]):
+        [event] = parse(body).pushes
+        assert (event.registry, event.repository, event.tag, event.event_id) == (
+            "demoregistry.azurecr.io", "aci-helloworld", "v1", "31c51664-e5bd-416a-a5df-e5206bc47ed0")
