@@ -148,3 +148,18 @@ def test_untraced_pushes_with_counts_and_visibility(make_client):
     assert contoso["total"] == 0
     trail = client.get(f"/v1/images/{digest('u1')}/trail", headers=new_key(client, "contoso", "read")).json()
     assert trail["registry_pushes"] == []
+
+
+def test_concurrent_requests_store_each_event_once(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = new_key(client, "*", "registry")
+    # 24 requests of 5 events; neighbouring requests share events (a registry resending a batch).
+    bodies = [envelope(*(push_event(f"c{n + i}", "team/app", f"t{n + i}", digest(f"c{n + i}")) for i in range(5)))
+              for n in range(0, 48, 2)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: post(client, key, b), bodies))
+    assert all(a.status_code == 200 for a in answers)
+    unique = {e["id"] for b in bodies for e in b["events"]}
+    assert sum(a.json()["stored"] for a in answers) == len(unique) == count(client, "registry_events")
+    assert all(a.json()["stored"] + a.json()["duplicates"] == 5 for a in answers)

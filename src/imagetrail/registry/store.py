@@ -8,9 +8,10 @@ organisations. A registry event matching a collector push the reader may see is 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.registry.attribution import Claim
@@ -46,28 +47,51 @@ def registry_condition(column, visible: Optional[Set[str]]):
 
 # -- writing ------------------------------------------------------------------------------------
 
-def record_events(sessions: sessionmaker[Session], pushes: Sequence[PushEvent], sent_by: str) -> Tuple[int, int]:
-    """Store the pushes (a resent event id is skipped) and queue each new digest for attribution.
-    One transaction: all of them or none. Returns (stored, duplicates)."""
-    if not pushes:
-        return 0, 0
+Outcome = Union[Tuple[int, int], BaseException]
+
+
+def store_event_batches(sessions: sessionmaker[Session],
+                        items: Sequence[Tuple[Sequence[PushEvent], str]]) -> List[Outcome]:
+    """Group commit (``IngestWriter(store=...)``): the events of many requests in ONE transaction;
+    one (stored, duplicates) per request, in order. A data error fails only its own request."""
+    try:
+        return _store_events(sessions, items)
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise  # the database is unavailable: every request gets 503 and the registry retries
+        if len(items) == 1:
+            return [exc]
+    return [outcome for item in items for outcome in store_event_batches(sessions, [item])]
+
+
+def _store_events(sessions: sessionmaker[Session], items: Sequence[Tuple[Sequence[PushEvent], str]]) -> List[Outcome]:
     received = now()
-    unique = {(p.registry, p.event_id): p for p in pushes}
-    rows = [dict(event_id=p.event_id, format=p.format, registry=p.registry, repository=p.repository, tag=p.tag,
-                 digest=p.digest, media_type=p.media_type, actor=p.actor, source_addr=p.source_addr,
-                 user_agent=p.user_agent, occurred_at=p.occurred_at, received_at=received, sent_by=sent_by[:512])
-            for p in unique.values()]
-    artifacts = {(p.registry, p.repository, p.digest) for p in unique.values()}
-    with transaction(sessions) as session:
-        conn = session.connection()
-        stored = insert_many(conn, RegistryEvent.__table__, rows, skip_conflicts_on=("registry", "event_id"),
-                             returning=("id",))
-        if stored:
-            insert_many(conn, RegistryArtifact.__table__,
-                        [dict(registry=r, repository=repo, digest=d, status="pending", attempts=0,
-                              next_attempt_at=received) for r, repo, d in sorted(artifacts)],
-                        skip_conflicts_on=("registry", "repository", "digest"))
-    return len(stored), len(pushes) - len(stored)
+    owner: Dict[Tuple[str, str], int] = {}  # (registry, event id) -> the request that first named it
+    rows = []
+    for n, (pushes, sent_by) in enumerate(items):
+        for p in pushes:
+            if (p.registry, p.event_id) in owner:
+                continue
+            owner[(p.registry, p.event_id)] = n
+            rows.append(dict(event_id=p.event_id, format=p.format, registry=p.registry, repository=p.repository,
+                             tag=p.tag, digest=p.digest, media_type=p.media_type, actor=p.actor,
+                             source_addr=p.source_addr, user_agent=p.user_agent, occurred_at=p.occurred_at,
+                             received_at=received, sent_by=sent_by[:512]))
+    stored_by = [0] * len(items)
+    if rows:
+        with transaction(sessions) as session:
+            conn = session.connection()
+            stored = insert_many(conn, RegistryEvent.__table__, rows, skip_conflicts_on=("registry", "event_id"),
+                                 returning=("registry", "event_id", "repository", "digest"))
+            artifacts = sorted({(r[0], r[2], r[3]) for r in stored})
+            if artifacts:
+                insert_many(conn, RegistryArtifact.__table__,
+                            [dict(registry=r, repository=repo, digest=d, status="pending", attempts=0,
+                                  next_attempt_at=received) for r, repo, d in artifacts],
+                            skip_conflicts_on=("registry", "repository", "digest"))
+        for row in stored:
+            stored_by[owner[(row[0], row[1])]] += 1
+    return [(stored_by[n], len(pushes) - stored_by[n]) for n, (pushes, _) in enumerate(items)]
 
 
 def record_claims(session: Session, artifact: RegistryArtifact, claims: Sequence[Claim]) -> int:

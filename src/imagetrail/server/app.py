@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from imagetrail import __version__
+from imagetrail.registry.store import store_event_batches
 from imagetrail.registry.worker import AttributionWorker
 from imagetrail.server.auth.api_keys import KeyCache
 from imagetrail.server.auth.tokens import TokenVerifier
@@ -44,6 +45,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.api_key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.ingest_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
                                            batch_wait=settings.ingest_batch_wait_ms / 1000)
+    app.state.registry_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
+                                             batch_wait=settings.ingest_batch_wait_ms / 1000, store=store_event_batches)
     # Reads pushed images from their registries, off the request path (and what a restart left queued).
     app.state.attribution = AttributionWorker(app.state.sessions, settings)
 

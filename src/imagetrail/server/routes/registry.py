@@ -9,10 +9,9 @@ from typing import Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from imagetrail.registry.events import DISTRIBUTION_MEDIA_TYPE, EventInvalid, parse
-from imagetrail.registry.store import MAX_PAGE_SIZE, record_events, untraced_pushes, visible_registries
+from imagetrail.registry.store import MAX_PAGE_SIZE, untraced_pushes, visible_registries
 from imagetrail.registry.views import UntracedPage
 from imagetrail.server.auth import SCOPE_REGISTRY, Principal
 from imagetrail.server.auth.dependencies import authenticate_request, require_reader
@@ -78,8 +77,9 @@ async def post_registry_events(request: Request, principal: Principal = Depends(
         if foreign:
             raise HTTPException(403, f"this credential may not post events of registry {foreign[0]}; map it to "
                                      "the key's organisation in IMAGETRAIL_REGISTRY_ORGS or use an --org '*' key")
-    stored, duplicates = await run_in_threadpool(record_events, request.app.state.sessions, parsed.pushes,
-                                                 f"{principal.kind}:{principal.subject}")
+    # Group commit with the events of concurrent requests; answered once they are committed.
+    stored, duplicates = await request.app.state.registry_writer.submit(parsed.pushes,
+                                                                        f"{principal.kind}:{principal.subject}")
     if stored:
         request.app.state.attribution.wake()
     answer = RegistryEventsAnswer(format=parsed.format, received=len(parsed.pushes), stored=stored,
