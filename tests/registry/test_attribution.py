@@ -104,6 +104,17 @@ def test_client_policy_allowlist_and_plain_http():
     assert _endpoint("127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
+def settled(client):
+    """(status, detail) of the one queued digest once the worker is done with it."""
+    deadline = time.monotonic() + 10
+    while True:
+        with client.app.state.engine.connect() as conn:
+            status, detail = conn.execute(sa.text("SELECT status, detail FROM registry_artifacts")).one()
+        if status not in ("pending", "working") or time.monotonic() > deadline:
+            return status, detail
+        time.sleep(0.05)
+
+
 class _Counting(http.server.BaseHTTPRequestHandler):
     hits = 0
 
@@ -125,13 +136,7 @@ def test_worker_never_contacts_a_registry_outside_the_allowlist(make_client):
         key = new_key(client, "*", "registry")
         assert post(client, key, envelope(push_event("x1", "a/b", "1", digest("x"), registry=f"127.0.0.1:{port}"))
                     ).json()["stored"] == 1
-        deadline = time.monotonic() + 10
-        while True:
-            with client.app.state.engine.connect() as conn:
-                status, detail = conn.execute(sa.text("SELECT status, detail FROM registry_artifacts")).one()
-            if status != "pending" and status != "working" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        status, detail = settled(client)
         assert status == "not-allowed" and "IMAGETRAIL_REGISTRIES" in detail
         assert _Counting.hits == 0
         # The untraced push says why nothing was read.
@@ -140,3 +145,14 @@ def test_worker_never_contacts_a_registry_outside_the_allowlist(make_client):
     finally:
         server.shutdown()
 
+
+
+def test_digests_refused_earlier_are_read_once_their_registry_is_allowed(make_client):
+    first = make_client(registries=[])
+    key = new_key(first, "*", "registry")
+    post(first, key, envelope(push_event("late1", "a/b", "1", digest("late"), registry="late.example")))
+    assert settled(first)[0] == "not-allowed"
+    second = make_client(registries=["late.example"])  # a restart with the registry now allowed
+    second.app.state.attribution._requeue_allowed()
+    with second.app.state.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM registry_artifacts")).scalar_one() == "pending"

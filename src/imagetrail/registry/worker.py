@@ -67,8 +67,22 @@ class AttributionWorker:
         self._stop = True
         self._wake.set()
 
+    def _requeue_allowed(self) -> None:
+        """Digests refused because their registry was not allowed are read once it is."""
+        if not self.settings.registries:
+            return
+        with transaction(self.sessions) as session:
+            session.execute(update(RegistryArtifact)
+                            .where(RegistryArtifact.status == "not-allowed",
+                                   RegistryArtifact.registry_host.in_(self.settings.registries))
+                            .values(status="pending", attempts=0, next_attempt_at=now()))
+
     def _run(self) -> None:
         errors = 0
+        try:
+            self._requeue_allowed()
+        except Exception as exc:  # the database is down, say: the queue loop below reports it
+            log.debug("attribution: could not requeue (%s)", type(exc).__name__)
         while not self._stop:
             self._wake.clear()
             try:
