@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a fresh Debian machine (run as root):
-# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium and tfx-cli.
+# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium, tfx-cli, and
+# buildah, podman and skopeo (engine-less pushes).
 # Idempotent: what is already installed or running is left as it is.
 set -euo pipefail
 
@@ -12,6 +13,10 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# Clients that push without the Docker engine (registry-side capture tests).
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq

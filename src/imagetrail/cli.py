@@ -24,7 +24,7 @@ COMMANDS = {
     "scans": ("imagetrail.client.scans", "ingest Trivy / Grype vulnerability reports"),
     "query": ("imagetrail.client.query", "explorer query: exposed, vulnerable images and their owners"),
     "remediate": ("imagetrail.client.remediate", "open Azure DevOps work items for query results"),
-    "registry": ("imagetrail.cloud.registry_cli", "record image index -> platform manifest digests from a registry"),
+    "registry": ("imagetrail.cloud.registry_cli", "resolve index -> platform manifests; sync pushes from a registry"),
 }
 
 

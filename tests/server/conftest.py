@@ -42,6 +42,7 @@ def make_client(database_url) -> Iterator[Callable[..., TestClient]]:
 
     yield factory
     for client in clients:
+        client.app.state.attribution.stop()
         client.app.state.engine.dispose()
 
 

@@ -25,6 +25,8 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-severity", choices=SEVERITIES)
     group.add_argument("--cve", help="a vulnerability id, e.g. CVE-2021-36159")
     group.add_argument("--fix-available", action="store_true", help="only findings with a fixed version")
+    group.add_argument("--untraced-push", action="store_true",
+                       help="only images a registry reported pushed that no report, label or provenance explains")
     group.add_argument("--registry", help="e.g. myregistry.azurecr.io or docker.io")
     group.add_argument("--repository", help="e.g. team/app (Docker Hub: library/nginx)")
     group.add_argument(
@@ -44,6 +46,8 @@ def filter_params(args: argparse.Namespace) -> Dict[str, Any]:
         params["exposed"] = "true"
     if args.fix_available:
         params["fix_available"] = "true"
+    if getattr(args, "untraced_push", False):
+        params["untraced_push"] = "true"
     for name in (
         "cluster",
         "namespace",
@@ -67,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagetrail query", description=__doc__)
     add_filter_arguments(parser)
     parser.add_argument(
-        "--gaps", action="store_true", help="list running images never traced to a pipeline, and why"
+        "--gaps", action="store_true",
+        help="list running images never traced to a pipeline, and why; then pushes a registry reported that "
+             "nothing explains (no collector report, label or provenance), with counts per registry and actor",
     )
     parser.add_argument(
         "--coverage",
@@ -166,6 +172,23 @@ def _emit(
         print(footer)
 
 
+PUSH_COLUMNS = ("registry", "repository", "tag", "digest", "actor", "source_addr", "pushed_at", "attribution")
+
+
+def _push_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in params.items() if k in ("registry", "page", "page_size")}
+
+
+def _untraced_pushes(answer: Dict[str, Any]) -> None:
+    rows = answer["pushes"]
+    print("\nuntraced pushes (a registry reported them; no collector report, label or provenance explains them):")
+    print(_table(rows, PUSH_COLUMNS) if rows else "none")
+    print(f"page {answer['page']}: {len(rows)} of {answer['total']} untraced pushes")
+    for title, key in (("per registry", "by_registry"), ("per actor", "by_actor")):
+        if answer[key]:
+            print(f"{title}: " + ", ".join(f"{c['name'] or '(anonymous)'} {c['pushes']}" for c in answer[key]))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     client = ApiClient()
@@ -184,6 +207,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         params.update(page=args.page, page_size=args.page_size)
         if args.gaps:
             answer = client.get("/v1/coverage/gaps", params=params)
+            pushes = client.get("/v1/coverage/untraced-pushes", params=_push_params(params))
+            if args.format == "json":
+                print(json.dumps({**answer, "untraced_pushes": pushes}, indent=2))
+                return 0
             rows = answer["gaps"]
             _emit(
                 args.format,
@@ -192,6 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ("cluster", "namespace", "workload_name", "container", "image", "reason", "detail"),
                 f"page {answer['page']}: {len(rows)} of {answer['total']} untraced containers",
             )
+            if args.format == "table":
+                _untraced_pushes(pushes)
             return 0
         params["sort"] = args.sort
         answer = client.get("/v1/query", params=params)

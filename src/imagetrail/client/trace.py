@@ -97,8 +97,7 @@ def render_trail(trail: Dict[str, Any]) -> str:
         lines.append(f"  {what}: {related['digest']}")
     pushes = trail.get("pushes") or []
     if not pushes:
-        lines.append("no push of this image is known (or none you may read)")
-        return "\n".join(lines)
+        lines.append("no push of this image is known from a pipeline (or none you may read)")
     for push in pushes:
         run, source, requester = push["run"], push["source"], push.get("requester") or {}
         facts = push.get("facts") or {}
@@ -126,9 +125,36 @@ def render_trail(trail: Dict[str, Any]) -> str:
                      f"from {evidence['identity_kind']}")
         if facts:
             lines += _evidence_lines(facts)
+        for event in push.get("registry_events") or []:
+            lines.append(f"  registry   also reported by the registry: {_who(event)}")
+    lines += _registry_side(trail)
     if trail.get("has_more"):
         lines += ["", f"older pushes exist: rerun with --all, or a larger --limit (at most {MAX_LIMIT})"]
     return "\n".join(lines)
+
+
+def _who(event: Dict[str, Any]) -> str:
+    return (f"{event.get('actor') or 'anonymous'} from {event.get('source_addr') or '?'} "
+            f"({event.get('user_agent') or 'unknown client'}) at {event['pushed_at']}")
+
+
+def _registry_side(trail: Dict[str, Any]) -> List[str]:
+    """Pushes only a registry reported, and what the image claims about its origin."""
+    lines: List[str] = []
+    for event in trail.get("registry_pushes") or []:
+        tag = f":{event['tag']}" if event.get("tag") else f"@{_short(event['digest'])}"
+        lines += ["", f"{event['registry']}/{event['repository']}{tag}  (reported by the registry only)",
+                  f"  pushed by  {_who(event)}"]
+    for claim in trail.get("claims") or []:
+        facts = claim.get("facts") or {}
+        said = ", ".join(f"{k} {facts[k]}" for k in ("organization", "project", "pipeline", "run_id", "repository_uri",
+                                                    "branch", "commit", "builder_id") if facts.get(k))
+        lines += ["", f"{claim['kind']} ({claim['evidence']}, {claim['source']})", f"  says       {said or '-'}"]
+        for run in claim.get("runs") or []:
+            lines.append(f"  run        {run['organization']} / {run['project']} / {run.get('pipeline') or run['pipeline_id']}"
+                         f" run {run.get('run_number') or run['run_id']} (by {run['matched_by']}) "
+                         f"{run.get('run_url') or ''}".rstrip())
+    return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -139,4 +165,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"imagetrail trace: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(trail, indent=2) if args.json else render_trail(trail))
-    return 0 if trail.get("pushes") else 3
+    return 0 if trail.get("pushes") or trail.get("registry_pushes") else 3

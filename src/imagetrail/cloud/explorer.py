@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import normalize_registry
+from imagetrail.registry.store import untraced_digests
 from imagetrail.server.auth import Principal
 from imagetrail.server.models.cloud import (
     CONTAINER_IDENTITY,
@@ -80,6 +81,8 @@ class ExplorerFilters(BaseModel):
     pushed_after: Optional[datetime] = None
     pushed_before: Optional[datetime] = None
     digests: Optional[List[str]] = None  # rows running one of these digests (web explorer selections)
+    # Rows running a digest a registry reported pushed that nothing explains (imagetrail.registry.store).
+    untraced_push: bool = False
 
     @field_validator("min_severity", mode="before")
     @classmethod
@@ -300,6 +303,8 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
         conditions.append(c.repository == filters.repository.lower())
     if filters.digests:
         conditions.append(c.digest.in_(sorted(set(filters.digests))))
+    if filters.untraced_push:
+        conditions.append(c.digest.in_(untraced_digests()))
     rank = sev.parse_filter(filters.min_severity) if filters.min_severity else None
     if filters.cve:
         finding = [Finding.vulnerability_id == filters.cve]

@@ -1,4 +1,5 @@
-"""``imagetrail registry resolve REF...``: record index -> platform manifest digests from the registry."""
+"""``imagetrail registry resolve REF...``: record index -> platform manifest digests from the registry.
+``imagetrail registry sync --registry HOST``: post a registry's pushes when it cannot notify (GHCR, Docker Hub)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     resolve.add_argument("references", nargs="+", metavar="REF", help="e.g. myregistry.azurecr.io/app:1.4")
     resolve.add_argument("--dry-run", action="store_true", help="print the relations; do not send them")
+    sync = sub.add_parser("sync", help="walk catalog -> tags -> manifests and post new or changed pushes "
+                                       "(incremental, resumable; for registries without webhooks)")
+    sync.add_argument("--registry", required=True, metavar="HOST", help="e.g. ghcr.io or myregistry.example:5000")
+    sync.add_argument("--repository", metavar="R", help="only this repository (needed where the catalog is "
+                                                        "not offered, e.g. GHCR and Docker Hub)")
+    sync.add_argument("--state", metavar="FILE", help="where the sync remembers what it saw (default: "
+                                                      "$XDG_STATE_HOME/imagetrail/registry-sync.json)")
+    sync.add_argument("--insecure", action="store_true", help="plain HTTP to a non-loopback registry")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.action == "sync":
+        from imagetrail.registry.sync import run
+
+        return run(args.registry, args.repository, args.state, args.insecure)
     from imagetrail.cloud.registry import RegistryClient, RegistryError
 
     registry = RegistryClient()

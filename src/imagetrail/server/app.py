@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -11,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from imagetrail import __version__
+from imagetrail.registry.store import store_event_batches
+from imagetrail.registry.worker import AttributionWorker
 from imagetrail.server.auth.api_keys import KeyCache
 from imagetrail.server.auth.tokens import TokenVerifier
 from imagetrail.server.db import make_engine, make_sessionmaker
@@ -23,7 +26,14 @@ log = logging.getLogger("imagetrail.server")
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.attribution.start()  # also picks up what a restart left queued
+        yield
+        app.state.attribution.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ImageTrail",
         version=__version__,
         description="Trace a container image digest to the CI/CD run, repository, commit and owner.",
@@ -39,6 +49,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.api_key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.ingest_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
                                            batch_wait=settings.ingest_batch_wait_ms / 1000)
+    app.state.registry_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
+                                             batch_wait=settings.ingest_batch_wait_ms / 1000, store=store_event_batches)
+    # Reads pushed images from their registries, off the request path (and what a restart left queued).
+    app.state.attribution = AttributionWorker(app.state.sessions, settings)
 
     def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # The service stays up; the client (collector, reconcile) retries later.
@@ -58,10 +72,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
     app.add_exception_handler(DBAPIError, database_error)
 
-    from imagetrail.server.routes import cloud, health, reports, trace
+    from imagetrail.server.routes import cloud, health, registry, reports, trace
     from imagetrail.web import routes as web
 
-    for module in (health, reports, trace, cloud, web):
+    for module in (health, reports, registry, trace, cloud, web):
         app.include_router(module.router)
     # Outermost of our layers: body sizes are enforced before routing, parsing and authentication.
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,9 +41,13 @@ def _settle(answers: List[Tuple["asyncio.Future[IngestResult]", Outcome]]) -> No
 
 
 class IngestWriter:
+    """Group commit for ``store`` (default: collector reports; the registry events use it too):
+    ``store(sessions, [(body, principal), ...])`` returns one outcome per item, in order."""
+
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = 200, batch_wait: float = 0.0,
-                 idle_exit: float = 30.0):
+                 idle_exit: float = 30.0, store: Callable[..., List[Any]] = store_reports):
         self.sessions = sessions
+        self.store = store
         self.max_batch = max_batch
         self.batch_wait = batch_wait
         self.idle_exit = idle_exit
@@ -92,7 +96,7 @@ class IngestWriter:
 
     def _write(self, batch: List[_Waiting]) -> None:
         try:
-            outcomes: List[Outcome] = store_reports(self.sessions, [(body, principal) for body, principal, _, _ in batch])
+            outcomes: List[Outcome] = self.store(self.sessions, [(body, principal) for body, principal, _, _ in batch])
         except Exception as exc:  # e.g. the database is unreachable: every request gets the error
             log.debug("ingest batch of %d failed: %s", len(batch), type(exc).__name__)
             outcomes = [exc] * len(batch)

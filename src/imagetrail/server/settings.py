@@ -148,6 +148,15 @@ class Settings:
     sso_scopes: List[str] = field(default_factory=list)  # extra scopes to request besides openid
     sso_groups_claim: str = "groups"  # oidc: claim (dotted path allowed) holding roles or groups
     sso_grants: List[SsoGrant] = field(default_factory=list)
+    # Registries (docs/registries.md): the backend reads pushed images only from these hosts, over
+    # plain HTTP only for loopback and the insecure ones, with credentials from a Docker config.json.
+    registries: List[str] = field(default_factory=list)
+    insecure_registries: List[str] = field(default_factory=list)
+    registry_auth_file: Optional[str] = None
+    registry_timeout_seconds: int = 10
+    max_registry_event_bytes: int = 1_048_576
+    # Who besides readers of every organisation may read a registry's pushes: host -> organisations.
+    registry_organizations: Dict[str, List[str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -186,6 +195,14 @@ class Settings:
                                           defaults.web_session_idle_minutes),
             web_session_max_hours=_int(env, "IMAGETRAIL_WEB_SESSION_MAX_HOURS", defaults.web_session_max_hours),
             **_sso_settings(env),
+            registries=[r.lower() for r in _list(env.get("IMAGETRAIL_REGISTRIES"))],
+            insecure_registries=[r.lower() for r in _list(env.get("IMAGETRAIL_INSECURE_REGISTRIES"))],
+            registry_auth_file=env.get("IMAGETRAIL_REGISTRY_AUTH_FILE") or None,
+            registry_timeout_seconds=_int(env, "IMAGETRAIL_REGISTRY_TIMEOUT_SECONDS",
+                                          defaults.registry_timeout_seconds),
+            max_registry_event_bytes=_int(env, "IMAGETRAIL_MAX_REGISTRY_EVENT_BYTES",
+                                          defaults.max_registry_event_bytes),
+            registry_organizations=_grants(env, "IMAGETRAIL_REGISTRY_ORGS"),
         )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
+from imagetrail.registry.views import ClaimInfo, RegistryEventInfo
 from imagetrail.server.auth import Principal
 from imagetrail.facts import DISPUTED
 from imagetrail.server.auth.report_claims import BOUND_KINDS
@@ -115,6 +116,10 @@ class TrailPush(BaseModel):
     evidence: Evidence
     # organization, project, pipeline, run, repository, branch, commit, requester -> how it is known
     facts: Dict[str, FactEvidence] = {}
+    # Who reported this push: the collector, and the registry too when it notified the same
+    # reference and digest (one push, two sources; imagetrail.registry.trail joins them).
+    sources: List[str] = ["collector"]
+    registry_events: List[RegistryEventInfo] = []
 
 
 class RelatedDigest(BaseModel):
@@ -132,6 +137,9 @@ class Trail(BaseModel):
     pushes: List[TrailPush] = []  # one page, newest first
     has_more: bool = False  # older pushes exist: ask again with before=next
     next: Optional[str] = None  # the cursor of the next (older) page
+    # Registry side: pushes only a registry reported, and what the images claim (labels, provenance).
+    registry_pushes: List[RegistryEventInfo] = []
+    claims: List[ClaimInfo] = []
 
 
 class ImageRow(BaseModel):

@@ -27,7 +27,8 @@ DEFAULT_PAGE_SIZE = 50
 DEFAULT_SORT = "-severity"
 CSV_BATCH = 500
 TEXT_FIELDS = ("cve", "cluster", "namespace", "registry", "project", "pipeline")
-FORM_FIELDS = ("exposed", "min_severity", "fix_available", "pushed_after", "pushed_before") + TEXT_FIELDS
+FORM_FIELDS = ("exposed", "min_severity", "fix_available", "untraced_push", "pushed_after",
+               "pushed_before") + TEXT_FIELDS
 
 # Column header -> sort key (None: not sortable). Severity toggles between descending and ascending.
 COLUMNS = [
@@ -81,6 +82,7 @@ class ExplorerRequest:
         if form["min_severity"]:
             values["min_severity"] = form["min_severity"]
         values["fix_available"] = form["fix_available"] in ("true", "on", "1")
+        values["untraced_push"] = form["untraced_push"] in ("true", "on", "1")
         for name in ("pushed_after", "pushed_before"):
             if form[name]:
                 parsed = _date(form[name])

@@ -312,7 +312,7 @@ def image_page(request: Request, digest: str, web: WebSession = Depends(web_read
             "or search with a shorter prefix.",
         )
     with request.app.state.sessions() as session:
-        facts = trail_view.load_trail(session, web.principal, digest)
+        facts = trail_view.load_trail(session, web.principal, digest, request.app.state.settings)
     if not facts.found:
         return render(
             request,
@@ -430,11 +430,13 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
     from imagetrail.cloud.explorer import MAX_PAGE, coverage_gaps, coverage_summary
+    from imagetrail.registry.store import untraced_pushes
 
     page = min(max(page, 1), MAX_PAGE)  # a hand-edited ?page= shows the first or the deepest page
     with request.app.state.sessions() as session:
         summary = coverage_summary(session, web.principal)
         gaps = coverage_gaps(session, web.principal, page=page, page_size=explorer_view.DEFAULT_PAGE_SIZE)
+        pushes = untraced_pushes(session, web.principal, request.app.state.settings, page_size=20)
     pages = max(math.ceil(gaps.total / gaps.page_size), 1)
     return render(
         request,
@@ -443,6 +445,7 @@ def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_read
         section="coverage",
         summary=summary,
         gaps=gaps,
+        untraced=pushes,
         gap_pages=pages,
         all_orgs=web.principal.organizations is None,
     )

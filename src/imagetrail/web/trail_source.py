@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.explorer import related_digests
+from imagetrail.registry.trail import with_registry
 from imagetrail.server.auth import Principal
+from imagetrail.server.settings import Settings
 from imagetrail.server.models.cloud import Cluster, ImageScan, RunningContainer, VulnerabilitySummary
 from imagetrail.server.trace_service import Trail, TrailPush, trail_for_digest
 from imagetrail.web.trail_view import (
@@ -104,6 +106,7 @@ def _push_fact(push: TrailPush) -> PushFact:
         facts={fact: known.evidence for fact, known in push.facts.items()},
         competing={fact: [f"{s.value} ({s.evidence}, {s.credential_kind} {s.credential_id})" for s in known.competing]
                    for fact, known in push.facts.items() if known.competing},
+        registry_events=list(push.registry_events),
     )
 
 
@@ -116,9 +119,12 @@ def _related(trail: Trail) -> List[RelatedDigest]:
     ]
 
 
-def load(session: Session, principal: Principal, digest: str) -> TrailFacts:
+def load(session: Session, principal: Principal, digest: str, settings: Optional[Settings] = None) -> TrailFacts:
     trail = trail_for_digest(session, digest, principal)
-    facts = TrailFacts(digest=digest, related=_related(trail))
+    if settings is not None:
+        trail = with_registry(session, trail, principal, settings)
+    facts = TrailFacts(digest=digest, related=_related(trail), registry_pushes=trail.registry_pushes,
+                       claims=trail.claims)
     facts.pushes = [_push_fact(push) for push in trail.pushes]
     facts.more_pushes = trail.has_more
     facts.references = sorted(

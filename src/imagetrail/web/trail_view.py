@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from imagetrail.web.graph import Edge, Node
 
@@ -53,6 +53,7 @@ class PushFact:
     identity_kind: Optional[str] = None
     facts: Dict[str, str] = field(default_factory=dict)  # fact -> verified | claimed | disputed
     competing: Dict[str, List[str]] = field(default_factory=dict)  # disputed fact -> "value (who)" lines
+    registry_events: List[Any] = field(default_factory=list)  # the registry's word on this push (second source)
 
 
 @dataclass
@@ -82,10 +83,13 @@ class TrailFacts:
     workloads: List[WorkloadFact] = field(default_factory=list)
     vulnerabilities: Optional[VulnerabilityFact] = None
     more_pushes: bool = False  # the trail API has older pushes than this first page
+    # Registry side (imagetrail.registry.views): pushes only a registry reported, and the image's claims.
+    registry_pushes: List[Any] = field(default_factory=list)
+    claims: List[Any] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
-        return bool(self.pushes or self.workloads)
+        return bool(self.pushes or self.workloads or self.registry_pushes or self.claims)
 
 
 def short_digest(digest: str) -> str:
@@ -233,7 +237,7 @@ def describe(facts: TrailFacts) -> str:
     return " ".join(parts)
 
 
-def load_trail(session, principal, digest: str) -> TrailFacts:
+def load_trail(session, principal, digest: str, settings=None) -> TrailFacts:
     from imagetrail.web import trail_source
 
-    return trail_source.load(session, principal, digest)
+    return trail_source.load(session, principal, digest, settings)

@@ -30,6 +30,7 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("POST", "/v1/clusters/{cluster}/inventory"): SCOPE_INGEST,
     ("POST", "/v1/scans"): SCOPE_INGEST,
     ("POST", "/v1/image-relations"): SCOPE_INGEST,
+    ("POST", "/v1/registry-events"): SCOPE_REGISTRY,
     # API: read
     ("GET", "/v1/images/{digest}/trail"): SCOPE_READ,
     ("GET", "/v1/trail"): SCOPE_READ,
@@ -37,6 +38,7 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/query"): SCOPE_READ,
     ("GET", "/v1/coverage/gaps"): SCOPE_READ,
     ("GET", "/v1/coverage"): SCOPE_READ,
+    ("GET", "/v1/coverage/untraced-pushes"): SCOPE_READ,
     # API: remediation
     ("POST", "/v1/remediations"): SCOPE_REMEDIATE,
     # web

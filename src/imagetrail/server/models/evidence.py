@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 from imagetrail.server.models.pipeline import REF_LEN
 
 
@@ -31,4 +31,4 @@ class FactStatement(Base):
     credential_kind: Mapped[str] = mapped_column(String(32))  # azure-devops | github | api-key | entra | ...
     credential_id: Mapped[str] = mapped_column(String(512))  # key:<id>, token subject, app id
     report_id: Mapped[Optional[str]] = mapped_column(String(71))  # the first report that stated it
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

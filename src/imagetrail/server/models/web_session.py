@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 
 
 class BrowserSession(Base):
@@ -28,9 +28,9 @@ class BrowserSession(Base):
     scopes: Mapped[str] = mapped_column(String(128))  # space-separated
     organizations: Mapped[str] = mapped_column(Text)  # JSON: lower-cased names, or "*" for all
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)  # absolute limit
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # absolute limit
 
 
 class PendingSignIn(Base):
@@ -39,5 +39,5 @@ class PendingSignIn(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the browser's sign-in token
     flow: Mapped[str] = mapped_column(Text)  # JSON: state, nonce, PKCE verifier, redirect URI
     next_url: Mapped[str] = mapped_column(String(2048))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -209,6 +209,7 @@ def explorer_filters(
     pipeline: Optional[str] = None,
     pushed_after: Optional[datetime] = None,
     pushed_before: Optional[datetime] = None,
+    untraced_push: bool = Query(False, description="only images a registry reported pushed that nothing explains"),
 ) -> explorer.ExplorerFilters:
     values = dict(
         exposed=exposed,
@@ -224,6 +225,7 @@ def explorer_filters(
         pipeline=pipeline,
         pushed_after=pushed_after,
         pushed_before=pushed_before,
+        untraced_push=untraced_push,
     )
     try:
         return explorer.ExplorerFilters(**values)

@@ -7,6 +7,7 @@ from typing import List, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
 
+from imagetrail.registry.trail import with_registry
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.trace_service import (
@@ -46,7 +47,8 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
                 principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return _json(trail_for_digest(session, digest, principal, limit=limit, before=before).model_dump_json())
+            trail = trail_for_digest(session, digest, principal, limit=limit, before=before)
+            return _json(with_registry(session, trail, principal, request.app.state.settings).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -58,8 +60,9 @@ def reference_trail(request: Request, reference: str = Query(..., min_length=1, 
                     principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            return _json(trail_for_reference(session, reference, principal, limit=limit,
-                                             before=before).model_dump_json())
+            trail = trail_for_reference(session, reference, principal, limit=limit, before=before)
+            return _json(with_registry(session, trail, principal, request.app.state.settings,
+                                       reference=reference).model_dump_json())
         except TraceQueryError as exc:
             raise HTTPException(422, str(exc)) from None
 
