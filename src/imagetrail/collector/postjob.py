@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from imagetrail import __version__
 from imagetrail.collector import shared_engine
@@ -32,6 +32,9 @@ from imagetrail.collector.shared_engine import process_alive
 from imagetrail.collector.state import JobFiles, JobRecord, read_job_record, read_lines
 from imagetrail.collector.watchdog import Watchdog
 from imagetrail.report import CollectorInfo, PipelineContext, Platform, Push, Report
+
+if TYPE_CHECKING:
+    from imagetrail.collector.docker_client import DockerApi
 
 MAX_PUSHES = 5000
 MAX_REPORT_WARNINGS = 100
@@ -107,9 +110,44 @@ def daemon_events(endpoint: DockerEndpoint, env: Mapping[str, str], since_ns: in
     return [e for e in events if e is not None and since_ns <= e.time_ns <= until_ns]
 
 
+def expand_all_tags(discovery: Discovery, missing: List[Tuple[str, int]], api: "DockerApi",
+                    history: Optional[ReferenceHistory]) -> List[Tuple[str, int]]:
+    """Replaces each ``push --all-tags`` event (it names the repository alone) by one push per tag
+    that was pushed; the keys still to resolve are returned. The watcher, when it ran, already
+    recorded the tags: those keys are then known and resolved."""
+    from imagetrail.collector import all_tags
+
+    still: List[Tuple[str, int]] = []
+    for key in missing:
+        event = discovery.pushes[key][0]
+        if not all_tags.names_repository_only(event):
+            still.append(key)
+            continue
+        try:
+            tagged = all_tags.expand(event, api.repository_images(event.reference), history)
+        except DockerUnavailable:
+            tagged = []
+        if not tagged:
+            discovery.pushes[key] = (event, Resolution(
+                error="pushed with --all-tags; no tag of the repository is left on the engine to resolve"))
+            continue
+        del discovery.pushes[key]
+        for pushed in tagged:
+            if pushed.key not in discovery.pushes:
+                discovery.add(pushed, None)
+                still.append(pushed.key)
+    return still
+
+
 def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
                     deadline: Deadline) -> None:
     """Resolves the pushes the watcher did not (or could not) resolve when they happened."""
+    from imagetrail.collector import all_tags
+
+    events = [event for event, _ in discovery.pushes.values()]
+    for key, (event, _) in list(discovery.pushes.items()):
+        if all_tags.names_repository_only(event) and all_tags.recorded_per_tag(event, events):
+            del discovery.pushes[key]
     missing = [key for key, (_, resolution) in discovery.pushes.items()
                if resolution is None or not resolution.digest]
     if not missing:
@@ -127,6 +165,7 @@ def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], en
             history: Optional[ReferenceHistory] = ReferenceHistory(api.reference_events(1, time.time_ns()))
         except DockerUnavailable:
             history = None
+        missing = expand_all_tags(discovery, missing, api, history)
         for key in missing:
             event, earlier = discovery.pushes[key]
             if deadline.remaining() < 2.0:
