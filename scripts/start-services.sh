@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a fresh Debian machine (run as root):
-# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium and tfx-cli.
+# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium, tfx-cli, podman and skopeo.
 # Idempotent: what is already installed or running is left as it is.
 set -euo pipefail
 
@@ -12,6 +12,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v podman >/dev/null || need_apt+=(podman)   # the collector reads podman's event log
+command -v skopeo >/dev/null || need_apt+=(skopeo)   # ... and resolves podman's pushed digests with skopeo
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -24,6 +26,14 @@ fi
 
 state_dir=${IMAGETRAIL_SERVICES_DIR:-/var/lib/imagetrail-test}
 mkdir -p "$state_dir"
+
+# podman: vfs storage, which works inside this kind of sandbox (overlay needs a kernel mount). Only when the
+# machine has no storage configuration of its own; tests give podman their own storage and event log anyway.
+if [ ! -e /etc/containers/storage.conf ]; then
+  log "configuring podman for vfs storage"
+  mkdir -p /etc/containers
+  printf '[storage]\ndriver = "vfs"\n' >/etc/containers/storage.conf
+fi
 
 # Docker engine: vfs storage and no bridge, which work inside this kind of sandbox.
 if ! docker version >/dev/null 2>&1; then

@@ -100,7 +100,8 @@ def test_all_tags_push_whose_tags_are_gone_is_kept_with_the_reason(registry, tmp
     docker("rmi", f"{repository}:1", f"{repository}:2", f"{repository}:3")
     env = azure_env(tmp_path, SYSTEM_PIPELINESTARTTIME=start.strftime("%Y-%m-%d %H:%M:%S+00:00"))
     report_file = tmp_path / "report.json"
-    post = collect("post-job", {**env, "IMAGETRAIL_DRY_RUN": "true", "IMAGETRAIL_REPORT_FILE": str(report_file)})
+    post = collect("post-job", {**env, "IMAGETRAIL_DRY_RUN": "true",
+                                "IMAGETRAIL_REPORT_FILE": str(report_file)})
     assert post.returncode == 0, post.output
     [warning] = post.warnings()
     assert "reported without a digest" in warning and repository in warning

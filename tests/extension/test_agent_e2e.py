@@ -387,7 +387,9 @@ def pre_push_post(extension: Path, job_env: Dict[str, str], tmp_path: Path, tag:
     return pre, post, image
 
 
-def test_pipeline_variables_cannot_redirect_the_job_token(extension, backend, docker_engine, registry, tmp_path):
+def test_pipeline_variables_cannot_redirect_the_job_token(
+    extension, backend, docker_engine, registry, tmp_path
+):
     """An earlier step ran `##vso[task.setvariable variable=imagetrail.url]http://attacker` (and the same for
     the audience, the Entra authority and a variable named like the old task input): the agent exports them to
     the later steps' environment. The job's tokens still go only to the backend baked into the extension."""
@@ -414,7 +416,9 @@ def test_pipeline_variables_cannot_redirect_the_job_token(extension, backend, do
     assert attacker.url not in post.stdout
 
 
-def test_hostile_python_variables_and_site_files_are_not_run(extension, backend, docker_engine, registry, tmp_path):
+def test_hostile_python_variables_and_site_files_are_not_run(
+    extension, backend, docker_engine, registry, tmp_path
+):
     """PYTHONPATH with a sitecustomize, PYTHONUSERBASE with a .pth, PYTHONHOME pointing nowhere, and a venv
     first on PATH whose site-packages holds a .pth (all set by earlier steps of the job): the collector runs
     isolated, so none of that code runs beside SYSTEM_ACCESSTOKEN, and the report is still delivered."""
@@ -545,7 +549,8 @@ def test_old_python_first_on_path_does_not_stop_the_report(
     on PATH runs the collector, and the push is reported."""
     bin_dir = tmp_path / "old-bin"
     if kind == "fake-3.8":
-        real = subprocess.check_output(["python3", "-c", "import sys; print(sys.executable)"], text=True).strip()
+        code = "import sys; print(sys.executable)"
+        real = subprocess.check_output(["python3", "-c", code], text=True).strip()
         fake_old_python(bin_dir, os.path.realpath(real), (3, 8, 18))
     else:
         interpreter = old_interpreter(kind.split("-")[1])

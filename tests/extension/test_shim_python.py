@@ -17,7 +17,8 @@ from tests.extension.support import REPO_ROOT, node, old_interpreter
 SHIM = REPO_ROOT / "shim" / "collector-shim.js"
 
 
-def run_shim(env: Dict[str, str], system_pythons: Optional[List[str]] = None, phase: str = "post-job") -> dict:
+def run_shim(env: Dict[str, str], system_pythons: Optional[List[str]] = None,
+             phase: str = "post-job") -> dict:
     """runCollector() in a node process; returns its result plus the lines it printed."""
     script = (
         "const shim = require(process.argv[1]);"
@@ -111,9 +112,10 @@ def test_only_old_interpreters_is_one_warning_naming_them(tmp_path):
     result = run_shim(base_env(str(old_bin)), system_pythons=[str(tmp_path / "nowhere" / "python3")])
     assert result["status"] == "old-python"
     [line] = result["lines"]
-    assert line.startswith("##vso[task.logissue type=warning]ImageTrail: Python >= 3.9 is needed on the agent, "
-                           "but python3 is Python 3.8 and no newer one was found (looked for python3, python, "
-                           "python3.N on PATH"), line
+    assert line.startswith(
+        "##vso[task.logissue type=warning]ImageTrail: Python >= 3.9 is needed on the agent, but python3 is "
+        "Python 3.8 and no newer one was found (looked for python3, python, python3.N on PATH"
+    ), line
     assert not counter.exists()
 
 
@@ -122,9 +124,10 @@ def test_no_python_at_all_is_one_warning(tmp_path):
     empty.mkdir()
     result = run_shim({**base_env(str(empty)), "GITHUB_ACTIONS": "true"}, system_pythons=[])
     assert result["status"] == "no-python"
-    assert result["lines"] == ["::warning::ImageTrail: no Python found (looked for python3, python, python3.N on "
-                               "PATH); install Python >= 3.9 on the agent (or set the pipeline variable "
-                               "imagetrail.disable=true)"]
+    assert result["lines"] == [
+        "::warning::ImageTrail: no Python found (looked for python3, python, python3.N on PATH); install "
+        "Python >= 3.9 on the agent (or set the pipeline variable imagetrail.disable=true)"
+    ]
 
 
 def test_credentials_in_urls_are_masked_in_every_line(tmp_path):

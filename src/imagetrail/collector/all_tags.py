@@ -41,7 +41,8 @@ def tags_at_push(event: PushEvent, images: Iterable[Any], history: Optional[Refe
                 ref = parse_reference(reference)
             except InvalidReference:
                 continue
-            if ref.name == name and ref.tag and not (history and history.first_named_after(reference, event.time_ns)):
+            later = history is not None and history.first_named_after(reference, event.time_ns)
+            if ref.name == name and ref.tag and not later:
                 found.add(reference)
     return sorted(found)[:MAX_TAGS]
 

@@ -1,8 +1,9 @@
 """The post-job step: which images did this job push, with which digests; report them.
 
 Sources, merged and de-duplicated by (reference, event time): the watcher's records (each
-resolved when the push happened) and the daemon's event ring buffer for
-[job start, now] (which catches pushes the watcher missed, e.g. if it could not start).
+resolved when the push happened), the daemon's event ring buffer for
+[job start, now] (which catches pushes the watcher missed, e.g. if it could not start), and
+podman's event log where podman is installed (see ``podman``).
 Without a pre-job record the pipeline start time bounds the job. Pushes that only the ring
 buffer found are resolved after the fact, with the daemon's tag events telling which image
 each pushed tag named at the time, so they carry the same fields as the watcher's. The
@@ -16,7 +17,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
 
 from imagetrail import __version__
 from imagetrail.collector import shared_engine
@@ -47,6 +48,8 @@ class Discovery:
     problems: List[str] = field(default_factory=list)  # printed as warnings
     notes: List[str] = field(default_factory=list)  # for the report's warnings only (an info line is printed)
     registration: Optional[str] = None  # this job's shared-engine registration (pre-job)
+    window: Optional[Tuple[int, int]] = None  # the job's [start, now] in ns, once it is known
+    not_docker: Set[Tuple[str, int]] = field(default_factory=set)  # resolved by podman, not the engine
 
     def add(self, event: PushEvent, resolution: Optional[Resolution]) -> None:
         known = self.pushes.get(event.key)
@@ -149,7 +152,7 @@ def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], en
         if all_tags.names_repository_only(event) and all_tags.recorded_per_tag(event, events):
             del discovery.pushes[key]
     missing = [key for key, (_, resolution) in discovery.pushes.items()
-               if resolution is None or not resolution.digest]
+               if (resolution is None or not resolution.digest) and key not in discovery.not_docker]
     if not missing:
         return
     api = None
@@ -252,6 +255,7 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
             return discovery, None, False
         if damaged:
             discovery.problems.append(f"{damaged}; pushes since the pipeline start are reported instead")
+    discovery.window = (start_ns, now_ns)
     try:
         endpoint: Optional[DockerEndpoint] = resolve_endpoint(env)
     except EndpointError as exc:
@@ -268,6 +272,25 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
             discovery.problems.append(f"{exc} ({endpoint.source})")
         discovery.sources.append("daemon event buffer: unavailable")
     return discovery, endpoint, True
+
+
+def podman_pushes(env: Mapping[str, str], discovery: Discovery, deadline: Deadline) -> None:
+    """Pushes made with podman in the job window, where podman is installed (its event log is kept
+    per user and outlives the job, so reading it at the end is enough)."""
+    from imagetrail.collector import podman
+
+    binary = podman.find("podman", env)
+    if binary is None or discovery.window is None:
+        return
+    try:
+        found = podman.push_events(binary, *discovery.window, deadline, env)
+        discovery.sources.append("podman event log since the job start")
+        for event, resolution in podman.resolve_all(found, binary, deadline, env):
+            discovery.add(event, resolution)
+            discovery.not_docker.add(event.key)
+    except podman.PodmanUnavailable as exc:
+        discovery.sources.append("podman event log: unavailable")
+        discovery.problems.append(str(exc))
 
 
 def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
@@ -314,6 +337,7 @@ def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadl
     context = pipeline_context(env)
     discovery, endpoint, bounded = discover(env, context, deadline, console)
     check_shared_engine(discovery, endpoint, env, deadline, console)
+    podman_pushes(env, discovery, deadline)
     if not discovery.pushes:
         for problem in discovery.problems:
             console.warning(problem)
