@@ -33,6 +33,7 @@ from tests.extension.support import (
     minimal_path_dir,
     node,
     old_interpreter,
+    old_python_stand_in,
     unzip,
 )
 from tests.support import services
@@ -526,21 +527,6 @@ def test_no_python_on_path_falls_back_to_the_system_python(extension, backend, t
     assert seconds < 10
 
 
-def fake_old_python(directory: Path, real_python: str, version: Tuple[int, int, int]) -> None:
-    """`python3` that runs the real interpreter but reports an old version to the code it runs."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "python3"
-    script.write_text(
-        "#!/bin/sh\n"
-        "# Stands in for an old Python: same interpreter, older sys.version_info.\n"
-        'while [ "$1" != "-c" ] && [ $# -gt 0 ]; do shift; done\n'
-        'if [ "$1" = "-c" ]; then code="$2"; shift 2; else exit 2; fi\n'
-        f'exec "{real_python}" -c "import sys; sys.version_info = {version + ("final", 0)!r}\n$code" "$@"\n',
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-
-
 @pytest.mark.parametrize("kind", ["fake-3.8", "real-3.8", "real-2.7"])
 def test_old_python_first_on_path_does_not_stop_the_report(
     extension, backend, docker_engine, registry, tmp_path, kind
@@ -549,9 +535,7 @@ def test_old_python_first_on_path_does_not_stop_the_report(
     on PATH runs the collector, and the push is reported."""
     bin_dir = tmp_path / "old-bin"
     if kind == "fake-3.8":
-        code = "import sys; print(sys.executable)"
-        real = subprocess.check_output(["python3", "-c", code], text=True).strip()
-        fake_old_python(bin_dir, os.path.realpath(real), (3, 8, 18))
+        old_python_stand_in(bin_dir / "python3", (3, 8, 18))
     else:
         interpreter = old_interpreter(kind.split("-")[1])
         if interpreter is None:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from tests.extension.support import REPO_ROOT, node, old_interpreter
+from tests.extension.support import REPO_ROOT, node, setup_python_layout
 
 SHIM = REPO_ROOT / "shim" / "collector-shim.js"
 
@@ -50,18 +50,6 @@ def counting_python(file: Path, target: str, counter: Path) -> Path:
 
 def real_python() -> str:
     return os.path.realpath(sys.executable)
-
-
-def setup_python_layout(tool_cache: Path, counter: Path) -> Path:
-    """actions/setup-python's layout for 3.8: <cache>/Python/3.8.18/x64/bin with python3.8 and the
-    python3/python links to it. python3.8 is the real 3.8 when this machine has one, else a stand-in that
-    notes its start; either way its name says 3.8."""
-    bin_dir = tool_cache / "Python" / "3.8.18" / "x64" / "bin"
-    real_38 = old_interpreter("3.8")
-    counting_python(bin_dir / "python3.8", real_38 or real_python(), counter)
-    for name in ("python3", "python"):
-        (bin_dir / name).symlink_to("python3.8")
-    return bin_dir
 
 
 def test_setup_python_38_first_on_path_is_skipped_without_starting_it(tmp_path):
