@@ -108,26 +108,30 @@ function tooOld(version) {
   return version[0] < MIN_PYTHON[0] || (version[0] === MIN_PYTHON[0] && version[1] < MIN_PYTHON[1]);
 }
 
-// Interpreters to try, in order, found without starting any of them. Each real file is tried once.
-function pythonCandidates(env, platform, systemPythons) {
+// Interpreters to try, in order, found without starting any of them; each real file once. A generator: the
+// folders of PATH are listed (for python3.N) only when no python3 or python before them would do.
+function* pythonCandidates(env, platform, systemPythons) {
   const ext = platform === 'win32' ? '.exe' : '';
+  // Relative entries ('.', '') would make the job's working directory a source of interpreters.
   const folders = pathValue(env).split(path.delimiter).filter((folder) => folder && path.isAbsolute(folder));
-  const candidates = [];
   const seen = new Set();
-  const add = (file, name) => {
-    if (!isExecutable(file, platform)) return;
+  const candidate = (file, name) => {
+    if (!isExecutable(file, platform)) return null;
     let real;
     try {
       real = fs.realpathSync(file);
     } catch (err) {
-      return;
+      return null;
     }
-    if (seen.has(real)) return;
+    if (seen.has(real)) return null;
     seen.add(real);
-    candidates.push({ command: file, args: [], name, stated: versionFromName(real) || versionFromName(file) });
+    return { command: file, args: [], name, stated: versionFromName(real) || versionFromName(file) };
   };
   for (const name of ['python3', 'python']) {
-    for (const folder of folders) add(path.join(folder, name + ext), name);
+    for (const folder of folders) {
+      const found = candidate(path.join(folder, name + ext), name);
+      if (found) yield found;
+    }
   }
   const versioned = [];
   folders.forEach((folder, order) => {
@@ -139,14 +143,21 @@ function pythonCandidates(env, platform, systemPythons) {
     }
     for (const entry of entries) {
       const version = versionFromName(entry);
-      if (version && version[0] === 3 && !tooOld(version)) versioned.push({ file: path.join(folder, entry), entry, version, order });
+      if (version && version[0] === 3 && !tooOld(version)) {
+        versioned.push({ file: path.join(folder, entry), entry, version, order });
+      }
     }
   });
   versioned.sort((a, b) => b.version[1] - a.version[1] || a.order - b.order);
-  for (const item of versioned) add(item.file, item.entry.replace(/\.exe$/i, ''));
-  for (const file of systemPythons) add(file, file);
-  if (platform === 'win32') candidates.push({ command: 'py', args: ['-3'], name: 'py -3', stated: null });
-  return candidates;
+  for (const item of versioned) {
+    const found = candidate(item.file, item.entry.replace(/\.exe$/i, ''));
+    if (found) yield found;
+  }
+  for (const file of systemPythons) {
+    const found = candidate(file, file);
+    if (found) yield found;
+  }
+  if (platform === 'win32') yield { command: 'py', args: ['-3'], name: 'py -3', stated: null };
 }
 
 function secretValues(env) {
@@ -338,9 +349,8 @@ async function runCollector(options = {}) {
       IMAGETRAIL_DEADLINE_SECONDS: String(softDeadline),
     };
     const systemPythons = options.systemPythons || SYSTEM_PYTHONS[platform === 'win32' ? 'win32' : 'posix'];
-    const candidates = pythonCandidates(env, platform, systemPythons);
     let oldFound = null;
-    for (const candidate of candidates) {
+    for (const candidate of pythonCandidates(env, platform, systemPythons)) {
       if (candidate.stated && tooOld(candidate.stated)) {
         oldFound = oldFound || `${candidate.name} is Python ${candidate.stated.join('.')}`;
         continue; // its file name says it is too old: not worth a process start

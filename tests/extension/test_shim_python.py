@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from tests.extension.support import REPO_ROOT, node, setup_python_layout
+from tests.extension.support import REPO_ROOT, node, old_interpreter, setup_python_layout
 
 SHIM = REPO_ROOT / "shim" / "collector-shim.js"
 
@@ -145,3 +145,21 @@ def test_python_variables_do_not_reach_the_collector(tmp_path, variable):
     assert variable not in dump.read_text()
     # Isolated start: PYTHON* variables ignored, no user site, no site-packages .pth files.
     assert flags.read_text().split() == ["-E", "-s", "-S", "-u", "-c"]
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.8"])
+def test_a_real_old_interpreter_behind_an_uninformative_name_is_recognised(tmp_path, version):
+    """The bootstrap must parse under any Python, so that an old one answers with its version (exit 86)
+    instead of a syntax error: run it under a real old interpreter reached through a plain `python3`."""
+    interpreter = old_interpreter(version)
+    if interpreter is None:
+        pytest.skip(f"no Python {version} interpreter on this machine (pyenv or PATH)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec "{interpreter}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    result = run_shim(base_env(str(bin_dir)), system_pythons=[])
+    assert result["status"] == "old-python", result
+    [line] = result["lines"]
+    assert f"but python3 is Python {version}." in line, line
