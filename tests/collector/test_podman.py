@@ -15,8 +15,9 @@ from typing import Dict
 
 import pytest
 
-from tests.collector.support import azure_env, collect, validate
+from tests.collector.support import azure_env, collect, import_image, push, validate
 from tests.support import services
+from tests.support.podman import podman_env
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +36,7 @@ def podman(tmp_path, registry) -> Dict[str, str]:
     for tool in ("podman", "skopeo"):
         if shutil.which(tool) is None:
             services.unavailable(tool, "not installed")
-    root = tmp_path / "podman"
-    (root / "tmp").mkdir(parents=True)
-    storage = root / "storage.conf"
-    storage.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{root}/run"\ngraphroot = "{root}/graph"\n')
-    containers = root / "containers.conf"
-    containers.write_text(f'[engine]\nevents_logger = "file"\nevents_logfile_path = "{root}/events.log"\n'
-                          f'tmp_dir = "{root}/tmp"\n')
-    return {"CONTAINERS_STORAGE_CONF": str(storage), "CONTAINERS_CONF": str(containers)}
+    return podman_env(tmp_path / "podman", storage=True)
 
 
 def run(env: Dict[str, str], *args: str) -> str:
@@ -149,3 +143,28 @@ def test_only_registry_destinations_are_pushes(name, expected):
     from imagetrail.collector.podman import registry_reference
 
     assert registry_reference(name) == expected
+
+
+def test_a_podman_that_cannot_be_asked_is_noted_not_warned(tmp_path, registry):
+    """podman installed but broken (here: a containers.conf it cannot parse). The job may never have used
+    podman, so this is an info line and a note in the report, not a warning on every job of the agent."""
+    if shutil.which("podman") is None:
+        services.unavailable("podman", "not installed")
+    broken = tmp_path / "broken.conf"
+    broken.write_text("[engine\nevents_logger = \n", encoding="utf-8")
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    time.sleep(1.05)
+    env = azure_env(tmp_path, CONTAINERS_CONF=str(broken),
+                    SYSTEM_PIPELINESTARTTIME=start.strftime("%Y-%m-%d %H:%M:%S+00:00"))
+    reference = f"{registry}/collector-{uuid.uuid4().hex[:10]}/app:1"
+    import_image(reference)
+    digest = push(reference)
+    report_file = tmp_path / "report.json"
+    post = collect("post-job", {**env, "IMAGETRAIL_DRY_RUN": "true",
+                                "IMAGETRAIL_REPORT_FILE": str(report_file)})
+    assert post.returncode == 0 and post.warnings() == [], post.output
+    assert "podman's event log was not read" in post.stdout
+    body = json.loads(report_file.read_text())
+    assert [p["digest"] for p in body["pushes"] if p["reference"] == reference] == [digest]
+    assert any(s.startswith("podman event log: unavailable (podman events failed") for s in
+               body["collector"]["discovery"]), body["collector"]["discovery"]

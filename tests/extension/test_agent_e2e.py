@@ -38,6 +38,7 @@ from tests.extension.support import (
 )
 from tests.support import services
 from tests.support.live_server import free_port
+from tests.support.podman import podman_env
 
 pytestmark = pytest.mark.e2e
 
@@ -195,6 +196,7 @@ def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
             f"{plan_id}/jobs/{job_id}/oidctoken"
         ),
         "IMAGETRAIL_REPORT_FILE": str(tmp_path / "report.json"),
+        **podman_env(tmp_path / "podman"),  # this job's own podman event log, not the machine's
     }
     for name in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT"):
         if os.environ.get(name):

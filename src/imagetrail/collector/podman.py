@@ -26,6 +26,7 @@ TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the registry's own limit for a manifest
 LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
+MIN_SECONDS = 3.0  # below this much time left, podman's log is not read (delivery needs the rest)
 
 
 class PodmanUnavailable(Exception):
@@ -164,7 +165,7 @@ def resolve_all(pushes: List[Tuple[PushEvent, Optional[str]]], podman: str, dead
             resolution.error = "pushed again later in the job; the registry only knows the later image"
         elif skopeo is None:
             resolution.error = "skopeo is not installed, so the digest podman pushed cannot be read"
-        elif deadline.remaining() < 3.0:
+        elif deadline.remaining() < MIN_SECONDS:
             resolution.error = "no time left to resolve the digest"
         else:
             try:

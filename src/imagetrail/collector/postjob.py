@@ -274,23 +274,28 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
     return discovery, endpoint, True
 
 
-def podman_pushes(env: Mapping[str, str], discovery: Discovery, deadline: Deadline) -> None:
+def podman_pushes(env: Mapping[str, str], discovery: Discovery, deadline: Deadline, console: Console) -> None:
     """Pushes made with podman in the job window, where podman is installed (its event log is kept
-    per user and outlives the job, so reading it at the end is enough)."""
+    per user and outlives the job, so reading it at the end is enough). Having podman installed does
+    not mean the job used it: a log that cannot be read is noted, not warned about."""
     from imagetrail.collector import podman
 
     binary = podman.find("podman", env)
     if binary is None or discovery.window is None:
         return
+    if deadline.remaining() < podman.MIN_SECONDS:
+        discovery.sources.append("podman event log: not read (no time left)")
+        return
     try:
         found = podman.push_events(binary, *discovery.window, deadline, env)
-        discovery.sources.append("podman event log since the job start")
-        for event, resolution in podman.resolve_all(found, binary, deadline, env):
-            discovery.add(event, resolution)
-            discovery.not_docker.add(event.key)
     except podman.PodmanUnavailable as exc:
-        discovery.sources.append("podman event log: unavailable")
-        discovery.problems.append(str(exc))
+        discovery.sources.append(f"podman event log: unavailable ({exc})"[:200])
+        console.info(f"podman's event log was not read: {exc}")
+        return
+    discovery.sources.append("podman event log since the job start")
+    for event, resolution in podman.resolve_all(found, binary, deadline, env):
+        discovery.add(event, resolution)
+        discovery.not_docker.add(event.key)
 
 
 def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
@@ -337,7 +342,7 @@ def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadl
     context = pipeline_context(env)
     discovery, endpoint, bounded = discover(env, context, deadline, console)
     check_shared_engine(discovery, endpoint, env, deadline, console)
-    podman_pushes(env, discovery, deadline)
+    podman_pushes(env, discovery, deadline, console)
     if not discovery.pushes:
         for problem in discovery.problems:
             console.warning(problem)
