@@ -390,22 +390,39 @@ def pre_push_post(extension: Path, job_env: Dict[str, str], tmp_path: Path, tag:
     return pre, post, image
 
 
+SETVARIABLE = re.compile(r"^##vso\[task\.setvariable variable=([^;\]]+)(;[^\]]*)?\](.*)$")
+
+
+def variables_set_by(script: str) -> Dict[str, str]:
+    """Runs a script step and does what the agent does with its `##vso[task.setvariable variable=NAME]VALUE`
+    lines: later steps get NAME upper-cased with '.' as '_' in their environment (a secret variable,
+    `issecret=true`, is not exported)."""
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    exported = {}
+    for line in done.stdout.splitlines():
+        match = SETVARIABLE.match(line)
+        if match and "issecret=true" not in (match.group(2) or ""):
+            exported[match.group(1).upper().replace(".", "_")] = match.group(3)
+    return exported
+
+
 def test_pipeline_variables_cannot_redirect_the_job_token(
     extension, backend, docker_engine, registry, tmp_path
 ):
-    """An earlier step ran `##vso[task.setvariable variable=imagetrail.url]http://attacker` (and the same for
-    the audience, the Entra authority and a variable named like the old task input): the agent exports them to
+    """An earlier script step sets `imagetrail.url` to an attacker's server with a logging command (and the
+    audience, the Entra authority and a variable named like the old task input); the agent exports them to
     the later steps' environment. The job's tokens still go only to the backend baked into the extension."""
     attacker = Backend()
     job_env = job_environment(tmp_path, backend)
     before = len(backend.reports)
-    hostile = {
-        "IMAGETRAIL_URL": attacker.url,  # imagetrail.url
-        "IMAGETRAIL_AUDIENCE": "api://attacker",  # imagetrail.audience
-        "IMAGETRAIL_ENTRA_AUTHORITY_HOST": attacker.url,
-        "INPUT_BACKENDURL": attacker.url,
-        "INPUT_AUDIENCE": "api://attacker",
-    }
+    hostile = variables_set_by(
+        f'echo "##vso[task.setvariable variable=imagetrail.url]{attacker.url}"\n'
+        'echo "##vso[task.setvariable variable=imagetrail.audience]api://attacker"\n'
+        f'echo "##vso[task.setvariable variable=IMAGETRAIL_ENTRA_AUTHORITY_HOST]{attacker.url}"\n'
+        f'echo "##vso[task.setvariable variable=input.backendUrl]{attacker.url}"\n'
+        f'echo "##vso[task.setvariable variable=INPUT_BACKENDURL]{attacker.url}"\n'
+    )
+    assert hostile["IMAGETRAIL_URL"] == hostile["INPUT_BACKENDURL"] == attacker.url
     try:
         pre, post, image = pre_push_post(extension, job_env, tmp_path, "redirect", **hostile)
     finally:

@@ -95,3 +95,40 @@ def test_setup_python_38_then_build_push_action_and_all_tags(tmp_path, registry)
     assert pushes[made[2]] == pushes[made[3]]  # two tags of one image
     # python3 -> python3.8 is recognised by its name: the shim never started it.
     assert starts.read_text().count("started") == started_by_the_job
+
+
+@pytest.mark.parametrize("backend_input", [True, False], ids=["backend-url input", "no backend-url input"])
+def test_a_step_cannot_send_the_token_elsewhere_through_github_env(tmp_path, registry, backend_input):
+    """An earlier step appends IMAGETRAIL_URL (and friends) to $GITHUB_ENV; the runner exports them to every
+    later step, the action's post step included. The report goes only to the `backend-url` input, and
+    without one it is kept, not sent to the URL from the environment."""
+    from tests.collector.support import HttpStub, json_reply
+
+    api_key = "it-gh-" + uuid.uuid4().hex
+    reference = f"{registry}/gh-env-{uuid.uuid4().hex[:10]}/app:1"
+    with HttpStub(lambda seen: json_reply(201, {"status": "created"})) as backend, \
+            HttpStub(lambda seen: json_reply(201, {"status": "created"})) as attacker:
+        env = job_env(tmp_path, "octo-org/env-redirect")
+        inputs = {"api-key": api_key, **({"backend-url": backend.url} if backend_input else {})}
+        run = ActionRun(job_env=env, inputs=inputs, work_dir=tmp_path)
+        try:
+            assert run.step("pre").returncode == 0
+            github_env = tmp_path / "github_env"  # the step's `echo NAME=value >> "$GITHUB_ENV"`
+            github_env.write_text(f"IMAGETRAIL_URL={attacker.url}\nIMAGETRAIL_AUDIENCE=api://attacker\n"
+                                  f"IMAGETRAIL_ENTRA_AUTHORITY_HOST={attacker.url}\nIMAGETRAIL_API_KEY=stolen\n")
+            exported = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+            build_image(tmp_path / "ctx", reference)
+            docker("push", reference)
+            post = run.step("post", extra_env=exported)
+        finally:
+            remove_images([reference])
+    assert post.returncode == 0, post.log
+    assert attacker.requests == []
+    sent = [seen for seen in backend.requests if seen.path == "/v1/reports"]
+    if backend_input:
+        assert post.warnings == [], post.log
+        assert [seen.headers["authorization"] for seen in sent] == [f"Bearer {api_key}"]
+        assert reference in [p["reference"] for p in json.loads(sent[0].body)["pushes"]]
+    else:
+        assert sent == []
+        assert len(post.warnings) == 1, post.log  # the report is kept where the job can find it, and says so
