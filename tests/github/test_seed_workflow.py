@@ -56,7 +56,8 @@ def test_setup_python_38_then_build_push_action_and_all_tags(tmp_path, registry)
     made = [f"{app}:latest", f"{app}:sha-1234567", f"{tools}:1", f"{tools}:2"]
     env = job_env(tmp_path, f"octo-org/{namespace}")
     report_file = tmp_path / "report.json"
-    run = ActionRun(job_env=env, inputs={"dry-run": "true", "report-file": str(report_file)}, work_dir=tmp_path)
+    inputs = {"dry-run": "true", "report-file": str(report_file)}
+    run = ActionRun(job_env=env, inputs=inputs, work_dir=tmp_path)
     try:
         pre = run.step("pre")  # at job start: before setup-python
         assert pre.returncode == 0 and pre.warnings == [], pre.log

@@ -16,12 +16,13 @@ def podman_env(directory: Path, storage: bool = False) -> Dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tmp").mkdir(exist_ok=True)
     containers = directory / "containers.conf"
-    containers.write_text(f'[engine]\nevents_logger = "file"\nevents_logfile_path = "{directory}/events.log"\n'
-                          f'tmp_dir = "{directory}/tmp"\n', encoding="utf-8")
+    containers.write_text(f'[engine]\nevents_logger = "file"\n'
+                          f'events_logfile_path = "{directory}/events.log"\ntmp_dir = "{directory}/tmp"\n',
+                          encoding="utf-8")
     env = {"CONTAINERS_CONF": str(containers)}
     if storage:
         conf = directory / "storage.conf"
-        conf.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{directory}/run"\ngraphroot = "{directory}/graph"\n',
-                        encoding="utf-8")
+        conf.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{directory}/run"\n'
+                        f'graphroot = "{directory}/graph"\n', encoding="utf-8")
         env["CONTAINERS_STORAGE_CONF"] = str(conf)
     return env
