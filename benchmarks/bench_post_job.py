@@ -4,7 +4,9 @@ Rows: the floor (`node -e 0` then `python3 -c pass`, what any Node task running 
 `docker events --since --until` CLI call, and the whole post-job step (`node
 tasks/ImageTrailCollector/index.js` from the unzipped .vsix, shim + collector, after the job's untimed
 pre-job step `tasks/ImageTrailWatch/index.js`) when the job pushed nothing and when it pushed 20
-references to the local registry (127.0.0.1:5000) and reported them to a local backend stub. Targets:
+references to the local registry (127.0.0.1:5000) and reported them to a local backend stub (baked into the
+build, as an organisation does). PATH holds the real python3 and docker; a second nothing-pushed row adds
+podman, whose event log the collector then reads. Targets:
 nothing-pushed within 1.5x the floor; each task folder under 1.5 MB zipped. Needs tfx-cli, Docker and
 the registry (scripts/start-services.sh). Writes benchmarks/results/bench_post_job.md.
 
@@ -66,7 +68,23 @@ def run(command: List[str], env: Dict[str, str] = None, cwd: str = None) -> str:
     return result.stdout
 
 
-def job_env(base: Path, backend: str) -> Dict[str, str]:
+def tool_path(base: Path, podman: bool) -> str:
+    """A PATH folder with the real python3 (not a launcher script such as pyenv's shim, which would be
+    measured too), docker and, when asked, podman (whose event log the collector then reads)."""
+    folder = base / ("bin-with-podman" if podman else "bin-without-podman")
+    folder.mkdir(parents=True, exist_ok=True)
+    python3 = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    tools = {"python3": os.path.realpath(python3), "docker": shutil.which("docker")}
+    if podman:
+        tools["podman"] = shutil.which("podman")
+    for tool, found in tools.items():
+        if found and not (folder / tool).exists():
+            (folder / tool).symlink_to(found)
+    return str(folder)
+
+
+def job_env(base: Path) -> Dict[str, str]:
     temp = base / "_temp"
     temp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "DOCKER_HOST")}
@@ -82,8 +100,6 @@ def job_env(base: Path, backend: str) -> Dict[str, str]:
             "SYSTEM_JOBATTEMPT": "1",
             "BUILD_SOURCEVERSION": "0" * 40,
             "IMAGETRAIL_API_KEY": "bench-api-key-not-secret",
-            "INPUT_BACKENDURL": backend,
-            "INPUT_AUDIENCE": "api://imagetrail",
             "INPUT_DEADLINESECONDS": "50",
         }
     )
@@ -117,7 +133,8 @@ def main() -> int:
         sys.path.insert(0, str(REPO_ROOT))
         from package_tools import build
 
-        vsix = build.build(build.BuildOptions(output_dir=work / "dist"))
+        # The backend URL is baked into the task folders, as an organisation's build does.
+        vsix = build.build(build.BuildOptions(backend_url=backend, output_dir=work / "dist"))
         vsix_size = vsix.stat().st_size
         with zipfile.ZipFile(vsix) as archive:
             archive.extractall(work / "vsix")
@@ -138,7 +155,7 @@ def main() -> int:
 
         def floor() -> None:
             run(["node", "-e", "0"])
-            run(["python3", "-c", "pass"])
+            run([str(Path(tool_path(work, False)) / "python3"), "-c", "pass"])
 
         def events_call() -> None:
             now = int(time.time())
@@ -146,9 +163,9 @@ def main() -> int:
                 ["docker", "events", "--since", str(now - 600), "--until", str(now), "--format", "{{json .}}"]
             )
 
-        def job(pushes: int) -> float:
+        def job(pushes: int, podman: bool = False) -> float:
             base = work / "jobs" / uuid.uuid4().hex
-            env = job_env(base, backend)
+            env = {**job_env(base), "PATH": tool_path(work, podman)}
             run(pre_entry, env={**env, "INPUT_DEADLINESECONDS": "20"}, cwd=str(base))
             if pushes:
                 image = f"{REGISTRY}/bench-{base.name[:8]}/app"
@@ -173,6 +190,9 @@ def main() -> int:
             "floor: node -e 0 + python3 -c pass": timed(floor, args.runs),
             "docker events --since --until (one CLI call)": timed(events_call, args.runs),
             "post-job step, nothing pushed": [job(0) for _ in range(args.runs)],
+            "post-job step, nothing pushed, podman on PATH (its event log read)": [
+                job(0, podman=True) for _ in range(args.runs)
+            ],
             "post-job step, 20 references pushed and reported": [job(20) for _ in range(args.push_runs)],
         }
     finally:

@@ -1,8 +1,9 @@
 """Package the Azure DevOps extension (.vsix) with the real tfx-cli.
 
-The repository is copied into a staging folder, where the organisation's backend URL and token
-audience are baked into the decorator inputs, the extension and task versions are set in step,
-and each task folder (one task per phase, listed in the manifest) receives the shared entry script
+The repository is copied into a staging folder, where the organisation's backend URL, token audience
+and (optionally) Entra authority host are baked into each task folder (imagetrail-task.json, read by
+tasks/shared/task-entry.js; no pipeline variable can change them), the extension and task versions are set
+in step, and each task folder (one task per phase, listed in the manifest) receives the shared entry script
 and icon (tasks/shared/), the shim, the collector sources and the vendored wheels, so that every
 task folder runs on its own (the agent downloads one task at a time). Then `tfx extension create`
 writes exactly one .vsix into dist/.
@@ -30,8 +31,8 @@ DECORATOR_CONTRIBUTION = "ms.azure-pipelines.pipeline-decorator"
 # Copied into every task folder: the one entry script (each folder's index.js fixes the phase) and the icon.
 SHARED_TASK_FILES = Path("tasks") / "shared"
 SHIM = Path("shim") / "collector-shim.js"
-URL_PLACEHOLDER = "__IMAGETRAIL_BACKEND_URL__"
-AUDIENCE_PLACEHOLDER = "__IMAGETRAIL_AUDIENCE__"
+# Read by tasks/shared/task-entry.js from its own folder.
+BAKED_SETTINGS = "imagetrail-task.json"
 # What `imagetrail collect` imports; the backend, web and client packages stay out of the task.
 COLLECTOR_SOURCES = (
     "__init__.py",
@@ -53,6 +54,7 @@ _AUDIENCE = re.compile(r"^[^\s'\"\\]{1,512}$")
 class BuildOptions:
     backend_url: str = ""
     audience: str = ""
+    entra_authority_host: str = ""
     publisher: Optional[str] = None
     version: Optional[str] = None
     output_dir: Optional[Path] = None
@@ -71,6 +73,11 @@ class BuildOptions:
                 raise BuildError(f"--backend-url {self.backend_url!r} must be an http(s) URL with a host")
             if any(ch in self.backend_url for ch in " '\"\\"):
                 raise BuildError("--backend-url must not contain spaces, quotes or backslashes")
+        if self.entra_authority_host:
+            parts = urlsplit(self.entra_authority_host)
+            if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query:
+                raise BuildError(f"--entra-authority-host {self.entra_authority_host!r} must be an https URL "
+                                 "with a host and nothing else, e.g. https://login.microsoftonline.us")
         if self.audience and not _AUDIENCE.match(self.audience):
             raise BuildError("--audience must be 1-512 characters without spaces, quotes or backslashes")
         if self.publisher is not None and not _PUBLISHER.match(self.publisher):
@@ -137,17 +144,22 @@ def _yaml_single_quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def render_decorator(text: str, task_ids: Iterable[str], major: int, backend_url: str, audience: str) -> str:
-    """Bake the backend URL and audience into the inputs and point at the packaged task major."""
-    if URL_PLACEHOLDER not in text or AUDIENCE_PLACEHOLDER not in text:
-        raise BuildError("decorator template lacks the backendUrl/audience placeholders")
-    text = text.replace(_yaml_single_quoted(URL_PLACEHOLDER), _yaml_single_quoted(backend_url))
-    text = text.replace(_yaml_single_quoted(AUDIENCE_PLACEHOLDER), _yaml_single_quoted(audience))
+def render_decorator(text: str, task_ids: Iterable[str], major: int) -> str:
+    """Point the decorator at the packaged task major."""
     ids = "|".join(re.escape(task_id) for task_id in task_ids)
     text, count = re.subn(rf"(task: (?:{ids}))@\d+", rf"\g<1>@{major}", text, flags=re.IGNORECASE)
     if count == 0:
         raise BuildError("decorator template does not reference a packaged task by GUID")
     return text
+
+
+def baked_settings(options: BuildOptions) -> Dict[str, str]:
+    """What each task folder's imagetrail-task.json holds: where the job's credentials may go."""
+    return {
+        "backendUrl": options.backend_url,
+        "audience": options.audience,
+        "entraAuthorityHost": options.entra_authority_host.rstrip("/"),
+    }
 
 
 def _copy_sources(src_package: Path, destination: Path) -> None:
@@ -163,10 +175,12 @@ def _copy_sources(src_package: Path, destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def stage_task(root: Path, folder: Path, task_json: Dict, task_dir: Path) -> None:
-    """A self-contained task folder: its own files, the shared ones, the shim, the collector, its wheels."""
+def stage_task(root: Path, folder: Path, task_json: Dict, task_dir: Path, settings: Dict[str, str]) -> None:
+    """A self-contained task folder: its own files, the shared ones, the shim, the collector, its wheels,
+    and the baked settings."""
     shutil.copytree(root / folder, task_dir, ignore=shutil.ignore_patterns("task.json", "node_modules"))
     (task_dir / "task.json").write_text(json.dumps(task_json, indent=2) + "\n", encoding="utf-8")
+    (task_dir / BAKED_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     shared = sorted(path for path in (root / SHARED_TASK_FILES).iterdir() if path.is_file())
     for source in [*shared, root / SHIM]:
         if (task_dir / source.name).exists():
@@ -202,13 +216,11 @@ def stage(options: BuildOptions, staging: Path) -> Dict:
             (root / decorator).read_text(encoding="utf-8"),
             [task["id"] for task in tasks.values()],
             major,
-            options.backend_url,
-            options.audience,
         )
         (staging / decorator).parent.mkdir(parents=True, exist_ok=True)
         (staging / decorator).write_text(rendered, encoding="utf-8")
     for folder, task_json in tasks.items():
-        stage_task(root, folder, task_json, staging / folder)
+        stage_task(root, folder, task_json, staging / folder, baked_settings(options))
     for icon in manifest.get("icons", {}).values():
         if not (staging / icon).exists():
             (staging / icon).parent.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("vendor", help="download the pinned pure-Python wheels into vendor/")
     build = commands.add_parser("build", help="package the Azure DevOps extension (.vsix) into dist/")
-    build.add_argument("--backend-url", default="", help="ImageTrail backend URL baked into the decorators")
-    build.add_argument("--audience", default="", help="token audience baked into the decorators")
+    build.add_argument("--backend-url", default="", help="ImageTrail backend URL baked into the tasks")
+    build.add_argument("--audience", default="", help="token audience baked into the tasks")
+    build.add_argument("--entra-authority-host", default="",
+                       help="Microsoft Entra authority host baked into the tasks (sovereign clouds; "
+                            "default https://login.microsoftonline.com)")
     build.add_argument("--publisher", default=None, help="Marketplace publisher id (default: the manifest's)")
     build.add_argument(
         "--version", default=None, help="extension and task version X.Y.Z (default: the manifest's)"
@@ -40,6 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options = build.BuildOptions.from_args(
             backend_url=args.backend_url,
             audience=args.audience,
+            entra_authority_host=args.entra_authority_host,
             publisher=args.publisher,
             version=args.version,
             output_dir=Path(args.output_dir) if args.output_dir else None,

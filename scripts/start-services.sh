@@ -13,7 +13,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v node >/dev/null || need_apt+=(nodejs npm)
-# Clients that push without the Docker engine (registry-side capture tests).
+# Clients that push without the Docker engine: registry-side capture tests, and the collector reads
+# podman's event log and resolves podman's pushed digests with skopeo.
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
@@ -29,6 +30,14 @@ fi
 
 state_dir=${IMAGETRAIL_SERVICES_DIR:-/var/lib/imagetrail-test}
 mkdir -p "$state_dir"
+
+# podman: vfs storage, which works inside this kind of sandbox (overlay needs a kernel mount). Only when the
+# machine has no storage configuration of its own; tests give podman their own storage and event log anyway.
+if [ ! -e /etc/containers/storage.conf ]; then
+  log "configuring podman for vfs storage"
+  mkdir -p /etc/containers
+  printf '[storage]\ndriver = "vfs"\n' >/etc/containers/storage.conf
+fi
 
 # Docker engine: vfs storage and no bridge, which work inside this kind of sandbox.
 if ! docker version >/dev/null 2>&1; then

@@ -12,6 +12,7 @@
  *     deadlineSeconds,  // hard deadline for the whole call (default 60); the collector gets a soft one 2 s shorter
  *     env,              // environment for the collector (default process.env); never modified
  *     log,              // function(line) that prints one line (default: write to stdout)
+ *     systemPythons,    // system interpreter paths tried after PATH (default: /usr/bin/python3, /usr/local/bin/python3)
  *   });
  *
  * - The returned Promise never rejects. result = { status, exitCode, durationMs, python, warning }, where status is
@@ -19,11 +20,18 @@
  * - Anything that goes wrong becomes ONE warning line: '##vso[task.logissue type=warning]ImageTrail: ...' on Azure
  *   Pipelines, '::warning::ImageTrail: ...' when GITHUB_ACTIONS=true. The caller exits 0 whatever happens.
  * - IMAGETRAIL_DISABLE=true (pipeline variable imagetrail.disable) returns status 'disabled' silently.
- * - Python: the first of python3, python (and py -3 on Windows) that is >= 3.9; the version check runs inside the
- *   same process start as the collector. PYTHONPATH = root/src + every root/vendor/*.whl (pure wheels import from zip).
+ * - Python: the first interpreter >= 3.9 among python3, python and python3.N on PATH (every PATH folder, in
+ *   order), then /usr/bin/python3, /usr/local/bin/python3, then the Windows 'py -3' launcher. Candidates are found
+ *   by looking at the file system, not by running them; one whose real file name says it is too old (python3.8,
+ *   e.g. actions/setup-python's python3 -> python3.8) is skipped unstarted, and the version check of the others runs
+ *   inside the same process start as the collector, so the usual case costs one process.
+ * - Python starts isolated (-E -s -S: PYTHON* variables, the user site and every site-packages .pth ignored;
+ *   PYTHON* variables are also removed from its environment). The bootstrap puts root/src and every
+ *   root/vendor/*.whl (pure wheels import from zip) on sys.path itself, and drops the working directory from it.
  * - The collector runs in its own process group, killed whole at the deadline. The shim returns when the collector
  *   exits, not when its stdio closes, so a background watcher started by the collector cannot hold the step open.
- * - Values of secret-looking environment variables (tokens, keys, passwords) are masked in everything printed.
+ * - Values of secret-looking environment variables (tokens, keys, passwords) and credentials inside URLs
+ *   (scheme://user:password@host) are masked in everything printed.
  *
  * No dependencies beyond Node's standard library (Node >= 16).
  */
@@ -41,34 +49,115 @@ const PHASES = ['pre-job', 'post-job'];
 const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)/i;
 const KEPT_OUTPUT_LINES = 20;
 
+// Well-known places of a system Python, after PATH (an old interpreter first on PATH must not stop the report).
+const SYSTEM_PYTHONS = { posix: ['/usr/bin/python3', '/usr/local/bin/python3'], win32: [] };
+// Isolated start: no PYTHON* variables (-E), no user site (-s), no site-packages and their .pth files (-S),
+// unbuffered output (-u). Python 2 knows these flags too, so an old interpreter is still recognised. (-I would
+// do the first two, but Python 2 refuses it.)
+const PYTHON_FLAGS = ['-E', '-s', '-S', '-u'];
+
 // Runs under any Python (even 2.x, whose syntax it keeps) so that an old interpreter is recognised, not crashed.
+// argv: [root, phase]. The collector's own path is set here, never taken from the environment.
 const BOOTSTRAP = [
   'import sys',
   `if sys.version_info[:2] < (${MIN_PYTHON[0]}, ${MIN_PYTHON[1]}):`,
   `    sys.stderr.write("${OLD_PYTHON_MARKER} %d.%d.%d\\n" % tuple(sys.version_info[:3]))`,
   `    sys.exit(${OLD_PYTHON_EXIT})`,
+  'import os',
+  'root = sys.argv[1]',
+  'vendor = os.path.join(root, "vendor")',
+  'try:',
+  '    wheels = sorted(name for name in os.listdir(vendor) if name.endswith(".whl"))',
+  'except OSError:',
+  '    wheels = []',
+  'here = os.getcwd()',
+  'sys.path = [os.path.join(root, "src")] + [os.path.join(vendor, name) for name in wheels] + [',
+  '    entry for entry in sys.path if entry not in ("", ".", here)]',
+  'for stream in (sys.stdout, sys.stderr):',
+  '    stream.reconfigure(encoding="utf-8", errors="replace")',
   'import runpy',
-  'sys.argv = ["imagetrail", "collect"] + sys.argv[1:]',
+  'sys.argv = ["imagetrail", "collect"] + sys.argv[2:]',
   'runpy.run_module("imagetrail", run_name="__main__", alter_sys=True)',
 ].join('\n');
 
-function pythonCandidates(platform) {
-  const candidates = [{ command: 'python3', args: [] }, { command: 'python', args: [] }];
-  if (platform === 'win32') candidates.push({ command: 'py', args: ['-3'] });
-  return candidates;
+const VERSIONED_NAME = /^python(\d+)\.(\d+)(?:\.exe)?$/i;
+
+function pathValue(env) {
+  // Windows spells it Path; the environment is case-insensitive there.
+  const key = Object.keys(env).find((name) => name.toUpperCase() === 'PATH');
+  return key ? String(env[key] || '') : '';
 }
 
-function collectorPythonPath(root) {
-  const entries = [path.join(root, 'src')];
-  const vendor = path.join(root, 'vendor');
-  let wheels = [];
+function isExecutable(file, platform) {
   try {
-    wheels = fs.readdirSync(vendor).filter((name) => name.endsWith('.whl')).sort();
+    if (!fs.statSync(file).isFile()) return false;
+    if (platform !== 'win32') fs.accessSync(file, fs.constants.X_OK);
+    return true;
   } catch (err) {
-    wheels = []; // no vendor folder: the collector then relies on what the agent's Python has installed
+    return false;
   }
-  for (const wheel of wheels) entries.push(path.join(vendor, wheel));
-  return entries.join(path.delimiter);
+}
+
+// The version a file's real name states (python3.8 -> [3, 8]), or null when the name says nothing.
+function versionFromName(file) {
+  const match = VERSIONED_NAME.exec(path.basename(file));
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}
+
+function tooOld(version) {
+  return version[0] < MIN_PYTHON[0] || (version[0] === MIN_PYTHON[0] && version[1] < MIN_PYTHON[1]);
+}
+
+// Interpreters to try, in order, found without starting any of them; each real file once. A generator: the
+// folders of PATH are listed (for python3.N) only when no python3 or python before them would do.
+function* pythonCandidates(env, platform, systemPythons) {
+  const ext = platform === 'win32' ? '.exe' : '';
+  // Relative entries ('.', '') would make the job's working directory a source of interpreters.
+  const folders = pathValue(env).split(path.delimiter).filter((folder) => folder && path.isAbsolute(folder));
+  const seen = new Set();
+  const candidate = (file, name) => {
+    if (!isExecutable(file, platform)) return null;
+    let real;
+    try {
+      real = fs.realpathSync(file);
+    } catch (err) {
+      return null;
+    }
+    if (seen.has(real)) return null;
+    seen.add(real);
+    return { command: file, args: [], name, stated: versionFromName(real) || versionFromName(file) };
+  };
+  for (const name of ['python3', 'python']) {
+    for (const folder of folders) {
+      const found = candidate(path.join(folder, name + ext), name);
+      if (found) yield found;
+    }
+  }
+  const versioned = [];
+  folders.forEach((folder, order) => {
+    let entries = [];
+    try {
+      entries = fs.readdirSync(folder);
+    } catch (err) {
+      entries = [];
+    }
+    for (const entry of entries) {
+      const version = versionFromName(entry);
+      if (version && version[0] === 3 && !tooOld(version)) {
+        versioned.push({ file: path.join(folder, entry), entry, version, order });
+      }
+    }
+  });
+  versioned.sort((a, b) => b.version[1] - a.version[1] || a.order - b.order);
+  for (const item of versioned) {
+    const found = candidate(item.file, item.entry.replace(/\.exe$/i, ''));
+    if (found) yield found;
+  }
+  for (const file of systemPythons) {
+    const found = candidate(file, file);
+    if (found) yield found;
+  }
+  if (platform === 'win32') yield { command: 'py', args: ['-3'], name: 'py -3', stated: null };
 }
 
 function secretValues(env) {
@@ -79,9 +168,24 @@ function secretValues(env) {
     .sort((a, b) => b.length - a.length);
 }
 
+// scheme://user:password@host -> scheme://***@host (a backend or proxy URL may carry credentials).
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi;
+
 function makeMasker(env) {
   const secrets = secretValues(env);
-  return (text) => secrets.reduce((out, secret) => out.split(secret).join('***'), String(text));
+  return (text) => secrets
+    .reduce((out, secret) => out.split(secret).join('***'), String(text))
+    .replace(URL_CREDENTIALS, '$1***@');
+}
+
+// The collector's environment: the caller's, without PYTHON* variables (ignored by -E anyway, but they must
+// not reach a Python the collector starts either).
+function pythonFreeEnv(env) {
+  const out = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!/^PYTHON/i.test(name)) out[name] = value;
+  }
+  return out;
 }
 
 function onGitHub(env) {
@@ -136,7 +240,8 @@ function attempt(candidate, options) {
     }
     let child;
     try {
-      child = childProcess.spawn(candidate.command, [...candidate.args, '-c', BOOTSTRAP, options.phase], {
+      const args = [...candidate.args, ...PYTHON_FLAGS, '-c', BOOTSTRAP, options.root, options.phase];
+      child = childProcess.spawn(candidate.command, args, {
         env,
         cwd: options.cwd,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -240,20 +345,20 @@ async function runCollector(options = {}) {
     const deadlineAt = started + deadlineSeconds * 1000;
     const softDeadline = Math.max(1, deadlineSeconds - SOFT_DEADLINE_MARGIN_SECONDS);
     const childEnv = {
-      ...env,
-      PYTHONPATH: collectorPythonPath(root), // ours only: the job's PYTHONPATH may hold incompatible packages
-      PYTHONIOENCODING: 'utf-8',
-      PYTHONUNBUFFERED: '1',
+      ...pythonFreeEnv(env),
       IMAGETRAIL_DEADLINE_SECONDS: String(softDeadline),
     };
-    const tried = [];
+    const systemPythons = options.systemPythons || SYSTEM_PYTHONS[platform === 'win32' ? 'win32' : 'posix'];
     let oldFound = null;
-    for (const candidate of pythonCandidates(platform)) {
-      const name = [candidate.command, ...candidate.args].join(' ');
-      tried.push(name);
+    for (const candidate of pythonCandidates(env, platform, systemPythons)) {
+      if (candidate.stated && tooOld(candidate.stated)) {
+        oldFound = oldFound || `${candidate.name} is Python ${candidate.stated.join('.')}`;
+        continue; // its file name says it is too old: not worth a process start
+      }
       const outcome = await attempt(candidate, {
-        phase, env: childEnv, deadlineAt, platform, cwd: root, onLine: (line) => say(neutralise(line)),
+        phase, root, env: childEnv, deadlineAt, platform, cwd: root, onLine: (line) => say(neutralise(line)),
       });
+      const name = candidate.name;
       if (outcome.kind === 'missing') continue;
       if (outcome.kind === 'old') {
         oldFound = oldFound || `${name} is Python ${outcome.version}`;
@@ -278,14 +383,17 @@ async function runCollector(options = {}) {
         warning: `the collector ${why}${detail ? ': ' + detail : ''}; images pushed by this job may be missing`,
       });
     }
+    const looked = ['python3', 'python', 'python3.N on PATH', ...systemPythons];
+    if (platform === 'win32') looked.push('py -3');
     if (oldFound) {
       return done('old-python', {
-        warning: `Python >= ${MIN_PYTHON.join('.')} is needed on the agent, but ${oldFound}; ` +
-          'install a newer Python on PATH (or set the pipeline variable imagetrail.disable=true)',
+        warning: `Python >= ${MIN_PYTHON.join('.')} is needed on the agent, but ${oldFound} and no newer one was ` +
+          `found (looked for ${looked.join(', ')}); install a newer Python (or set the pipeline variable ` +
+          'imagetrail.disable=true)',
       });
     }
     return done('no-python', {
-      warning: `no Python found on PATH (tried ${tried.join(', ')}); install Python >= ${MIN_PYTHON.join('.')} ` +
+      warning: `no Python found (looked for ${looked.join(', ')}); install Python >= ${MIN_PYTHON.join('.')} ` +
         'on the agent (or set the pipeline variable imagetrail.disable=true)',
     });
   } catch (err) {
@@ -293,4 +401,4 @@ async function runCollector(options = {}) {
   }
 }
 
-module.exports = { runCollector, collectorPythonPath, warningLine, neutralise, BOOTSTRAP };
+module.exports = { runCollector, pythonCandidates, warningLine, neutralise, BOOTSTRAP, makeMasker };

@@ -86,7 +86,7 @@ function readSettings(env, quiet = false) {
   return {
     disabled: parseBoolean(env, 'disable', false, quiet),
     dryRun: parseBoolean(env, 'dry-run', false, quiet),
-    backendUrl: getInput(env, 'backend-url') || env.IMAGETRAIL_URL || '',
+    backendUrl: getInput(env, 'backend-url'), // the `with:` input only: a step can set env for later ones
     audience: getInput(env, 'audience') || DEFAULT_AUDIENCE,
     apiKey,
     reportFile: getInput(env, 'report-file') || defaultReportFile(env),
@@ -95,11 +95,15 @@ function readSettings(env, quiet = false) {
 }
 
 // The collector's environment: the runner's variables minus this action's INPUT_* (the API key
-// goes only where the collector reads it), plus the IMAGETRAIL_* settings.
+// goes only where the collector reads it) and minus every IMAGETRAIL_* variable, plus the IMAGETRAIL_*
+// settings from the `with:` inputs. Any earlier step can add variables to the job's environment
+// ($GITHUB_ENV), so none of them may decide where the job's token goes. IMAGETRAIL_ENGINE_DIR (the
+// shared-engine directory of self-hosted runners) is kept: it sends nothing anywhere.
 function collectorEnv(env, settings) {
   const child = {};
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('INPUT_') && !name.startsWith('STATE_')) {
+    const upper = name.toUpperCase();
+    if (!/^(INPUT_|STATE_)/.test(upper) && (!upper.startsWith('IMAGETRAIL_') || upper === 'IMAGETRAIL_ENGINE_DIR')) {
       child[name] = value;
     }
   }

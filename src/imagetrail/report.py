@@ -171,8 +171,10 @@ def compute_report_id(report: Dict[str, Any]) -> str:
         "runAttempt": (ctx.get("run") or {}).get("attempt"),
         "job": (ctx.get("job") or {}).get("id") or (ctx.get("job") or {}).get("name"),
         "jobAttempt": (ctx.get("job") or {}).get("attempt"),
+        # One tag pushed twice may be resolved once and not the other time: None sorts first.
         "pushes": sorted(
-            [p.get("reference"), p.get("digest")] for p in (report.get("pushes") or [])
+            ([p.get("reference"), p.get("digest")] for p in (report.get("pushes") or [])),
+            key=lambda pair: [str(part) if part is not None else "" for part in pair],
         ),
     }
     canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)

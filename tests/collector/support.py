@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from tests.support.podman import podman_env
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 SCHEMA = Path(SRC) / "imagetrail" / "schemas" / "report-v1.schema.json"
 
@@ -68,6 +70,7 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "IMAGETRAIL_DEADLINE_SECONDS": "10",
         "IMAGETRAIL_ENGINE_DIR": str(engines),
     })
+    env.update(podman_env(tmp_path / "podman"))  # this job's own podman event log, not the machine's
     env.update(extra)
     return env
 

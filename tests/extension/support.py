@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -127,3 +127,40 @@ def old_interpreter(version: str) -> Optional[str]:
             if binary.is_file() and os.access(binary, os.X_OK):
                 return str(binary)
     return None
+
+
+def old_python_stand_in(file: Path, version: Tuple[int, int, int]) -> Path:
+    """An interpreter that runs this machine's Python but reports an old version to the code it runs
+    (for machines without a real old Python). It takes the shim's flags and `-c CODE ARGS`."""
+    real = os.path.realpath(sys.executable)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(
+        "#!/bin/sh\n"
+        "# Stands in for an old Python: same interpreter, older sys.version_info.\n"
+        'while [ "$1" != "-c" ] && [ $# -gt 0 ]; do shift; done\n'
+        'if [ "$1" = "-c" ]; then code="$2"; shift 2; else exit 2; fi\n'
+        f'exec "{real}" -c "import sys; sys.version_info = {version + ("final", 0)!r}\n$code" "$@"\n',
+        encoding="utf-8",
+    )
+    file.chmod(0o755)
+    return file
+
+
+def setup_python_layout(tool_cache: Path, on_start: Optional[Path] = None) -> Path:
+    """actions/setup-python's layout for Python 3.8 on Linux: <tool cache>/Python/3.8.18/x64 with
+    bin/python3.8 and the python3 / python links to it, plus lib/python3.8. bin/python3.8 is this machine's
+    real 3.8 when it has one, else a stand-in that reports 3.8. With `on_start`, each start of it is noted
+    there. Returns the bin folder (what setup-python puts first on PATH)."""
+    prefix = tool_cache / "Python" / "3.8.18" / "x64"
+    bin_dir = prefix / "bin"
+    (prefix / "lib" / "python3.8").mkdir(parents=True)
+    real = old_interpreter("3.8")
+    target = Path(real) if real else old_python_stand_in(prefix / "stand-in" / "python", (3, 8, 18))
+    bin_dir.mkdir(parents=True)
+    launcher = bin_dir / "python3.8"
+    notes = f'echo started >> "{on_start}"\n' if on_start else ""
+    launcher.write_text(f'#!/bin/sh\n{notes}exec "{target}" "$@"\n', encoding="utf-8")
+    launcher.chmod(0o755)
+    for name in ("python3", "python"):
+        (bin_dir / name).symlink_to("python3.8")
+    return bin_dir

@@ -33,9 +33,12 @@ from tests.extension.support import (
     minimal_path_dir,
     node,
     old_interpreter,
+    old_python_stand_in,
     unzip,
 )
+from tests.support import services
 from tests.support.live_server import free_port
+from tests.support.podman import podman_env
 
 pytestmark = pytest.mark.e2e
 
@@ -193,6 +196,7 @@ def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
             f"{plan_id}/jobs/{job_id}/oidctoken"
         ),
         "IMAGETRAIL_REPORT_FILE": str(tmp_path / "report.json"),
+        **podman_env(tmp_path / "podman"),  # this job's own podman event log, not the machine's
     }
     for name in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT"):
         if os.environ.get(name):
@@ -365,35 +369,110 @@ def test_pre_job_push_post_job_reports_exactly_what_was_pushed(
     assert delivered == [report]
 
 
-def test_pipeline_variable_overrides_the_baked_backend_url(
-    extension, backend, docker_engine, registry, tmp_path
-):
-    """imagetrail.url (exported by the agent as IMAGETRAIL_URL) wins over the URL baked into the decorator."""
-    staging = Backend()
-    job_env = job_environment(tmp_path, staging)
-    before = len(backend.reports)
-    pre, _ = run_step(extension, "pre-job", job_env, IMAGETRAIL_URL=staging.url)
+def pre_push_post(extension: Path, job_env: Dict[str, str], tmp_path: Path, tag: str, **extra: str):
+    """The pre-job step, one real push, the post-job step (with `extra` in both steps' environment)."""
+    pre, _ = run_step(extension, "pre-job", job_env, **extra)
     [record_file] = (Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob("job-*[0-9a-f].json")
     watcher_pid = load_json(record_file)["watcherPid"]
     try:
-        (tmp_path / "ctx").mkdir()
-        (tmp_path / "ctx" / "Dockerfile").write_text(
-            f"FROM scratch\nLABEL e2e={uuid.uuid4().hex}\n", encoding="utf-8"
-        )
-        image = f"{registry}/e2e-{uuid.uuid4().hex[:10]}/staging:1"
-        docker("build", "-q", "-t", image, str(tmp_path / "ctx"))
+        context = tmp_path / f"ctx-{tag}"
+        context.mkdir()
+        (context / "Dockerfile").write_text(f"FROM scratch\nLABEL e2e={uuid.uuid4().hex}\n", encoding="utf-8")
+        image = f"{services.REGISTRY}/e2e-{uuid.uuid4().hex[:10]}/{tag}:1"
+        docker("build", "-q", "-t", image, str(context))
         docker("push", image)
-        post, _ = run_step(extension, "post-job", job_env, IMAGETRAIL_URL=staging.url)
+        post, _ = run_step(extension, "post-job", job_env, **extra)
     finally:
         try:
             os.kill(watcher_pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        staging.close()
+    return pre, post, image
+
+
+SETVARIABLE = re.compile(r"^##vso\[task\.setvariable variable=([^;\]]+)(;[^\]]*)?\](.*)$")
+
+
+def variables_set_by(script: str) -> Dict[str, str]:
+    """Runs a script step and does what the agent does with its `##vso[task.setvariable variable=NAME]VALUE`
+    lines: later steps get NAME upper-cased with '.' as '_' in their environment (a secret variable,
+    `issecret=true`, is not exported)."""
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    exported = {}
+    for line in done.stdout.splitlines():
+        match = SETVARIABLE.match(line)
+        if match and "issecret=true" not in (match.group(2) or ""):
+            exported[match.group(1).upper().replace(".", "_")] = match.group(3)
+    return exported
+
+
+def test_pipeline_variables_cannot_redirect_the_job_token(
+    extension, backend, docker_engine, registry, tmp_path
+):
+    """An earlier script step sets `imagetrail.url` to an attacker's server with a logging command (and the
+    audience, the Entra authority and a variable named like the old task input); the agent exports them to
+    the later steps' environment. The job's tokens still go only to the backend baked into the extension."""
+    attacker = Backend()
+    job_env = job_environment(tmp_path, backend)
+    before = len(backend.reports)
+    hostile = variables_set_by(
+        f'echo "##vso[task.setvariable variable=imagetrail.url]{attacker.url}"\n'
+        'echo "##vso[task.setvariable variable=imagetrail.audience]api://attacker"\n'
+        f'echo "##vso[task.setvariable variable=IMAGETRAIL_ENTRA_AUTHORITY_HOST]{attacker.url}"\n'
+        f'echo "##vso[task.setvariable variable=input.backendUrl]{attacker.url}"\n'
+        f'echo "##vso[task.setvariable variable=INPUT_BACKENDURL]{attacker.url}"\n'
+    )
+    assert hostile["IMAGETRAIL_URL"] == hostile["INPUT_BACKENDURL"] == attacker.url
+    try:
+        pre, post, image = pre_push_post(extension, job_env, tmp_path, "redirect", **hostile)
+    finally:
+        attacker.close()
     assert pre.returncode == 0 and post.returncode == 0
-    assert warnings_in(post.stdout) == [], post.stdout
-    assert [body["pushes"][0]["reference"] for _, body in staging.reports] == [image]
-    assert len(backend.reports) == before and staging.errors == []
+    assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
+    assert attacker.reports == [] and attacker.oidc_requests == [] and attacker.errors == []
+    delivered = [body for _, body in backend.reports[before:]]
+    assert [push["reference"] for body in delivered for push in body["pushes"]] == [image]
+    assert backend.errors == []
+    assert attacker.url not in post.stdout
+
+
+def test_hostile_python_variables_and_site_files_are_not_run(
+    extension, backend, docker_engine, registry, tmp_path
+):
+    """PYTHONPATH with a sitecustomize, PYTHONUSERBASE with a .pth, PYTHONHOME pointing nowhere, and a venv
+    first on PATH whose site-packages holds a .pth (all set by earlier steps of the job): the collector runs
+    isolated, so none of that code runs beside SYSTEM_ACCESSTOKEN, and the report is still delivered."""
+    ran = tmp_path / "hostile-code-ran"
+    payload = f"import pathlib; pathlib.Path({str(ran)!r}).write_text('ran')\n"
+    evil = tmp_path / "evil-path"
+    evil.mkdir()
+    for module in ("sitecustomize", "usercustomize", "json", "requests"):
+        (evil / f"{module}.py").write_text(payload, encoding="utf-8")
+    venv = tmp_path / "job-venv"  # first on PATH: the collector runs this interpreter
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    [venv_site] = venv.glob("lib/python3*/site-packages")
+    pth = "import os; " + payload.replace("\n", "; ") + "\n"
+    (venv_site / "evil.pth").write_text(pth, encoding="utf-8")
+    user_base = tmp_path / "user-base"
+    user_site = user_base / "lib" / venv_site.parent.name / "site-packages"
+    user_site.mkdir(parents=True)
+    (user_site / "evil.pth").write_text(pth, encoding="utf-8")
+    job_env = job_environment(tmp_path, backend)
+    job_env["PATH"] = f"{venv / 'bin'}{os.pathsep}{job_env['PATH']}"
+    for folder in (Path(job_env["AGENT_TEMPDIRECTORY"]), Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail"):
+        folder.mkdir(exist_ok=True)  # the steps' and the watcher's working directories
+        (folder / "json.py").write_text(payload, encoding="utf-8")
+    before = len(backend.reports)
+    pre, post, image = pre_push_post(
+        extension, job_env, tmp_path, "isolated",
+        PYTHONPATH=str(evil), PYTHONUSERBASE=str(user_base), PYTHONHOME=str(tmp_path / "no-such-home"),
+        PYTHONSTARTUP=str(evil / "sitecustomize.py"), PYTHONINSPECT="1", VIRTUAL_ENV=str(venv),
+    )
+    assert pre.returncode == 0 and post.returncode == 0
+    assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
+    assert not ran.exists()
+    delivered = [body for _, body in backend.reports[before:]]
+    assert [push["reference"] for body in delivered for push in body["pushes"]] == [image]
 
 
 def test_each_task_folder_runs_alone_as_the_agent_downloads_it(
@@ -439,60 +518,58 @@ def test_opt_out_variable_is_silent(extension, backend, tmp_path):
     assert seconds < 5
 
 
-def test_no_python_on_path_is_one_warning(extension, backend, tmp_path):
+def system_python() -> Optional[str]:
+    """The system interpreter the shim falls back to after PATH, if this machine has one >= 3.9."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 9))"],
+                                  capture_output=True, text=True)
+            if done.stdout.strip() == "True":
+                return candidate
+    return None
+
+
+def test_no_python_on_path_falls_back_to_the_system_python(extension, backend, tmp_path):
+    if system_python() is None:
+        reason = "no Python >= 3.9 at /usr/bin/python3 or /usr/local/bin/python3"
+        if services.in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
     job_env = job_environment(tmp_path, backend)
     job_env["PATH"] = str(minimal_path_dir(tmp_path / "bin"))  # nothing at all: node is started by its path
     result, seconds = run_step(extension, "post-job", job_env)
     assert result.returncode == 0
+    # The collector itself ran (no pre-job step here, so it says it cannot bound the job): not the shim's
+    # "no Python found".
     [warning] = warnings_in(result.stdout)
-    assert warning.startswith(WARNING + "no Python found on PATH (tried python3, python)")
-    assert seconds < 5
-
-
-def fake_old_python(directory: Path, real_python: str, version: Tuple[int, int, int]) -> None:
-    """`python3` that runs the real interpreter but reports an old version to the code it runs."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "python3"
-    script.write_text(
-        "#!/bin/sh\n"
-        "# Stands in for an old Python: same interpreter, older sys.version_info.\n"
-        'if [ "$1" = "-c" ]; then code="$2"; shift 2; else exit 2; fi\n'
-        f'exec "{real_python}" -c "import sys; sys.version_info = {version + ("final", 0)!r}\n$code" "$@"\n',
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
+    assert warning.startswith(WARNING + "no pre-job record"), warning
+    assert seconds < 10
 
 
 @pytest.mark.parametrize("kind", ["fake-3.8", "real-3.8", "real-2.7"])
-def test_old_python_is_one_warning(extension, backend, tmp_path, kind):
-    job_env = job_environment(tmp_path, backend)
-    bin_dir = tmp_path / "bin"
+def test_old_python_first_on_path_does_not_stop_the_report(
+    extension, backend, docker_engine, registry, tmp_path, kind
+):
+    """An old interpreter first on PATH (actions/setup-python 3.8, a Python 2 image): the next Python >= 3.9
+    on PATH runs the collector, and the push is reported."""
+    bin_dir = tmp_path / "old-bin"
     if kind == "fake-3.8":
-        fake_old_python(
-            bin_dir,
-            os.path.realpath(
-                subprocess.check_output(
-                    ["python3", "-c", "import sys; print(sys.executable)"], text=True
-                ).strip()
-            ),
-            (3, 8, 18),
-        )
-        shown = "3.8.18"
+        old_python_stand_in(bin_dir / "python3", (3, 8, 18))
     else:
         interpreter = old_interpreter(kind.split("-")[1])
         if interpreter is None:
             pytest.skip(f"no Python {kind.split('-')[1]} interpreter on this machine (pyenv or PATH)")
         bin_dir.mkdir()
-        (bin_dir / "python3").symlink_to(interpreter)
-        shown = kind.split("-")[1] + "."
-    job_env["PATH"] = str(bin_dir)
-    result, seconds = run_step(extension, "post-job", job_env)
-    assert result.returncode == 0
-    [warning] = warnings_in(result.stdout)
-    assert warning.startswith(
-        WARNING + "Python >= 3.9 is needed on the agent, but python3 is Python " + shown
-    )
-    assert seconds < 10
+        for name in ("python3", "python"):
+            (bin_dir / name).symlink_to(interpreter)
+    job_env = job_environment(tmp_path, backend)
+    job_env["PATH"] = f"{bin_dir}{os.pathsep}{job_env['PATH']}"
+    before = len(backend.reports)
+    pre, post, image = pre_push_post(extension, job_env, tmp_path, "oldpython")
+    assert pre.returncode == 0 and post.returncode == 0
+    assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
+    delivered = [body for _, body in backend.reports[before:]]
+    assert [push["reference"] for body in delivered for push in body["pushes"]] == [image]
 
 
 def test_hung_collector_is_killed_at_the_deadline_with_its_children(extension, backend, tmp_path):

@@ -99,8 +99,9 @@ def test_task_has_the_fields_official_tasks_have(phase):
 @pytest.mark.parametrize("phase", PHASES)
 def test_task_inputs(phase):
     inputs = {item["name"]: item for item in task_json(phase)["inputs"]}
-    # No phase input: each task's index.js fixes its phase, so no pipeline can set it wrong.
-    assert set(inputs) == {"backendUrl", "audience", "deadlineSeconds"}
+    # No phase input: each task's index.js fixes its phase, so no pipeline can set it wrong. No backend URL or
+    # audience input either: the build bakes them into the task folder, out of reach of pipeline variables.
+    assert set(inputs) == {"deadlineSeconds"}
     assert int(inputs["deadlineSeconds"]["defaultValue"]) > 0
 
 
@@ -128,7 +129,7 @@ def test_each_task_entry_is_one_line_that_fixes_its_phase(phase):
 def test_shared_entry_script_has_no_dependencies():
     source = (SHARED_TASK_FILES / "task-entry.js").read_text(encoding="utf-8")
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
-    assert set(JS_REQUIRE.findall(code)) == {"'path'", "shimPath"}
+    assert set(JS_REQUIRE.findall(code)) == {"'fs'", "'path'", "shimPath"}
     assert "path.join(root, 'collector-shim.js')" in source  # the shim packaged beside it, nothing outside
     assert sorted(p.name for p in SHARED_TASK_FILES.iterdir()) == ["icon.png", "task-entry.js"]
     assert not list(REPO_ROOT.glob("tasks/*/package.json"))
@@ -301,9 +302,11 @@ def test_decorator_steps_validation_can_fail(steps_validator):
     assert not steps_validator.is_valid({"steps": removed_input})
 
 
-def test_decorators_are_plain_yaml_with_placeholders_for_the_build():
+def test_decorators_pass_no_backend_setting_a_pipeline_could_change():
     for path in DECORATORS:
-        step = decorator_steps(path.read_text(encoding="utf-8"))[0]
-        assert step["inputs"]["backendUrl"] == "__IMAGETRAIL_BACKEND_URL__"
-        assert step["inputs"]["audience"] == "__IMAGETRAIL_AUDIENCE__"
-        assert yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]
+        text = path.read_text(encoding="utf-8")
+        step = decorator_steps(text)[0]
+        assert set(step["inputs"]) == {"deadlineSeconds"}
+        assert set(step["env"]) == {"SYSTEM_ACCESSTOKEN"}
+        assert "imagetrail.url" not in text and "imagetrail.audience" not in text
+        assert yaml.safe_load(text)["steps"]

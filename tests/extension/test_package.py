@@ -96,6 +96,7 @@ def test_each_task_folder_holds_what_the_collector_needs_and_nothing_of_the_serv
         "index.js",
         "task-entry.js",
         "collector-shim.js",
+        "imagetrail-task.json",
         "icon.png",
         "src/imagetrail/__init__.py",
         "src/imagetrail/__main__.py",
@@ -130,8 +131,13 @@ def test_task_and_extension_versions_in_step_and_values_baked_into_decorators(vs
         assert task["id"] == task_json(phase)["id"]
         [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
         assert step["task"] == f"{task['id']}@{task['version']['Major']}"
-        assert step["inputs"]["backendUrl"] == "https://imagetrail.contoso.example/"
-        assert step["inputs"]["audience"] == "api://contoso-it"
+        assert set(step["inputs"]) == {"deadlineSeconds"}
+        # Baked into the task folder, where the task entry reads it; pipeline variables cannot change it.
+        assert json.loads(read(vsix, f"{task_in_vsix(phase)}/imagetrail-task.json")) == {
+            "backendUrl": "https://imagetrail.contoso.example/",
+            "audience": "api://contoso-it",
+            "entraAuthorityHost": "",
+        }
 
 
 def test_version_option_sets_extension_task_and_decorator_major(tmp_path):
@@ -143,8 +149,8 @@ def test_version_option_sets_extension_task_and_decorator_major(tmp_path):
         assert task["version"] == {"Major": 2, "Minor": 3, "Patch": 4}
         [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
         assert step["task"] == f"{task['id']}@2"
-        # nothing baked: the pipeline variable imagetrail.url must set it
-        assert step["inputs"]["backendUrl"] == ""
+        # nothing baked: the collector keeps the report (a pipeline variable cannot name a backend)
+        assert json.loads(read(vsix, f"{task_in_vsix(phase)}/imagetrail-task.json"))["backendUrl"] == ""
 
 
 @pytest.mark.parametrize(
@@ -158,6 +164,10 @@ def test_version_option_sets_extension_task_and_decorator_major(tmp_path):
         (["--version", "1.2"], "--version '1.2' must be X.Y.Z"),
         (["--publisher", "contoso corp"], "--publisher 'contoso corp' must be a Marketplace publisher id"),
         (["--audience", "api://a b"], "--audience must be 1-512 characters without spaces"),
+        (
+            ["--entra-authority-host", "http://login.example"],
+            "--entra-authority-host 'http://login.example' must be an https URL",
+        ),
     ],
 )
 def test_bad_options_name_the_option(tmp_path, args, message):

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
+from tests.support.podman import podman_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTION_DIR = REPO_ROOT / "github-action"
 NODE = shutil.which("node") or "node"
@@ -184,5 +186,6 @@ def job_env(work_dir: Path, repository: str, **overrides: str) -> Dict[str, str]
     for name in ("PATH", "HOME", "LANG", "DOCKER_HOST", "DOCKER_CONFIG", "SYSTEMROOT"):
         if name in os.environ:
             base[name] = os.environ[name]
+    base.update(podman_env(work_dir / "podman"))  # this job's own podman event log, not the machine's
     base.update(overrides)
     return base

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -162,3 +164,38 @@ def test_an_old_report_file_does_not_become_this_jobs_outputs(tmp_path):
     post = run.step("post", extra_env={"PATH": ""})
     assert post.returncode == 0
     assert post.outputs == {}
+
+
+def test_backend_settings_come_from_the_with_inputs_only(tmp_path):
+    """An earlier step can add variables to the job's environment ($GITHUB_ENV): IMAGETRAIL_URL and the
+    Entra settings from there must not decide where the job's token goes."""
+    script = (
+        "const { readSettings, collectorEnv } = require(process.argv[1]);"
+        "const env = JSON.parse(process.argv[2]);"
+        "const settings = readSettings(env, true);"
+        "process.stdout.write(JSON.stringify(collectorEnv(env, settings)));"
+    )
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "IMAGETRAIL_URL": "http://attacker.example",
+        "IMAGETRAIL_AUDIENCE": "api://attacker",
+        "IMAGETRAIL_ENTRA_AUTHORITY_HOST": "http://attacker.example",
+        "imagetrail_entra_client_id": "x",
+        "IMAGETRAIL_ENGINE_DIR": "/srv/engines",
+        "RUNNER_TEMP": str(tmp_path),
+    }
+    lib = str(ACTION_DIR / "lib" / "run-phase.js")
+    done = subprocess.run([shutil.which("node") or "node", "-e", script, lib, json.dumps(env)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout.splitlines()[-1])
+    imagetrail = {name: value for name, value in child.items() if name.upper().startswith("IMAGETRAIL_")}
+    assert "IMAGETRAIL_URL" not in imagetrail  # no backend-url input: the report is kept, not sent elsewhere
+    assert imagetrail["IMAGETRAIL_AUDIENCE"] == "api://imagetrail"
+    assert imagetrail["IMAGETRAIL_ENGINE_DIR"] == "/srv/engines"
+    assert set(imagetrail) == {"IMAGETRAIL_AUDIENCE", "IMAGETRAIL_ENGINE_DIR", "IMAGETRAIL_REPORT_FILE"}
+
+    with_input = {**env, "INPUT_BACKEND-URL": "https://imagetrail.example"}
+    done = subprocess.run([shutil.which("node") or "node", "-e", script, lib, json.dumps(with_input)],
+                          capture_output=True, text=True, timeout=30)
+    assert json.loads(done.stdout.splitlines()[-1])["IMAGETRAIL_URL"] == "https://imagetrail.example"

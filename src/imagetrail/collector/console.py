@@ -2,12 +2,14 @@
 
 Azure Pipelines: ``##vso[task.logissue type=warning]ImageTrail: ...``; GitHub Actions
 (``GITHUB_ACTIONS=true``): ``::warning::ImageTrail: ...``; elsewhere ``ImageTrail: warning: ...``
-on stderr. Every line is cleaned (see ``text.for_log``) and every known secret value is
-masked before it is written, whatever its origin (an exception text may quote a URL or a header).
+on stderr. Every line is cleaned (see ``text.for_log``); every known secret value, and the
+credentials of any ``scheme://user:password@host`` URL, is masked before it is written, whatever
+its origin (an exception text may quote a URL or a header).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import List, Mapping, Optional, TextIO
 
@@ -16,6 +18,8 @@ from imagetrail.collector.text import for_log
 
 PREFIX = "ImageTrail: "
 MASK = "***"
+# scheme://user:password@host: a backend, proxy or registry URL may carry credentials.
+_URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#@]+@", re.IGNORECASE)
 
 
 class Console:
@@ -39,7 +43,7 @@ class Console:
     def mask(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        return text
+        return _URL_CREDENTIALS.sub(r"\1" + MASK + "@", text)
 
     def safe(self, message: object, limit: int = 600) -> str:
         return for_log(self.mask(str(message)), limit)

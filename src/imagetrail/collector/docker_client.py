@@ -81,6 +81,13 @@ class DockerApi:
         except self._errors.NotFound:
             return None
 
+    def repository_images(self, repository: str) -> List[Dict[str, Any]]:
+        """The engine's images with a tag in ``repository`` (``GET /images/json``, reference filter)."""
+        try:
+            return list(self.api.images(name=repository) or [])
+        except (self._errors.DockerException, OSError, ValueError) as exc:
+            raise DockerUnavailable(f"cannot list the images of {repository}: {exc}") from None
+
     def distribution(self, reference: str) -> Dict[str, Any]:
         return self.api.inspect_distribution(reference)
 

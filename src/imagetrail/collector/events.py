@@ -165,6 +165,12 @@ class ReferenceHistory:
             if reference:
                 self._pushes.setdefault(reference, []).append(time_ns)
 
+    def first_named_after(self, reference: str, time_ns: int) -> bool:
+        """The daemon's events show ``reference`` only being set after ``time_ns`` (a tag
+        created after a push, so not part of it)."""
+        changes = self._changes.get(canonical_reference(reference) or "", [])
+        return bool(changes) and all(changed > time_ns for changed, _ in changes)
+
     def pushed_image(self, event: PushEvent) -> PushedImage:
         reference = canonical_reference(event.reference)
         if reference is None:

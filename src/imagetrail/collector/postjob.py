@@ -1,8 +1,9 @@
 """The post-job step: which images did this job push, with which digests; report them.
 
 Sources, merged and de-duplicated by (reference, event time): the watcher's records (each
-resolved when the push happened) and the daemon's event ring buffer for
-[job start, now] (which catches pushes the watcher missed, e.g. if it could not start).
+resolved when the push happened), the daemon's event ring buffer for
+[job start, now] (which catches pushes the watcher missed, e.g. if it could not start), and
+podman's event log where podman is installed (see ``podman``).
 Without a pre-job record the pipeline start time bounds the job. Pushes that only the ring
 buffer found are resolved after the fact, with the daemon's tag events telling which image
 each pushed tag named at the time, so they carry the same fields as the watcher's. The
@@ -16,7 +17,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
 
 from imagetrail import __version__
 from imagetrail.collector import shared_engine
@@ -33,6 +34,9 @@ from imagetrail.collector.state import JobFiles, JobRecord, read_job_record, rea
 from imagetrail.collector.watchdog import Watchdog
 from imagetrail.report import CollectorInfo, PipelineContext, Platform, Push, Report
 
+if TYPE_CHECKING:
+    from imagetrail.collector.docker_client import DockerApi
+
 MAX_PUSHES = 5000
 MAX_REPORT_WARNINGS = 100
 
@@ -44,6 +48,8 @@ class Discovery:
     problems: List[str] = field(default_factory=list)  # printed as warnings
     notes: List[str] = field(default_factory=list)  # for the report's warnings only (an info line is printed)
     registration: Optional[str] = None  # this job's shared-engine registration (pre-job)
+    window: Optional[Tuple[int, int]] = None  # the job's [start, now] in ns, once it is known
+    not_docker: Set[Tuple[str, int]] = field(default_factory=set)  # resolved by podman, not the engine
 
     def add(self, event: PushEvent, resolution: Optional[Resolution]) -> None:
         known = self.pushes.get(event.key)
@@ -107,11 +113,46 @@ def daemon_events(endpoint: DockerEndpoint, env: Mapping[str, str], since_ns: in
     return [e for e in events if e is not None and since_ns <= e.time_ns <= until_ns]
 
 
+def expand_all_tags(discovery: Discovery, missing: List[Tuple[str, int]], api: "DockerApi",
+                    history: Optional[ReferenceHistory]) -> List[Tuple[str, int]]:
+    """Replaces each ``push --all-tags`` event (it names the repository alone) by one push per tag
+    that was pushed; the keys still to resolve are returned. The watcher, when it ran, already
+    recorded the tags: those keys are then known and resolved."""
+    from imagetrail.collector import all_tags
+
+    still: List[Tuple[str, int]] = []
+    for key in missing:
+        event = discovery.pushes[key][0]
+        if not all_tags.names_repository_only(event):
+            still.append(key)
+            continue
+        try:
+            tagged = all_tags.expand(event, api.repository_images(event.reference), history)
+        except DockerUnavailable:
+            tagged = []
+        if not tagged:
+            discovery.pushes[key] = (event, Resolution(
+                error="pushed with --all-tags; no tag of the repository is left on the engine to resolve"))
+            continue
+        del discovery.pushes[key]
+        for pushed in tagged:
+            if pushed.key not in discovery.pushes:
+                discovery.add(pushed, None)
+                still.append(pushed.key)
+    return still
+
+
 def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
                     deadline: Deadline) -> None:
     """Resolves the pushes the watcher did not (or could not) resolve when they happened."""
+    from imagetrail.collector import all_tags
+
+    events = [event for event, _ in discovery.pushes.values()]
+    for key, (event, _) in list(discovery.pushes.items()):
+        if all_tags.names_repository_only(event) and all_tags.recorded_per_tag(event, events):
+            del discovery.pushes[key]
     missing = [key for key, (_, resolution) in discovery.pushes.items()
-               if resolution is None or not resolution.digest]
+               if (resolution is None or not resolution.digest) and key not in discovery.not_docker]
     if not missing:
         return
     api = None
@@ -127,6 +168,7 @@ def resolve_missing(discovery: Discovery, endpoint: Optional[DockerEndpoint], en
             history: Optional[ReferenceHistory] = ReferenceHistory(api.reference_events(1, time.time_ns()))
         except DockerUnavailable:
             history = None
+        missing = expand_all_tags(discovery, missing, api, history)
         for key in missing:
             event, earlier = discovery.pushes[key]
             if deadline.remaining() < 2.0:
@@ -213,6 +255,7 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
             return discovery, None, False
         if damaged:
             discovery.problems.append(f"{damaged}; pushes since the pipeline start are reported instead")
+    discovery.window = (start_ns, now_ns)
     try:
         endpoint: Optional[DockerEndpoint] = resolve_endpoint(env)
     except EndpointError as exc:
@@ -229,6 +272,30 @@ def discover(env: Mapping[str, str], context: PipelineContext, deadline: Deadlin
             discovery.problems.append(f"{exc} ({endpoint.source})")
         discovery.sources.append("daemon event buffer: unavailable")
     return discovery, endpoint, True
+
+
+def podman_pushes(env: Mapping[str, str], discovery: Discovery, deadline: Deadline, console: Console) -> None:
+    """Pushes made with podman in the job window, where podman is installed (its event log is kept
+    per user and outlives the job, so reading it at the end is enough). Having podman installed does
+    not mean the job used it: a log that cannot be read is noted, not warned about."""
+    from imagetrail.collector import podman
+
+    binary = podman.find("podman", env)
+    if binary is None or discovery.window is None:
+        return
+    if deadline.remaining() < podman.MIN_SECONDS:
+        discovery.sources.append("podman event log: not read (no time left)")
+        return
+    try:
+        found = podman.push_events(binary, *discovery.window, deadline, env)
+    except podman.PodmanUnavailable as exc:
+        discovery.sources.append(f"podman event log: unavailable ({exc})"[:200])
+        console.info(f"podman's event log was not read: {exc}")
+        return
+    discovery.sources.append("podman event log since the job start")
+    for event, resolution in podman.resolve_all(found, binary, deadline, env):
+        discovery.add(event, resolution)
+        discovery.not_docker.add(event.key)
 
 
 def check_shared_engine(discovery: Discovery, endpoint: Optional[DockerEndpoint], env: Mapping[str, str],
@@ -275,6 +342,7 @@ def post_job(settings: Settings, env: Mapping[str, str], console: Console, deadl
     context = pipeline_context(env)
     discovery, endpoint, bounded = discover(env, context, deadline, console)
     check_shared_engine(discovery, endpoint, env, deadline, console)
+    podman_pushes(env, discovery, deadline, console)
     if not discovery.pushes:
         for problem in discovery.problems:
             console.warning(problem)

@@ -17,19 +17,11 @@ from imagetrail.collector.settings import SECRET_VARIABLES
 from imagetrail.collector.state import JobFiles, JobRecord, job_key, write_json_atomically
 
 
-def _package_root() -> str:
-    import imagetrail
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(imagetrail.__file__)))
-
-
 def _watcher_env(env: Mapping[str, str]) -> Dict[str, str]:
-    """The watcher needs the Docker settings, not the job's secrets; and it must import
-    this very copy of imagetrail (the task's vendored one), whatever the working directory."""
-    child = {k: v for k, v in env.items() if k not in SECRET_VARIABLES and not k.startswith("IMAGETRAIL_")}
-    root = _package_root()
-    child["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return child
+    """The watcher needs the Docker settings, not the job's secrets nor any PYTHON* variable
+    (it starts isolated and is given its path explicitly, see ``watcher.command``)."""
+    return {k: v for k, v in env.items()
+            if k not in SECRET_VARIABLES and not k.startswith(("IMAGETRAIL_", "PYTHON"))}
 
 
 def start_watcher(files: JobFiles, since_ns: int, env: Mapping[str, str], registration: Optional[str]) -> int:

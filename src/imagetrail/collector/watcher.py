@@ -8,8 +8,8 @@ temp directory disappears (the agent cleans it after the job), or after ``--max-
 While it runs it touches the job's shared-engine registration (``--registration``): the
 heartbeat that tells other jobs this one is still running.
 
-Run as ``python -m imagetrail.collector.watcher --pushes FILE --since NS``; its stdout and
-stderr go to the job's watcher log.
+Started by ``command()`` (isolated, with the collector's own path); its stdout and stderr go
+to the job's watcher log.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ import signal
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 
-from imagetrail.collector import shared_engine
+from imagetrail.collector import all_tags, shared_engine
 from imagetrail.collector.docker_endpoint import EndpointError, resolve_endpoint
 from imagetrail.collector.docker_events import DockerUnavailable
 from imagetrail.collector.events import PushEvent
 from imagetrail.collector.resolve import resolve
 from imagetrail.collector.state import append_line
+
+if TYPE_CHECKING:
+    from imagetrail.collector.docker_client import DockerApi
 
 # Longer than any hosted job may run; on self-hosted agents the job's temp dir is removed.
 DEFAULT_MAX_SECONDS = 48 * 3600
@@ -55,6 +58,19 @@ def _housekeeping(directory: str, registration: Optional[str], interval: float) 
     threading.Thread(target=loop, daemon=True).start()
 
 
+def _tagged(api: "DockerApi", event: PushEvent) -> List[PushEvent]:
+    """The event itself, or for ``push --all-tags`` one event per tag the repository has now
+    (the watcher sees the push as it happens)."""
+    if not all_tags.names_repository_only(event):
+        return [event]
+    try:
+        images = api.repository_images(event.reference)
+    except DockerUnavailable as exc:
+        _log(f"push {event.reference} (all tags): {exc}")
+        return [event]
+    return all_tags.expand(event, images, None) or [event]
+
+
 def watch(pushes_path: str, since_ns: int) -> None:
     endpoint = resolve_endpoint(os.environ)
     seen: Set[Tuple[str, int]] = set()
@@ -73,10 +89,11 @@ def watch(pushes_path: str, since_ns: int) -> None:
                 if event is None or event.time_ns < since_ns or event.key in seen:
                     continue
                 seen.add(event.key)
-                resolution = resolve(api, event)
-                append_line(pushes_path, {"type": "push", "event": event.to_json(),
-                                          "resolution": resolution.to_json(), "at": time.time_ns()})
-                _log(f"push {event.reference} -> {resolution.digest or resolution.error}")
+                for pushed in _tagged(api, event):
+                    resolution = resolve(api, pushed)
+                    append_line(pushes_path, {"type": "push", "event": pushed.to_json(),
+                                              "resolution": resolution.to_json(), "at": time.time_ns()})
+                    _log(f"push {pushed.reference} -> {resolution.digest or resolution.error}")
                 resume_ns, backoff = max(resume_ns, event.time_ns), 1.0
             _log("the daemon closed the event stream")
         except DockerUnavailable as exc:
@@ -111,9 +128,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def collector_path() -> List[str]:
+    """The watcher imports exactly what this process imports from: this copy of imagetrail (the
+    task's, not one installed in the job's Python) and its wheels first, never the working directory."""
+    import imagetrail
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(imagetrail.__file__)))
+    rest = [entry for entry in sys.path if entry not in ("", ".", os.getcwd(), root)]
+    return [root] + rest
+
+
+# Isolated like the collector itself (see shim/collector-shim.js): no PYTHON* variables, no user
+# site, no site-packages .pth files, not the working directory (-c puts '' first); the whole path
+# is given.
+_START = ("import sys; sys.path[:] = sys.argv.pop(1).split({sep!r}); "
+          "from imagetrail.collector.watcher import main; raise SystemExit(main())")
+
+
 def command(pushes_path: str, since_ns: int, registration: Optional[str] = None) -> List[str]:
-    args = [sys.executable, "-m", "imagetrail.collector.watcher",
-            "--pushes", pushes_path, "--since", str(since_ns)]
+    args = [sys.executable, "-E", "-s", "-S", "-c", _START.format(sep=os.pathsep),
+            os.pathsep.join(collector_path()), "--pushes", pushes_path, "--since", str(since_ns)]
     return args + (["--registration", registration] if registration else [])
 
 
