@@ -28,10 +28,13 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
     """A plausible Azure Pipelines job environment, with a fresh agent temp directory and its
     own directory where jobs on one engine register (IMAGETRAIL_ENGINE_DIR): other jobs on this
     machine's shared engine must not show up in the test. Pass IMAGETRAIL_ENGINE_DIR to put
-    several jobs on one host."""
+    several jobs on one host. The agent's tools directory (where the host's delivery breaker
+    lives) is the test's own too: pass AGENT_TOOLSDIRECTORY to share one between jobs."""
     temp = tmp_path / "agent-temp"
     temp.mkdir(parents=True, exist_ok=True)
     engines = Path(extra.get("IMAGETRAIL_ENGINE_DIR") or tmp_path / "engines")
+    tools = tmp_path / "agent-tools"
+    tools.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_",
                                 "TF_BUILD"))}
@@ -39,6 +42,7 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "PYTHONPATH": SRC,
         "TF_BUILD": "True",
         "AGENT_TEMPDIRECTORY": str(temp),
+        "AGENT_TOOLSDIRECTORY": str(tools),
         "SYSTEM_COLLECTIONURI": "https://dev.azure.com/contoso/",
         "SYSTEM_COLLECTIONID": "c0ffee00-0000-4000-8000-000000000001",
         "SYSTEM_TEAMPROJECT": "Shop",
@@ -179,7 +183,7 @@ class HttpStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = _handle
+            do_GET = do_POST = do_PUT = _handle
 
             def log_message(self, *args: object) -> None:
                 pass

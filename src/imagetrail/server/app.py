@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -20,12 +22,27 @@ from imagetrail.server.settings import Settings
 log = logging.getLogger("imagetrail.server")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Reconcile runs in the background of a serving process only (not in one-off tools or tests
+    # that never start the app): a pass at startup covers the backend's own downtime.
+    scheduler = app.state.reconcile_scheduler
+    if scheduler is not None:
+        scheduler.start()
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            await run_in_threadpool(scheduler.stop)
+
+
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="ImageTrail",
         version=__version__,
         description="Trace a container image digest to the CI/CD run, repository, commit and owner.",
+        lifespan=_lifespan,
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
@@ -35,6 +52,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.api_key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.ingest_writer = IngestWriter(app.state.sessions, max_batch=settings.ingest_max_batch,
                                            batch_wait=settings.ingest_batch_wait_ms / 1000)
+    app.state.reconcile_scheduler = None
+    if settings.reconcile_configured:
+        from imagetrail.server.reconcile.scheduler import ReconcileScheduler
+
+        app.state.reconcile_scheduler = ReconcileScheduler(settings, app.state.sessions)
 
     def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # The service stays up; the client (collector, reconcile) retries later.

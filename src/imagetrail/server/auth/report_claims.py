@@ -1,7 +1,9 @@
 """Does a report describe the job whose identity sent it?
 
 A job token proves which organisation, project, pipeline and run it belongs to; a report
-claiming anything else is refused, so one pipeline cannot write another's history.
+claiming anything else is refused, so one pipeline cannot write another's history. Reports that
+reconcile fetched from a run (``azure-devops-api`` / ``github-api`` principals, whose claims the
+backend built from the CI system's own answer about that run) are held to the same checks.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from typing import Any, Mapping, Optional
 
 from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.tokens import KIND_AZURE_DEVOPS, KIND_GITHUB, parse_pipeline_subject
+from imagetrail.server.auth.tokens import (
+    KIND_AZURE_DEVOPS,
+    KIND_AZURE_DEVOPS_API,
+    KIND_GITHUB,
+    KIND_GITHUB_API,
+    parse_pipeline_subject,
+)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -45,9 +53,9 @@ def report_conflict(principal: Principal, report: Mapping[str, Any]) -> Optional
     """Why this principal may not submit this report, or None when it may."""
     context = report.get("context") or {}
     organization = (context.get("organization") or {}).get("name")
-    if principal.kind == KIND_AZURE_DEVOPS:
+    if principal.kind in (KIND_AZURE_DEVOPS, KIND_AZURE_DEVOPS_API):
         return _azure_devops_conflict(principal.claims, context)
-    if principal.kind == KIND_GITHUB:
+    if principal.kind in (KIND_GITHUB, KIND_GITHUB_API):
         return _github_conflict(principal.claims, context)
     if not principal.may_access(organization):
         return f"this credential may not write reports of organisation {organization!r}"

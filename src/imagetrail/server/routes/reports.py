@@ -87,6 +87,8 @@ async def post_report(request: Request, principal: Principal = Depends(require_i
         raise HTTPException(403, f"this {principal.kind} identity may not submit this report: {conflict}")
     # Group commit (server/ingest_writer.py): answered once the report's transaction committed.
     result = await request.app.state.ingest_writer.submit(body, principal)
+    if request.app.state.reconcile_scheduler is not None:
+        request.app.state.reconcile_scheduler.note_report()  # the first report after a gap wakes reconcile
     answer = IngestAnswer(status="created" if result.created else "duplicate", reportId=result.report_id,
                           pushes=result.pushes)
     return JSONResponse(answer.model_dump(), status_code=201 if result.created else 200)

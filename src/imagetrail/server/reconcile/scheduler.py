@@ -1,0 +1,77 @@
+"""When reconcile passes run: at startup (after the backend's own downtime), every
+``reconcile_interval_seconds``, and on the first report after ``reconcile_gap_seconds`` without
+one (collectors were probably failing meanwhile). A background thread per process; the lease
+makes sure only one process of all those sharing the database runs a pass at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import List, Optional
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagetrail.server.reconcile import lease
+from imagetrail.server.reconcile.runner import Reconciler, SourceOutcome
+from imagetrail.server.settings import Settings
+
+log = logging.getLogger("imagetrail.server.reconcile")
+
+LEASE_SECONDS = 600.0  # a holder that died blocks reconcile this long at most (passes are idempotent anyway)
+URGENT_SPACING = 10.0  # startup / gap passes: skipped only if another process started one this recently
+
+
+class ReconcileScheduler:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.reconciler = Reconciler(settings, sessions)
+        self.holder = lease.holder_id()
+        self.passes = 0  # passes this process ran (diagnostics, tests)
+        self.last_outcomes: List[SourceOutcome] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_report = time.monotonic()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="imagetrail-reconcile", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def note_report(self) -> None:
+        """Called for every report received: the first one after a quiet gap wakes a pass."""
+        now = time.monotonic()
+        quiet, self._last_report = now - self._last_report, now
+        if quiet > self.settings.reconcile_gap_seconds:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        urgent = True  # the startup pass
+        interval = self.settings.reconcile_interval_seconds
+        while not self._stop.is_set():
+            self.run_pass(URGENT_SPACING if urgent else interval * 0.9)
+            urgent = self._wake.wait(interval if interval > 0 else None)
+            self._wake.clear()
+
+    def run_pass(self, spacing: float) -> bool:
+        """One pass if this process gets the lease; True if it ran."""
+        try:
+            if not lease.acquire(self.sessions, self.holder, LEASE_SECONDS, spacing):
+                return False
+            try:
+                self.last_outcomes = self.reconciler.run_once()
+                self.passes += 1
+            finally:
+                lease.release(self.sessions, self.holder)
+        except Exception:  # noqa: BLE001 - the thread must survive a database outage and retry later
+            log.exception("reconcile pass failed; the next one retries")
+            return False
+        return True
