@@ -1,14 +1,18 @@
-"""`imagetrail reconcile` against a local Azure DevOps stand-in and the real backend."""
+"""Reconcile against a local Azure DevOps stand-in and the real backend: `imagetrail reconcile` by hand,
+and the backend's own scheduled reconcile."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.server.fake_azure_devops import FakeAzureDevOps
-from tests.server.reports import ado_report, body, digest, push
+from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
 from tests.support.live_server import running_server
 
@@ -55,3 +59,122 @@ def test_a_wrong_pat_is_reported_clearly(sqlite_url, tmp_path):
     missing = cli("reconcile", "--org-url", "https://dev.azure.com/x", "--project", "P",
                   env={"AZURE_DEVOPS_PAT": ""})
     assert missing.returncode == 2 and "AZURE_DEVOPS_PAT" in missing.stderr
+
+
+# --- the backend reconciles on its own ------------------------------------------------------------
+
+PAT = "reconcile-pat-" + "7" * 20
+RECONCILE_INTERVAL = 3  # seconds; "within the reconcile interval" is checked with this much slack:
+SLACK = 25  # a server start and a pass on a loaded machine
+
+
+def _attachment(report) -> tuple:
+    return f"report-{report.report_id[7:39]}.json", json.dumps(body(report)).encode()
+
+
+def _coverage(url: str, reader: str) -> dict:
+    answer = requests.get(url + "/v1/coverage", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["reconcile"]
+
+
+def _wait_for_reconciled(url: str, reader: str, count: int, within: float) -> dict:
+    limit = time.monotonic() + within
+    while True:
+        status = _coverage(url, reader)
+        if status["reconciled"] >= count or time.monotonic() > limit:
+            return status
+        time.sleep(0.3)
+
+
+def _stored(database_url: str) -> dict:
+    """reportId -> identity kind, straight from the reports table."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, identity_kind FROM reports")).all()
+    finally:
+        engine.dispose()
+    return {row[0]: row[1] for row in rows}
+
+
+def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
+    with FakeAzureDevOps("contoso", "Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
+        env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}", "IMAGETRAIL_AZURE_DEVOPS_PAT": PAT,
+               "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS": str(RECONCILE_INTERVAL),
+               "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
+        # Before the outage, contoso/Web reports as usual.
+        with running_server(database_url, env) as url:
+            ingest = create_key(database_url, "contoso", "ingest")
+            before = ado_report(run_id="300")
+            assert requests.post(url + "/v1/reports", json=body(before),
+                                 headers={"Authorization": f"Bearer {ingest}"}).status_code == 201
+        # The backend is down: three jobs keep their reports with their runs; one run keeps a report
+        # that claims another run (refused), one has nothing kept.
+        kept = [ado_report(run_id=str(310 + i), pushes=[push("127.0.0.1:5000/web/app:3", digest(f"k{i}"))])
+                for i in range(3)]
+        ado.builds = {310 + i: [_attachment(report)] for i, report in enumerate(kept)}
+        forged = ado_report(run_id="999", pushes=[push("127.0.0.1:5000/web/app:evil", digest("forged"))])
+        ado.builds[320] = [_attachment(forged)]
+        ado.builds[321] = []
+        # Back up: the startup pass stores them, with nobody running anything.
+        with running_server(database_url, env) as url:
+            reader = create_key(database_url, "*", "read")
+            status = _wait_for_reconciled(url, reader, 3, SLACK)
+            assert status["reconciled"] == 3 and status["pending"] == 0, status
+            assert status["last_run_at"] is not None
+            [source] = status["sources"]
+            assert (source["system"], source["organization"]) == ("azure-devops", "contoso")
+            assert "build 320" in source["last_error"] and "run.id" in source["last_error"]
+            # A report kept while the backend is up (its agent's breaker was still open): the next
+            # scheduled pass stores it, within the interval.
+            late = ado_report(run_id="330", pushes=[push("127.0.0.1:5000/web/app:4", digest("late"))])
+            ado.builds[330] = [_attachment(late)]
+            status = _wait_for_reconciled(url, reader, 4, RECONCILE_INTERVAL + SLACK)
+            assert status["reconciled"] == 4, status
+            time.sleep(RECONCILE_INTERVAL + 1)  # one more pass: nothing is stored twice
+            assert _coverage(url, reader)["reconciled"] == 4
+            page = requests.get(url + "/coverage", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+    stored = _stored(database_url)
+    assert stored == {before.report_id: "api-key", **{r.report_id: "azure-devops-api" for r in kept + [late]}}
+    assert ado.violations == []
+    assert set(ado.gets) == {310, 311, 312, 320, 330}  # Builds - Get for runs with kept reports only
+    assert page.status_code == 200, page.text[:300]
+    assert '<strong id="reconcile-reconciled">4</strong>' in page.text
+    assert '<strong id="reconcile-pending">0</strong>' in page.text and "build 320" in page.text
+
+
+@pytest.mark.parametrize("holders", [4])
+def test_only_one_process_reconciles_at_a_time(database_url, holders):
+    from imagetrail.server.db import make_engine, make_sessionmaker
+    from imagetrail.server.migrate import upgrade
+    from imagetrail.server.reconcile import lease
+
+    engines = [make_engine(database_url) for _ in range(holders)]
+    upgrade(engines[0])
+    sessions = [make_sessionmaker(engine) for engine in engines]
+    barrier = threading.Barrier(holders)
+    won = []
+
+    def contend(index: int) -> None:
+        barrier.wait()
+        if lease.acquire(sessions[index], f"worker-{index}", ttl=60, spacing=30):
+            won.append(index)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(holders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(won) == 1
+        # Released: the others still wait for the spacing since the last pass started...
+        lease.release(sessions[won[0]], f"worker-{won[0]}")
+        assert not lease.acquire(sessions[0], "worker-0", ttl=60, spacing=30)
+        # ...but not longer; and a lease that expired (its holder died) is taken over.
+        assert lease.acquire(sessions[0], "worker-0", ttl=60, spacing=30, now=time.time() + 31)
+        assert not lease.acquire(sessions[1], "worker-1", ttl=60, spacing=0, now=time.time() + 40)
+        assert lease.acquire(sessions[1], "worker-1", ttl=60, spacing=0, now=time.time() + 95)
+    finally:
+        for engine in engines:
+            engine.dispose()
