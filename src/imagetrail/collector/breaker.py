@@ -114,10 +114,12 @@ class Breaker:
         except OSError:
             pass
 
-    def record_failure(self, cause: str, now: Optional[float] = None) -> Outage:
-        """A delivery or probe failed: (re)open for a full period."""
+    def record_failure(self, cause: Optional[str], now: Optional[float] = None) -> Outage:
+        """A delivery or probe failed: (re)open for a full period. A failed probe (``cause`` None)
+        keeps the cause the delivery saw, which says more than "the health check failed"."""
         now = time.time() if now is None else now
         current = self.outage(now)
+        cause = cause or (current.cause if current else "the health check failed")
         outage = Outage(opened_at=current.opened_at if current else now, failed_at=now,
                         until=now + self.open_seconds, cause=cause, kept=(current.kept if current else 0) + 1)
         self._write(outage)

@@ -53,7 +53,7 @@ def _open_breaker(settings: Settings, env: Mapping[str, str]) -> "tuple[Optional
         if probe(settings.url):
             breaker.close()  # back: this job delivers as usual
             return breaker, None
-        return breaker, breaker.record_failure("the health check failed")
+        return breaker, breaker.record_failure(None)
     breaker.record_kept(outage)
     return breaker, outage
 
