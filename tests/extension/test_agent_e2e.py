@@ -238,6 +238,14 @@ def run_step(
     return result, time.monotonic() - started
 
 
+def stop_watcher(pid: int) -> None:
+    """The agent ends the job: the watcher the pre-job step left running goes too."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
 def warnings_in(output: str) -> List[str]:
     return [line for line in output.splitlines() if "##vso[task.logissue" in line]
 
@@ -313,10 +321,7 @@ def test_pre_job_push_post_job_reports_exactly_what_was_pushed(
 
         post, post_seconds = run_step(extension, "post-job", job_env)
     finally:
-        try:
-            os.kill(watcher_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_watcher(watcher_pid)
 
     assert post.returncode == 0, post.stdout + post.stderr
     assert warnings_in(post.stdout) == [], post.stdout
@@ -406,10 +411,7 @@ def test_pipeline_variable_overrides_the_baked_backend_url(
         docker("push", image)
         post, _ = run_step(extension, "post-job", job_env, IMAGETRAIL_URL=staging.url)
     finally:
-        try:
-            os.kill(watcher_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_watcher(watcher_pid)
         staging.close()
     assert pre.returncode == 0 and post.returncode == 0
     assert warnings_in(post.stdout) == [], post.stdout
@@ -441,10 +443,7 @@ def test_each_task_folder_runs_alone_as_the_agent_downloads_it(
         docker("push", image)
         post, _ = run_step(extension, "post-job", job_env, tasks_root=tasks_root)
     finally:
-        try:
-            os.kill(watcher_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_watcher(watcher_pid)
     assert pre.returncode == 0 and post.returncode == 0
     assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
     report = load_json(Path(job_env["IMAGETRAIL_REPORT_FILE"]))
@@ -592,10 +591,7 @@ def _job_that_pushes(extension: Path, tmp_path: Path, backend: Backend, registry
         docker("push", image)
         post, seconds = run_step(extension, "post-job", job_env, **extra)
     finally:
-        try:
-            os.kill(watcher_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_watcher(watcher_pid)
     assert post.returncode == 0, post.stdout + post.stderr
     assert ACCESS_TOKEN not in post.stdout + post.stderr and OIDC_TOKEN not in post.stdout + post.stderr
     return post, seconds, job_env
