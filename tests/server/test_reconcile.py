@@ -7,10 +7,13 @@ import json
 import threading
 import time
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 import requests
 import sqlalchemy as sa
 
+from tests.collector.support import HttpStub, json_reply, self_signed_certificate
 from tests.server.fake_azure_devops import FakeAzureDevOps
 from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
@@ -178,3 +181,56 @@ def test_only_one_process_reconciles_at_a_time(database_url, holders):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _entra_for_azure_devops(tenant: str, client_id: str, secret: str, token: str):
+    """Microsoft Entra ID's discovery document and token endpoint, for the client credentials grant
+    with a client secret and the Azure DevOps resource's .default scope."""
+    from imagetrail.server.reconcile.azure_devops import AZURE_DEVOPS_SCOPE
+
+    def reply(seen):
+        path = urlsplit(seen.path).path
+        if seen.method == "GET" and path == f"/{tenant}/v2.0/.well-known/openid-configuration":
+            host = seen.headers["host"]
+            return json_reply(200, {"token_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/token",
+                                    "authorization_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/authorize",
+                                    "issuer": f"https://{host}/{tenant}/v2.0"})
+        if seen.method == "POST" and path == f"/{tenant}/oauth2/v2.0/token":
+            form = parse_qs(seen.body.decode())
+            if (form.get("grant_type") == ["client_credentials"] and form.get("client_id") == [client_id]
+                    and form.get("client_secret") == [secret] and form.get("scope") == [AZURE_DEVOPS_SCOPE]):
+                return json_reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+            return json_reply(400, {"error": "invalid_client", "error_description": "AADSTS7000215: bad secret"})
+        return json_reply(404, {"error": "not_found"})
+    return reply
+
+
+def test_reconcile_with_an_entra_app(sqlite_url, tmp_path):
+    secret, token = "entra-secret-" + "s" * 20, "entra-ado-token-" + "t" * 20
+    cert = self_signed_certificate(tmp_path)
+    with FakeAzureDevOps("contoso", "Web", pat="not-used-" + "p" * 20, project_id=ADO_PROJECT_ID,
+                         bearer=token) as ado, \
+            HttpStub(_entra_for_azure_devops("tenant-9", "reconcile-app", secret, token), tls=cert) as entra:
+        env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}",
+               "IMAGETRAIL_AZURE_DEVOPS_TENANT_ID": "tenant-9", "IMAGETRAIL_AZURE_DEVOPS_CLIENT_ID": "reconcile-app",
+               "IMAGETRAIL_AZURE_DEVOPS_CLIENT_SECRET": secret, "IMAGETRAIL_ENTRA_AUTHORITY_BASE": entra.url,
+               "IMAGETRAIL_RECONCILE_AZURE_DEVOPS_ORGS": "contoso,fabrikam", "REQUESTS_CA_BUNDLE": cert[0],
+               "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS": "0", "IMAGETRAIL_RECONCILE_GAP_SECONDS": "1",
+               "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
+        with running_server(sqlite_url, env) as url:
+            ingest = {"Authorization": f"Bearer {create_key(sqlite_url, '*', 'ingest')}"}
+            reader = create_key(sqlite_url, "*", "read")
+            assert requests.post(url + "/v1/reports", json=body(ado_report(run_id="400")), headers=ingest,
+                                 timeout=10).status_code == 201
+            kept = ado_report(run_id="410", pushes=[push("127.0.0.1:5000/web/app:9", digest("entra"))])
+            ado.builds = {410: [_attachment(kept)]}
+            time.sleep(1.5)  # no schedule (interval 0): the first report after a quiet gap wakes reconcile
+            assert requests.post(url + "/v1/reports", json=body(ado_report(run_id="411")), headers=ingest,
+                                 timeout=10).status_code == 201
+            status = _wait_for_reconciled(url, reader, 1, SLACK)
+    sources = {s["organization"]: s for s in status["sources"]}
+    # fabrikam is configured but none of its projects reported: said so, not silently skipped.
+    assert "no project of 'fabrikam' has reported yet" in sources["fabrikam"]["last_error"]
+    assert status["reconciled"] == 1, status
+    assert _stored(sqlite_url)[kept.report_id] == "azure-devops-api"
+    assert ado.violations == [] and [r.method for r in entra.requests][:2] == ["GET", "POST"]

@@ -20,6 +20,7 @@ from imagetrail.server.reconcile.sources import KeptReport, SourceError
 ATTACHMENT_TYPE = "imagetrail.report"
 # The Azure DevOps resource (application id) that Entra access tokens for its REST API name.
 AZURE_DEVOPS_SCOPE = "499b84ac-1321-427f-aa17-267ca6975798/.default"
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 # .../_apis/build/builds/{buildId}/{timelineId}/{recordId}/attachments/{type}/{name}
 _ATTACHMENT_HREF = re.compile(r"/builds/(?P<build>\d+)/(?P<timeline>[0-9a-fA-F-]{36})/(?P<record>[0-9a-fA-F-]{36})/"
                               r"attachments/")
@@ -93,7 +94,9 @@ def credentials(settings: Any) -> Any:
 
     app = msal.ConfidentialClientApplication(
         settings.azure_devops_client_id, client_credential=settings.azure_devops_client_secret,
-        authority=f"{settings.entra_authority_base}/{settings.azure_devops_tenant_id}")
+        authority=f"{settings.entra_authority_base}/{settings.azure_devops_tenant_id}",
+        # A configured authority (sovereign cloud, Azure Stack) is trusted as given.
+        instance_discovery=settings.entra_authority_base == PUBLIC_AUTHORITY)
     result = app.acquire_token_for_client(scopes=[AZURE_DEVOPS_SCOPE]) or {}
     token = result.get("access_token")
     if not token:

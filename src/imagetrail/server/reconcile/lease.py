@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Optional
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.bulk import insert_many
@@ -49,3 +49,9 @@ def release(sessions: sessionmaker[Session], holder: str) -> None:
     with sessions.kw["bind"].begin() as conn:
         conn.execute(update(T_LEASES).where(and_(T_LEASES.c.name == NAME, T_LEASES.c.holder == holder))
                      .values(holder=None, expires_at=0.0))
+
+
+def last_started(sessions: sessionmaker[Session]) -> Optional[float]:
+    """When the latest pass (of any process) started, in epoch seconds."""
+    with sessions() as session:
+        return session.execute(select(T_LEASES.c.started_at).where(T_LEASES.c.name == NAME)).scalar()

@@ -140,7 +140,8 @@ class Reconciler:
                 raise SourceError(f"no trusted URL for Azure DevOps organisation {source.organization!r} "
                                   "(IMAGETRAIL_AZURE_DEVOPS_URL / IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS)")
             if not source.projects:
-                return []
+                raise SourceError(f"no project of {source.organization!r} has reported yet, so there is no "
+                                  "project to list runs of")
             return azure_devops.kept_reports(org_url, source.organization, source.projects, since,
                                              azure_devops.credentials(self.settings), limit)
         from imagetrail.server.reconcile.github import GitHubArtifacts

@@ -2,6 +2,10 @@
 ``reconcile_interval_seconds``, and on the first report after ``reconcile_gap_seconds`` without
 one (collectors were probably failing meanwhile). A background thread per process; the lease
 makes sure only one process of all those sharing the database runs a pass at a time.
+
+Startup and gap passes are due "from a moment": any pass that started after it (in this
+process or another) satisfies them, so several workers starting together run one pass, and a
+request that meets a pass started earlier is retried until one starts after it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from imagetrail.server.settings import Settings
 log = logging.getLogger("imagetrail.server.reconcile")
 
 LEASE_SECONDS = 600.0  # a holder that died blocks reconcile this long at most (passes are idempotent anyway)
-URGENT_SPACING = 10.0  # startup / gap passes: skipped only if another process started one this recently
+RETRY_SECONDS = 5.0  # a due pass that could not start (another process holds the lease) is tried again
 
 
 class ReconcileScheduler:
@@ -33,6 +37,7 @@ class ReconcileScheduler:
         self.last_outcomes: List[SourceOutcome] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._woken_at = time.time()
         self._last_report = time.monotonic()
         self._thread: Optional[threading.Thread] = None
 
@@ -51,18 +56,36 @@ class ReconcileScheduler:
         now = time.monotonic()
         quiet, self._last_report = now - self._last_report, now
         if quiet > self.settings.reconcile_gap_seconds:
+            self._woken_at = time.time()
             self._wake.set()
 
     def _loop(self) -> None:
-        urgent = True  # the startup pass
+        due: Optional[float] = time.time()  # the startup pass: one that starts after now
         interval = self.settings.reconcile_interval_seconds
+        scheduled = time.monotonic() + interval
         while not self._stop.is_set():
-            self.run_pass(URGENT_SPACING if urgent else interval * 0.9)
-            urgent = self._wake.wait(interval if interval > 0 else None)
-            self._wake.clear()
+            try:
+                if due is not None:
+                    self.run_pass(max(0.0, time.time() - due))
+                    started = lease.last_started(self.sessions)
+                    if started is not None and started >= due:
+                        due = None
+                elif interval > 0 and time.monotonic() >= scheduled:
+                    self.run_pass(interval * 0.9)
+                    scheduled = time.monotonic() + interval
+            except Exception:  # noqa: BLE001 - e.g. the database is down: retry later
+                log.exception("reconcile scheduling failed; retrying")
+            if due is not None:
+                timeout: Optional[float] = RETRY_SECONDS
+            else:
+                timeout = max(0.0, scheduled - time.monotonic()) if interval > 0 else None
+            if self._wake.wait(timeout):
+                self._wake.clear()
+                due = due if due is not None else self._woken_at
 
     def run_pass(self, spacing: float) -> bool:
-        """One pass if this process gets the lease; True if it ran."""
+        """One pass if this process gets the lease and no pass started in the last ``spacing`` seconds;
+        True if it ran."""
         try:
             if not lease.acquire(self.sessions, self.holder, LEASE_SECONDS, spacing):
                 return False
