@@ -105,3 +105,26 @@ def test_no_artifact_service_still_keeps_the_report(tmp_path):
     assert "uploading the workflow artifact failed: ACTIONS_RUNTIME_TOKEN is not a JWT" in warning
     assert "in the job summary" in warning and post.returncode == 0
     assert service.requests == []
+
+
+def test_artifacts_of_fork_runs_are_not_reconciled(tmp_path):
+    """A pull request from a fork runs in the base repository and may upload artifacts there, but it
+    gets no id token of that repository; its artifacts must not become the repository's reports."""
+    from datetime import datetime, timedelta, timezone
+
+    from imagetrail.server.reconcile.github import GitHubArtifacts
+    from tests.github.artifact_service import Artifact
+
+    fork_run = {"id": 55, "repository_id": 712345678, "head_repository_id": 99999, "head_branch": "patch"}
+    report = github_report(owner="octo-org", repo=REPOSITORY, repo_id="712345678", run_id="55")
+    with ArtifactService(fork_run, REPOSITORY, REST_TOKEN) as service:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.writestr("report-x.json", json.dumps(body(report)))
+        service.artifacts["imagetrail-report-x"] = Artifact(1001, "imagetrail-report-x", "r", "j",
+                                                            blob=archive.getvalue(), finalized=True)
+        client = GitHubArtifacts(service.url, REST_TOKEN)
+        [kept] = client.kept_reports(REPOSITORY, datetime.now(timezone.utc) - timedelta(hours=1), 1 << 20)
+        client.close()
+    assert kept.content is None and not kept.retry and "fork" in kept.problem
+    assert not any("/zip" in r for r in service.requests)  # not even downloaded

@@ -78,7 +78,9 @@ def deliver(url: str, token: str, body: Dict[str, Any], deadline: Deadline) -> D
         return min(deadline.remaining() - RESERVE_SECONDS, budget_end - time.monotonic())
 
     def gave_up() -> DeliveryError:
-        return DeliveryError(f"the report could not be sent to {endpoint} ({last})", outage=True, cause=cause)
+        # Without a single attempt (the job token took the time) nothing is known about the backend.
+        return DeliveryError(f"the report could not be sent to {endpoint} ({last})", outage=attempt > 0,
+                             cause=cause)
 
     with requests.Session() as session:
         session.trust_env = True

@@ -111,7 +111,13 @@ class GitHubArtifacts:
                 name = str(artifact.get("name") or "")
                 if not name.startswith(ARTIFACT_PREFIX) or artifact.get("expired"):
                     continue
-                where = f"{repository} run {(artifact.get('workflow_run') or {}).get('id')} artifact {name}"
+                run = artifact.get("workflow_run") or {}
+                where = f"{repository} run {run.get('id')} artifact {name}"
+                if run.get("head_repository_id") not in (None, run.get("repository_id")):
+                    # A pull request from a fork may upload artifacts, but gets no id token of this
+                    # repository: its artifacts must not become this repository's reports either.
+                    yield KeptReport(where, None, None, "the run came from a fork; not reconciled", retry=False)
+                    continue
                 try:
                     if int(artifact.get("size_in_bytes") or 0) > limit:
                         raise ValueError(f"the artifact is larger than {limit} bytes")

@@ -161,7 +161,7 @@ class Reconciler:
         for kept in self._kept(source, since):
             outcome.found += 1
             if kept.content is None or kept.principal is None:
-                outcome.pending += 1
+                outcome.pending += 1 if kept.retry else 0
                 outcome.refused.append(self._mask(f"{kept.where}: {kept.problem}"))
                 continue
             try:

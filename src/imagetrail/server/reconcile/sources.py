@@ -14,6 +14,7 @@ class KeptReport:
     content: Optional[bytes]  # None when it could not be read (``problem`` says why)
     principal: Optional[Principal]
     problem: Optional[str] = None
+    retry: bool = True  # False: refused for good (a later pass would refuse it again)
 
 
 class SourceError(Exception):
