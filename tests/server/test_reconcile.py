@@ -234,3 +234,24 @@ def test_reconcile_with_an_entra_app(sqlite_url, tmp_path):
     assert status["reconciled"] == 1, status
     assert _stored(sqlite_url)[kept.report_id] == "azure-devops-api"
     assert ado.violations == [] and [r.method for r in entra.requests][:2] == ["GET", "POST"]
+
+
+def test_several_workers_run_one_startup_pass(database_url, tmp_path):
+    """`serve --workers 3`: three processes on one database start together; the startup pass runs once."""
+    with FakeAzureDevOps("contoso", "Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
+        env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}", "IMAGETRAIL_AZURE_DEVOPS_PAT": PAT,
+               "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS": "0", "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
+        with running_server(database_url, env) as url:
+            ingest = create_key(database_url, "contoso", "ingest")
+            assert requests.post(url + "/v1/reports", json=body(ado_report(run_id="500")),
+                                 headers={"Authorization": f"Bearer {ingest}"}).status_code == 201
+        kept = ado_report(run_id="510", pushes=[push("127.0.0.1:5000/web/app:5", digest("twice?"))])
+        ado.builds = {510: [_attachment(kept)]}
+        listed = len([r for r in ado.requests if "/_apis/build/builds?" in r])
+        with running_server(database_url, env, args=("--workers", "3")) as url:
+            reader = create_key(database_url, "*", "read")
+            status = _wait_for_reconciled(url, reader, 1, SLACK)
+            time.sleep(3)  # the other workers' startup passes would have listed builds by now too
+    assert status["reconciled"] == 1
+    assert len([r for r in ado.requests if "/_apis/build/builds?" in r]) - listed == 1
+    assert ado.gets == [510]

@@ -3,7 +3,8 @@
 Works the same on SQLite and PostgreSQL (the UPDATE is atomic on both), and across every
 ``serve --workers`` process and host sharing the database. The lease expires, so a holder that
 died does not block reconcile for longer than ``ttl``; ``spacing`` keeps the processes from
-each running a pass right after another one finished.
+each running a pass right after another one finished. A second row (``boot``) holds when the
+latest ``imagetrail serve`` started, so that its workers run ONE startup pass between them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from typing import Optional
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.server.bulk import insert_many
@@ -22,6 +24,7 @@ from imagetrail.server.models.reconcile import ReconcileLease
 
 T_LEASES = ReconcileLease.__table__
 NAME = "reconcile"
+BOOT = "boot"  # started_at: when the latest `imagetrail serve` started (before its workers)
 
 
 def holder_id() -> str:
@@ -55,3 +58,17 @@ def last_started(sessions: sessionmaker[Session]) -> Optional[float]:
     """When the latest pass (of any process) started, in epoch seconds."""
     with sessions() as session:
         return session.execute(select(T_LEASES.c.started_at).where(T_LEASES.c.name == NAME)).scalar()
+
+
+def mark_boot(engine: Engine, now: Optional[float] = None) -> None:
+    """``imagetrail serve`` starts: its workers owe one startup pass that starts after this moment."""
+    now = time.time() if now is None else now
+    with engine.begin() as conn:
+        insert_many(conn, T_LEASES, [{"name": BOOT, "holder": None, "expires_at": 0.0, "started_at": None}],
+                    skip_conflicts_on=("name",))
+        conn.execute(update(T_LEASES).where(T_LEASES.c.name == BOOT).values(started_at=now))
+
+
+def boot_time(sessions: sessionmaker[Session]) -> Optional[float]:
+    with sessions() as session:
+        return session.execute(select(T_LEASES.c.started_at).where(T_LEASES.c.name == BOOT)).scalar()

@@ -3,9 +3,10 @@
 one (collectors were probably failing meanwhile). A background thread per process; the lease
 makes sure only one process of all those sharing the database runs a pass at a time.
 
-Startup and gap passes are due "from a moment": any pass that started after it (in this
-process or another) satisfies them, so several workers starting together run one pass, and a
-request that meets a pass started earlier is retried until one starts after it.
+Startup and gap passes are due "from a moment" (startup: when ``imagetrail serve`` started,
+recorded in the database before its workers start): any pass that started after it, in this
+process or another, satisfies them, so the workers of one ``serve --workers N`` run one startup
+pass, and a request that meets a pass started earlier is retried until one starts after it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class ReconcileScheduler:
             self._wake.set()
 
     def _loop(self) -> None:
-        due: Optional[float] = time.time()  # the startup pass: one that starts after now
+        due: Optional[float] = self._startup_moment()
         interval = self.settings.reconcile_interval_seconds
         scheduled = time.monotonic() + interval
         while not self._stop.is_set():
@@ -82,6 +83,16 @@ class ReconcileScheduler:
             if self._wake.wait(timeout):
                 self._wake.clear()
                 due = due if due is not None else self._woken_at
+
+    def _startup_moment(self) -> float:
+        """The startup pass must start after this: when `imagetrail serve` started (shared by its
+        workers, which then run one pass between them), else when this process did."""
+        now = time.time()
+        try:
+            boot = lease.boot_time(self.sessions)
+        except Exception:  # noqa: BLE001 - the database is not reachable yet: this process's own start
+            return now
+        return boot if boot is not None and now - 600 < boot <= now else now
 
     def run_pass(self, spacing: float) -> bool:
         """One pass if this process gets the lease and no pass started in the last ``spacing`` seconds;
