@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from imagetrail.collector.console import Console
 from imagetrail.collector.deadline import Deadline
@@ -18,6 +18,9 @@ from imagetrail.collector.fallback import keep_report
 from imagetrail.collector.settings import Settings
 from imagetrail.collector.state import write_json_atomically
 from imagetrail.collector.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from imagetrail.collector.breaker import Breaker, Outage
 
 
 def _summary(body: Dict[str, Any]) -> str:
@@ -40,17 +43,17 @@ def _since(moment: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(moment))
 
 
-def _open_breaker(settings: Settings, env: Mapping[str, str]) -> "tuple[Optional[Any], Optional[Any]]":
+def _open_breaker(url: str, settings: Settings,
+                  env: Mapping[str, str]) -> "Tuple[Optional[Breaker], Optional[Outage]]":
     """The host's breaker for this backend, and its outage when jobs should not try to deliver."""
     from imagetrail.collector.breaker import Breaker, probe
 
-    assert settings.url is not None
-    breaker = Breaker.for_backend(env, settings.url, settings.breaker_seconds, settings.probe_seconds)
+    breaker = Breaker.for_backend(env, url, settings.breaker_seconds, settings.probe_seconds)
     outage = breaker.outage() if breaker is not None else None
     if breaker is None or outage is None:
         return breaker, None
     if breaker.claim_probe(outage):
-        if probe(settings.url):
+        if probe(url):
             breaker.close()  # back: this job delivers as usual
             return breaker, None
         return breaker, breaker.record_failure(None)
@@ -74,7 +77,7 @@ def send_report(body: Dict[str, Any], settings: Settings, env: Mapping[str, str]
     if not settings.url:
         _keep(body, env, console, f"IMAGETRAIL_URL is not set, so {_summary(body)} was not sent", watchdog)
         return
-    breaker, outage = _open_breaker(settings, env)
+    breaker, outage = _open_breaker(settings.url, settings, env)
     if outage is not None:
         _keep(body, env, console, f"the backend {settings.url} has not been answering since "
               f"{_since(outage.opened_at)} ({outage.cause}, seen by jobs on this agent), so {_summary(body)} "
