@@ -232,6 +232,8 @@ def test_no_url_keeps_the_report(tmp_path, engine):
 @pytest.mark.parametrize("variable, value, needle", [
     ("IMAGETRAIL_DEADLINE_SECONDS", "soon", "IMAGETRAIL_DEADLINE_SECONDS is not a number"),
     ("IMAGETRAIL_DEADLINE_SECONDS", "-3", "between 1 and"),
+    ("IMAGETRAIL_BREAKER_SECONDS", "five minutes", "IMAGETRAIL_BREAKER_SECONDS is not a number"),
+    ("IMAGETRAIL_PROBE_SECONDS", "0", "IMAGETRAIL_PROBE_SECONDS must be between 1 and 3600"),
 ])
 def test_malformed_settings(tmp_path, variable, value, needle):
     env = azure_env(tmp_path, IMAGETRAIL_DRY_RUN="true", SYSTEM_JOBATTEMPT="two",
