@@ -210,6 +210,29 @@ def json_reply(status: int, data: object,
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(data).encode()
 
 
+def entra_stand_in(tenant: str, accepts: Callable[[Dict[str, List[str]]], bool], token: str,
+                   refusal: str) -> Responder:
+    """Microsoft Entra ID for one tenant, as msal uses it: the OpenID discovery document, then the
+    token endpoint ``/{tenant}/oauth2/v2.0/token``, answering ``token`` when ``accepts(form)``, else
+    ``invalid_client`` with ``refusal`` as its description."""
+    from urllib.parse import parse_qs, urlsplit
+
+    def reply(seen: Seen) -> Tuple[int, Dict[str, str], bytes]:
+        path = urlsplit(seen.path).path
+        if seen.method == "GET" and path == f"/{tenant}/v2.0/.well-known/openid-configuration":
+            host = seen.headers["host"]
+            return json_reply(200, {"token_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/token",
+                                    "authorization_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/authorize",
+                                    "issuer": f"https://{host}/{tenant}/v2.0"})
+        if seen.method == "POST" and path == f"/{tenant}/oauth2/v2.0/token":
+            if accepts(parse_qs(seen.body.decode())):
+                return json_reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+            return json_reply(400, {"error": "invalid_client", "error_description": refusal})
+        return json_reply(404, {"error": "not_found"})
+
+    return reply
+
+
 def self_signed_certificate(directory: Path) -> Tuple[str, str]:
     """A certificate for 127.0.0.1 (test side only), to serve https like a real authority."""
     import datetime

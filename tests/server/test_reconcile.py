@@ -7,13 +7,11 @@ import json
 import threading
 import time
 
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.collector.support import HttpStub, json_reply, self_signed_certificate
+from tests.collector.support import HttpStub, entra_stand_in, self_signed_certificate
 from tests.server.fake_azure_devops import FakeAzureDevOps
 from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
@@ -184,25 +182,14 @@ def test_only_one_process_reconciles_at_a_time(database_url, holders):
 
 
 def _entra_for_azure_devops(tenant: str, client_id: str, secret: str, token: str):
-    """Microsoft Entra ID's discovery document and token endpoint, for the client credentials grant
-    with a client secret and the Azure DevOps resource's .default scope."""
+    """Entra ID for the client credentials grant with a client secret and Azure DevOps' .default scope."""
     from imagetrail.server.reconcile.azure_devops import AZURE_DEVOPS_SCOPE
 
-    def reply(seen):
-        path = urlsplit(seen.path).path
-        if seen.method == "GET" and path == f"/{tenant}/v2.0/.well-known/openid-configuration":
-            host = seen.headers["host"]
-            return json_reply(200, {"token_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/token",
-                                    "authorization_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/authorize",
-                                    "issuer": f"https://{host}/{tenant}/v2.0"})
-        if seen.method == "POST" and path == f"/{tenant}/oauth2/v2.0/token":
-            form = parse_qs(seen.body.decode())
-            if (form.get("grant_type") == ["client_credentials"] and form.get("client_id") == [client_id]
-                    and form.get("client_secret") == [secret] and form.get("scope") == [AZURE_DEVOPS_SCOPE]):
-                return json_reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
-            return json_reply(400, {"error": "invalid_client", "error_description": "AADSTS7000215: bad secret"})
-        return json_reply(404, {"error": "not_found"})
-    return reply
+    return entra_stand_in(
+        tenant,
+        lambda form: (form.get("grant_type") == ["client_credentials"] and form.get("client_id") == [client_id]
+                      and form.get("client_secret") == [secret] and form.get("scope") == [AZURE_DEVOPS_SCOPE]),
+        token, "AADSTS7000215: bad secret")
 
 
 def test_reconcile_with_an_entra_app(sqlite_url, tmp_path):
