@@ -12,6 +12,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.collector.support import HttpStub, entra_stand_in, self_signed_certificate
+from tests.server.conftest import migrate
 from tests.server.fake_azure_devops import FakeAzureDevOps
 from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
@@ -242,3 +243,27 @@ def test_several_workers_run_one_startup_pass(database_url, tmp_path):
     assert status["reconciled"] == 1
     assert len([r for r in ado.requests if "/_apis/build/builds?" in r]) - listed == 1
     assert ado.gets == [510]
+
+
+def test_a_refused_entra_secret_is_shown_without_the_secret(sqlite_url, tmp_path):
+    cert = self_signed_certificate(tmp_path)
+    with HttpStub(_entra_for_azure_devops("tenant-9", "reconcile-app", "right-" + "s" * 20, "tok-" + "t" * 20),
+                  tls=cert) as entra:
+        wrong = "wrong-secret-" + "w" * 20
+        env = {"IMAGETRAIL_AZURE_DEVOPS_TENANT_ID": "tenant-9", "IMAGETRAIL_AZURE_DEVOPS_CLIENT_ID": "reconcile-app",
+               "IMAGETRAIL_AZURE_DEVOPS_CLIENT_SECRET": wrong, "IMAGETRAIL_ENTRA_AUTHORITY_BASE": entra.url,
+               "IMAGETRAIL_RECONCILE_AZURE_DEVOPS_ORGS": "contoso", "REQUESTS_CA_BUNDLE": cert[0]}
+        migrate(sqlite_url)
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as conn:  # contoso/Web reported before
+            conn.execute(sa.text("INSERT INTO organizations (system, name) VALUES ('azure-devops', 'contoso')"))
+            conn.execute(sa.text("INSERT INTO projects (organization_id, name) VALUES (1, 'Web')"))
+        engine.dispose()
+        with running_server(sqlite_url, env) as url:
+            reader = create_key(sqlite_url, "*", "read")
+            limit = time.monotonic() + SLACK
+            while not _coverage(url, reader)["sources"] and time.monotonic() < limit:
+                time.sleep(0.3)
+            [source] = _coverage(url, reader)["sources"]
+    assert "AADSTS7000215" in source["last_error"] and wrong not in source["last_error"]
+    assert source["pending"] == 0 and source["reconciled"] == 0

@@ -105,9 +105,14 @@ class Settings:
     github_api_url: str = "https://api.github.com"
 
     @property
-    def reconcile_configured(self) -> bool:
+    def azure_devops_identity(self) -> bool:
+        """A PAT, or all three Entra app settings: reconcile can read Azure DevOps runs."""
         entra = bool(self.azure_devops_tenant_id and self.azure_devops_client_id and self.azure_devops_client_secret)
-        return bool(self.azure_devops_pat or entra or self.github_token)
+        return bool(self.azure_devops_pat or entra)
+
+    @property
+    def reconcile_configured(self) -> bool:
+        return self.azure_devops_identity or bool(self.github_token)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":

@@ -92,12 +92,16 @@ def credentials(settings: Any) -> Any:
         return BasicAuthentication("", settings.azure_devops_pat)
     import msal
 
-    app = msal.ConfidentialClientApplication(
-        settings.azure_devops_client_id, client_credential=settings.azure_devops_client_secret,
-        authority=f"{settings.entra_authority_base}/{settings.azure_devops_tenant_id}",
-        # A configured authority (sovereign cloud, Azure Stack) is trusted as given.
-        instance_discovery=settings.entra_authority_base == PUBLIC_AUTHORITY)
-    result = app.acquire_token_for_client(scopes=[AZURE_DEVOPS_SCOPE]) or {}
+    try:
+        app = msal.ConfidentialClientApplication(
+            settings.azure_devops_client_id, client_credential=settings.azure_devops_client_secret,
+            authority=f"{settings.entra_authority_base}/{settings.azure_devops_tenant_id}",
+            # A configured authority (sovereign cloud, Azure Stack) is trusted as given.
+            instance_discovery=settings.entra_authority_base == PUBLIC_AUTHORITY)
+        result = app.acquire_token_for_client(scopes=[AZURE_DEVOPS_SCOPE]) or {}
+    except Exception as exc:  # noqa: BLE001 - msal raises ValueError, requests errors, ...
+        raise SourceError(f"Microsoft Entra ID could not be asked for an Azure DevOps token "
+                          f"({type(exc).__name__}); check IMAGETRAIL_ENTRA_AUTHORITY_BASE and the network") from None
     token = result.get("access_token")
     if not token:
         reason = str(result.get("error_description") or result.get("error") or "no access token").splitlines()[0]

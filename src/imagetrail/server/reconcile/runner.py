@@ -79,7 +79,7 @@ class Reconciler:
     # -- which sources, from when ------------------------------------------------------------
     def sources(self) -> List[Source]:
         wanted = []
-        if self.settings.azure_devops_pat or self.settings.azure_devops_client_id:
+        if self.settings.azure_devops_identity:
             wanted.append(SYSTEM_AZURE_DEVOPS)
         if self.settings.github_token:
             wanted.append(SYSTEM_GITHUB)
@@ -121,6 +121,11 @@ class Reconciler:
                 self._reconcile(source, since, outcome)
             except SourceError as exc:
                 outcome.error = self._mask(str(exc))
+            except (DBAPIError, OSError):
+                raise  # the database (or this host) is in trouble: the scheduler retries the pass later
+            except Exception as exc:  # noqa: BLE001 - one source's surprise must not stop the others
+                log.exception("reconcile %s/%s failed", source.system, source.organization)
+                outcome.error = f"unexpected {type(exc).__name__}; see the backend's log"
             self._record(source, now, outcome)
             if outcome.error or outcome.refused or outcome.pending:
                 log.warning("reconcile %s/%s: %s", source.system, source.organization,
