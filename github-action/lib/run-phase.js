@@ -97,13 +97,17 @@ function readSettings(env, quiet = false) {
 // The collector's environment: the runner's variables minus this action's INPUT_* (the API key
 // goes only where the collector reads it) and minus every IMAGETRAIL_* variable, plus the IMAGETRAIL_*
 // settings from the `with:` inputs. Any earlier step can add variables to the job's environment
-// ($GITHUB_ENV), so none of them may decide where the job's token goes. IMAGETRAIL_ENGINE_DIR (the
-// shared-engine directory of self-hosted runners) is kept: it sends nothing anywhere.
+// ($GITHUB_ENV), so none of them may decide where the job's token goes. Kept, as they send nothing
+// anywhere: IMAGETRAIL_ENGINE_DIR (the shared-engine directory of self-hosted runners) and the
+// delivery breaker's settings (IMAGETRAIL_STATE_DIR, _BREAKER_SECONDS, _PROBE_SECONDS).
+const RUNNER_SETTINGS = new Set(['IMAGETRAIL_ENGINE_DIR', 'IMAGETRAIL_STATE_DIR', 'IMAGETRAIL_BREAKER_SECONDS',
+  'IMAGETRAIL_PROBE_SECONDS']);
+
 function collectorEnv(env, settings) {
   const child = {};
   for (const [name, value] of Object.entries(env)) {
     const upper = name.toUpperCase();
-    if (!/^(INPUT_|STATE_)/.test(upper) && (!upper.startsWith('IMAGETRAIL_') || upper === 'IMAGETRAIL_ENGINE_DIR')) {
+    if (!/^(INPUT_|STATE_)/.test(upper) && (!upper.startsWith('IMAGETRAIL_') || RUNNER_SETTINGS.has(upper))) {
       child[name] = value;
     }
   }

@@ -30,10 +30,13 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
     """A plausible Azure Pipelines job environment, with a fresh agent temp directory and its
     own directory where jobs on one engine register (IMAGETRAIL_ENGINE_DIR): other jobs on this
     machine's shared engine must not show up in the test. Pass IMAGETRAIL_ENGINE_DIR to put
-    several jobs on one host."""
+    several jobs on one host. The agent's tools directory (where the host's delivery breaker
+    lives) is the test's own too: pass AGENT_TOOLSDIRECTORY to share one between jobs."""
     temp = tmp_path / "agent-temp"
     temp.mkdir(parents=True, exist_ok=True)
     engines = Path(extra.get("IMAGETRAIL_ENGINE_DIR") or tmp_path / "engines")
+    tools = tmp_path / "agent-tools"
+    tools.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("IMAGETRAIL_", "SYSTEM_", "BUILD_", "AGENT_", "RELEASE_", "GITHUB_",
                                 "TF_BUILD"))}
@@ -41,6 +44,7 @@ def azure_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "PYTHONPATH": SRC,
         "TF_BUILD": "True",
         "AGENT_TEMPDIRECTORY": str(temp),
+        "AGENT_TOOLSDIRECTORY": str(tools),
         "SYSTEM_COLLECTIONURI": "https://dev.azure.com/contoso/",
         "SYSTEM_COLLECTIONID": "c0ffee00-0000-4000-8000-000000000001",
         "SYSTEM_TEAMPROJECT": "Shop",
@@ -182,7 +186,7 @@ class HttpStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = _handle
+            do_GET = do_POST = do_PUT = _handle
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -207,6 +211,29 @@ class HttpStub:
 def json_reply(status: int, data: object,
                headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(data).encode()
+
+
+def entra_stand_in(tenant: str, accepts: Callable[[Dict[str, List[str]]], bool], token: str,
+                   refusal: str) -> Responder:
+    """Microsoft Entra ID for one tenant, as msal uses it: the OpenID discovery document, then the
+    token endpoint ``/{tenant}/oauth2/v2.0/token``, answering ``token`` when ``accepts(form)``, else
+    ``invalid_client`` with ``refusal`` as its description."""
+    from urllib.parse import parse_qs, urlsplit
+
+    def reply(seen: Seen) -> Tuple[int, Dict[str, str], bytes]:
+        path = urlsplit(seen.path).path
+        if seen.method == "GET" and path == f"/{tenant}/v2.0/.well-known/openid-configuration":
+            host = seen.headers["host"]
+            return json_reply(200, {"token_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/token",
+                                    "authorization_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/authorize",
+                                    "issuer": f"https://{host}/{tenant}/v2.0"})
+        if seen.method == "POST" and path == f"/{tenant}/oauth2/v2.0/token":
+            if accepts(parse_qs(seen.body.decode())):
+                return json_reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+            return json_reply(400, {"error": "invalid_client", "error_description": refusal})
+        return json_reply(404, {"error": "not_found"})
+
+    return reply
 
 
 def self_signed_certificate(directory: Path) -> Tuple[str, str]:

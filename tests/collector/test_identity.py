@@ -22,6 +22,7 @@ from tests.collector.support import (
     HttpStub,
     QuietEngine,
     azure_env,
+    entra_stand_in,
     collect,
     json_reply,
     self_signed_certificate,
@@ -124,25 +125,13 @@ def test_github_job_token_with_audience(tmp_path):
 
 
 def _entra(tenant):
-    def reply(seen):
-        path = urlsplit(seen.path).path
-        if seen.method == "GET" and path == f"/{tenant}/v2.0/.well-known/openid-configuration":
-            host = seen.headers["host"]
-            return json_reply(200, {"token_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/token",
-                                    "authorization_endpoint": f"https://{host}/{tenant}/oauth2/v2.0/authorize",
-                                    "issuer": f"https://{host}/{tenant}/v2.0"})
-        if seen.method == "POST" and path == f"/{tenant}/oauth2/v2.0/token":
-            form = parse_qs(seen.body.decode())
-            if (form.get("grant_type") == ["client_credentials"] and form.get("client_id") == ["app-id"]
-                    and form.get("client_assertion") == [OIDC_TOKEN]
-                    and form.get("client_assertion_type") == [ASSERTION_TYPE]
-                    and form.get("scope") == ["api://imagetrail/.default"]):
-                return json_reply(200, {"access_token": ENTRA_TOKEN, "token_type": "Bearer",
-                                        "expires_in": 3600})
-            return json_reply(400, {"error": "invalid_client",
-                                    "error_description": "AADSTS700016: bad assertion"})
-        return json_reply(404, {"error": "not_found"})
-    return reply
+    return entra_stand_in(
+        tenant,
+        lambda form: (form.get("grant_type") == ["client_credentials"] and form.get("client_id") == ["app-id"]
+                      and form.get("client_assertion") == [OIDC_TOKEN]
+                      and form.get("client_assertion_type") == [ASSERTION_TYPE]
+                      and form.get("scope") == ["api://imagetrail/.default"]),
+        ENTRA_TOKEN, "AADSTS700016: bad assertion")
 
 
 def test_entra_workload_identity_federation_with_msal(tmp_path):

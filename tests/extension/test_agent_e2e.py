@@ -50,9 +50,13 @@ WARNING = "##vso[task.logissue type=warning]ImageTrail: "
 
 
 class Backend:
-    """ImageTrail's POST /v1/reports and Azure DevOps' "Oidctoken - Create", checked request by request."""
+    """ImageTrail's POST /v1/reports and GET /healthz, and Azure DevOps' "Oidctoken - Create", checked
+    request by request. ``mode`` plays an outage: "hang" (reads the report, never answers), "500", "up"."""
 
     def __init__(self) -> None:
+        self.mode = "up"
+        self.report_attempts = 0
+        self.health_checks = 0
         self.reports: List[Tuple[Dict[str, str], Dict]] = []
         self.oidc_requests: List[Dict[str, str]] = []
         self.errors: List[str] = []
@@ -70,6 +74,13 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                if urlsplit(self.path).path != "/healthz":
+                    backend.errors.append(f"unexpected GET {self.path}")
+                    return self._reply(404, {"detail": "not found"})
+                backend.health_checks += 1
+                self._reply(200 if backend.mode == "up" else 503, {"status": backend.mode})
+
             def do_POST(self) -> None:
                 url = urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -83,6 +94,12 @@ class Backend:
                         return self._reply(401, {"message": "unauthorized"})
                     return self._reply(200, {"oidcToken": OIDC_TOKEN})
                 if url.path == "/v1/reports":
+                    backend.report_attempts += 1
+                    if backend.mode == "hang":
+                        time.sleep(120)  # the collector gives up long before
+                        return
+                    if backend.mode == "500":
+                        return self._reply(500, {"detail": "internal error"})
                     if self.headers.get("Authorization") != f"Bearer {OIDC_TOKEN}":
                         backend.errors.append("report sent without the job's OIDC token")
                         return self._reply(401, {"detail": "unauthorized"})
@@ -96,6 +113,7 @@ class Backend:
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True  # a hanging request must not hold up close()
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -156,6 +174,8 @@ def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
     """Predefined variables as the agent exports them (System.JobId -> SYSTEM_JOBID ...)."""
     temp = tmp_path / "agent" / "_temp"
     temp.mkdir(parents=True)
+    tools = tmp_path / "agent" / "_tool"
+    tools.mkdir(exist_ok=True)
     project_id, plan_id, job_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     env = {
         "PATH": os.environ["PATH"],
@@ -163,6 +183,7 @@ def job_environment(tmp_path: Path, backend: Backend) -> Dict[str, str]:
         "LANG": "C.UTF-8",
         "TF_BUILD": "True",
         "AGENT_TEMPDIRECTORY": str(temp),
+        "AGENT_TOOLSDIRECTORY": str(tools),
         "AGENT_NAME": "Azure Pipelines 3",
         "AGENT_OS": "Linux",
         "AGENT_JOBSTATUS": "Succeeded",
@@ -625,3 +646,90 @@ def test_failing_collector_is_one_warning_without_secrets(extension, backend, tm
     )
     assert ACCESS_TOKEN not in result.stdout + result.stderr
     assert "##vso[task.complete" not in result.stdout  # shown inert, cannot fail the task
+
+
+def _job_that_pushes(extension: Path, tmp_path: Path, backend: Backend, registry: str, index: int,
+                     **extra: str) -> Tuple[subprocess.CompletedProcess, float, Dict[str, str]]:
+    """Job ``index`` on one agent host (``tmp_path``): pre-job, one image pushed, post-job."""
+    job_env = job_environment(tmp_path / f"job{index}", backend)
+    job_env["AGENT_TOOLSDIRECTORY"] = str(tmp_path / "_tool")  # the host's, shared by its jobs
+    # Jobs of other tests on this machine's engine must not show up as this host's neighbours.
+    job_env["IMAGETRAIL_ENGINE_DIR"] = str(tmp_path / "engines")
+    job_env["BUILD_BUILDID"] = str(5000 + index)
+    pre, _ = run_step(extension, "pre-job", job_env, **extra)
+    assert pre.returncode == 0 and warnings_in(pre.stdout) == [], pre.stdout
+    watcher_pid = load_json(next((Path(job_env["AGENT_TEMPDIRECTORY"]) / "imagetrail").glob(
+        "job-*[0-9a-f].json")))["watcherPid"]
+    try:
+        context = tmp_path / f"ctx{index}"
+        context.mkdir()
+        (context / "Dockerfile").write_text(f"FROM scratch\nLABEL e2e={uuid.uuid4().hex}\n", encoding="utf-8")
+        image = f"{registry}/e2e-outage-{uuid.uuid4().hex[:10]}/app:{index}"
+        docker("build", "-q", "-t", image, str(context))
+        docker("push", image)
+        post, seconds = run_step(extension, "post-job", job_env, **extra)
+    finally:
+        stop_watcher(watcher_pid)
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert ACCESS_TOKEN not in post.stdout + post.stderr and OIDC_TOKEN not in post.stdout + post.stderr
+    return post, seconds, job_env
+
+
+def _attached(post: subprocess.CompletedProcess) -> Dict:
+    [line] = [text for text in post.stdout.splitlines()
+              if text.startswith("##vso[task.addattachment type=imagetrail.report;")]
+    return load_json(Path(line.split("]", 1)[1]))
+
+
+@pytest.fixture(scope="module")
+def outage_backend():
+    server = Backend()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def outage_extension(tmp_path_factory, outage_backend) -> Path:
+    """The extension as built for a backend that is about to have an outage."""
+    out = tmp_path_factory.mktemp("dist-outage")
+    vsix = built_vsix(out, "--backend-url", outage_backend.url, "--audience", AUDIENCE, "--publisher", "contoso-e2e")
+    return unzip(vsix, tmp_path_factory.mktemp("vsix-outage"))
+
+
+@pytest.mark.parametrize("mode, cause", [("hang", "no answer"), ("500", "HTTP 500")])
+def test_backend_outage_costs_seconds_and_the_report_waits_with_the_run(
+    outage_extension, outage_backend, docker_engine, registry, tmp_path, mode, cause
+):
+    """The shipped steps on one agent host during an outage, then the backend comes back."""
+    extension, outage = outage_extension, outage_backend
+    outage.mode = mode
+    outage.reports.clear()
+    outage.report_attempts = outage.health_checks = 0
+    try:
+        settings = {"IMAGETRAIL_PROBE_SECONDS": "2"}
+        first, first_seconds, _ = _job_that_pushes(extension, tmp_path, outage, registry, 1, **settings)
+        assert len(warnings_in(first.stdout)) == 1, first.stdout
+        [warning] = warnings_in(first.stdout)
+        assert "could not be sent" in warning and "attached to the run as imagetrail.report" in warning
+        assert first_seconds < 20, first_seconds  # correctness bound; the goal (10 s) is benchmarked
+        attempts = outage.report_attempts
+        assert 1 <= attempts <= 3
+        second, second_seconds, _ = _job_that_pushes(extension, tmp_path, outage, registry, 2, **settings)
+        assert len(warnings_in(second.stdout)) == 1, second.stdout
+        [warning] = warnings_in(second.stdout)
+        assert "has not been answering since" in warning and cause in warning, warning
+        assert second_seconds < 10, second_seconds
+        assert outage.report_attempts == attempts  # the second job did not wait for the backend
+        kept = [_attached(first)["reportId"], _attached(second)["reportId"]]
+        assert len(set(kept)) == 2
+        # The backend comes back: after a probe interval, one job checks /healthz and delivers again.
+        outage.mode = "up"
+        time.sleep(2.2)
+        third, _, third_env = _job_that_pushes(extension, tmp_path, outage, registry, 3, **settings)
+        assert warnings_in(third.stdout) == [], third.stdout
+        assert outage.health_checks >= 1
+        delivered = [body["reportId"] for _, body in outage.reports]
+        assert delivered == [load_json(Path(third_env["IMAGETRAIL_REPORT_FILE"]))["reportId"]]
+        assert outage.errors == []
+    finally:
+        outage.mode = "up"

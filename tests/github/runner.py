@@ -148,6 +148,7 @@ def job_env(work_dir: Path, repository: str, **overrides: str) -> Dict[str, str]
     runner_temp.mkdir(exist_ok=True)
     workspace = work_dir / "workspace"
     workspace.mkdir(exist_ok=True)
+    (work_dir / "toolcache").mkdir(exist_ok=True)  # RUNNER_TOOL_CACHE: where the host's breaker state lives
     base = {
         "CI": "true",
         "GITHUB_ACTIONS": "true",

@@ -2,8 +2,9 @@
 
 It answers what the azure-devops Python package asks for (read from its source):
 GET _apis/ResourceAreas (location service), OPTIONS _apis (resource locations: route
-templates and versions), GET builds, GET build attachments of a type, GET one attachment.
-Every request must carry the PAT as Basic auth, and every REST call an api-version in
+templates and versions), Builds - List (``minTime`` filters on the finish time), Builds - Get,
+Attachments - List of a type, Attachments - Get. Every request must carry the PAT as Basic
+auth (or ``bearer``, an Entra access token, as Bearer), and every REST call an api-version in
 its Accept header; anything else is answered 400/401 and recorded as a violation.
 """
 
@@ -13,9 +14,10 @@ import base64
 import json
 import threading
 import uuid
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Tuple
-from urllib.parse import unquote, urlsplit
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, unquote, urlsplit
 
 BUILD_AREA = "965220d5-5bb9-42cf-8d67-9b146df2a5a4"
 LOCATIONS = [
@@ -35,9 +37,14 @@ LOCATIONS = [
 
 
 class FakeAzureDevOps:
-    def __init__(self, organization: str, project: str, pat: str):
-        self.organization, self.project, self.pat = organization, project, pat
+    def __init__(self, organization: str, project: str, pat: str, project_id: Optional[str] = None,
+                 definition_id: int = 12, bearer: Optional[str] = None):
+        self.organization, self.project, self.pat, self.bearer = organization, project, pat, bearer
+        self.project_id = project_id or str(uuid.uuid4())
+        self.definition_id = definition_id
         self.builds: Dict[int, List[Tuple[str, bytes]]] = {}  # build id -> [(attachment name, content)]
+        self.finished: Dict[int, datetime] = {}  # build id -> finish time (default: now)
+        self.details: Dict[int, Dict[str, Any]] = {}  # build id -> fields overriding build_json's
         self.timeline, self.record = str(uuid.uuid4()), str(uuid.uuid4())
         self.requests: List[str] = []
         self.violations: List[str] = []
@@ -53,8 +60,10 @@ class FakeAzureDevOps:
                 self.wfile.write(data)
 
             def _authorised(self) -> bool:
-                expected = "Basic " + base64.b64encode(f":{fake.pat}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
+                expected = {"Basic " + base64.b64encode(f":{fake.pat}".encode()).decode()}
+                if fake.bearer:
+                    expected.add(f"Bearer {fake.bearer}")
+                if self.headers.get("Authorization") not in expected:
                     fake.violations.append(f"{self.command} {self.path}: bad Authorization header")
                     self._reply(401, {"message": "unauthorised"})
                     return False
@@ -85,8 +94,23 @@ class FakeAzureDevOps:
                     return self._reply(404, {"message": f"unknown path {self.path}"})
                 rest = parts[4:]
                 if rest == ["builds"]:
-                    value = [{"id": b, "buildNumber": f"2024.{b}"} for b in sorted(fake.builds)]
+                    query = parse_qs(urlsplit(self.path).query)
+                    since = None
+                    try:
+                        since = datetime.fromisoformat(query["minTime"][0].replace("Z", "+00:00"))
+                    except (KeyError, ValueError):
+                        if fake.require_min_time:
+                            fake.violations.append(f"GET {self.path}: Builds - List without a valid minTime")
+                    if since is not None and since.tzinfo is None:
+                        since = since.replace(tzinfo=timezone.utc)
+                    value = [fake.build_json(b) for b in sorted(fake.builds)
+                             if since is None or fake.finish_time(b) >= since]
                     return self._reply(200, {"count": len(value), "value": value})
+                if len(rest) == 2 and rest[0] == "builds" and rest[1].isdigit():
+                    if int(rest[1]) not in fake.builds:
+                        return self._reply(404, {"message": f"build {rest[1]} not found"})
+                    fake.gets.append(int(rest[1]))
+                    return self._reply(200, fake.build_json(int(rest[1])))
                 if len(rest) == 4 and rest[0] == "builds" and rest[2] == "attachments":
                     build = int(rest[1])
                     value = [{"name": name, "_links": {"self": {"href": (
@@ -105,10 +129,29 @@ class FakeAzureDevOps:
             def log_message(self, *args):
                 pass
 
+        self.gets: List[int] = []  # Builds - Get requests, by build id
+        self.require_min_time = True
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.org_url = f"http://127.0.0.1:{self.port}/{organization}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def finish_time(self, build: int) -> datetime:
+        return self.finished.setdefault(build, datetime.now(timezone.utc))
+
+    def build_json(self, build: int) -> Dict[str, Any]:
+        """A build as Builds - List / Get answer it (the fields reconcile reads)."""
+        data = {
+            "id": build, "buildNumber": f"2024.{build}", "status": "completed", "result": "succeeded",
+            "finishTime": self.finish_time(build).isoformat().replace("+00:00", "Z"),
+            "project": {"id": self.project_id, "name": self.project},
+            "definition": {"id": self.definition_id, "name": "web-ci"},
+            "repository": {"id": "r1", "name": "web", "type": "TfsGit",
+                           "url": f"https://dev.azure.com/{self.organization}/{self.project}/_git/web"},
+            "sourceBranch": "refs/heads/main", "sourceVersion": "a" * 40,
+        }
+        data.update(self.details.get(build, {}))
+        return data
 
     def __enter__(self) -> "FakeAzureDevOps":
         self.thread.start()

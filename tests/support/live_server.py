@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 
 def free_port() -> int:
@@ -19,20 +19,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0) -> Iterator[str]:
-    """Start `imagetrail serve` on a free loopback port; yield its base URL."""
-    with server_process(database_url, env, timeout) as (url, _process):
+def running_server(database_url: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0,
+                   args: Sequence[str] = ()) -> Iterator[str]:
+    """Start `imagetrail serve [args]` on a free loopback port; yield its base URL."""
+    with server_process(database_url, env, timeout, args) as (url, _process):
         yield url
 
 
 @contextmanager
-def server_process(database_url: str, env: Optional[Dict[str, str]] = None,
-                   timeout: float = 60.0) -> Iterator[Tuple[str, subprocess.Popen]]:
+def server_process(database_url: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0,
+                   args: Sequence[str] = ()) -> Iterator[Tuple[str, subprocess.Popen]]:
     """``running_server`` that also yields the process (to read its memory use)."""
     port = free_port()
     full_env = {**os.environ, "IMAGETRAIL_DATABASE_URL": database_url, **(env or {})}
     process = subprocess.Popen(
-        [sys.executable, "-m", "imagetrail", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "imagetrail", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,9 +1,11 @@
 """``imagetrail reconcile``: ingest reports kept with Azure DevOps runs while the backend was down.
 
 When the collector cannot reach the backend it attaches the report to the run
-(``##vso[task.addattachment type=imagetrail.report;name=report-<hex>.json]``). This command
-lists the project's recent builds, downloads those attachments with the ``azure-devops``
-package, and posts them to the backend, which recognises reports it already has by reportId.
+(``##vso[task.addattachment type=imagetrail.report;name=report-<hex>.json]``). The backend
+reconciles on its own when it has an Azure DevOps identity (server/reconcile); this command does
+the same by hand, with the same listing code: it lists the project's recent builds, downloads
+those attachments with the ``azure-devops`` package, and posts them to the backend, which
+recognises reports it already has by reportId.
 """
 
 from __future__ import annotations
@@ -11,18 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 
-ATTACHMENT_TYPE = "imagetrail.report"
-# .../_apis/build/builds/{buildId}/{timelineId}/{recordId}/attachments/{type}/{name}
-_ATTACHMENT_HREF = re.compile(r"/builds/(?P<build>\d+)/(?P<timeline>[0-9a-fA-F-]{36})/(?P<record>[0-9a-fA-F-]{36})/"
-                              r"attachments/")
 MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
 
 
@@ -48,44 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _builds_with_reports(build_client, project: str, since: datetime, top: int) -> Iterator[Tuple[int, object]]:
-    for build in build_client.get_builds(project, min_time=since, top=top) or []:
-        for attachment in build_client.get_attachments(project, build.id, ATTACHMENT_TYPE) or []:
-            yield build.id, attachment
-
-
-def _self_href(attachment) -> str:
-    """The attachment's download link. The package maps ``_links`` to a ReferenceLinks model whose
-    ``links`` field is never in the JSON, so the links end up in ``additional_properties``."""
-    links = getattr(attachment, "_links", None)
-    if links is None:
-        return ""
-    found = (getattr(links, "links", None) or getattr(links, "additional_properties", None) or {}).get("self")
-    return (found or {}).get("href", "") if isinstance(found, dict) else ""
-
-
-def _download(build_client, project: str, build_id: int, attachment) -> bytes:
-    href = _self_href(attachment)
-    match = _ATTACHMENT_HREF.search(href)
-    if not match:
-        raise ValueError(f"attachment {attachment.name!r} of build {build_id} has no download link")
-    chunks, size = [], 0
-    for chunk in build_client.get_attachment(project, build_id, match["timeline"], match["record"],
-                                             ATTACHMENT_TYPE, attachment.name):
-        size += len(chunk)
-        if size > MAX_ATTACHMENT_BYTES:
-            raise ValueError(f"attachment {attachment.name!r} of build {build_id} is larger than "
-                             f"{MAX_ATTACHMENT_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def reconcile(build_client, api: ApiClient, project: str, since: datetime, top: int) -> Outcome:
+    from imagetrail.server.reconcile.azure_devops import builds_with_reports, download
+
     outcome = Outcome()
-    for build_id, attachment in _builds_with_reports(build_client, project, since, top):
-        where = f"build {build_id} attachment {attachment.name}"
+    for build, attachment in builds_with_reports(build_client, project, since, top):
+        where = f"build {build.id} attachment {attachment.name}"
         try:
-            report = json.loads(_download(build_client, project, build_id, attachment))
+            report = json.loads(download(build_client, project, build.id, attachment, MAX_ATTACHMENT_BYTES))
             answer = api.post("/v1/reports", json=report) or {}
         except (ValueError, ApiError) as exc:
             outcome.failed.append(f"{where}: {exc}")

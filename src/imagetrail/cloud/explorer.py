@@ -30,6 +30,7 @@ from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import normalize_registry
 from imagetrail.registry.store import untraced_digests
 from imagetrail.server.auth import Principal
+from imagetrail.server.reconcile.status import ReconcileStatus, reconcile_status
 from imagetrail.server.models.cloud import (
     CONTAINER_IDENTITY,
     Cluster,
@@ -235,6 +236,8 @@ class CoverageSummary(BaseModel):
     registries: List[RegistryCoverage]
     projects: List[ProjectCoverage]
     scanners: List[ScannerCoverage]
+    # Reports collectors kept while they could not deliver: pending, reconciled, last reconcile.
+    reconcile: ReconcileStatus = Field(default_factory=ReconcileStatus)
 
 
 # --- digest sets ------------------------------------------------------------------------------
@@ -724,6 +727,7 @@ def coverage_summary(session: Session, principal: Principal) -> CoverageSummary:
         registries=[RegistryCoverage(registry=r, pushes=n, last_pushed_at=t) for r, n, t in registry_rows],
         projects=[ProjectCoverage(organization=o, project=p, last_report_at=t) for o, p, t in project_rows],
         scanners=scanners,
+        reconcile=reconcile_status(session, principal),
     )
 
 

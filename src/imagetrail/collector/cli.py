@@ -34,7 +34,7 @@ def _parser() -> _Parser:
                     "(post-job).",
         epilog="Environment: IMAGETRAIL_URL, IMAGETRAIL_API_KEY, IMAGETRAIL_DRY_RUN, IMAGETRAIL_REPORT_FILE, "
                "IMAGETRAIL_DISABLE, IMAGETRAIL_DEADLINE_SECONDS, IMAGETRAIL_AUDIENCE, IMAGETRAIL_ENTRA_*, "
-               "IMAGETRAIL_ENGINE_DIR.",
+               "IMAGETRAIL_ENGINE_DIR, IMAGETRAIL_BREAKER_SECONDS, IMAGETRAIL_PROBE_SECONDS, IMAGETRAIL_STATE_DIR.",
     )
     parser.add_argument("phase", choices=PHASES)
     parser.add_argument("--dry-run", action="store_true", help="send nothing (IMAGETRAIL_DRY_RUN=true)")

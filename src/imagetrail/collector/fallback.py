@@ -1,9 +1,10 @@
 """Keeping a report that could not be delivered, so that nothing pushed is lost.
 
 Azure Pipelines: the file is attached to the run (``task.addattachment`` with type
-``imagetrail.report``), where ``imagetrail reconcile`` finds it later. GitHub Actions: the
-report is also appended to the job summary in a collapsed block. Elsewhere: the file stays
-in the collector's temp directory and its path is printed.
+``imagetrail.report``), where the backend's reconcile finds it later. GitHub Actions: the
+report is uploaded as a workflow artifact ``imagetrail-report-<hex>`` (see ``gh_artifact``),
+where reconcile finds it with a GitHub token, and appended to the job summary in a collapsed
+block. Elsewhere: the file stays in the collector's temp directory and its path is printed.
 """
 
 from __future__ import annotations
@@ -35,13 +36,29 @@ def keep_report(body: Dict[str, Any], env: Mapping[str, str], console: Console) 
     if console.azure:
         console.command(f"##vso[task.addattachment type={ATTACHMENT_TYPE};name={name}]{_command_data(path)}")
         return f"the report was kept at {path} and attached to the run as {ATTACHMENT_TYPE}"
+    if console.github:
+        return _keep_on_github(body, env, path, name, hex_id)
+    return f"the report was kept at {path}"
+
+
+def _keep_on_github(body: Dict[str, Any], env: Mapping[str, str], path: str, name: str, hex_id: str) -> str:
+    places, problem = [f"at {path}"], ""
+    from imagetrail.collector import gh_artifact
+
+    if gh_artifact.available(env):
+        try:
+            with open(path, "rb") as handle:
+                artifact = gh_artifact.upload_report(env, hex_id, name, handle.read())
+            places.append(f"as workflow artifact {artifact}")
+        except gh_artifact.ArtifactError as exc:
+            problem = f" (uploading the workflow artifact failed: {exc})"
     summary = env.get("GITHUB_STEP_SUMMARY")
-    if console.github and summary:
+    if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(
                 "\n<details><summary>ImageTrail report (not delivered)</summary>\n\n```json\n"
                 + json.dumps(body, indent=2, sort_keys=True).replace("```", "` ` `")
                 + "\n```\n\n</details>\n"
             )
-        return f"the report was kept at {path} and added to the job summary"
-    return f"the report was kept at {path}"
+        places.append("in the job summary")
+    return "the report was kept " + ", ".join(places) + problem

@@ -8,6 +8,9 @@ from typing import Mapping, Optional
 DEFAULT_DEADLINE_SECONDS = 20.0
 MAX_DEADLINE_SECONDS = 55.0  # the post-job step must stay well under a minute
 DEFAULT_AUDIENCE = "api://imagetrail"
+DEFAULT_BREAKER_SECONDS = 300.0  # after a failed delivery, jobs on the host keep their reports this long
+DEFAULT_PROBE_SECONDS = 30.0  # while open, one job per interval checks whether the backend is back
+MAX_BREAKER_SECONDS = 3600.0
 
 # Environment variables whose values are secrets: never printed, never stored in a report.
 SECRET_VARIABLES = (
@@ -16,6 +19,7 @@ SECRET_VARIABLES = (
     "IMAGETRAIL_API_KEY",
     "IMAGETRAIL_ENTRA_CLIENT_SECRET",
     "GITHUB_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
 )
 
 _TRUE = ("1", "true", "yes", "on")
@@ -41,6 +45,20 @@ def _deadline(raw: Optional[str]) -> "tuple[float, Optional[str]]":
     return value, None
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float,
+             minimum: float = 0.0) -> "tuple[float, Optional[str]]":
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default, None
+    try:
+        value = float(raw)
+    except ValueError:
+        return default, f"{name} is not a number; using {default:g} s"
+    if not minimum <= value <= maximum:
+        return default, f"{name} must be between {minimum:g} and {maximum:g}; using {default:g} s"
+    return value, None
+
+
 @dataclass
 class Settings:
     dry_run: bool = False
@@ -56,12 +74,18 @@ class Settings:
     entra_authority_host: Optional[str] = None
     entra_managed_identity: bool = False
     service_connection_id: Optional[str] = None
+    breaker_seconds: float = DEFAULT_BREAKER_SECONDS  # 0 turns the host's breaker off
+    probe_seconds: float = DEFAULT_PROBE_SECONDS
     problem: Optional[str] = None  # a setting that was malformed and replaced by its default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], dry_run: bool = False,
                  report_file: Optional[str] = None) -> "Settings":
         deadline, problem = _deadline(env.get("IMAGETRAIL_DEADLINE_SECONDS"))
+        breaker, breaker_problem = _seconds(env, "IMAGETRAIL_BREAKER_SECONDS", DEFAULT_BREAKER_SECONDS,
+                                            MAX_BREAKER_SECONDS)
+        probe, probe_problem = _seconds(env, "IMAGETRAIL_PROBE_SECONDS", DEFAULT_PROBE_SECONDS,
+                                        MAX_BREAKER_SECONDS, minimum=1.0)
         return cls(
             dry_run=dry_run or env_flag(env, "IMAGETRAIL_DRY_RUN"),
             report_file=report_file or (env.get("IMAGETRAIL_REPORT_FILE") or None),
@@ -77,5 +101,7 @@ class Settings:
             or None,
             entra_managed_identity=env_flag(env, "IMAGETRAIL_ENTRA_MANAGED_IDENTITY"),
             service_connection_id=(env.get("IMAGETRAIL_SERVICE_CONNECTION_ID") or "").strip() or None,
-            problem=problem,
+            breaker_seconds=breaker,
+            probe_seconds=probe,
+            problem=problem or breaker_problem or probe_problem,
         )

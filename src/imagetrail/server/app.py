@@ -8,6 +8,7 @@ from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -24,16 +25,27 @@ from imagetrail.server.settings import Settings
 log = logging.getLogger("imagetrail.server")
 
 
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
-    settings = settings or Settings.from_env()
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.attribution.start()  # also picks up what a restart left queued
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Background work of a serving process only (not of one-off tools or tests that never start
+    # the app): registry attribution picks up what a restart left queued, and a reconcile pass at
+    # startup covers the backend's own downtime.
+    app.state.attribution.start()
+    scheduler = app.state.reconcile_scheduler
+    if scheduler is not None:
+        scheduler.start()
+    try:
         yield
+    finally:
+        if scheduler is not None:
+            await run_in_threadpool(scheduler.stop)
         app.state.attribution.stop()
 
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    settings = settings or Settings.from_env()
     app = FastAPI(
-        lifespan=lifespan,
+        lifespan=_lifespan,
         title="ImageTrail",
         version=__version__,
         description="Trace a container image digest to the CI/CD run, repository, commit and owner.",
@@ -53,6 +65,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                                              batch_wait=settings.ingest_batch_wait_ms / 1000, store=store_event_batches)
     # Reads pushed images from their registries, off the request path (and what a restart left queued).
     app.state.attribution = AttributionWorker(app.state.sessions, settings)
+    app.state.reconcile_scheduler = None
+    if settings.reconcile_configured:
+        from imagetrail.server.reconcile.scheduler import ReconcileScheduler
+
+        app.state.reconcile_scheduler = ReconcileScheduler(settings, app.state.sessions)
 
     def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # The service stays up; the client (collector, reconcile) retries later.

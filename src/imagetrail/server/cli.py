@@ -26,6 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mark_boot(settings: Settings) -> None:
+    """Before the workers start: they then owe one reconcile pass between them (server/reconcile)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from imagetrail.server.db import make_engine
+    from imagetrail.server.reconcile.lease import mark_boot
+
+    engine = make_engine(settings.database_url)
+    try:
+        mark_boot(engine)
+    except SQLAlchemyError:
+        pass  # each worker then runs its own startup pass (the lease still serialises them)
+    finally:
+        engine.dispose()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,6 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             engine.dispose()
 
+    if settings.reconcile_configured:
+        _mark_boot(settings)
     import uvicorn
 
     uvicorn.run("imagetrail.server.app:create_app", factory=True, host=args.host, port=args.port,

@@ -157,6 +157,32 @@ class Settings:
     max_registry_event_bytes: int = 1_048_576
     # Who besides readers of every organisation may read a registry's pushes: host -> organisations.
     registry_organizations: Dict[str, List[str]] = field(default_factory=dict)
+    # Reconcile (reports the collectors kept with their runs while they could not deliver):
+    # how often, how far back at most, and after how long without a report a report wakes it.
+    reconcile_interval_seconds: int = 900  # 0: never on a schedule (startup and gaps still run it)
+    reconcile_max_days: int = 7
+    reconcile_gap_seconds: int = 600
+    # Azure DevOps identity for reading runs and attachments: a PAT with Build (read) scope, or an
+    # Entra app (client credentials; the app added to the organisation with Build read access).
+    azure_devops_pat: Optional[str] = field(default=None, repr=False)
+    azure_devops_tenant_id: Optional[str] = None
+    azure_devops_client_id: Optional[str] = None
+    azure_devops_client_secret: Optional[str] = field(default=None, repr=False)
+    # Azure DevOps organisations to reconcile besides those that already reported.
+    reconcile_azure_devops_orgs: List[str] = field(default_factory=list)
+    # GitHub: a token that may read Actions artifacts of the reporting repositories, and the REST API.
+    github_token: Optional[str] = field(default=None, repr=False)
+    github_api_url: str = "https://api.github.com"
+
+    @property
+    def azure_devops_identity(self) -> bool:
+        """A PAT, or all three Entra app settings: reconcile can read Azure DevOps runs."""
+        entra = bool(self.azure_devops_tenant_id and self.azure_devops_client_id and self.azure_devops_client_secret)
+        return bool(self.azure_devops_pat or entra)
+
+    @property
+    def reconcile_configured(self) -> bool:
+        return self.azure_devops_identity or bool(self.github_token)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -203,6 +229,17 @@ class Settings:
             max_registry_event_bytes=_int(env, "IMAGETRAIL_MAX_REGISTRY_EVENT_BYTES",
                                           defaults.max_registry_event_bytes),
             registry_organizations=_grants(env, "IMAGETRAIL_REGISTRY_ORGS"),
+            reconcile_interval_seconds=_int(env, "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS",
+                                            defaults.reconcile_interval_seconds, minimum=0),
+            reconcile_max_days=_int(env, "IMAGETRAIL_RECONCILE_MAX_DAYS", defaults.reconcile_max_days),
+            reconcile_gap_seconds=_int(env, "IMAGETRAIL_RECONCILE_GAP_SECONDS", defaults.reconcile_gap_seconds),
+            azure_devops_pat=env.get("IMAGETRAIL_AZURE_DEVOPS_PAT") or None,
+            azure_devops_tenant_id=env.get("IMAGETRAIL_AZURE_DEVOPS_TENANT_ID") or None,
+            azure_devops_client_id=env.get("IMAGETRAIL_AZURE_DEVOPS_CLIENT_ID") or None,
+            azure_devops_client_secret=env.get("IMAGETRAIL_AZURE_DEVOPS_CLIENT_SECRET") or None,
+            reconcile_azure_devops_orgs=[o.lower() for o in _list(env.get("IMAGETRAIL_RECONCILE_AZURE_DEVOPS_ORGS"))],
+            github_token=env.get("IMAGETRAIL_GITHUB_TOKEN") or None,
+            github_api_url=(env.get("IMAGETRAIL_GITHUB_API_URL") or defaults.github_api_url).rstrip("/"),
         )
 
 

@@ -9,7 +9,8 @@ a report contradicting them is refused with 403 naming the field, and facts that
 The binding is a function of ``(principal.kind, principal.claims)`` only, so any credential
 kind that carries the same claim names verifies the same way: ``azure-devops-api`` principals
 (claims built from Azure DevOps "Builds - Get" by whoever confirmed the run with the CI API)
-use the Azure DevOps job token's claim names (docs/backend.md, "Evidence").
+use the Azure DevOps job token's claim names, and ``github-api`` principals (claims built by reconcile
+from GitHub's own answer about a run) the GitHub job token's (docs/backend.md, "Evidence").
 """
 
 from __future__ import annotations
@@ -21,18 +22,25 @@ from urllib.parse import urlsplit
 from imagetrail.facts import CLAIMED, FACTS, IDENTITY_FACTS, VERIFIED
 from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.server.auth import Principal
-from imagetrail.server.auth.tokens import KIND_AZURE_DEVOPS, KIND_GITHUB, parse_pipeline_subject
+from imagetrail.server.auth.tokens import (
+    KIND_AZURE_DEVOPS,
+    KIND_AZURE_DEVOPS_API,
+    KIND_GITHUB,
+    KIND_GITHUB_API,
+    parse_pipeline_subject,
+)
 
-# Azure DevOps build facts confirmed with the CI system's REST API ("Builds - Get"), with the
-# job token's claim names: org_id, prj_id, def_id, run_id, rpo_id, rpo_uri, rpo_ver, rpo_ref.
-KIND_AZURE_DEVOPS_API = "azure-devops-api"
+# KIND_AZURE_DEVOPS_API: Azure DevOps build facts confirmed with the CI system's REST API ("Builds -
+# Get"), with the job token's claim names (org_id, prj_id, def_id, run_id, rpo_id, rpo_uri, rpo_ver,
+# rpo_ref); KIND_GITHUB_API likewise from GitHub's REST API, with the GitHub job token's names.
 # Credential kinds whose claims are bound to one run: what they prove is verified.
-BOUND_KINDS = frozenset({KIND_AZURE_DEVOPS, KIND_GITHUB, KIND_AZURE_DEVOPS_API})
+BOUND_KINDS = frozenset({KIND_AZURE_DEVOPS, KIND_GITHUB, KIND_AZURE_DEVOPS_API, KIND_GITHUB_API})
 
 # Identity facts each bound kind's token pins down (_identity_conflict refuses any other run);
 # a GitHub token names its workflow only through workflow_ref (a binding below).
 IDENTITY_BY_KIND = {KIND_AZURE_DEVOPS: IDENTITY_FACTS, KIND_AZURE_DEVOPS_API: IDENTITY_FACTS,
-                    KIND_GITHUB: ("organization", "project", "run")}
+                    KIND_GITHUB: ("organization", "project", "run"),
+                    KIND_GITHUB_API: ("organization", "project", "run")}
 # Report fields a claim may fill in when the report lacks them (the claim holds the same value).
 FILLABLE = ("uri", "branch", "commit")
 
@@ -94,7 +102,7 @@ def bindings(kind: str, claims: Mapping[str, Any]) -> List[Binding]:
                  Binding("repository", "repository", "id", claims.get("rpo_id"), proves=False),
                  Binding("branch", "repository", "branch", claims.get("rpo_ref")),
                  Binding("commit", "repository", "commit", claims.get("rpo_ver"))]
-    elif kind == KIND_GITHUB:
+    elif kind in (KIND_GITHUB, KIND_GITHUB_API):
         repository = claims.get("repository")
         found = [Binding("pipeline", "pipeline", "id", _workflow(claims.get("workflow_ref"))),
                  Binding("repository", "repository", "name", repository, proves=False),
@@ -190,7 +198,7 @@ def _identity_conflict(principal: Principal, report: Mapping[str, Any]) -> Optio
     organization = (context.get("organization") or {}).get("name")
     if principal.kind in (KIND_AZURE_DEVOPS, KIND_AZURE_DEVOPS_API):
         return _azure_devops_conflict(principal.claims, context)
-    if principal.kind == KIND_GITHUB:
+    if principal.kind in (KIND_GITHUB, KIND_GITHUB_API):
         return _github_conflict(principal.claims, context)
     if not principal.may_access(organization):
         return f"this credential may not write reports of organisation {organization!r}"

@@ -35,6 +35,10 @@ from imagetrail.server.settings import Settings
 KIND_AZURE_DEVOPS = "azure-devops"
 KIND_GITHUB = "github"
 KIND_ENTRA = "entra"
+# Reconcile's principals (server/reconcile): same claim names, built by the backend from the CI
+# system's own answer about the run a kept report was found with.
+KIND_AZURE_DEVOPS_API = "azure-devops-api"
+KIND_GITHUB_API = "github-api"
 
 ALGORITHMS = ["RS256"]
 # A JWT from any of these issuers is well under 4 KB; anything longer is not worth decoding.

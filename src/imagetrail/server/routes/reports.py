@@ -82,6 +82,8 @@ async def post_report(request: Request, principal: Principal = Depends(authorize
         result = await request.app.state.ingest_writer.submit(body, principal)
     except ReportConflict as exc:
         raise HTTPException(409, str(exc)) from None
+    if request.app.state.reconcile_scheduler is not None:
+        request.app.state.reconcile_scheduler.note_report()  # the first report after a gap wakes reconcile
     answer = IngestAnswer(status="created" if result.created else "duplicate", reportId=result.report_id,
                           pushes=result.pushes)
     return JSONResponse(answer.model_dump(), status_code=201 if result.created else 200)
