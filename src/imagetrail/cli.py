@@ -50,8 +50,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if command is None:
         print(f"imagetrail: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(command[0])
-    return int(module.main(args[1:]) or 0)
+    try:
+        module = importlib.import_module(command[0])
+        return int(module.main(args[1:]) or 0)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("imagetrail", ""):
+            raise  # a bug in ImageTrail itself, not a missing extra
+        print(_missing_extra(args[0], exc.name), file=sys.stderr)
+        return 2
+
+
+def _missing_extra(command: str, module: str) -> str:
+    # The collector needs only the base install; every other command may need the server extra.
+    return (
+        f"imagetrail {command}: the Python module {module!r} is not installed. Install the server "
+        "extra: pip install 'imagetrail[server]' (from a clone: pip install '.[server]')"
+    )
 
 
 if __name__ == "__main__":

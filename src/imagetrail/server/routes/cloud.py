@@ -96,7 +96,49 @@ async def post_inventory(
         result = await run_in_threadpool(replace)
     except IntegrityError:
         raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    except store.EmptyInventoryRefused as exc:
+        raise HTTPException(409, str(exc)) from None
     return InventoryAnswer(**result.__dict__)
+
+
+MAX_CHANGES_BYTES = 64 * 1024 * 1024
+
+
+class ChangesAnswer(BaseModel):
+    cluster: str
+    containers: int
+    pods_changed: int
+    pods_removed: int
+
+
+@router.post(
+    "/v1/clusters/{cluster}/changes",
+    response_model=ChangesAnswer,
+    summary="Replace the containers of changed pods and drop removed ones (imagetrail k8s sync --watch)",
+)
+async def post_changes(
+    cluster: str, request: Request, principal: Principal = Depends(require_ingest)
+) -> ChangesAnswer:
+    _all_organizations(principal, "cluster inventories")
+    raw = await _read_limited(request, MAX_CHANGES_BYTES, "the changes")
+    try:
+        changes = store.ChangesIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_detail(exc, f"changes of cluster {cluster}")) from None
+    if changes.cluster != cluster:
+        raise HTTPException(422, f"changes: cluster is {changes.cluster!r} but the URL names {cluster!r}")
+
+    def apply() -> store.ChangesResult:
+        with transaction(request.app.state.sessions) as session:
+            return store.apply_changes(session, changes)
+
+    try:
+        result = await run_in_threadpool(apply)
+    except IntegrityError:
+        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    except store.UnknownCluster as exc:
+        raise HTTPException(409, str(exc)) from None
+    return ChangesAnswer(**result.__dict__)
 
 
 # --- scans ------------------------------------------------------------------------------------
