@@ -6,13 +6,15 @@
 # BASE_IMAGE is any Debian-like image with python3 (>= 3.9) and its venv module; both stages
 # must use the same one, because the virtual environment links to the base image's interpreter.
 # Pip's index settings pass through as build arguments (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
-# PIP_TRUSTED_HOST) for builds behind a mirror; they stay out of the final image.
+# PIP_TRUSTED_HOST, and PIP_CERT: a CA bundle inside BASE_IMAGE, for a TLS-inspecting proxy)
+# for builds behind a mirror; they stay out of the final image.
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
+ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/imagetrail
 COPY pyproject.toml README.md /src/
@@ -31,7 +33,7 @@ COPY --from=build /opt/imagetrail /opt/imagetrail
 RUN mkdir -p /var/lib/imagetrail && chown 10001:10001 /var/lib/imagetrail
 USER 10001:10001
 WORKDIR /var/lib/imagetrail
-ENV PATH=/opt/imagetrail/bin:$PATH \
+ENV PATH=/opt/imagetrail/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     IMAGETRAIL_HOST=0.0.0.0 \

@@ -3,7 +3,9 @@
 CI machines reach Debian and PyPI but not Docker Hub, so the Dockerfile's ``BASE_IMAGE`` build
 argument is pointed at an image made here: ``debootstrap --variant=minbase`` of the Debian
 release and mirror this machine's apt sources name, imported with ``docker import``. It is
-built once per machine and found again by its tag.
+built once per machine and found again by its tag. Where pip is configured with its own CA
+bundle (a TLS-inspecting proxy), that bundle is copied into the image at the same path, and
+``pip_build_args`` passes it as ``PIP_CERT``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ def ensure_base_image(state_dir: Path) -> str:
                 check=True, capture_output=True, timeout=1800,
             )
             shutil.rmtree(Path(root) / "var/cache/apt/archives", ignore_errors=True)
+            Path(root).chmod(0o755)  # the temporary directory is 0700: "/" of the image would be too
+            cert = pip_settings().get("cert")
+            if cert and Path(cert).is_file():
+                target = Path(root) / cert.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cert, target)
             tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
             subprocess.run(["docker", "import", "-", BASE_TAG], stdin=tar.stdout, check=True,
                            capture_output=True, timeout=900)
@@ -90,11 +98,8 @@ def ensure_base_image(state_dir: Path) -> str:
     return BASE_TAG
 
 
-def pip_build_args() -> Dict[str, str]:
-    """This machine's pip index settings (``pip config list`` and PIP_* variables) as build arguments.
-
-    Only http(s) indexes can be used inside the build; local file indexes are left out.
-    """
+def pip_settings() -> Dict[str, str]:
+    """This machine's pip settings: ``pip config list``, then PIP_* variables over them."""
     import os
     import sys
 
@@ -104,10 +109,19 @@ def pip_build_args() -> Dict[str, str]:
         key, _, value = line.partition("=")
         name = key.rsplit(".", 1)[-1].strip()
         found[name] = value.strip().strip("'\"")
-    for name in ("index-url", "extra-index-url", "trusted-host"):
+    for name in ("index-url", "extra-index-url", "trusted-host", "cert"):
         env = os.environ.get("PIP_" + name.upper().replace("-", "_"))
         if env:
             found[name] = env
+    return found
+
+
+def pip_build_args() -> Dict[str, str]:
+    """pip's index and certificate settings as build arguments.
+
+    Only http(s) indexes can be used inside the build; local file indexes are left out.
+    """
+    found = pip_settings()
     args: Dict[str, str] = {}
     for name in ("index-url", "extra-index-url"):
         urls = [u for u in found.get(name, "").split() if u.startswith(("http://", "https://"))]
@@ -115,4 +129,6 @@ def pip_build_args() -> Dict[str, str]:
             args["PIP_" + name.upper().replace("-", "_")] = " ".join(urls)
     if found.get("trusted-host"):
         args["PIP_TRUSTED_HOST"] = found["trusted-host"]
+    if found.get("cert"):
+        args["PIP_CERT"] = found["cert"]
     return args

@@ -199,7 +199,9 @@ class ClusterWatch:
             if any(k == kind for _, k in calls):
                 continue  # HTTPRoute v1 found: v1beta1 not needed
             try:
-                call(limit=1, _preload_content=False).release_conn()
+                probe = call(limit=1, _preload_content=False)
+                probe.read()  # drained, so the pooled connection can carry the next request
+                probe.release_conn()
             except ApiException as exc:
                 if exc.status == 404:
                     continue  # the CRD (this version) is not installed
