@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 COMMANDS = {
     "collect": ("imagetrail.collector.cli", "collect pushed images in a CI job (pre-job / post-job)"),
     "serve": ("imagetrail.server.cli", "run the ImageTrail backend (API and web explorer)"),
+    "demo": ("imagetrail.server.cli_demo", "load a sample map into a fresh database and serve it"),
     "db": ("imagetrail.server.cli_db", "database migrations (upgrade, current)"),
     "keys": ("imagetrail.server.cli_keys", "create, list and revoke API keys"),
     "trace": ("imagetrail.client.trace", "trace a digest or image reference to its pipeline run and owner"),
