@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a fresh Debian machine (run as root):
-# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium and tfx-cli.
+# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium and tfx-cli, plus the tools
+# the deploy tests use: kubectl (renders deploy/kubernetes with kustomize) and debootstrap (builds the local
+# Debian base image the Dockerfile is tested on, as there is no Docker Hub in CI).
 # Idempotent: what is already installed or running is left as it is.
 set -euo pipefail
 
@@ -12,6 +14,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || need_apt+=(debootstrap)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq
