@@ -211,3 +211,20 @@ def test_cli_watch_runs_until_terminated_and_refuses_an_empty_file(backend, tmp_
     assert stored(engine) == []
     both = cli("k8s", "sync", "--cluster", "prod", "--watch", "--from-file", str(tmp_path / "empty.json"), env=env)
     assert both.returncode == 2 and "--watch reads a live cluster" in both.stderr
+
+
+def test_a_report_without_digest_takes_the_running_digest_of_its_own_namespace_only():
+    watch = ClusterWatch(None, "prod", sink=None)
+    objects = cluster()
+    watch.objects["Pod"] = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                            for o in objects if o["kind"] == "Pod"}
+    report = objects[-1]
+    resolved = watch._with_digest(report)
+    assert resolved["report"]["artifact"]["digest"] == scenario.NGINX
+    assert "digest" not in report["report"]["artifact"]  # the cached object is left as the cluster has it
+    elsewhere = copy.deepcopy(report)
+    elsewhere["metadata"]["namespace"] = "tenant-b"  # its labels still name default/nginx-6d4cf56db6
+    assert watch._with_digest(elsewhere) is None
+    other_container = copy.deepcopy(report)
+    other_container["metadata"]["labels"]["trivy-operator.container.name"] = "sidecar"
+    assert watch._with_digest(other_container) is None

@@ -18,6 +18,7 @@ the running container its labels name.
 from __future__ import annotations
 
 import copy
+from collections import deque
 import json
 import logging
 import queue
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from imagetrail.cloud.k8s_inventory import Inventory, normalize
 from imagetrail.cloud.k8s_live import GATEWAY_GROUP, ClusterAccessError, core_lists, custom_list, list_all
@@ -85,7 +86,7 @@ class WatchStats:
     relists: int = 0
     reconnects: int = 0
     scans_sent: int = 0
-    errors: List[str] = field(default_factory=list)
+    errors: Deque[str] = field(default_factory=lambda: deque(maxlen=100))  # the latest; a long outage is bounded
 
 
 def _key(obj: Dict[str, Any]) -> ObjectKey:
@@ -113,7 +114,7 @@ class _KindWatcher(threading.Thread):
                 self.owner.stats.relists += 1
                 try:
                     items, self.version = list_all(self.call, self.kind, self.owner.options.page_size)
-                except (ClusterAccessError, Exception) as exc:  # noqa: BLE001 - retried below
+                except Exception as exc:  # noqa: BLE001 - retried below
                     self._pause(f"relisting {self.kind} failed: {exc}", backoff)
                     backoff = min(backoff * 2, self.owner.options.max_backoff_seconds)
                     continue
@@ -227,6 +228,8 @@ class ClusterWatch:
         self.sink.replace(inventory, self.options.allow_empty)
         self._sent_pods = self._by_pod(inventory)
         self.stats.full_syncs += 1
+        log.info("cluster %s: full sync, %d containers in %d pods", self.cluster, len(inventory.containers),
+                 inventory.pods)
         self._send_reports()
         self._watchers = [
             _KindWatcher(self, kind, call, listed[kind][1], self._generation) for call, kind in self._calls
@@ -316,6 +319,7 @@ class ClusterWatch:
             for key in gone:
                 self._sent_pods.pop(key, None)
             self.stats.change_batches += 1
+            log.info("cluster %s: sent %d changed and %d removed pod(s)", self.cluster, len(batch), len(gone))
         self._send_reports()
 
     # --- vulnerability reports -------------------------------------------------------------------
@@ -345,11 +349,15 @@ class ClusterWatch:
         artifact = ((report.get("report") or {}).get("artifact")) or {}
         if artifact.get("digest"):
             return report
-        labels = (report.get("metadata") or {}).get("labels") or {}
+        metadata = report.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        # A namespaced report names a workload of its own namespace only: whoever may write reports in one
+        # namespace must not attach findings to another's images through a label.
+        namespace = metadata.get("namespace") or labels.get("trivy-operator.resource.namespace")
         digests = set(self._running_digests(
             labels.get("trivy-operator.resource.kind"),
             labels.get("trivy-operator.resource.name"),
-            labels.get("trivy-operator.resource.namespace") or (report.get("metadata") or {}).get("namespace"),
+            namespace,
             labels.get("trivy-operator.container.name"),
         ))
         if len(digests) != 1:
