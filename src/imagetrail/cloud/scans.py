@@ -19,6 +19,9 @@ from imagetrail.cloud.references import is_digest
 
 
 OPERATOR_KINDS = ("VulnerabilityReport", "ClusterVulnerabilityReport")
+# Where each format keeps a finding's id, package, installed and fixed versions, and severity.
+TRIVY_FIELDS = ("VulnerabilityID", "PkgName", "InstalledVersion", "FixedVersion", "Severity")
+OPERATOR_FIELDS = ("vulnerabilityID", "resource", "installedVersion", "fixedVersion", "severity")
 
 
 class ScanFormatError(ValueError):
@@ -144,6 +147,17 @@ class _Parser:
             raise self.fail(path, f"must be an object, not {type(value).__name__}")
         return value
 
+    def finding(self, vuln: Dict[str, Any], path: str, names: Tuple[str, str, str, str, str]) -> ParsedFinding:
+        """One finding; ``names`` are the report's keys for id, package, installed, fixed and severity."""
+        id_key, package_key, installed_key, fixed_key, severity_key = names
+        return ParsedFinding(
+            vulnerability_id=self.text(vuln, id_key, path).upper(),
+            package=self.text(vuln, package_key, path),
+            installed_version=self.text(vuln, installed_key, path, required=False),
+            fixed_version=self.text(vuln, fixed_key, path, required=False),
+            severity=sev.rank(self.text(vuln, severity_key, path, required=False)),
+        )
+
     # --- Trivy ---------------------------------------------------------------------------------
 
     def _trivy_digests(self, metadata: Dict[str, Any], path: str) -> List[str]:
@@ -172,16 +186,7 @@ class _Parser:
             result = self.obj(result, result_path)
             for v_index, vuln in enumerate(self.array(result, "Vulnerabilities", result_path)):
                 vuln_path = f"{result_path}.Vulnerabilities[{v_index}]"
-                vuln = self.obj(vuln, vuln_path)
-                findings.append(
-                    ParsedFinding(
-                        vulnerability_id=self.text(vuln, "VulnerabilityID", vuln_path).upper(),
-                        package=self.text(vuln, "PkgName", vuln_path),
-                        installed_version=self.text(vuln, "InstalledVersion", vuln_path, required=False),
-                        fixed_version=self.text(vuln, "FixedVersion", vuln_path, required=False),
-                        severity=sev.rank(self.text(vuln, "Severity", vuln_path, required=False)),
-                    )
-                )
+                findings.append(self.finding(self.obj(vuln, vuln_path), vuln_path, TRIVY_FIELDS))
         return findings
 
     def _trivy_versions(self, document: Dict[str, Any]) -> Tuple[Optional[str], Optional[str]]:
@@ -404,16 +409,7 @@ class _Parser:
             findings = []
             for v_index, vuln in enumerate(self.array(report, "vulnerabilities", f"{path}.report")):
                 vuln_path = f"{path}.report.vulnerabilities[{v_index}]"
-                vuln = self.obj(vuln, vuln_path)
-                findings.append(
-                    ParsedFinding(
-                        vulnerability_id=self.text(vuln, "vulnerabilityID", vuln_path).upper(),
-                        package=self.text(vuln, "resource", vuln_path),
-                        installed_version=self.text(vuln, "installedVersion", vuln_path, required=False),
-                        fixed_version=self.text(vuln, "fixedVersion", vuln_path, required=False),
-                        severity=sev.rank(self.text(vuln, "severity", vuln_path, required=False)),
-                    )
-                )
+                findings.append(self.finding(self.obj(vuln, vuln_path), vuln_path, OPERATOR_FIELDS))
             images.append(
                 ParsedImage(
                     artifact=f"{reference}:{tag}" if reference and tag else reference,

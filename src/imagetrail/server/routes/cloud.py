@@ -70,6 +70,34 @@ class InventoryAnswer(BaseModel):
     replaced: int
 
 
+async def _cluster_body(request: Request, cluster: str, model, limit: int, what: str):
+    """The request body as ``model``, read within ``limit``; 422 naming the field, or a cluster not the URL's."""
+    raw = await _read_limited(request, limit, f"the {what}")
+    try:
+        with paused_gc():  # ~60,000 container models for a 50,000-pod cluster
+            body = model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_detail(exc, f"{what} of cluster {cluster}")) from None
+    if body.cluster != cluster:
+        raise HTTPException(422, f"{what}: cluster is {body.cluster!r} but the URL names {cluster!r}")
+    return body
+
+
+async def _write_cluster(request: Request, cluster: str, write):
+    """``write(session)`` in one transaction; a refusal or a concurrent sync is a 409 that says why."""
+
+    def run():
+        with transaction(request.app.state.sessions) as session:
+            return write(session)
+
+    try:
+        return await run_in_threadpool(run)
+    except IntegrityError:
+        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    except (store.EmptyInventoryRefused, store.UnknownCluster) as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
 @router.post(
     "/v1/clusters/{cluster}/inventory",
     response_model=InventoryAnswer,
@@ -79,25 +107,8 @@ async def post_inventory(
     cluster: str, request: Request, principal: Principal = Depends(require_ingest)
 ) -> InventoryAnswer:
     _all_organizations(principal, "cluster inventories")
-    raw = await _read_limited(request, MAX_INVENTORY_BYTES, "the inventory")
-    try:
-        with paused_gc():  # ~60,000 container models for a 50,000-pod cluster
-            inventory = store.InventoryIn.model_validate_json(raw)
-    except ValidationError as exc:
-        raise HTTPException(422, _validation_detail(exc, f"inventory of cluster {cluster}")) from None
-    if inventory.cluster != cluster:
-        raise HTTPException(422, f"inventory: cluster is {inventory.cluster!r} but the URL names {cluster!r}")
-
-    def replace() -> store.InventoryResult:
-        with transaction(request.app.state.sessions) as session:
-            return store.replace_inventory(session, inventory)
-
-    try:
-        result = await run_in_threadpool(replace)
-    except IntegrityError:
-        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
-    except store.EmptyInventoryRefused as exc:
-        raise HTTPException(409, str(exc)) from None
+    inventory = await _cluster_body(request, cluster, store.InventoryIn, MAX_INVENTORY_BYTES, "inventory")
+    result = await _write_cluster(request, cluster, lambda session: store.replace_inventory(session, inventory))
     return InventoryAnswer(**result.__dict__)
 
 
@@ -120,24 +131,8 @@ async def post_changes(
     cluster: str, request: Request, principal: Principal = Depends(require_ingest)
 ) -> ChangesAnswer:
     _all_organizations(principal, "cluster inventories")
-    raw = await _read_limited(request, MAX_CHANGES_BYTES, "the changes")
-    try:
-        changes = store.ChangesIn.model_validate_json(raw)
-    except ValidationError as exc:
-        raise HTTPException(422, _validation_detail(exc, f"changes of cluster {cluster}")) from None
-    if changes.cluster != cluster:
-        raise HTTPException(422, f"changes: cluster is {changes.cluster!r} but the URL names {cluster!r}")
-
-    def apply() -> store.ChangesResult:
-        with transaction(request.app.state.sessions) as session:
-            return store.apply_changes(session, changes)
-
-    try:
-        result = await run_in_threadpool(apply)
-    except IntegrityError:
-        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
-    except store.UnknownCluster as exc:
-        raise HTTPException(409, str(exc)) from None
+    changes = await _cluster_body(request, cluster, store.ChangesIn, MAX_CHANGES_BYTES, "changes")
+    result = await _write_cluster(request, cluster, lambda session: store.apply_changes(session, changes))
     return ChangesAnswer(**result.__dict__)
 
 
