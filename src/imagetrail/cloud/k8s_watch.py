@@ -4,8 +4,9 @@ One thread per kind lists (page by page) and then watches from the list's ``reso
 bookmarks, so a quiet kind still advances its version. A dropped connection resumes from the last
 version seen; ``410 Gone`` (the version fell out of the API server's window) relists that kind.
 The main loop folds the events into its copy of the objects every ``flush_seconds``, normalises
-the whole copy (exposure depends on Services, Ingresses and HTTPRoutes, not only on the pod),
-and sends the pods whose containers differ from what the backend last acknowledged. A send that
+the namespaces they touched (exposure depends on Services, Ingresses and HTTPRoutes, not only on
+the pod; a relist normalises everything), and sends the pods whose containers differ from what
+the backend last acknowledged. A send that
 fails is simply retried at the next flush: nothing is acknowledged until the backend says so, and
 a pod is always sent whole, so nothing is lost or counted twice. Every ``resync_seconds`` the
 watches restart from a fresh list and the backend gets the full inventory.
@@ -26,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
 from imagetrail.cloud.k8s_inventory import Inventory, normalize
 from imagetrail.cloud.k8s_live import GATEWAY_GROUP, ClusterAccessError, core_lists, custom_list, list_all
@@ -92,6 +93,20 @@ class WatchStats:
 def _key(obj: Dict[str, Any]) -> ObjectKey:
     metadata = obj.get("metadata") or {}
     return metadata.get("namespace") or "", metadata.get("name") or ""
+
+
+def _touched_namespaces(obj: Optional[Dict[str, Any]]) -> Set[str]:
+    """Namespaces whose pods an object can change: its own, and those an HTTPRoute sends traffic to."""
+    if obj is None:
+        return set()
+    namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+    found = {namespace}
+    if obj.get("kind") == "HTTPRoute":
+        for rule in (obj.get("spec") or {}).get("rules") or []:
+            for ref in (rule or {}).get("backendRefs") or []:
+                if isinstance(ref, dict):
+                    found.add(ref.get("namespace") or namespace)
+    return found
 
 
 class _KindWatcher(threading.Thread):
@@ -241,8 +256,11 @@ class ClusterWatch:
         target = self.reports if kind in REPORT_KINDS else self.objects
         target[kind] = {_key(item): item for item in items}
 
-    def _inventory(self) -> Inventory:
-        objects = [obj for kind in self.objects.values() for obj in kind.values()]
+    def _inventory(self, namespaces: Optional[Set[str]] = None) -> Inventory:
+        """The normalised view; with ``namespaces``, only of their pods (HTTPRoutes are always kept:
+        one may route to a Service of another namespace)."""
+        objects = [obj for kind, by_key in self.objects.items() for (namespace, _), obj in by_key.items()
+                   if namespaces is None or (namespace or "default") in namespaces or kind == "HTTPRoute"]
         return normalize(objects, self.cluster, "live", datetime.now(timezone.utc).isoformat())
 
     @staticmethod
@@ -260,13 +278,13 @@ class ClusterWatch:
         next_resync = time.monotonic() + self.options.resync_seconds
         backoff = 0.5
         while not self.stopping.is_set():
-            changed = self._drain(self.options.flush_seconds)
+            changed, namespaces = self._drain(self.options.flush_seconds)
             try:
                 if time.monotonic() >= next_resync:
                     self.full_sync()
                     next_resync = time.monotonic() + self.options.resync_seconds
                 elif changed:
-                    self.flush()
+                    self.flush(namespaces)
                 backoff = 0.5
             except Exception as exc:  # noqa: BLE001 - the backend or the API server is away: retry
                 message = f"sync of cluster {self.cluster} failed ({exc}); retrying"
@@ -279,14 +297,19 @@ class ClusterWatch:
             watcher.stopped.set()
         return self.stats
 
-    def _drain(self, seconds: float) -> bool:
-        """Fold the events of the next ``seconds`` into the objects; True when any arrived."""
+    def _drain(self, seconds: float) -> Tuple[bool, Optional[Set[str]]]:
+        """Fold the events of the next ``seconds`` into the objects.
+
+        Returns whether any arrived and the namespaces they can change (None: possibly all, after a
+        relist or a failed send), so a flush normalises only those namespaces' pods.
+        """
         deadline = time.monotonic() + seconds
         changed = False
+        namespaces: Optional[Set[str]] = set()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.stopping.is_set():
-                return changed
+                return changed, namespaces
             try:
                 event = self.events.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -294,22 +317,28 @@ class ClusterWatch:
             if event.generation != self._generation:
                 continue  # from a watch a full sync replaced
             changed = True
-            if event.type == "RETRY":
-                continue
-            if event.type == "LISTED":
-                self._store_list(event.kind, event.obj)
+            if event.type in ("RETRY", "LISTED"):
+                namespaces = None
+                if event.type == "LISTED":
+                    self._store_list(event.kind, event.obj)
                 continue
             target = (self.reports if event.kind in REPORT_KINDS else self.objects).setdefault(event.kind, {})
+            key = _key(event.obj)
+            if namespaces is not None:
+                namespaces.update(_touched_namespaces(target.get(key)))
+                namespaces.update(_touched_namespaces(event.obj))
             if event.type == "DELETED":
-                target.pop(_key(event.obj), None)
+                target.pop(key, None)
             else:
-                target[_key(event.obj)] = event.obj
+                target[key] = event.obj
 
-    def flush(self) -> None:
-        """Send the pods that differ from what the backend acknowledged, then new vulnerability reports."""
-        current = self._by_pod(self._inventory())
+    def flush(self, namespaces: Optional[Set[str]] = None) -> None:
+        """Send the pods (of ``namespaces``, or all) that differ from what the backend acknowledged,
+        then new vulnerability reports."""
+        current = self._by_pod(self._inventory(namespaces))
         changed = {key: containers for key, containers in current.items() if self._sent_pods.get(key) != containers}
-        removed = sorted(key for key in self._sent_pods if key not in current)
+        removed = sorted(key for key in self._sent_pods
+                         if (namespaces is None or key[0] in namespaces) and key not in current)
         keys = sorted(changed)
         for start in range(0, max(len(keys), len(removed)), MAX_PODS_PER_REQUEST):
             batch = {key: changed[key] for key in keys[start : start + MAX_PODS_PER_REQUEST]}
