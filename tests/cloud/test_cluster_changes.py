@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from tests.cloud import scenario
+from imagetrail.cloud.scans import ScanFormatError, parse_report
 from imagetrail.server.auth import Principal
+from tests.cloud import scenario
 from tests.cloud.support import FIXTURES, digest, reader
 
 OPERATOR_FIXTURE = FIXTURES / "trivy-operator_vulnerabilityreport_replicaset-nginx.yaml"
@@ -140,3 +142,19 @@ def test_a_trivy_operator_report_without_a_digest_alone_is_refused(api):
     assert "holds no VulnerabilityReport with an image digest" in answer.json()["detail"]
     api.act_as(reader("contoso"))
     assert api.client.get("/v1/coverage").status_code == 200
+
+
+def test_a_cluster_vulnerability_report_with_a_digest_is_parsed_with_its_own_scan_time():
+    report = _operator_report(scenario.SVC)
+    report["kind"] = "ClusterVulnerabilityReport"
+    del report["metadata"]["namespace"]
+    report["report"]["updateTimestamp"] = "2023-11-30T08:29:42Z"
+    parsed = parse_report(json.dumps(report).encode(), "cvr.json")
+    assert parsed.format == "trivy-operator" and parsed.scanner_version == "0.57.1"
+    (image,) = parsed.images
+    assert image.digests == [scenario.SVC] and image.scanned_at.isoformat() == "2023-11-30T08:29:42+00:00"
+    assert [(f.vulnerability_id, f.package, f.fixed_version) for f in image.findings] == [
+        ("CVE-2019-20367", "libbsd0", "0.9.1-2+deb10u1"), ("CVE-2018-25009", "libwebp6", None)]
+    wrong = {"apiVersion": "v1", "kind": "List", "items": [{**report, "kind": "ConfigAuditReport"}]}
+    with pytest.raises(ScanFormatError, match=r"items\[0\]\.kind is 'ConfigAuditReport'"):
+        parse_report(json.dumps(wrong).encode(), "mixed.json")
