@@ -20,10 +20,15 @@ open watch connection mid-stream).
 from __future__ import annotations
 
 import copy
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -43,13 +48,42 @@ TOKEN = "kube-test-token"
 TRUE = ("true", "True", "1")
 
 
+def _tls_context() -> Tuple[str, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1, as a cluster's CA-signed serving certificate stands in."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-stand-in")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "tls.crt").write_text(cert_pem)
+        (Path(directory) / "tls.key").write_text(key_pem)
+        context.load_cert_chain(str(Path(directory) / "tls.crt"), str(Path(directory) / "tls.key"))
+    return cert_pem, context
+
+
 def _key(obj: dict) -> Tuple[str, str]:
     return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
 
 
 class KubeApiServer:
     def __init__(self, objects: List[dict], with_gateway_api: bool = True, with_trivy_operator: bool = False,
-                 bookmark_seconds: float = 0.2, max_watch_seconds: float = 30.0):
+                 bookmark_seconds: float = 0.2, max_watch_seconds: float = 30.0, tls: bool = False):
         self.with_gateway_api = with_gateway_api
         self.with_trivy_operator = with_trivy_operator
         self.bookmark_seconds = bookmark_seconds
@@ -68,7 +102,12 @@ class KubeApiServer:
             self._store(obj)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.ca_pem = ""  # with tls: the server's self-signed certificate, the pod's ca.crt
+        if tls:
+            self.ca_pem, context = _tls_context()
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # --- the cluster, as tests change it ------------------------------------------------------------
 
@@ -184,7 +223,8 @@ class KubeApiServer:
                 server.requests.append(self.path)
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme.lower() != "bearer" or token != TOKEN:  # the scheme is case-insensitive
                     server.errors.append(f"{self.path}: no bearer token")
                     return self._send(401, {"kind": "Status", "code": 401})
                 kind = PATHS.get(parts.path)
