@@ -151,9 +151,12 @@ class _KindWatcher(threading.Thread):
         from kubernetes.watch.watch import iter_resp_lines
 
         try:
+            timeout = self.owner.options.watch_timeout_seconds
+            # The server ends the watch after ``timeout``; a read still waiting well past that is a dead
+            # connection (a silent partition sends no FIN), so it is abandoned and resumed.
             response = self.call(watch=True, resource_version=self.version, allow_watch_bookmarks=True,
-                                 timeout_seconds=self.owner.options.watch_timeout_seconds,
-                                 _preload_content=False)
+                                 timeout_seconds=timeout, _preload_content=False,
+                                 _request_timeout=(10, timeout + 30))
         except ApiException as exc:
             if exc.status == 410:
                 raise _Gone() from None
