@@ -43,7 +43,7 @@ def test_demo_serves_a_populated_explorer_trail_and_coverage(tmp_path, database_
         key = re.search(r"(itk_\S+)", "".join(lines)).group(1)
         assert "3 pipeline runs of 2 organisations" in lines[0] and "5 containers (4 exposed)" in lines[0]
         headers = {"Authorization": f"Bearer {key}"}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
