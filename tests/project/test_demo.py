@@ -40,8 +40,9 @@ def test_demo_serves_a_populated_explorer_trail_and_coverage(tmp_path, database_
             line = process.stdout.readline()
             assert line, "".join(lines)
             lines.append(line)
-        key = re.search(r"(itk_\S+)", "".join(lines)).group(1)
-        assert "3 pipeline runs of 2 organisations" in lines[0] and "5 containers (4 exposed)" in lines[0]
+        printed = "".join(lines)
+        key = re.search(r"(itk_\S+)", printed).group(1)
+        assert "3 pipeline runs of 2 organisations" in printed and "5 containers (4 exposed)" in printed
         headers = {"Authorization": f"Bearer {key}"}
         deadline = time.monotonic() + 120
         while True:
