@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a fresh Debian machine (run as root):
-# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium, tfx-cli, and
-# buildah, podman and skopeo (engine-less pushes).
+# a Docker engine, a local registry on 127.0.0.1:5000, PostgreSQL, Chromium, tfx-cli, buildah, podman and
+# skopeo (engine-less pushes), plus the tools the deploy tests use: kubectl (renders deploy/kubernetes with
+# kustomize) and debootstrap (builds the local Debian base image the Dockerfile is tested on, as there is no
+# Docker Hub in CI).
 # Idempotent: what is already installed or running is left as it is.
 set -euo pipefail
 
@@ -18,6 +20,8 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || need_apt+=(debootstrap)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq

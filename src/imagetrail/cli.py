@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 COMMANDS = {
     "collect": ("imagetrail.collector.cli", "collect pushed images in a CI job (pre-job / post-job)"),
     "serve": ("imagetrail.server.cli", "run the ImageTrail backend (API and web explorer)"),
+    "demo": ("imagetrail.server.cli_demo", "load a sample map into a fresh database and serve it"),
     "db": ("imagetrail.server.cli_db", "database migrations (upgrade, current)"),
     "keys": ("imagetrail.server.cli_keys", "create, list and revoke API keys"),
     "trace": ("imagetrail.client.trace", "trace a digest or image reference to its pipeline run and owner"),
@@ -50,8 +51,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if command is None:
         print(f"imagetrail: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(command[0])
-    return int(module.main(args[1:]) or 0)
+    try:
+        module = importlib.import_module(command[0])
+        return int(module.main(args[1:]) or 0)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("imagetrail", ""):
+            raise  # a bug in ImageTrail itself, not a missing extra
+        print(_missing_extra(args[0], exc.name), file=sys.stderr)
+        return 2
+
+
+def _missing_extra(command: str, module: str) -> str:
+    # The collector needs only the base install; every other command may need the server extra.
+    return (
+        f"imagetrail {command}: the Python module {module!r} is not installed. Install the server "
+        "extra: pip install 'imagetrail[server]' (from a clone: pip install '.[server]')"
+    )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,24 @@ def test_fetch_pages_through_every_list_and_walks_owners(tmp_path):
     assert [e.reason for e in web.exposure] == ["Service prod/public type=LoadBalancer 203.0.113.10"]
 
 
+def test_in_cluster_credentials_read_the_pod_token_and_trust_the_cluster_ca(tmp_path, monkeypatch):
+    from kubernetes.config import incluster_config
+
+    from imagetrail.cloud.k8s_live import api_client
+    from tests.cloud.kube_api_server import TOKEN
+
+    with KubeApiServer(live_objects(), with_gateway_api=False, tls=True) as server:
+        (tmp_path / "token").write_text(TOKEN)
+        (tmp_path / "ca.crt").write_text(server.ca_pem)
+        monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+        monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", server.url.rsplit(":", 1)[1])
+        objects = fetch_objects(api_client(in_cluster=True), page_size=50)
+    assert server.errors == []
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Pod"} >= {"web", "api", "svc"}
+
+
 def cli(*args, env):
     return subprocess.run(
         [sys.executable, "-m", "imagetrail", *args], env=env, capture_output=True, text=True, timeout=120

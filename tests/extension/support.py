@@ -64,7 +64,9 @@ def insertion_conditions(text: str) -> List[str]:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name)
+    # Tools pip installs (vermin) live in the venv's bin/, which the test command never activates.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    path = shutil.which(name, path=search)
     if path is None:
         message = f"{name} is not installed (scripts/start-services.sh installs it)"
         if services.in_ci():

@@ -29,6 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--context", help="kubeconfig context (default: the current context)")
     sync.add_argument("--page-size", type=int, default=500, help="objects per list request (default 500)")
     sync.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept an inventory with no containers for a cluster that had some (refused otherwise)",
+    )
+    sync.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: watch the cluster and send changes as they happen (live source only)",
+    )
+    sync.add_argument("--flush-seconds", type=float, default=2.0,
+                      help="with --watch: batch changes this long before sending (default 2)")
+    sync.add_argument("--resync-seconds", type=float, default=3600.0,
+                      help="with --watch: relist everything and send the full inventory this often (default 3600)")
+    sync.add_argument(
         "--output",
         metavar="FILE",
         help="write the normalised inventory to FILE ('-' for stdout) instead of sending it",
@@ -54,8 +68,44 @@ def _read_files(paths: List[str]):
     return objects
 
 
+def _watch(args) -> int:
+    import logging
+    import signal
+
+    from imagetrail.cloud.k8s_live import ClusterAccessError, api_client
+    from imagetrail.cloud.k8s_watch import ApiSink, ClusterWatch, WatchOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = WatchOptions(page_size=args.page_size, flush_seconds=args.flush_seconds,
+                           resync_seconds=args.resync_seconds, allow_empty=args.allow_empty)
+    try:
+        watch = ClusterWatch(api_client(args.kubeconfig, args.context, args.in_cluster), args.cluster,
+                             ApiSink(ApiClient(timeout=300)), options)
+    except ClusterAccessError as exc:
+        print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: watch.stop())  # a pod being stopped ends the loop cleanly
+    try:
+        stats = watch.run()
+    except KeyboardInterrupt:
+        watch.stop()
+        return 0
+    except (ClusterAccessError, ApiError) as exc:
+        print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
+        return 1
+    print(f"cluster {args.cluster}: {stats.full_syncs} full sync(s), {stats.change_batches} change batch(es), "
+          f"{stats.relists} relist(s), {stats.reconnects} reconnect(s), {stats.scans_sent} report(s) sent")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.watch:
+        if args.from_file or args.output:
+            print("imagetrail k8s sync: --watch reads a live cluster; it cannot be combined with "
+                  "--from-file or --output", file=sys.stderr)
+            return 2
+        return _watch(args)
     from imagetrail.cloud.gc_pause import paused_gc
     from imagetrail.cloud.k8s_inventory import InventoryError, normalize
 
@@ -79,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
         return 1
     inventory = normalize(objects, args.cluster, source, collected_at)
+    inventory.allow_empty = args.allow_empty
     if args.output:
         text = inventory.to_json(indent=1)
         if args.output == "-":

@@ -56,6 +56,7 @@ class Inventory:
     pods: int
     containers: List[ContainerRecord]
     warnings: List[str] = field(default_factory=list)
+    allow_empty: bool = False  # the backend refuses an empty inventory for a cluster that had containers
 
     def to_json(self, indent: Optional[int] = None) -> str:
         """The body of ``POST /v1/clusters/{cluster}/inventory`` (compact unless ``indent``)."""
@@ -67,6 +68,7 @@ class Inventory:
     def to_dict(self) -> Dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies recursively and costs seconds on 60,000 containers.
         return {
+            **({"allow_empty": True} if self.allow_empty else {}),
             "cluster": self.cluster,
             "source": self.source,
             "collected_at": self.collected_at,

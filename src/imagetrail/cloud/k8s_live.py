@@ -9,7 +9,7 @@ and building the client's model objects for every pod would cost more than the s
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 DEFAULT_PAGE_SIZE = 500
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -33,9 +33,15 @@ def api_client(kubeconfig: Optional[str] = None, context: Optional[str] = None, 
 
 
 def _pages(list_call: Callable[..., Any], kind: str, page_size: int) -> List[Dict[str, Any]]:
+    return list_all(list_call, kind, page_size)[0]
+
+
+def list_all(list_call: Callable[..., Any], kind: str, page_size: int) -> Tuple[List[Dict[str, Any]], str]:
+    """Every object of one kind, page by page, and the list's resourceVersion (where a watch starts)."""
     from kubernetes.client.exceptions import ApiException
 
     items: List[Dict[str, Any]] = []
+    version = ""
     token: Optional[str] = None
     while True:
         kwargs: Dict[str, Any] = {"limit": page_size, "_preload_content": False}
@@ -53,37 +59,54 @@ def _pages(list_call: Callable[..., Any], kind: str, page_size: int) -> List[Dic
         for item in body.get("items") or []:
             item.setdefault("kind", kind)  # list responses omit each item's kind
             items.append(item)
-        token = (body.get("metadata") or {}).get("continue")
+        metadata = body.get("metadata") or {}
+        # Every page of one list is the same snapshot; the first page's version names it.
+        version = version or str(metadata.get("resourceVersion") or "")
+        token = metadata.get("continue")
         if not token:
-            return items
+            return items, version
 
 
-def fetch_objects(api, page_size: int = DEFAULT_PAGE_SIZE) -> List[Dict[str, Any]]:
-    """Pods, Services, Ingresses, ReplicaSets, Jobs and (when the CRD exists) HTTPRoutes."""
+def core_lists(api) -> List[Tuple[Callable[..., Any], str]]:
+    """(list call, kind) for the built-in kinds the inventory needs, cluster-wide."""
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
-    networking, custom = client.NetworkingV1Api(api), client.CustomObjectsApi(api)
-    objects: List[Dict[str, Any]] = []
-    for call, kind in (
+    networking = client.NetworkingV1Api(api)
+    return [
         (core.list_pod_for_all_namespaces, "Pod"),
         (core.list_service_for_all_namespaces, "Service"),
         (networking.list_ingress_for_all_namespaces, "Ingress"),
         (apps.list_replica_set_for_all_namespaces, "ReplicaSet"),
         (batch.list_job_for_all_namespaces, "Job"),
-    ):
+    ]
+
+
+def custom_list(api, group: str, version: str, plural: str) -> Callable[..., Any]:
+    """The cluster-wide list (and watch) call of a custom resource."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+
+    def call(**kwargs):
+        return custom.list_cluster_custom_object(group, version, plural, **kwargs)
+
+    return call
+
+
+def fetch_objects(api, page_size: int = DEFAULT_PAGE_SIZE) -> List[Dict[str, Any]]:
+    """Pods, Services, Ingresses, ReplicaSets, Jobs and (when the CRD exists) HTTPRoutes."""
+    from kubernetes.client.exceptions import ApiException
+
+    objects: List[Dict[str, Any]] = []
+    for call, kind in core_lists(api):
         try:
             objects.extend(_pages(call, kind, page_size))
         except ApiException as exc:
             raise ClusterAccessError(f"listing {kind} failed: HTTP {exc.status} {exc.reason}") from None
     for version in ("v1", "v1beta1"):
-
-        def list_routes(version=version, **kwargs):
-            return custom.list_cluster_custom_object(GATEWAY_GROUP, version, "httproutes", **kwargs)
-
         try:
-            objects.extend(_pages(list_routes, "HTTPRoute", page_size))
+            objects.extend(_pages(custom_list(api, GATEWAY_GROUP, version, "httproutes"), "HTTPRoute", page_size))
             break
         except ApiException:
             continue  # 404: the Gateway API CRD (this version) is not installed

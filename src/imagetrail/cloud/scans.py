@@ -1,7 +1,8 @@
 """Parse vulnerability reports (Trivy and Grype JSON), detected by content.
 
 Supported: ``trivy image --format json`` (SchemaVersion 2), the ``trivy k8s --format json``
-"Resources" report, and ``grype -o json``. Every image must carry a manifest digest (Trivy
+"Resources" report, ``grype -o json``, and Trivy Operator ``VulnerabilityReport`` /
+``ClusterVulnerabilityReport`` resources (one, or a list as ``kubectl get -o json`` prints it). Every image must carry a manifest digest (Trivy
 ``Metadata.RepoDigests``; Grype ``source.target.repoDigests`` / ``source.target.manifestDigest``):
 that is the only key the rest of ImageTrail can join on. Errors name the file and the field.
 """
@@ -16,6 +17,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from imagetrail.cloud import severity as sev
 from imagetrail.cloud.references import is_digest
 from imagetrail.server import json_input
+
+
+OPERATOR_KINDS = ("VulnerabilityReport", "ClusterVulnerabilityReport")
+# Where each format keeps a finding's id, package, installed and fixed versions, and severity.
+TRIVY_FIELDS = ("VulnerabilityID", "PkgName", "InstalledVersion", "FixedVersion", "Severity")
+OPERATOR_FIELDS = ("vulnerabilityID", "resource", "installedVersion", "fixedVersion", "severity")
 
 
 class ScanFormatError(ValueError):
@@ -38,6 +45,8 @@ class ParsedImage:
     findings: List[ParsedFinding]
     # (index digest, manifest digest, os, architecture) when the report names both
     relations: List[Tuple[str, str, Optional[str], Optional[str]]] = field(default_factory=list)
+    # When this image was scanned, where it differs from the report's (Trivy Operator: per resource)
+    scanned_at: Optional[datetime] = None
 
 
 @dataclass
@@ -77,10 +86,14 @@ def parse_report(data: bytes, file_name: str) -> ParsedReport:
         return parser.trivy_k8s(document)
     if "matches" in document and "source" in document:
         return parser.grype(document)
+    if document.get("kind") in OPERATOR_KINDS or (
+        document.get("kind") == "List" or str(document.get("kind", "")) in {k + "List" for k in OPERATOR_KINDS}
+    ):
+        return parser.trivy_operator(document)
     raise ScanFormatError(
         f"{file_name}: not a supported report: expected Trivy JSON (field SchemaVersion), a Trivy k8s "
         "report (fields ClusterName and Resources) or Grype JSON (fields matches and source); "
-        "SARIF, CycloneDX and table output are not accepted"
+        "a Trivy Operator VulnerabilityReport; SARIF, CycloneDX and table output are not accepted"
     )
 
 
@@ -138,6 +151,17 @@ class _Parser:
             raise self.fail(path, f"must be an object, not {type(value).__name__}")
         return value
 
+    def finding(self, vuln: Dict[str, Any], path: str, names: Tuple[str, str, str, str, str]) -> ParsedFinding:
+        """One finding; ``names`` are the report's keys for id, package, installed, fixed and severity."""
+        id_key, package_key, installed_key, fixed_key, severity_key = names
+        return ParsedFinding(
+            vulnerability_id=self.text(vuln, id_key, path).upper(),
+            package=self.text(vuln, package_key, path),
+            installed_version=self.text(vuln, installed_key, path, required=False),
+            fixed_version=self.text(vuln, fixed_key, path, required=False),
+            severity=sev.rank(self.text(vuln, severity_key, path, required=False)),
+        )
+
     # --- Trivy ---------------------------------------------------------------------------------
 
     def _trivy_digests(self, metadata: Dict[str, Any], path: str) -> List[str]:
@@ -166,16 +190,7 @@ class _Parser:
             result = self.obj(result, result_path)
             for v_index, vuln in enumerate(self.array(result, "Vulnerabilities", result_path)):
                 vuln_path = f"{result_path}.Vulnerabilities[{v_index}]"
-                vuln = self.obj(vuln, vuln_path)
-                findings.append(
-                    ParsedFinding(
-                        vulnerability_id=self.text(vuln, "VulnerabilityID", vuln_path).upper(),
-                        package=self.text(vuln, "PkgName", vuln_path),
-                        installed_version=self.text(vuln, "InstalledVersion", vuln_path, required=False),
-                        fixed_version=self.text(vuln, "FixedVersion", vuln_path, required=False),
-                        severity=sev.rank(self.text(vuln, "Severity", vuln_path, required=False)),
-                    )
-                )
+                findings.append(self.finding(self.obj(vuln, vuln_path), vuln_path, TRIVY_FIELDS))
         return findings
 
     def _trivy_versions(self, document: Dict[str, Any]) -> Tuple[Optional[str], Optional[str]]:
@@ -356,4 +371,66 @@ class _Parser:
                     relations=relations,
                 )
             ],
+        )
+
+    # --- Trivy Operator ------------------------------------------------------------------------
+
+    def trivy_operator(self, document: Dict[str, Any]) -> ParsedReport:
+        """VulnerabilityReport resources: one image each, keyed by ``report.artifact.digest``.
+
+        Trivy Operator releases before the digest field name the image only by repository and tag;
+        ``imagetrail k8s sync --watch`` fills the digest in from the running pod the report's labels
+        name. A report still without one cannot be joined and is left out with a warning.
+        """
+        single = document.get("kind") in OPERATOR_KINDS
+        items = [document] if single else self.array(document, "items", "$")
+        images: List[ParsedImage] = []
+        warnings: List[str] = []
+        versions = set()
+        for index, item in enumerate(items):
+            path = "$" if single else f"items[{index}]"
+            item = self.obj(item, path)
+            if item.get("kind") not in (None, *OPERATOR_KINDS):
+                raise self.fail(f"{path}.kind", f"is {item.get('kind')!r}, expected one of {OPERATOR_KINDS}")
+            metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+            name = "/".join(str(metadata[k]) for k in ("namespace", "name") if metadata.get(k)) or path
+            report = self.obj(item.get("report"), f"{path}.report")
+            artifact = self.obj(report.get("artifact") or {}, f"{path}.report.artifact")
+            digest = _digest_of(artifact.get("digest"))
+            if digest is None:
+                warnings.append(
+                    f"{name}: report.artifact.digest is missing or not sha256:<64 hex>, so the report "
+                    "cannot be joined to an image; left out"
+                )
+                continue
+            registry = report.get("registry") if isinstance(report.get("registry"), dict) else {}
+            repository = self.text(artifact, "repository", f"{path}.report.artifact", required=False)
+            tag = self.text(artifact, "tag", f"{path}.report.artifact", required=False)
+            reference = "/".join(filter(None, [registry.get("server"), repository])) or None
+            scanner = report.get("scanner") if isinstance(report.get("scanner"), dict) else {}
+            if isinstance(scanner.get("version"), str):
+                versions.add(scanner["version"])
+            findings = []
+            for v_index, vuln in enumerate(self.array(report, "vulnerabilities", f"{path}.report")):
+                vuln_path = f"{path}.report.vulnerabilities[{v_index}]"
+                findings.append(self.finding(self.obj(vuln, vuln_path), vuln_path, OPERATOR_FIELDS))
+            images.append(
+                ParsedImage(
+                    artifact=f"{reference}:{tag}" if reference and tag else reference,
+                    digests=[digest],
+                    findings=findings,
+                    scanned_at=_time(report.get("updateTimestamp")),
+                )
+            )
+        if not images:
+            detail = f": {warnings[0]}" if warnings else ""
+            raise self.fail("$", f"holds no VulnerabilityReport with an image digest{detail}")
+        return ParsedReport(
+            format="trivy-operator",
+            scanner="trivy",
+            scanner_version=", ".join(sorted(versions)) or None,
+            db_version=None,
+            scanned_at=max((i.scanned_at for i in images if i.scanned_at), default=None),
+            images=images,
+            warnings=warnings,
         )

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import JSON, any_, delete, func, insert, select, update
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import JSON, any_, delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
@@ -95,6 +95,12 @@ class InventoryIn(BaseModel):
     pods: int = Field(ge=0)
     containers: List[ContainerIn]
     warnings: List[str] = Field(default_factory=list, max_length=1000)
+    # An empty inventory for a cluster that had containers is refused unless this says it is meant.
+    allow_empty: bool = False
+
+
+class EmptyInventoryRefused(ValueError):
+    """An inventory with no containers would wipe a cluster that had some; the message says what to do."""
 
 
 @dataclass
@@ -119,6 +125,13 @@ def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) 
         cluster = Cluster(name=inventory.cluster, source=inventory.source, synced_at=now)
         session.add(cluster)
         session.flush()
+    if not inventory.containers and not inventory.allow_empty and cluster.container_count:
+        # A kubeconfig for the wrong cluster or a file with no pods looks exactly like this.
+        raise EmptyInventoryRefused(
+            f"cluster {cluster.name} has {cluster.container_count} running container(s) and this inventory "
+            "has none; nothing was changed. If the cluster really is empty, send it with allow_empty "
+            "(imagetrail k8s sync --allow-empty)"
+        )
     removed = session.execute(
         delete(RunningContainer.__table__).where(
             RunningContainer.cluster_name == cluster.name, RunningContainer.cluster_id == cluster.id
@@ -130,7 +143,16 @@ def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) 
     cluster.pod_count = inventory.pods
     cluster.container_count = len(inventory.containers)
     cluster.warnings = inventory.warnings
-    digests = {item.digest for item in inventory.containers if item.digest}
+    rows, exposed = _container_rows(session, cluster, inventory.containers)
+    _bulk_insert(session, RunningContainer.__table__, rows)
+    return InventoryResult(
+        cluster=inventory.cluster, containers=len(rows), exposed=exposed, replaced=removed or 0
+    )
+
+
+def _container_rows(session: Session, cluster: Cluster, containers: Sequence[ContainerIn]) -> Tuple[List[dict], int]:
+    """running_containers rows for ``containers`` (with their vulnerability columns) and how many are exposed."""
+    digests = {item.digest for item in containers if item.digest}
     # Relations the collector recorded after a scan arrived: carry those summaries to what runs now,
     # before the rows are written so they are written with their vulnerability columns.
     propagate_summaries(session, digests)
@@ -138,7 +160,7 @@ def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) 
     names: Dict[str, ImageName] = {}  # most pods share a few images: parse each once
     rows = []
     exposed = 0
-    for item in inventory.containers:
+    for item in containers:
         name = names.get(item.image)
         if name is None:
             name = names[item.image] = parse_reference(item.image)
@@ -165,9 +187,93 @@ def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) 
                 **vulnerabilities.get(item.digest or "", _NO_VULNERABILITIES),
             }
         )
-    _bulk_insert(session, RunningContainer.__table__, rows)
-    return InventoryResult(
-        cluster=inventory.cluster, containers=len(rows), exposed=exposed, replaced=removed or 0
+    return rows, exposed
+
+
+# --- incremental changes (imagetrail k8s sync --watch) -------------------------------------------
+
+MAX_CHANGED_PODS = 5000
+
+
+class PodIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, max_length=255)
+    pod: str = Field(min_length=1, max_length=255)
+
+
+class PodContainersIn(PodIn):
+    containers: List[ContainerIn] = Field(max_length=1000)
+
+    @model_validator(mode="after")
+    def _same_pod(self) -> "PodContainersIn":
+        for index, container in enumerate(self.containers):
+            if (container.namespace, container.pod) != (self.namespace, self.pod):
+                raise ValueError(f"containers[{index}] belongs to {container.namespace}/{container.pod}, "
+                                 f"not to the pod {self.namespace}/{self.pod} it is listed under")
+        return self
+
+
+class ChangesIn(BaseModel):
+    """The body of ``POST /v1/clusters/{cluster}/changes``: pods whose containers are now as given, pods gone.
+
+    Each pod is replaced whole, so a batch sent twice (a retry after a lost answer) changes nothing more.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    cluster: str = Field(min_length=1, max_length=255)
+    collected_at: Optional[datetime] = None
+    pods: List[PodContainersIn] = Field(default_factory=list, max_length=MAX_CHANGED_PODS)
+    removed: List[PodIn] = Field(default_factory=list, max_length=MAX_CHANGED_PODS)
+
+
+class UnknownCluster(LookupError):
+    """Changes for a cluster never synced in full; the message says what to send first."""
+
+
+@dataclass
+class ChangesResult:
+    cluster: str
+    containers: int  # the cluster's running containers after the change
+    pods_changed: int
+    pods_removed: int
+
+
+def apply_changes(session: Session, changes: ChangesIn, now: Optional[datetime] = None) -> ChangesResult:
+    """Replace the containers of each changed pod and drop removed pods, in the caller's transaction."""
+    cluster = session.execute(select(Cluster).where(Cluster.name == changes.cluster)).scalar_one_or_none()
+    if cluster is None:
+        raise UnknownCluster(
+            f"cluster {changes.cluster} has no full inventory yet; send one first "
+            "(POST /v1/clusters/{cluster}/inventory, as imagetrail k8s sync does before it watches)"
+        )
+    table = RunningContainer.__table__
+    touched = sorted({(p.namespace, p.pod) for p in [*changes.pods, *changes.removed]})
+    for start in range(0, len(touched), _IN_BATCH):
+        session.execute(
+            delete(table).where(
+                table.c.cluster_id == cluster.id,
+                tuple_(table.c.namespace, table.c.pod).in_(touched[start : start + _IN_BATCH]),
+            )
+        )
+    containers = [c for pod in changes.pods for c in pod.containers]
+    rows, _ = _container_rows(session, cluster, containers)
+    _bulk_insert(session, table, rows)
+    cluster.synced_at = now or datetime.now(timezone.utc)
+    if changes.collected_at is not None:
+        cluster.collected_at = changes.collected_at
+    cluster.container_count = session.execute(
+        select(func.count()).select_from(table).where(table.c.cluster_id == cluster.id)
+    ).scalar_one()
+    cluster.pod_count = session.execute(
+        select(func.count()).select_from(
+            select(table.c.namespace, table.c.pod).where(table.c.cluster_id == cluster.id).distinct().subquery()
+        )
+    ).scalar_one()
+    return ChangesResult(
+        cluster=cluster.name,
+        containers=cluster.container_count,
+        pods_changed=len(changes.pods),
+        pods_removed=len(changes.removed),
     )
 
 
@@ -447,7 +553,10 @@ def ingest_scan(
     """
     now = now or datetime.now(timezone.utc)
     scanned_at = report.scanned_at or now
-    results = [_store_image(session, report, image, file_name, scanned_at, now) for image in report.images]
+    results = [
+        _store_image(session, report, image, file_name, image.scanned_at or scanned_at, now)
+        for image in report.images
+    ]
     relations = [rel for image in report.images for rel in image.relations]
     if relations:
         record_relations(session, relations, source="scanner", now=now)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
 from imagetrail.server.settings import Settings, SettingsError
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() else default
+
+
+def quiet_library_logs(level: str) -> None:
+    """Alembic logs every plugin and context line at INFO; show them only when debugging."""
+    if level != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,10 +28,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the ImageTrail backend. The database comes from IMAGETRAIL_DATABASE_URL "
                     "(default: SQLite file imagetrail.db in the working directory).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (PostgreSQL; SQLite serialises writes anyway)")
+    # Defaults from the environment so a container image can set them (see the Dockerfile).
+    parser.add_argument("--host", default=os.environ.get("IMAGETRAIL_HOST", "127.0.0.1"),
+                        help="interface to listen on (default $IMAGETRAIL_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=_env_int("IMAGETRAIL_PORT", 8080),
+                        help="port (default $IMAGETRAIL_PORT or 8080)")
+    parser.add_argument("--workers", type=int, default=_env_int("IMAGETRAIL_WORKERS", 1),
+                        help="worker processes (default $IMAGETRAIL_WORKERS or 1; use several with "
+                             "PostgreSQL, SQLite serialises writes anyway)")
     parser.add_argument("--no-migrate", action="store_true",
                         help="do not upgrade the schema at start (run 'imagetrail db upgrade' yourself)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -45,6 +61,7 @@ def _mark_boot(settings: Settings) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_library_logs(args.log_level)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from imagetrail.server.auth.api_keys import SCOPES, ApiKeyError, create_key, list_keys, revoke_key
 from imagetrail.server.db import make_engine, make_sessionmaker, transaction
+from imagetrail.server.migrate import upgrade
 from imagetrail.server.settings import Settings, SettingsError
 
 
@@ -36,13 +37,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
+    new = None
     try:
+        # A fresh database gets its schema first, as `imagetrail serve` would give it.
+        upgrade(engine)
         with transaction(sessions) as session:
             if args.action == "create":
                 new = create_key(session, args.org, args.scope, args.description)
-                print(new.key)
-                print(f"key id {new.id}: scope {args.scope}, organisation {args.org.lower()}; "
-                      "store it now, it is not shown again", file=sys.stderr)
             elif args.action == "list":
                 for key in list_keys(session):
                     state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
@@ -57,9 +58,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"imagetrail keys: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:
-        print(f"imagetrail keys: database error ({type(exc).__name__}); run 'imagetrail db upgrade' first and "
-              "check IMAGETRAIL_DATABASE_URL", file=sys.stderr)
+        nothing = "no key was created; " if args.action == "create" else ""
+        print(f"imagetrail keys: database error ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+              f"{nothing}check IMAGETRAIL_DATABASE_URL", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
+    if new is not None:  # only once committed: a key printed but never stored would be worse than none
+        print(new.key)
+        print(f"key id {new.id}: scope {args.scope}, organisation {args.org.lower()}; "
+              "store it now, it is not shown again", file=sys.stderr)
     return 0

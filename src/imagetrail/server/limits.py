@@ -30,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KIB = 1024
 MIB = 1024 * KIB
 MAX_INVENTORY_BYTES = 256 * MIB  # a 50,000-pod cluster is about 40 MB of JSON
+MAX_CLUSTER_CHANGES_BYTES = 64 * MIB  # the watch sends changed pods every few seconds
 MAX_SCAN_BYTES = 64 * MIB
 MAX_RELATIONS_BYTES = 4 * MIB  # 10,000 relations of ~300 bytes
 MAX_FORM_BYTES = 256 * KIB  # web forms: a remediation form lists up to a few thousand digests
@@ -44,6 +45,7 @@ def body_limits(settings: Settings) -> Dict[Tuple[str, str], Tuple[int, str]]:
     return {
         ("POST", "/v1/reports"): (settings.max_report_bytes, "IMAGETRAIL_MAX_REPORT_BYTES"),
         ("POST", "/v1/clusters/{cluster}/inventory"): (MAX_INVENTORY_BYTES, "split the inventory"),
+        ("POST", "/v1/clusters/{cluster}/changes"): (MAX_CLUSTER_CHANGES_BYTES, "send fewer changed pods per request"),
         ("POST", "/v1/scans"): (MAX_SCAN_BYTES, "send one scan report per request"),
         ("POST", "/v1/image-relations"): (MAX_RELATIONS_BYTES, "send at most 10,000 relations per request"),
         ("POST", "/v1/remediations"): (MAX_SMALL_JSON_BYTES, "a remediation request is a few filters"),

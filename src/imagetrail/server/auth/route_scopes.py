@@ -28,6 +28,7 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     # API: write
     ("POST", "/v1/reports"): SCOPE_INGEST,
     ("POST", "/v1/clusters/{cluster}/inventory"): SCOPE_INGEST,
+    ("POST", "/v1/clusters/{cluster}/changes"): SCOPE_INGEST,
     ("POST", "/v1/scans"): SCOPE_INGEST,
     ("POST", "/v1/image-relations"): SCOPE_INGEST,
     ("POST", "/v1/registry-events"): SCOPE_REGISTRY,

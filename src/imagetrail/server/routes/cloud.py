@@ -53,6 +53,35 @@ class InventoryAnswer(BaseModel):
     replaced: int
 
 
+async def _cluster_body(request: Request, cluster: str, model, what: str):
+    """The request body (bounded by server/limits.py) as ``model``; 422 naming the field, or a cluster
+    not the URL's."""
+    raw = await request.body()
+    try:
+        with paused_gc():  # ~60,000 container models for a 50,000-pod cluster
+            body = model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_detail(exc, f"{what} of cluster {cluster}")) from None
+    if body.cluster != cluster:
+        raise HTTPException(422, f"{what}: cluster is {body.cluster!r} but the URL names {cluster!r}")
+    return body
+
+
+async def _write_cluster(request: Request, cluster: str, write):
+    """``write(session)`` in one transaction; a refusal or a concurrent sync is a 409 that says why."""
+
+    def run():
+        with transaction(request.app.state.sessions) as session:
+            return write(session)
+
+    try:
+        return await run_in_threadpool(run)
+    except IntegrityError:
+        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    except (store.EmptyInventoryRefused, store.UnknownCluster) as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
 @router.post(
     "/v1/clusters/{cluster}/inventory",
     response_model=InventoryAnswer,
@@ -62,24 +91,30 @@ async def post_inventory(
     cluster: str, request: Request, principal: Principal = Depends(authorized)
 ) -> InventoryAnswer:
     _all_organizations(principal, "cluster inventories")
-    raw = await request.body()  # bounded by server/limits.py before it is read
-    try:
-        with paused_gc():  # ~60,000 container models for a 50,000-pod cluster
-            inventory = store.InventoryIn.model_validate_json(raw)
-    except ValidationError as exc:
-        raise HTTPException(422, _validation_detail(exc, f"inventory of cluster {cluster}")) from None
-    if inventory.cluster != cluster:
-        raise HTTPException(422, f"inventory: cluster is {inventory.cluster!r} but the URL names {cluster!r}")
-
-    def replace() -> store.InventoryResult:
-        with transaction(request.app.state.sessions) as session:
-            return store.replace_inventory(session, inventory)
-
-    try:
-        result = await run_in_threadpool(replace)
-    except IntegrityError:
-        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    inventory = await _cluster_body(request, cluster, store.InventoryIn, "inventory")
+    result = await _write_cluster(request, cluster, lambda session: store.replace_inventory(session, inventory))
     return InventoryAnswer(**result.__dict__)
+
+
+class ChangesAnswer(BaseModel):
+    cluster: str
+    containers: int
+    pods_changed: int
+    pods_removed: int
+
+
+@router.post(
+    "/v1/clusters/{cluster}/changes",
+    response_model=ChangesAnswer,
+    summary="Replace the containers of changed pods and drop removed ones (imagetrail k8s sync --watch)",
+)
+async def post_changes(
+    cluster: str, request: Request, principal: Principal = Depends(authorized)
+) -> ChangesAnswer:
+    _all_organizations(principal, "cluster inventories")
+    changes = await _cluster_body(request, cluster, store.ChangesIn, "changes")
+    result = await _write_cluster(request, cluster, lambda session: store.apply_changes(session, changes))
+    return ChangesAnswer(**result.__dict__)
 
 
 # --- scans ------------------------------------------------------------------------------------

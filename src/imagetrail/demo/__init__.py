@@ -1,0 +1,1 @@
+"""`imagetrail demo`: a sample map to explore (see sample.py)."""
