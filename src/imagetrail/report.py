@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, List, Optional
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_ID = "https://imagetrail.dev/schemas/report-v1.schema.json"
@@ -33,6 +35,32 @@ def _to_json_obj(value: Any) -> Any:
         return {k: _to_json_obj(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_to_json_obj(v) for v in value]
+    return value
+
+
+@lru_cache(maxsize=1)
+def _schema() -> Mapping[str, Any]:
+    # Beside this module in the package and in the task folders alike; read only when a report is built.
+    return json.loads((Path(__file__).parent / "schemas" / "report-v1.schema.json").read_text(encoding="utf-8"))
+
+
+def _fit(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` with every free-text string cut to the schema's ``maxLength`` (an ellipsis marks
+    the cut), so a long pipeline or job name cannot make the backend refuse the whole report.
+    Strings with a ``pattern`` (digests, references, times) are left alone: cutting one would
+    only make it wrong, and the backend names the field instead."""
+    if isinstance(value, str):
+        limit = schema.get("maxLength")
+        if limit is not None and "pattern" not in schema and len(value) > limit:
+            return value[: max(0, limit - 1)] + "\u2026"
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        return {k: _fit(v, properties.get(k) or (extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_fit(v, items if isinstance(items, dict) else {}) for v in value]
     return value
 
 
@@ -149,7 +177,7 @@ class Report:
         return compute_report_id(self.to_dict())
 
     def to_dict(self) -> Dict[str, Any]:
-        body = _to_json_obj(self)
+        body = _fit(_to_json_obj(self), _schema())
         body["reportId"] = compute_report_id(body)
         return body
 

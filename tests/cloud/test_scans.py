@@ -52,7 +52,8 @@ def test_grype_report_carries_manifest_and_repo_digests_and_their_relation():
     report = parse_report(load("grype_chainguard-ruby_image.json"), "ruby.json")
     assert (report.scanner, report.scanner_version) == ("grype", "0.61.1")
     assert report.db_version == "schemaVersion=5 built=2023-05-17T01:32:43Z"
-    assert report.scanned_at.isoformat() == "2023-05-17T21:00:56.783213-04:00"
+    # the report's -04:00 offset is honoured: the same instant, normalised to UTC at parse
+    assert report.scanned_at.isoformat() == "2023-05-18T01:00:56.783213+00:00"
     (image,) = report.images
     manifest = "sha256:86abe662dfa3746038eea6b0db91092b0767d78b8b8938a343d614cd1579adc2"
     index = "sha256:3c9afb4f188827ea1062ec3b8acea32893236a0d7df31e0498df93486cff0978"
