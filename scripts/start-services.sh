@@ -35,12 +35,15 @@ fi
 state_dir=${IMAGETRAIL_SERVICES_DIR:-/var/lib/imagetrail-test}
 mkdir -p "$state_dir"
 
-# podman: vfs storage, which works inside this kind of sandbox (overlay needs a kernel mount). Only when the
-# machine has no storage configuration of its own; tests give podman their own storage and event log anyway.
-if [ ! -e /etc/containers/storage.conf ]; then
-  log "configuring podman for vfs storage"
+# podman and buildah: vfs storage, which works inside this kind of sandbox (overlay needs a kernel mount). Only
+# when the machine has no storage configuration of its own (or only the driver line an earlier version of this
+# script wrote: a storage.conf without runroot and graphroot makes buildah refuse to start); tests give podman
+# and buildah their own storage and event log anyway.
+if [ ! -e /etc/containers/storage.conf ] || [ "$(cat /etc/containers/storage.conf)" = $'[storage]\ndriver = "vfs"' ]; then
+  log "configuring podman and buildah for vfs storage"
   mkdir -p /etc/containers
-  printf '[storage]\ndriver = "vfs"\n' >/etc/containers/storage.conf
+  printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
+    >/etc/containers/storage.conf
 fi
 
 # Docker engine: vfs storage and no bridge, which work inside this kind of sandbox.
