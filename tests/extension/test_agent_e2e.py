@@ -242,6 +242,14 @@ def run_step(
     return result, time.monotonic() - started
 
 
+def stop_watcher(pid: int) -> None:
+    """The agent ends the job: the watcher the pre-job step left running goes too."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
 def warnings_in(output: str) -> List[str]:
     return [line for line in output.splitlines() if "##vso[task.logissue" in line]
 
@@ -652,6 +660,7 @@ def _job_that_pushes(extension: Path, tmp_path: Path, backend: Backend, registry
                      **extra: str) -> Tuple[subprocess.CompletedProcess, float, Dict[str, str]]:
     """Job ``index`` on one agent host (``tmp_path``): pre-job, one image pushed, post-job."""
     job_env = job_environment(tmp_path / f"job{index}", backend)
+    (tmp_path / "_tool").mkdir(exist_ok=True)
     job_env["AGENT_TOOLSDIRECTORY"] = str(tmp_path / "_tool")  # the host's, shared by its jobs
     # Jobs of other tests on this machine's engine must not show up as this host's neighbours.
     job_env["IMAGETRAIL_ENGINE_DIR"] = str(tmp_path / "engines")
@@ -706,7 +715,7 @@ def test_backend_outage_costs_seconds_and_the_report_waits_with_the_run(
     outage.reports.clear()
     outage.report_attempts = outage.health_checks = 0
     try:
-        settings = {"IMAGETRAIL_PROBE_SECONDS": "2"}
+        settings = {"IMAGETRAIL_PROBE_SECONDS": "1"}
         first, first_seconds, _ = _job_that_pushes(extension, tmp_path, outage, registry, 1, **settings)
         assert len(warnings_in(first.stdout)) == 1, first.stdout
         [warning] = warnings_in(first.stdout)
@@ -722,7 +731,7 @@ def test_backend_outage_costs_seconds_and_the_report_waits_with_the_run(
         assert outage.report_attempts == attempts  # the second job did not wait for the backend
         kept = [_attached(first)["reportId"], _attached(second)["reportId"]]
         assert len(set(kept)) == 2
-        # The backend comes back: after a probe interval, one job checks /healthz and delivers again.
+        # The backend comes back: after two probe intervals, one job checks /healthz and delivers again.
         outage.mode = "up"
         time.sleep(2.2)
         third, _, third_env = _job_that_pushes(extension, tmp_path, outage, registry, 3, **settings)

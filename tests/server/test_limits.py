@@ -134,3 +134,11 @@ def test_anonymous_huge_bodies_do_not_grow_server_memory(sqlite_url, declare):
     # Each body is 300 MB; the largest of these routes reads at most 4 MB of it.
     assert grown < 32 * MIB, f"server peak memory grew by {grown / MIB:.0f} MB"
     assert time.monotonic() - started < 60
+
+
+def test_a_nul_in_query_parameters_is_refused_before_any_query(client):
+    """Found by the fuzzer on PostgreSQL: GET /search?q=%00 reached the database as a DataError (500)."""
+    for path in ("/search?q=a%00b", "/v1/trail?reference=x%00", "/v1/query?cve=%00"):
+        answer = client.get(path)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "NUL" in answer.json()["detail"]

@@ -97,6 +97,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if b"%00" in scope.get("query_string", b""):
+            # PostgreSQL text cannot hold NUL: refused here once rather than as a driver error per query
+            await _refuse(send, "query parameters cannot contain NUL (%00) characters", status=422)
+            return
         limit, hint, route = self.limit_for(scope["method"], scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
@@ -134,9 +138,9 @@ def _content_length(scope: Scope) -> Optional[int]:
     return None
 
 
-async def _refuse(send: Send, detail: str) -> None:
+async def _refuse(send: Send, detail: str, status: int = 413) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})

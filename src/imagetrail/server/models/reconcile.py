@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from imagetrail.server.db import Base
+from imagetrail.server.db import Base, UTCDateTime
 
 
 class ReconcileLease(Base):
@@ -35,9 +35,9 @@ class ReconcileSource(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     system: Mapped[str] = mapped_column(String(32))  # azure-devops | github
     organization: Mapped[str] = mapped_column(String(255))  # lower-cased, as in organizations.name
-    last_run_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     # Start of the last complete run: the next run lists runs finished since then (minus a margin).
-    covered_from: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    covered_from: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     pending: Mapped[int] = mapped_column(Integer, default=0)  # kept reports found but not stored yet
     reconciled: Mapped[int] = mapped_column(Integer, default=0)  # kept reports stored by reconcile, in all
     last_error: Mapped[Optional[str]] = mapped_column(Text)
