@@ -117,10 +117,18 @@ def main() -> int:
         (context / "Dockerfile").write_text(f"FROM scratch\nLABEL bench={uuid.uuid4().hex}\n")
         run(["docker", "build", "-q", "-t", f"{image}:base", str(context)])
 
+        def bake(backend: str) -> None:
+            """The backend URL as ``package_tools build --backend-url`` bakes it into each task folder
+            (a job's environment cannot choose it); one build serves every backend of the run."""
+            settings = build.baked_settings(build.BuildOptions(backend_url=backend))
+            for phase in ("pre-job", "post-job"):
+                (work / "vsix" / TASKS[phase] / build.BAKED_SETTINGS).write_text(json.dumps(settings))
+
         def job(backend: str, tools: Path) -> float:
             """One agent job that pushes one image; returns its post-job step's seconds."""
+            bake(backend)
             base = work / "jobs" / uuid.uuid4().hex
-            env = {**job_env(base, backend), "AGENT_TOOLSDIRECTORY": str(tools)}
+            env = {**job_env(base), "AGENT_TOOLSDIRECTORY": str(tools)}
             run(pre_entry, env={**env, "INPUT_DEADLINESECONDS": "20"}, cwd=str(base))
             tag = f"{image}:{base.name[:12]}"
             run(["docker", "tag", f"{image}:base", tag])
