@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     filters = {
-        k: (v == "true" if k in ("exposed", "fix_available") else v) for k, v in filter_params(args).items()
+        k: (v == "true" if k in ("exposed", "fix_available", "running", "untraced_push") else v)
+        for k, v in filter_params(args).items()
     }
     body = {
         "filters": filters,

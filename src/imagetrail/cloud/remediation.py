@@ -132,8 +132,11 @@ def _description(image: _Image, findings: List[Finding], previous: Optional[Reme
     parts.append("</table>")
     if len(findings) > MAX_LISTED_CVES:
         parts.append(f"<p>... and {len(findings) - MAX_LISTED_CVES} more findings.</p>")
-    parts.append("<p>Running in:</p><ul>")
-    for row in image.rows:
+    running = [row for row in image.rows if row.running]
+    if not running:
+        parts.append("<p>No cluster ImageTrail knows runs this image yet: fix it before it is deployed.</p>")
+    parts.append("<p>Running in:</p><ul>" if running else "<ul>")
+    for row in running:
         exposure = "; ".join(e.reason for e in row.exposure) or "not exposed to the internet"
         parts.append(
             f"<li>{esc(row.cluster)} / {esc(row.namespace)} / {esc(row.workload_kind)} "
