@@ -146,6 +146,7 @@ class Vulnerabilities(BaseModel):
 
 
 class Trail(BaseModel):
+    system: str = "azure-devops"  # azure-devops | github: the CI system of the run (and its tracker)
     organization: str
     project: str
     pipeline: Optional[str] = None
@@ -163,6 +164,7 @@ class Trail(BaseModel):
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
     evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
+    pipeline_key: Optional[int] = Field(default=None, exclude=True)  # pipelines.id, for the server only
 
 
 class ExplorerRow(BaseModel):
@@ -646,6 +648,8 @@ def find_trails(
         Run.requester_evidence,
         Run.requester_id,
         Run.repository_id,
+        Organization.system,
+        Pipeline.id,
     ]
     by_digest: Dict[str, list] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
@@ -672,6 +676,8 @@ def find_trails(
         if best is not None:
             _, row, evidence = best
             trails[digest] = Trail(
+                system=row[26],
+                pipeline_key=row[27],
                 pushed_digest=row[0],
                 pushed_reference=row[1],
                 pushed_at=row[2],

@@ -123,6 +123,14 @@ class Settings:
     max_report_bytes: int = 1_048_576
     # Azure DevOps REST API base for links and remediation (tests point it at a local server).
     azure_devops_url: str = "https://dev.azure.com"
+    # GitHub Issues for remediation of images built by GitHub workflows (docs/cloud.md): the REST API
+    # the token is sent to, the web URL runs must report (github.com, or a GitHub Enterprise Server),
+    # and a token allowed issues: write on the repositories.
+    github_api_url: str = "https://api.github.com"
+    github_server_url: str = "https://github.com"
+    github_token: str = field(default="", repr=False)
+    # Owners: more service identities that are never owners (shell-style patterns, docs/cloud.md).
+    owner_service_identities: List[str] = field(default_factory=list)
     # Seconds a client should wait before retrying when the database is unavailable.
     retry_after_seconds: int = 5
     # Group commit: most reports one transaction takes, and how long the writer waits for more
@@ -184,6 +192,10 @@ class Settings:
             issuer_wait_ms=_int(env, "IMAGETRAIL_ISSUER_WAIT_MS", defaults.issuer_wait_ms, minimum=0),
             max_report_bytes=_int(env, "IMAGETRAIL_MAX_REPORT_BYTES", defaults.max_report_bytes),
             azure_devops_url=env.get("IMAGETRAIL_AZURE_DEVOPS_URL") or defaults.azure_devops_url,
+            github_api_url=env.get("IMAGETRAIL_GITHUB_API_URL") or defaults.github_api_url,
+            github_server_url=env.get("IMAGETRAIL_GITHUB_SERVER_URL") or defaults.github_server_url,
+            github_token=(env.get("IMAGETRAIL_GITHUB_TOKEN") or "").strip(),
+            owner_service_identities=_list(env.get("IMAGETRAIL_OWNER_SERVICE_IDENTITIES")),
             retry_after_seconds=_int(env, "IMAGETRAIL_RETRY_AFTER_SECONDS", defaults.retry_after_seconds),
             ingest_max_batch=_int(env, "IMAGETRAIL_INGEST_MAX_BATCH", defaults.ingest_max_batch),
             ingest_batch_wait_ms=_int(env, "IMAGETRAIL_INGEST_BATCH_WAIT_MS", defaults.ingest_batch_wait_ms,
