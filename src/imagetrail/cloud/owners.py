@@ -9,7 +9,6 @@ work while nobody is told.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
@@ -62,10 +61,8 @@ class OwnerPolicy:
         return cls(DEFAULT_SERVICE_IDENTITIES + extra)
 
     def is_service_identity(self, *values: Optional[str]) -> bool:
-        patterns = [re.compile(fnmatch.translate(p.lower())) for p in self.service_identities]
-        return any(
-            value and any(p.match(value.strip().lower()) for p in patterns) for value in values
-        )
+        patterns = [_wildcard(p) for p in self.service_identities]
+        return any(value and any(p.fullmatch(value.strip()) for p in patterns) for value in values)
 
     def keep(self, owners: Iterable[Owner]) -> List[Owner]:
         """``owners`` without service identities and repeats, in order."""
@@ -85,6 +82,11 @@ class OwnerPolicy:
         """The first owner of ``trail``'s list (the list the trail carries, else its requester)."""
         owners = self.keep(trail_owners(trail))
         return owners[0] if owners else None
+
+
+def _wildcard(pattern: str) -> "re.Pattern[str]":
+    """``*`` matches any text; everything else literally (``[bot]`` is not a character class)."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE)
 
 
 def trail_owners(trail: Trail) -> List[Owner]:

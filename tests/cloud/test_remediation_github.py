@@ -1,0 +1,158 @@
+"""Remediation in the right tracker: GitHub issues for GitHub-built images, Azure DevOps work items for
+Azure DevOps runs, never one system's image in the other's tracker.
+
+Both trackers are local stand-ins that check every request against the documented API
+(tests/support/github_api.py, tests/cloud/azure_devops_server.py); the app is the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from imagetrail import report as r
+from imagetrail.cloud import store
+from imagetrail.cloud.scans import parse_report
+from imagetrail.server.db import transaction
+from imagetrail.server.ingest import ingest_report
+from imagetrail.server.models.cloud import RemediationItem
+from tests.cloud import scenario
+from tests.cloud.azure_devops_server import AzureDevOpsServer
+from tests.cloud.support import digest, ingester, pipeline_report, push
+from tests.support.github_api import GitHubApi
+
+TOKEN = "ghp_test0123456789abcdef"
+PAT = "test-pat-0123456789"
+APP = digest(21)  # octo/shop's image, built by a GitHub workflow
+ADO = digest(22)  # contoso/shop's image, built by an Azure DevOps pipeline
+
+
+def github_report(owner: str, repository: str, run_id: str, pushes, actor: str = "octocat",
+                  server_url: str = "https://github.com", commit: str = "b" * 40) -> dict:
+    context = r.PipelineContext(
+        system=r.SYSTEM_GITHUB,
+        server_url=server_url,
+        organization=r.Named(id="9919", name=owner),
+        project=r.Named(id="4242", name=repository),
+        pipeline=r.Named(id=".github/workflows/build.yml", name="build"),
+        run=r.Run(id=run_id, number="17", attempt=1, url=f"{server_url}/{repository}/actions/runs/{run_id}"),
+        job=r.Job(id="build", name="build"),
+        repository=r.Repository(id="4242", name=repository, uri=f"{server_url}/{repository}", type="GitHub",
+                                branch="refs/heads/main", commit=commit),
+        requester=r.Person(id=None, name=actor, email=None),
+    )
+    return r.Report(context=context, pushes=list(pushes), generated_at="2024-05-01T10:00:00Z").to_dict()
+
+
+@pytest.fixture
+def github(api):
+    with GitHubApi(TOKEN) as server:
+        server.repo("octo/shop").collaborators.add("octocat")
+        api.app.state.settings = dataclasses.replace(
+            api.app.state.settings, github_api_url=server.url + "/", github_token=TOKEN
+        )
+        yield server
+
+
+@pytest.fixture
+def devops(monkeypatch):
+    with AzureDevOpsServer("octo", PAT) as server:
+        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", PAT)
+        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", server.url)
+        yield server
+
+
+def load(api, *reports):
+    sessions = api.app.state.sessions
+    for body in reports:
+        ingest_report(sessions, body, ingester())
+    for image in (APP, ADO):
+        with transaction(sessions) as session:
+            name = f"{image[-4:]}.json"
+            store.ingest_scan(session, parse_report(scenario.trivy_report(scenario.ALPINE, image), name), name)
+
+
+def remediate(api, **body):
+    response = api.client.post("/v1/remediations", json={"filters": {"running": False}, **body})
+    assert response.status_code == 200, response.text
+    return {o["digest"]: o for o in response.json()["outcomes"]}
+
+
+def test_a_github_built_image_gets_an_issue_in_its_repository_never_an_azure_devops_work_item(
+    api, github, devops
+):
+    # An Azure DevOps organisation with the GitHub owner's name exists and is trusted: it must get nothing.
+    load(api,
+         github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]),
+         pipeline_report("octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)],
+                         server_url=devops.url + "/"))
+    plan = remediate(api, dry_run=True)
+    app, ado = plan[APP], plan[ADO]
+    assert (app["status"], app["tracker"], app["project"]) == ("would-create", "github", "octo/shop")
+    assert app["target"] == "https://github.com/octo/shop/issues"
+    assert (app["assigned_to"], app["owner_source"]) == ("octocat", "requester")
+    assert app["labels"] == ["imagetrail", "critical"]
+    assert "<!-- imagetrail:remediation digest=" + APP in app["body"] and "CVE-2021-36159" in app["body"]
+    assert (ado["tracker"], ado["target"]) == ("azure-devops", f"{devops.url}/shop/_workitems")
+    assert github.requests == [] and devops.requests == []  # a dry run calls nothing
+
+    done = remediate(api)
+    assert done[APP]["status"] == "created" and done[APP]["work_item_url"] == "https://github.com/octo/shop/issues/1"
+    assert done[ADO]["status"] == "created"
+    (issue,) = github.created
+    assert issue["labels"] == ["imagetrail", "critical"] and issue["assignees"] == ["octocat"]
+    assert issue["title"].startswith("[ImageTrail] 1 critical+ vulnerabilities in octo/shop@sha256:")
+    assert [item["project"] for item in devops.created] == ["shop"]
+    assert "ghcr.io" not in str(devops.created)  # the GitHub image never reached Azure DevOps
+    assert github.errors == [] and devops.errors == []
+    with api.app.state.sessions() as session:
+        trackers = sorted((i.tracker, i.project) for i in session.query(RemediationItem))
+    assert trackers == [("azure-devops", "shop"), ("github", "octo/shop")]
+
+
+def test_an_issue_is_never_filed_twice_found_by_its_marker_when_the_record_is_gone(api, github):
+    load(api, github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]))
+    assert remediate(api)[APP]["status"] == "created"
+    again = remediate(api)[APP]
+    assert again["status"] == "exists" and again["work_item_id"] == 1
+    with api.app.state.sessions() as session, session.begin():
+        session.query(RemediationItem).delete()  # say, another ImageTrail instance filed it
+    found = remediate(api)[APP]
+    assert found["status"] == "exists" and "repository has an issue" in found["reason"]
+    assert len(github.created) == 1
+    assert any(req.startswith("GET /repos/octo/shop/issues?labels=imagetrail&state=all") for req in github.requests)
+    assert github.errors == []
+
+
+def test_the_token_goes_only_to_the_configured_api_for_runs_of_the_configured_server(api, github):
+    load(api,
+         github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)],
+                       server_url="https://github.evil.example"),
+         github_report("octo", "victim/repo", "9002", [push("ghcr.io/octo/other:1", ADO)]))
+    outcomes = remediate(api)
+    assert outcomes[APP]["status"] == "skipped"
+    assert outcomes[APP]["reason"].startswith("not remediable: GitHub server not trusted")
+    assert "github.evil.example" in outcomes[APP]["reason"]
+    # A run of owner octo naming another owner's repository is not filed there.
+    assert outcomes[ADO]["status"] == "skipped"
+    assert github.requests == []
+
+
+def test_bots_are_never_assigned_and_a_refusing_github_is_a_failed_outcome_without_the_token(api, github):
+    load(api, github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)],
+                            actor="github-actions[bot]"))
+    plan = remediate(api, dry_run=True)[APP]
+    assert plan["assigned_to"] is None and "No owner is known." in plan["body"]
+    github.fail_with = 403
+    failed = remediate(api)[APP]
+    assert failed["status"] == "failed" and "403" in failed["reason"] and TOKEN not in failed["reason"]
+    assert github.created == []
+
+
+def test_without_a_github_token_a_github_image_fails_with_what_to_set(api, github, devops):
+    api.app.state.settings = dataclasses.replace(api.app.state.settings, github_token="")
+    load(api, github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]))
+    outcome = remediate(api)[APP]
+    assert outcome["status"] == "failed" and "IMAGETRAIL_GITHUB_TOKEN" in outcome["reason"]
+    assert github.requests == [] and devops.requests == []
