@@ -156,3 +156,24 @@ def test_without_a_github_token_a_github_image_fails_with_what_to_set(api, githu
     outcome = remediate(api)[APP]
     assert outcome["status"] == "failed" and "IMAGETRAIL_GITHUB_TOKEN" in outcome["reason"]
     assert github.requests == [] and devops.requests == []
+
+
+def test_a_newer_push_of_the_same_pipeline_without_the_cve_suggests_closing_the_issue(api, github):
+    fixed, still = digest(23), digest(24)
+    load(api, github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]))
+    assert remediate(api)[APP]["status"] == "created"
+    suggestions = api.client.get("/v1/remediations/close-suggestions")
+    assert suggestions.status_code == 200 and suggestions.json() == []
+    # A newer push that still has the CVE suggests nothing; a later one scanned clean suggests closing.
+    sessions = api.app.state.sessions
+    for run_id, image, at, clean in (("9002", still, "2024-05-02T10:00:00Z", False),
+                                     ("9003", fixed, "2024-05-03T10:00:00Z", True)):
+        body = github_report("octo", "octo/shop", run_id, [push(f"ghcr.io/octo/shop:{run_id}", image, at)])
+        ingest_report(sessions, body, ingester())
+        data = scenario.trivy_report(scenario.ALPINE, image, drop_vulnerabilities=clean)
+        with transaction(sessions) as session:
+            store.ingest_scan(session, parse_report(data, f"{run_id}.json"), f"{run_id}.json")
+    (suggestion,) = api.client.get("/v1/remediations/close-suggestions").json()
+    assert (suggestion["tracker"], suggestion["project"], suggestion["item_id"]) == ("github", "octo/shop", 1)
+    assert (suggestion["digest"], suggestion["newer_digest"]) == (APP, fixed)
+    assert suggestion["cve_ids"] == ["CVE-2021-36159"] and "without CVE-2021-36159" in suggestion["reason"]

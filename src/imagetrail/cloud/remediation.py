@@ -179,7 +179,8 @@ def remediate(
         if existing is not None:
             outcomes.append(RemediationOutcome(
                 **base, status="exists", work_item_id=existing.work_item_id, work_item_url=existing.work_item_url,
-                reason=f"an item for this image and CVE set exists ({existing.tracker})",
+                reason=f"{'an issue' if existing.tracker == SYSTEM_GITHUB else 'a work item'} for this image "
+                       "and CVE set exists",
             ))
             continue
         if not isinstance(destination, Destination):

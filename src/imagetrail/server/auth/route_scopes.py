@@ -42,6 +42,7 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/coverage/untraced-pushes"): SCOPE_READ,
     # API: remediation
     ("POST", "/v1/remediations"): SCOPE_REMEDIATE,
+    ("GET", "/v1/remediations/close-suggestions"): SCOPE_REMEDIATE,
     # web
     ("GET", "/static/{name}"): PUBLIC,
     ("GET", "/login"): PUBLIC,

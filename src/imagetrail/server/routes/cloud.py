@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.cloud import explorer, pipeline_risk, remediation, store
+from imagetrail.cloud import explorer, pipeline_risk, remediation, remediation_close, store
 from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import is_digest
 from imagetrail.cloud.scans import ScanFormatError, parse_report
@@ -333,3 +333,15 @@ def post_remediations(
         )
     except remediation.RemediationConfigError as exc:
         raise HTTPException(503, str(exc)) from None
+
+
+@router.get(
+    "/v1/remediations/close-suggestions",
+    response_model=List[remediation_close.CloseSuggestion],
+    summary="Items a newer push of the same pipeline no longer needs (its newest scan has none of the CVEs)",
+)
+def get_close_suggestions(
+    request: Request, principal: Principal = Depends(authorized)
+) -> List[remediation_close.CloseSuggestion]:
+    with request.app.state.sessions() as session:
+        return remediation_close.close_suggestions(session, principal)
