@@ -177,3 +177,72 @@ def test_a_newer_push_of_the_same_pipeline_without_the_cve_suggests_closing_the_
     assert (suggestion["tracker"], suggestion["project"], suggestion["item_id"]) == ("github", "octo/shop", 1)
     assert (suggestion["digest"], suggestion["newer_digest"]) == (APP, fixed)
     assert suggestion["cve_ids"] == ["CVE-2021-36159"] and "without CVE-2021-36159" in suggestion["reason"]
+
+
+CODEOWNERS = b"""# platform owns everything unless a later rule says otherwise
+*                 @octo/platform
+/services/api/    @octo/api-team alice@octo.example
+"""
+
+
+def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(api, github):
+    repo = github.repo("octo/shop")
+    commit = "c" * 40
+    repo.files[(commit, ".github/CODEOWNERS")] = CODEOWNERS
+    repo.commits[commit] = {"name": "Bob Builder", "email": "bob@octo.example", "login": "bob"}
+    repo.collaborators.add("bob")
+    api.app.state.settings = dataclasses.replace(
+        api.app.state.settings,
+        owner_teams={"octo/octo/shop/build": ["shop"]},
+        team_contacts={"shop": ["shop-oncall@octo.example"]},
+    )
+    image = push("ghcr.io/octo/shop:1", APP)
+    image.labels = {"dev.imagetrail.dockerfile": "services/api/Dockerfile"}
+    load(api, github_report("octo", "octo/shop", "9001", [image], commit=commit))
+
+    # Before resolving: the requester alone.
+    (row,) = api.client.get("/v1/query", params={"running": "false"}).json()["rows"][:1]
+    assert [(o["source"], o["name"]) for o in row["trail"]["owners"]] == [("requester", "octocat")]
+
+    resolved = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}})
+    assert resolved.status_code == 200, resolved.text
+    (run,) = resolved.json()["runs"]
+    assert run["problems"] == []
+    got = [(o["source"], o["login"] or o["email"]) for o in run["owners"]]
+    assert got == [
+        ("codeowners", "@octo/api-team"),
+        ("codeowners", "alice@octo.example"),
+        ("commit-author", "bob"),
+        ("team-mapping", "shop-oncall@octo.example"),
+        ("requester", "octocat"),
+    ]
+    assert run["owners"][0]["detail"] == (
+        ".github/CODEOWNERS line 3: /services/api/ (matching services/api/Dockerfile)"
+    )
+    assert {o["evidence"] for o in run["owners"]} == {"claimed"}  # an API key only claims the commit
+    assert f"GET /repos/octo/shop/contents/.github%2FCODEOWNERS?ref={commit}" in github.requests or \
+        f"GET /repos/octo/shop/contents/.github/CODEOWNERS?ref={commit}" in github.requests
+    assert f"GET /repos/octo/shop/commits/{commit}" in github.requests and github.errors == []
+
+    # The explorer, its CSV and the issue show the owners and their sources.
+    (row,) = api.client.get("/v1/query", params={"running": "false"}).json()["rows"][:1]
+    assert [o["source"] for o in row["trail"]["owners"]][:3] == ["codeowners", "codeowners", "commit-author"]
+    plan = remediate(api, dry_run=True)[APP]
+    # @octo/api-team is a team (GitHub cannot assign it): the first user in the list is.
+    assert (plan["assigned_to"], plan["owner_source"]) == ("bob", "commit-author")
+    assert "Owners, in order: `@octo/api-team` (codeowners), `alice@octo.example` (codeowners), `Bob Builder` " \
+           "(commit-author)" in plan["body"]
+
+
+def test_service_identities_are_never_owners():
+    from imagetrail.cloud.explorer import OwnerEntry
+    from imagetrail.cloud.owners import OwnerPolicy
+
+    policy = OwnerPolicy(OwnerPolicy().service_identities + ("svc-*@contoso.example",))
+    names = ["Project Collection Build Service (contoso)", "shop Build Service (contoso)",
+             "Microsoft.VisualStudio.Services.TFS", "github-actions[bot]", "dependabot[bot]", "github-actions",
+             "svc-deploy@contoso.example"]
+    assert all(policy.is_service_identity(name) for name in names)
+    assert not any(policy.is_service_identity(name) for name in ("octocat", "bot", "Alice Build", "robot"))
+    kept = policy.keep([OwnerEntry(source="requester", name=n) for n in names + ["octocat", "OctoCat"]])
+    assert [o.name for o in kept] == ["octocat"]  # and no repeats

@@ -145,6 +145,21 @@ class Vulnerabilities(BaseModel):
     scanned_digest: Optional[str] = None  # differs from the row's digest when matched over an index
 
 
+class OwnerEntry(BaseModel):
+    """One owner of an image, in order, with where it came from (cloud/owners.py)."""
+
+    source: str  # codeowners | commit-author | team-mapping | requester
+    name: Optional[str] = None
+    email: Optional[str] = None
+    login: Optional[str] = None  # GitHub login or @org/team, when the source names one
+    detail: Optional[str] = None  # the CODEOWNERS rule, or the team
+    evidence: str = "claimed"  # verified | claimed | disputed (imagetrail.facts)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.login or self.email or "?"
+
+
 class Trail(BaseModel):
     system: str = "azure-devops"  # azure-devops | github: the CI system of the run (and its tracker)
     organization: str
@@ -164,7 +179,11 @@ class Trail(BaseModel):
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
     evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
+    # Ordered, each with its source; the requester alone until owners are resolved (imagetrail owners).
+    owners: List[OwnerEntry] = Field(default_factory=list)
     pipeline_key: Optional[int] = Field(default=None, exclude=True)  # pipelines.id, for the server only
+    run_key: Optional[int] = Field(default=None, exclude=True)  # runs.id
+    repository_name: Optional[str] = Field(default=None, exclude=True)
 
 
 class ExplorerRow(BaseModel):
@@ -650,6 +669,7 @@ def find_trails(
         Run.repository_id,
         Organization.system,
         Pipeline.id,
+        Run.id,
     ]
     by_digest: Dict[str, list] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
@@ -678,6 +698,8 @@ def find_trails(
             trails[digest] = Trail(
                 system=row[26],
                 pipeline_key=row[27],
+                run_key=row[28],
+                repository_name=row[13],
                 pushed_digest=row[0],
                 pushed_reference=row[1],
                 pushed_at=row[2],
@@ -696,7 +718,32 @@ def find_trails(
                 owner_email=row[16],
                 evidence=evidence,
             )
+    _attach_owners(session, trails.values())
     return trails
+
+
+def _attach_owners(session: Session, trails: Iterable[Trail]) -> None:
+    """Each trail's resolved owners, else its requester (never a service identity)."""
+    from imagetrail.cloud.owners import requester_owner
+    from imagetrail.server.models.owners import RunOwner
+
+    trails = list(trails)
+    keys = sorted({t.run_key for t in trails if t.run_key is not None})
+    stored: Dict[int, List[OwnerEntry]] = defaultdict(list)
+    for chunk in _chunks(keys, 500):
+        for owner in session.execute(
+            select(RunOwner).where(RunOwner.run_id.in_(chunk)).order_by(RunOwner.run_id, RunOwner.position)
+        ).scalars():
+            stored[owner.run_id].append(OwnerEntry(
+                source=owner.source, name=owner.name, email=owner.email, login=owner.login,
+                detail=owner.detail, evidence=owner.evidence,
+            ))
+    for trail in trails:
+        if trail.run_key in stored:
+            trail.owners = stored[trail.run_key]
+        else:
+            requester = requester_owner(trail)
+            trail.owners = [requester] if requester else []
 
 
 def _row_evidence(row: Sequence) -> Dict[str, str]:

@@ -79,15 +79,24 @@ class RemediationAnswer(BaseModel):
     outcomes: List[RemediationOutcome]
 
 
-def _assignee(trail: Trail, tracker: str, owners: OwnerPolicy) -> Tuple[Optional[str], Optional[Tuple[str, str]]]:
-    """(whom the tracker assigns, (owner, source) for the body): never a disputed requester or a bot."""
+def _assignee(
+    trail: Trail, tracker: str, owners: OwnerPolicy
+) -> Tuple[Optional[str], Optional[str], List[Tuple[str, str]]]:
+    """(whom the tracker assigns, that owner's source, every (owner, source) for the body).
+
+    The assignee is the first owner the tracker knows as a user: on GitHub a login (a team cannot be
+    assigned), on Azure DevOps an e-mail. Never a bot, and never anyone from a disputed fact.
+    """
+    listed = [o for o in owners.keep(trail.owners) if o.evidence != DISPUTED]
     if trail.evidence.get("requester") == DISPUTED:
-        return None, None
-    owner = owners.first(trail)
-    if owner is None:
-        return None, None
-    handle = owner.login if tracker == SYSTEM_GITHUB else owner.email
-    return handle, (owner.label, owner.source)
+        listed = [o for o in listed if o.source != "requester"]
+    everyone = [(o.label, o.source) for o in listed]
+    for owner in listed:
+        if tracker == SYSTEM_GITHUB and owner.login and "/" not in owner.login:
+            return owner.login.lstrip("@"), owner.source, everyone
+        if tracker != SYSTEM_GITHUB and owner.email:
+            return owner.email, owner.source, everyone
+    return None, None, everyone
 
 
 def _policy(settings: Settings) -> Policy:
@@ -153,13 +162,13 @@ def remediate(
             continue
         destination = route(trail, policy)
         tracker = destination.tracker if isinstance(destination, Destination) else trail.system
-        assignee, owner = _assignee(trail, tracker, owners)
+        assignee, assignee_source, owner = _assignee(trail, tracker, owners)
         base = dict(
             digest=digest,
             organization=trail.organization,
             project=trail.project,
             assigned_to=assignee,
-            owner_source=owner[1] if owner else None,
+            owner_source=assignee_source,
         )
         if trail.system in ("azure-devops", "github"):
             base["tracker"] = trail.system

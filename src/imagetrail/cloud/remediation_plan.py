@@ -26,6 +26,7 @@ from imagetrail.server.models.cloud import Finding, RemediationItem, Vulnerabili
 DEFAULT_MIN_SEVERITY = "high"
 MAX_ROWS = 5000
 MAX_LISTED_CVES = 50
+MAX_OWNERS = 5  # listed in an item's body
 PAGE = 500
 # What the evidence words mean, in one phrase for readers of an item.
 FACTS_HELP = "verified: bound to the CI job's own identity; claimed: reported without that binding; " \
@@ -106,7 +107,7 @@ def _unique(found: List[Finding]) -> List[Finding]:
 
 
 def html_description(
-    image: PlannedImage, found: List[Finding], previous: Optional[RemediationItem], owner: Optional[Tuple[str, str]]
+    image: PlannedImage, found: List[Finding], previous: Optional[RemediationItem], owners: List[Tuple[str, str]]
 ) -> str:
     """The Azure DevOps work item's ``System.Description``."""
     trail = image.trail
@@ -118,7 +119,8 @@ def html_description(
         f"commit <code>{esc(trail.commit or '?')}</code>. Pushed as <code>{esc(trail.pushed_reference)}"
         "</code>.</p>",
         f"<p>How ImageTrail knows this ({esc(FACTS_HELP)}): {esc(summary(trail.evidence))}.</p>",
-        f"<p>Owner: {esc(owner[0])} ({esc(owner[1])}).</p>" if owner else "<p>No owner is known.</p>",
+        "<p>Owners, in order: " + ", ".join(f"{esc(who)} ({esc(source)})" for who, source in owners[:MAX_OWNERS])
+        + ".</p>" if owners else "<p>No owner is known.</p>",
     ]
     if trail.evidence.get("requester") == DISPUTED:
         parts.append("<p>Reports of this run disagree on who requested it: the item is not assigned; "
@@ -162,7 +164,7 @@ def markdown_body(
     image: PlannedImage,
     found: List[Finding],
     previous: Optional[RemediationItem],
-    owner: Optional[Tuple[str, str]],
+    owners: List[Tuple[str, str]],
     item_marker: str,
 ) -> str:
     """The GitHub issue's body (GitHub Flavored Markdown); ``item_marker`` lets a later run find it."""
@@ -178,7 +180,8 @@ def markdown_body(
         "",
         f"How ImageTrail knows this ({FACTS_HELP}): {summary(trail.evidence)}.",
         "",
-        f"Owner: {_code(owner[0])} ({owner[1]})." if owner else "No owner is known.",
+        "Owners, in order: " + ", ".join(f"{_code(who)} ({source})" for who, source in owners[:MAX_OWNERS]) + "."
+        if owners else "No owner is known.",
         "",
         "| CVE | Severity | Package | Installed | Fixed in |",
         "|---|---|---|---|---|",

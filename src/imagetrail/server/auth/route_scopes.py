@@ -43,6 +43,8 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     # API: remediation
     ("POST", "/v1/remediations"): SCOPE_REMEDIATE,
     ("GET", "/v1/remediations/close-suggestions"): SCOPE_REMEDIATE,
+    # Reads repositories with the remediation credentials: the same scope as remediation.
+    ("POST", "/v1/owners/resolve"): SCOPE_REMEDIATE,
     # web
     ("GET", "/static/{name}"): PUBLIC,
     ("GET", "/login"): PUBLIC,

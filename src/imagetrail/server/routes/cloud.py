@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.cloud import explorer, pipeline_risk, remediation, remediation_close, store
+from imagetrail.cloud import explorer, owner_resolve, pipeline_risk, remediation, remediation_close, store
 from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import is_digest
 from imagetrail.cloud.scans import ScanFormatError, parse_report
@@ -345,3 +345,25 @@ def get_close_suggestions(
 ) -> List[remediation_close.CloseSuggestion]:
     with request.app.state.sessions() as session:
         return remediation_close.close_suggestions(session, principal)
+
+
+class OwnersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    max_runs: int = Field(default=100, ge=1, le=1000)
+
+
+@router.post(
+    "/v1/owners/resolve",
+    response_model=owner_resolve.ResolveAnswer,
+    summary="Resolve and store the owners (CODEOWNERS, commit author, team, requester) of the query's images",
+)
+def post_owners_resolve(
+    body: OwnersRequest, request: Request, principal: Principal = Depends(authorized)
+) -> owner_resolve.ResolveAnswer:
+    try:
+        return owner_resolve.resolve(
+            request.app.state.sessions, request.app.state.settings, principal, body.filters, body.max_runs
+        )
+    except remediation.RemediationConfigError as exc:
+        raise HTTPException(503, str(exc)) from None
