@@ -2,7 +2,10 @@
 
 It answers what the package asks for, in order: ``OPTIONS {org}/_apis`` (resource locations),
 ``GET {org}/_apis/ResourceAreas`` (where each service lives) and ``POST {org}/{project}/_apis/wit/
-workitems/${type}`` ("Work Items - Create", REST API 7.1), and CHECKS each request against the
+workitems/${type}`` ("Work Items - Create", REST API 7.1); for owners, Git "Items - Get" ``GET {org}/
+{project}/_apis/git/repositories/{repo}/items?path=&versionDescriptor.version=&versionDescriptor.
+versionType=commit&includeContent=true`` and Git "Commits - Get" ``GET {org}/{project}/_apis/git/
+repositories/{repo}/commits/{commitId}`` (from ``files`` and ``commits``); and CHECKS each request against the
 documented API: Basic auth with the PAT, ``Content-Type: application/json-patch+json``, an
 ``api-version``, and a JSON Patch array of add operations. A request that breaks the contract is
 recorded in ``errors`` and answered with 400.
@@ -30,6 +33,8 @@ class AzureDevOpsServer:
         self.created: List[dict] = []
         self.errors: List[str] = []
         self.requests: List[str] = []
+        self.files: dict = {}  # (project, repository, commit, path) -> text
+        self.commits: dict = {}  # (project, repository, commit) -> {"name", "email"}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{organization}"
 
@@ -101,7 +106,14 @@ class AzureDevOpsServer:
                 server.requests.append(f"GET {self.path}")
                 if not self._authorized():
                     return
-                if urlsplit(self.path).path.lower() != f"/{server.organization}/_apis/resourceareas":
+                parts = urlsplit(self.path)
+                git = re.fullmatch(
+                    rf"/{server.organization}/([^/]+)/_apis/git/repositories/([^/]+)/(items|commits/([0-9a-f]{{40}}))",
+                    unquote(parts.path),
+                )
+                if git:
+                    return self._git(git, parse_qs(parts.query))
+                if parts.path.lower() != f"/{server.organization}/_apis/resourceareas":
                     return self._fail(f"GET {self.path}: unexpected path")
                 self._send(
                     200,
@@ -110,6 +122,26 @@ class AzureDevOpsServer:
                         "value": [{"id": WIT_AREA_ID, "name": "wit", "locationUrl": server.url + "/"}],
                     },
                 )
+
+            def _git(self, match, query):
+                project, repository, kind, commit = match.groups()
+                if query.get("api-version", [""])[0] != "7.1":
+                    return self._fail(f"GET {self.path}: api-version must be 7.1")
+                if kind == "items":
+                    expected = {"path", "versionDescriptor.version", "versionDescriptor.versionType", "includeContent",
+                                "api-version"}
+                    if set(query) != expected or query["versionDescriptor.versionType"] != ["commit"] \
+                            or query["includeContent"] != ["true"] or not query["path"][0].startswith("/"):
+                        return self._fail(f"GET {self.path}: not an Items - Get of a file at a commit")
+                    key = (project, repository, query["versionDescriptor.version"][0], query["path"][0][1:])
+                    if key not in server.files:
+                        return self._send(404, {"message": f"TF401174: The item '{query['path'][0]}' could not be found"})
+                    return self._send(200, {"objectId": "0" * 40, "path": query["path"][0], "content": server.files[key]})
+                author = server.commits.get((project, repository, commit))
+                if author is None:
+                    return self._send(404, {"message": f"TF401175: The commit {commit} could not be found"})
+                return self._send(200, {"commitId": commit, "author": {**author, "date": "2024-05-01T09:00:00Z"},
+                                        "committer": {**author, "date": "2024-05-01T09:00:00Z"}, "comment": "a change"})
 
             def do_POST(self):
                 server.requests.append(f"POST {self.path}")

@@ -224,9 +224,18 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
         f"GET /repos/octo/shop/contents/.github/CODEOWNERS?ref={commit}" in github.requests
     assert f"GET /repos/octo/shop/commits/{commit}" in github.requests and github.errors == []
 
-    # The explorer, its CSV and the issue show the owners and their sources.
+    # The trail, the explorer, its CSV and the issue show the owners and their sources.
     (row,) = api.client.get("/v1/query", params={"running": "false"}).json()["rows"][:1]
     assert [o["source"] for o in row["trail"]["owners"]][:3] == ["codeowners", "codeowners", "commit-author"]
+    (trail_push,) = api.client.get(f"/v1/images/{APP}/trail").json()["pushes"]
+    assert [o["source"] for o in trail_push["owners"]] == [o["source"] for o in run["owners"]]
+    from imagetrail.web.session import WebSession, web_reader
+
+    api.app.dependency_overrides[web_reader] = lambda: WebSession(api.principal, "csrf", via_cookie=False)
+    header, line = api.client.get("/explorer.csv", params={"running": "false"}).text.splitlines()[:2]
+    assert header.endswith(",running,owner_source,owners") and ",codeowners,'@octo/api-team (codeowners);" in line  # '@: guarded
+    page = api.client.get("/explorer", params={"running": "false"}).text
+    assert 'class="hint owner-source"' in page and "codeowners +4" in page
     plan = remediate(api, dry_run=True)[APP]
     # @octo/api-team is a team (GitHub cannot assign it): the first user in the list is.
     assert (plan["assigned_to"], plan["owner_source"]) == ("bob", "commit-author")
@@ -246,3 +255,23 @@ def test_service_identities_are_never_owners():
     assert not any(policy.is_service_identity(name) for name in ("octocat", "bot", "Alice Build", "robot"))
     kept = policy.keep([OwnerEntry(source="requester", name=n) for n in names + ["octocat", "OctoCat"]])
     assert [o.name for o in kept] == ["octocat"]  # and no repeats
+
+
+def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by_e_mail(api, devops):
+    commit = "d" * 40
+    devops.files[("shop", "shop-repo", commit, ".azuredevops/CODEOWNERS")] = (
+        "* platform@octo.example\n/src/ carol@octo.example\n"
+    )
+    devops.commits[("shop", "shop-repo", commit)] = {"name": "Project Collection Build Service (octo)",
+                                                     "email": "build@octo.example"}
+    load(api, pipeline_report("octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)],
+                              server_url=devops.url + "/", commit=commit, requester_email="dave@octo.example"))
+    (run,) = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}}).json()["runs"]
+    # The commit's author is a build service: never an owner.
+    assert [(o["source"], o["email"]) for o in run["owners"]] == [
+        ("codeowners", "platform@octo.example"), ("requester", "dave@octo.example")
+    ]
+    assert devops.errors == []
+    assert any("/_apis/git/repositories/shop-repo/items?path=%2F.azuredevops%2FCODEOWNERS" in r for r in devops.requests)
+    plan = remediate(api, dry_run=True)[ADO]
+    assert (plan["assigned_to"], plan["owner_source"]) == ("platform@octo.example", "codeowners")

@@ -133,6 +133,9 @@ def _flat(row: Dict[str, Any]) -> Dict[str, Any]:
         "owner": trail.get("owner_name", ""),
         "owner_email": trail.get("owner_email", ""),
         "evidence": summary(trail.get("evidence") or {}),
+        "owners": "; ".join(
+            f"{o.get('name') or o.get('login') or o.get('email')} ({o['source']})" for o in trail.get("owners") or []
+        ),
     }
 
 

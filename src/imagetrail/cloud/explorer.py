@@ -724,20 +724,10 @@ def find_trails(
 
 def _attach_owners(session: Session, trails: Iterable[Trail]) -> None:
     """Each trail's resolved owners, else its requester (never a service identity)."""
-    from imagetrail.cloud.owners import requester_owner
-    from imagetrail.server.models.owners import RunOwner
+    from imagetrail.cloud.owners import requester_owner, stored_owners
 
     trails = list(trails)
-    keys = sorted({t.run_key for t in trails if t.run_key is not None})
-    stored: Dict[int, List[OwnerEntry]] = defaultdict(list)
-    for chunk in _chunks(keys, 500):
-        for owner in session.execute(
-            select(RunOwner).where(RunOwner.run_id.in_(chunk)).order_by(RunOwner.run_id, RunOwner.position)
-        ).scalars():
-            stored[owner.run_id].append(OwnerEntry(
-                source=owner.source, name=owner.name, email=owner.email, login=owner.login,
-                detail=owner.detail, evidence=owner.evidence,
-            ))
+    stored = stored_owners(session, [t.run_key for t in trails if t.run_key is not None])
     for trail in trails:
         if trail.run_key in stored:
             trail.owners = stored[trail.run_key]

@@ -171,6 +171,26 @@ def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> Non
                                  evidence=owner.evidence, resolved_at=now))
 
 
+def stored_owners(session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry]]:
+    """The resolved owners of these runs (runs.id), in order; runs never resolved are absent."""
+    from sqlalchemy import select
+
+    from imagetrail.server.models.owners import RunOwner
+
+    keys = sorted(set(run_keys))
+    found: Dict[int, List[OwnerEntry]] = {}
+    for start in range(0, len(keys), 500):
+        for owner in session.execute(
+            select(RunOwner).where(RunOwner.run_id.in_(keys[start:start + 500]))
+            .order_by(RunOwner.run_id, RunOwner.position)
+        ).scalars():
+            found.setdefault(owner.run_id, []).append(OwnerEntry(
+                source=owner.source, name=owner.name, email=owner.email, login=owner.login,
+                detail=owner.detail, evidence=owner.evidence,
+            ))
+    return found
+
+
 def dockerfile_path(labels: Dict[str, str]) -> str:
     return (labels or {}).get(DOCKERFILE_LABEL) or DEFAULT_DOCKERFILE
 

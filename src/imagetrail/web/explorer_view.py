@@ -253,6 +253,8 @@ CSV_HEADER = [
     "owner_email",
     "evidence",
     "running",
+    "owner_source",
+    "owners",
 ]
 
 
@@ -294,6 +296,8 @@ def csv_row(row: ExplorerRow) -> List[str]:
         t.owner_email if t else "",
         summary(t.evidence) if t else "",
         "yes" if row.running else "no",
+        t.owners[0].source if t and t.owners else "",
+        "; ".join(f"{o.label} ({o.source})" for o in t.owners) if t else "",
     ]
     return [csv_cell(value) for value in values]
 
