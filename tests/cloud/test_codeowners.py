@@ -39,11 +39,15 @@ def test_opentelemetry_collector_directories_and_the_default():
     approvers = "@open-telemetry/collector-approvers"
     assert owners("opentelemetry-collector_CODEOWNERS", "cmd/otelcorecol/Dockerfile") == [approvers]
     assert owners("opentelemetry-collector_CODEOWNERS", "pdata/pprofile/Dockerfile") == [
-        approvers, "@mx-psi", "@dmathieu"
+        approvers,
+        "@mx-psi",
+        "@dmathieu",
     ]
     # "pdata/" is a directory rule; "pdata/pprofile" (later, without a slash) names a file or directory.
     assert owners("opentelemetry-collector_CODEOWNERS", "pdata/internal/Dockerfile") == [
-        approvers, "@BogdanDrutu", "@dmitryax"
+        approvers,
+        "@BogdanDrutu",
+        "@dmitryax",
     ]
 
 

@@ -24,8 +24,11 @@ def test_0009_matches_the_models_and_downgrades(database_url):
         with engine.connect() as conn:
             assert NEW_COLUMNS <= _columns(conn)
             assert "run_owners" in sa.inspect(conn).get_table_names()
-            diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
-                    if "remediation_items" in repr(d) or "run_owners" in repr(d)]
+            diff = [
+                d
+                for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+                if "remediation_items" in repr(d) or "run_owners" in repr(d)
+            ]
         assert diff == []
         with engine.begin() as conn:
             config = alembic_config(database_url)

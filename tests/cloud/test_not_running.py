@@ -6,6 +6,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -41,8 +42,10 @@ def estate(sessions):
         ],
     )
     ingest_report(sessions, body, ingester())
-    for name, data in ((GRYPE, (FIXTURES / GRYPE).read_bytes()),
-                       ("old.json", scenario.trivy_report(scenario.ALPINE, OLD, "2024-04-02T00:00:00Z"))):
+    for name, data in (
+        (GRYPE, (FIXTURES / GRYPE).read_bytes()),
+        ("old.json", scenario.trivy_report(scenario.ALPINE, OLD, "2024-04-02T00:00:00Z")),
+    ):
         with transaction(sessions) as session:
             store.ingest_scan(session, parse_report(data, name), name)
     return sessions
@@ -61,7 +64,9 @@ def test_not_running_images_are_rows_with_their_scan_and_trail(estate):
     ruby = by_digest[RUBY]
     assert (ruby.running, ruby.cluster, ruby.exposed) == (False, None, False)
     assert (ruby.registry, ruby.repository, ruby.image) == (
-        scenario.REGISTRY, "shop/ruby", f"{scenario.REGISTRY}/shop/ruby:3"
+        scenario.REGISTRY,
+        "shop/ruby",
+        f"{scenario.REGISTRY}/shop/ruby:3",
     )
     assert ruby.vulnerabilities.counts.high == 3 and ruby.vulnerabilities.scanner == "grype"
     assert (ruby.trail.run_id, ruby.trail.pipeline_id) == ("103", "7")
@@ -156,7 +161,9 @@ def test_api_and_web_offer_the_running_filter_and_the_pipelines_query(api):
     page = api.client.get("/explorer", params={"running": "false"})
     assert page.status_code == 200 and "not running" in page.text and "shop/ruby:4" in page.text
     csv_text = api.client.get("/explorer.csv", params={"running": "false"}).text
-    assert csv_text.splitlines()[0].endswith(",running") and csv_text.splitlines()[1].endswith(",no")
+    header, line = (next(csv.reader([text])) for text in csv_text.splitlines()[:2])
+    assert line[header.index("running")] == "no"
+    assert (line[header.index("owner_source")], line[header.index("owners")]) == ("requester", "Dev Eloper (requester)")
     pipelines = api.client.get("/explorer/pipelines", params={"days": "2"})
     assert pipelines.status_code == 200 and "shop-ci" in pipelines.text and "H 3" in pipelines.text
     assert "pipeline=7" in pipelines.text  # the link to the explorer names the pipeline
@@ -181,16 +188,20 @@ def test_cli_running_filter_and_pipelines_against_the_real_server(database_url):
     env = {**os.environ, "IMAGETRAIL_DATABASE_URL": database_url, "PYTHONPATH": path}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "imagetrail", *args], env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "imagetrail", *args], env=env, capture_output=True, text=True, timeout=120
+        )
 
     with running_server(database_url, env=env) as url:
         created = cli("keys", "create", "--org", "*", "--scope", "admin")
         assert created.returncode == 0, created.stderr
         env.update(IMAGETRAIL_URL=url, IMAGETRAIL_API_KEY=created.stdout.strip())
         headers = {"Authorization": f"Bearer {env['IMAGETRAIL_API_KEY']}"}
-        _recent_push_estate(lambda path, content=None, **kw: requests.post(
-            url + path, data=content, headers=headers, timeout=30, **kw))
+        _recent_push_estate(
+            lambda path, content=None, **kw: requests.post(
+                url + path, data=content, headers=headers, timeout=30, **kw
+            )
+        )
         rows = json.loads(cli("query", "--not-running", "--json").stdout)["rows"]
         assert [(r["running"], r["digest"]) for r in rows] == [(False, RUBY)]
         assert json.loads(cli("query", "--running", "--json").stdout)["total"] == 0

@@ -28,8 +28,15 @@ APP = digest(21)  # octo/shop's image, built by a GitHub workflow
 ADO = digest(22)  # contoso/shop's image, built by an Azure DevOps pipeline
 
 
-def github_report(owner: str, repository: str, run_id: str, pushes, actor: str = "octocat",
-                  server_url: str = "https://github.com", commit: str = "b" * 40) -> dict:
+def github_report(
+    owner: str,
+    repository: str,
+    run_id: str,
+    pushes,
+    actor: str = "octocat",
+    server_url: str = "https://github.com",
+    commit: str = "b" * 40,
+) -> dict:
     context = r.PipelineContext(
         system=r.SYSTEM_GITHUB,
         server_url=server_url,
@@ -38,8 +45,14 @@ def github_report(owner: str, repository: str, run_id: str, pushes, actor: str =
         pipeline=r.Named(id=".github/workflows/build.yml", name="build"),
         run=r.Run(id=run_id, number="17", attempt=1, url=f"{server_url}/{repository}/actions/runs/{run_id}"),
         job=r.Job(id="build", name="build"),
-        repository=r.Repository(id="4242", name=repository, uri=f"{server_url}/{repository}", type="GitHub",
-                                branch="refs/heads/main", commit=commit),
+        repository=r.Repository(
+            id="4242",
+            name=repository,
+            uri=f"{server_url}/{repository}",
+            type="GitHub",
+            branch="refs/heads/main",
+            commit=commit,
+        ),
         requester=r.Person(id=None, name=actor, email=None),
     )
     return r.Report(context=context, pushes=list(pushes), generated_at="2024-05-01T10:00:00Z").to_dict()
@@ -70,7 +83,9 @@ def load(api, *reports):
     for image in (APP, ADO):
         with transaction(sessions) as session:
             name = f"{image[-4:]}.json"
-            store.ingest_scan(session, parse_report(scenario.trivy_report(scenario.ALPINE, image), name), name)
+            store.ingest_scan(
+                session, parse_report(scenario.trivy_report(scenario.ALPINE, image), name), name
+            )
 
 
 def remediate(api, **body):
@@ -83,10 +98,13 @@ def test_a_github_built_image_gets_an_issue_in_its_repository_never_an_azure_dev
     api, github, devops
 ):
     # An Azure DevOps organisation with the GitHub owner's name exists and is trusted: it must get nothing.
-    load(api,
-         github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]),
-         pipeline_report("octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)],
-                         server_url=devops.url + "/"))
+    load(
+        api,
+        github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]),
+        pipeline_report(
+            "octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)], server_url=devops.url + "/"
+        ),
+    )
     plan = remediate(api, dry_run=True)
     app, ado = plan[APP], plan[ADO]
     assert (app["status"], app["tracker"], app["project"]) == ("would-create", "github", "octo/shop")
@@ -98,7 +116,10 @@ def test_a_github_built_image_gets_an_issue_in_its_repository_never_an_azure_dev
     assert github.requests == [] and devops.requests == []  # a dry run calls nothing
 
     done = remediate(api)
-    assert done[APP]["status"] == "created" and done[APP]["work_item_url"] == "https://github.com/octo/shop/issues/1"
+    assert (
+        done[APP]["status"] == "created"
+        and done[APP]["work_item_url"] == "https://github.com/octo/shop/issues/1"
+    )
     assert done[ADO]["status"] == "created"
     (issue,) = github.created
     assert issue["labels"] == ["imagetrail", "critical"] and issue["assignees"] == ["octocat"]
@@ -121,15 +142,24 @@ def test_an_issue_is_never_filed_twice_found_by_its_marker_when_the_record_is_go
     found = remediate(api)[APP]
     assert found["status"] == "exists" and "repository has an issue" in found["reason"]
     assert len(github.created) == 1
-    assert any(req.startswith("GET /repos/octo/shop/issues?labels=imagetrail&state=all") for req in github.requests)
+    assert any(
+        req.startswith("GET /repos/octo/shop/issues?labels=imagetrail&state=all") for req in github.requests
+    )
     assert github.errors == []
 
 
 def test_the_token_goes_only_to_the_configured_api_for_runs_of_the_configured_server(api, github):
-    load(api,
-         github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)],
-                       server_url="https://github.evil.example"),
-         github_report("octo", "victim/repo", "9002", [push("ghcr.io/octo/other:1", ADO)]))
+    load(
+        api,
+        github_report(
+            "octo",
+            "octo/shop",
+            "9001",
+            [push("ghcr.io/octo/shop:1", APP)],
+            server_url="https://github.evil.example",
+        ),
+        github_report("octo", "victim/repo", "9002", [push("ghcr.io/octo/other:1", ADO)]),
+    )
     outcomes = remediate(api)
     assert outcomes[APP]["status"] == "skipped"
     assert outcomes[APP]["reason"].startswith("not remediable: GitHub server not trusted")
@@ -140,8 +170,12 @@ def test_the_token_goes_only_to_the_configured_api_for_runs_of_the_configured_se
 
 
 def test_bots_are_never_assigned_and_a_refusing_github_is_a_failed_outcome_without_the_token(api, github):
-    load(api, github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)],
-                            actor="github-actions[bot]"))
+    load(
+        api,
+        github_report(
+            "octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)], actor="github-actions[bot]"
+        ),
+    )
     plan = remediate(api, dry_run=True)[APP]
     assert plan["assigned_to"] is None and "No owner is known." in plan["body"]
     github.fail_with = 403
@@ -166,8 +200,10 @@ def test_a_newer_push_of_the_same_pipeline_without_the_cve_suggests_closing_the_
     assert suggestions.status_code == 200 and suggestions.json() == []
     # A newer push that still has the CVE suggests nothing; a later one scanned clean suggests closing.
     sessions = api.app.state.sessions
-    for run_id, image, at, clean in (("9002", still, "2024-05-02T10:00:00Z", False),
-                                     ("9003", fixed, "2024-05-03T10:00:00Z", True)):
+    for run_id, image, at, clean in (
+        ("9002", still, "2024-05-02T10:00:00Z", False),
+        ("9003", fixed, "2024-05-03T10:00:00Z", True),
+    ):
         body = github_report("octo", "octo/shop", run_id, [push(f"ghcr.io/octo/shop:{run_id}", image, at)])
         ingest_report(sessions, body, ingester())
         data = scenario.trivy_report(scenario.ALPINE, image, drop_vulnerabilities=clean)
@@ -220,8 +256,10 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
         ".github/CODEOWNERS line 3: /services/api/ (matching services/api/Dockerfile)"
     )
     assert {o["evidence"] for o in run["owners"]} == {"claimed"}  # an API key only claims the commit
-    assert f"GET /repos/octo/shop/contents/.github%2FCODEOWNERS?ref={commit}" in github.requests or \
-        f"GET /repos/octo/shop/contents/.github/CODEOWNERS?ref={commit}" in github.requests
+    assert (
+        f"GET /repos/octo/shop/contents/.github%2FCODEOWNERS?ref={commit}" in github.requests
+        or f"GET /repos/octo/shop/contents/.github/CODEOWNERS?ref={commit}" in github.requests
+    )
     assert f"GET /repos/octo/shop/commits/{commit}" in github.requests and github.errors == []
 
     # The trail, the explorer, its CSV and the issue show the owners and their sources.
@@ -233,14 +271,19 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
 
     api.app.dependency_overrides[web_reader] = lambda: WebSession(api.principal, "csrf", via_cookie=False)
     header, line = api.client.get("/explorer.csv", params={"running": "false"}).text.splitlines()[:2]
-    assert header.endswith(",running,owner_source,owners") and ",codeowners,'@octo/api-team (codeowners);" in line  # '@: guarded
+    assert (
+        header.endswith(",running,owner_source,owners")
+        and ",codeowners,'@octo/api-team (codeowners);" in line
+    )  # '@: guarded
     page = api.client.get("/explorer", params={"running": "false"}).text
     assert 'class="hint owner-source"' in page and "codeowners +4" in page
     plan = remediate(api, dry_run=True)[APP]
     # @octo/api-team is a team (GitHub cannot assign it): the first user in the list is.
     assert (plan["assigned_to"], plan["owner_source"]) == ("bob", "commit-author")
-    assert "Owners, in order: `@octo/api-team` (codeowners), `alice@octo.example` (codeowners), `Bob Builder` " \
-           "(commit-author)" in plan["body"]
+    assert (
+        "Owners, in order: `@octo/api-team` (codeowners), `alice@octo.example` (codeowners), `Bob Builder` "
+        "(commit-author)" in plan["body"]
+    )
 
 
 def test_service_identities_are_never_owners():
@@ -248,9 +291,15 @@ def test_service_identities_are_never_owners():
     from imagetrail.cloud.owners import OwnerPolicy
 
     policy = OwnerPolicy(OwnerPolicy().service_identities + ("svc-*@contoso.example",))
-    names = ["Project Collection Build Service (contoso)", "shop Build Service (contoso)",
-             "Microsoft.VisualStudio.Services.TFS", "github-actions[bot]", "dependabot[bot]", "github-actions",
-             "svc-deploy@contoso.example"]
+    names = [
+        "Project Collection Build Service (contoso)",
+        "shop Build Service (contoso)",
+        "Microsoft.VisualStudio.Services.TFS",
+        "github-actions[bot]",
+        "dependabot[bot]",
+        "github-actions",
+        "svc-deploy@contoso.example",
+    ]
     assert all(policy.is_service_identity(name) for name in names)
     assert not any(policy.is_service_identity(name) for name in ("octocat", "bot", "Alice Build", "robot"))
     kept = policy.keep([OwnerEntry(source="requester", name=n) for n in names + ["octocat", "OctoCat"]])
@@ -262,16 +311,32 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
     devops.files[("shop", "shop-repo", commit, ".azuredevops/CODEOWNERS")] = (
         "* platform@octo.example\n/src/ carol@octo.example\n"
     )
-    devops.commits[("shop", "shop-repo", commit)] = {"name": "Project Collection Build Service (octo)",
-                                                     "email": "build@octo.example"}
-    load(api, pipeline_report("octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)],
-                              server_url=devops.url + "/", commit=commit, requester_email="dave@octo.example"))
+    devops.commits[("shop", "shop-repo", commit)] = {
+        "name": "Project Collection Build Service (octo)",
+        "email": "build@octo.example",
+    }
+    load(
+        api,
+        pipeline_report(
+            "octo",
+            "shop",
+            "55",
+            [push("registry.example.com/octo/shop:1", ADO)],
+            server_url=devops.url + "/",
+            commit=commit,
+            requester_email="dave@octo.example",
+        ),
+    )
     (run,) = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}}).json()["runs"]
     # The commit's author is a build service: never an owner.
     assert [(o["source"], o["email"]) for o in run["owners"]] == [
-        ("codeowners", "platform@octo.example"), ("requester", "dave@octo.example")
+        ("codeowners", "platform@octo.example"),
+        ("requester", "dave@octo.example"),
     ]
     assert devops.errors == []
-    assert any("/_apis/git/repositories/shop-repo/items?path=%2F.azuredevops%2FCODEOWNERS" in r for r in devops.requests)
+    assert any(
+        "/_apis/git/repositories/shop-repo/items?path=%2F.azuredevops%2FCODEOWNERS" in r
+        for r in devops.requests
+    )
     plan = remediate(api, dry_run=True)[ADO]
     assert (plan["assigned_to"], plan["owner_source"]) == ("platform@octo.example", "codeowners")

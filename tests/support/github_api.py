@@ -33,8 +33,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 API_VERSION = "2022-11-28"
 ISSUE_FIELDS = {"title", "body", "assignee", "milestone", "labels", "assignees", "type"}
-LIST_PARAMETERS = {"milestone", "state", "assignee", "type", "creator", "mentioned", "labels", "sort",
-                   "direction", "since", "per_page", "page"}
+LIST_PARAMETERS = {
+    "milestone",
+    "state",
+    "assignee",
+    "type",
+    "creator",
+    "mentioned",
+    "labels",
+    "sort",
+    "direction",
+    "since",
+    "per_page",
+    "page",
+}
 
 
 @dataclass
@@ -162,10 +174,12 @@ class GitHubApi:
                     return self._fail("GET issues: per_page must be 1..100 and page at least 1", 422)
                 wanted = {label for label in query.get("labels", [""])[0].split(",") if label}
                 issues = [
-                    i for i in repo.issues
-                    if wanted <= set(i.get("labels", [])) and (state == "all" or i.get("state", "open") == state)
+                    i
+                    for i in repo.issues
+                    if wanted <= set(i.get("labels", []))
+                    and (state == "all" or i.get("state", "open") == state)
                 ]
-                chosen = issues[(page - 1) * per_page: page * per_page]
+                chosen = issues[(page - 1) * per_page : page * per_page]
                 self._send(200, [api._issue_json(full_name, i) for i in chosen])
 
             def _search(self, query):
@@ -196,31 +210,48 @@ class GitHubApi:
                 data = repo.files.get((ref, path))
                 if data is None:
                     return self._send(404, {"message": "Not Found"})
-                self._send(200, {
-                    "type": "file",
-                    "encoding": "base64",
-                    "size": len(data),
-                    "name": path.rsplit("/", 1)[-1],
-                    "path": path,
-                    "sha": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
-                    "content": base64.encodebytes(data).decode(),
-                })
+                self._send(
+                    200,
+                    {
+                        "type": "file",
+                        "encoding": "base64",
+                        "size": len(data),
+                        "name": path.rsplit("/", 1)[-1],
+                        "path": path,
+                        "sha": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+                        "content": base64.encodebytes(data).decode(),
+                    },
+                )
 
             def _commit(self, repo, ref):
                 commit = repo.commits.get(ref)
                 if commit is None:
                     return self._send(422, {"message": f"No commit found for SHA: {ref}"})
-                author = {"login": commit["login"], "type": commit.get("type", "User")} if commit.get("login") else None
-                self._send(200, {
-                    "sha": ref,
-                    "commit": {
-                        "author": {"name": commit["name"], "email": commit["email"], "date": "2024-05-01T09:00:00Z"},
-                        "committer": {"name": "GitHub", "email": "noreply@github.com",
-                                      "date": "2024-05-01T09:00:00Z"},
-                        "message": "a change",
+                author = (
+                    {"login": commit["login"], "type": commit.get("type", "User")}
+                    if commit.get("login")
+                    else None
+                )
+                self._send(
+                    200,
+                    {
+                        "sha": ref,
+                        "commit": {
+                            "author": {
+                                "name": commit["name"],
+                                "email": commit["email"],
+                                "date": "2024-05-01T09:00:00Z",
+                            },
+                            "committer": {
+                                "name": "GitHub",
+                                "email": "noreply@github.com",
+                                "date": "2024-05-01T09:00:00Z",
+                            },
+                            "message": "a change",
+                        },
+                        "author": author,
                     },
-                    "author": author,
-                })
+                )
 
             def do_POST(self):
                 if not self._checked():
@@ -238,7 +269,9 @@ class GitHubApi:
                 except ValueError:
                     return self._fail(f"POST {self.path}: the body is not JSON")
                 if not isinstance(body, dict) or set(body) - ISSUE_FIELDS:
-                    return self._fail(f"POST {self.path}: undocumented fields {sorted(set(body) - ISSUE_FIELDS)}", 422)
+                    return self._fail(
+                        f"POST {self.path}: undocumented fields {sorted(set(body) - ISSUE_FIELDS)}", 422
+                    )
                 if not isinstance(body.get("title"), (str, int)) or not str(body["title"]).strip():
                     return self._fail(f"POST {self.path}: title is required", 422)
                 for name in ("labels", "assignees"):

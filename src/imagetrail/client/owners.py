@@ -16,7 +16,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagetrail owners", description=__doc__)
     parser.add_argument("action", choices=("resolve",))
     add_filter_arguments(parser)
-    parser.add_argument("--max-runs", type=int, default=100, help="resolve at most this many runs (default 100)")
+    parser.add_argument(
+        "--max-runs", type=int, default=100, help="resolve at most this many runs (default 100)"
+    )
     parser.add_argument("--json", action="store_true", help="print the backend's answer as JSON")
     return parser
 
@@ -28,7 +30,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for k, v in filter_params(args).items()
     }
     try:
-        answer = ApiClient(timeout=600).post("/v1/owners/resolve", json={"filters": filters, "max_runs": args.max_runs})
+        answer = ApiClient(timeout=600).post(
+            "/v1/owners/resolve", json={"filters": filters, "max_runs": args.max_runs}
+        )
     except ApiError as exc:
         print(f"imagetrail owners: {exc}", file=sys.stderr)
         return 1
@@ -40,8 +44,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for n, owner in enumerate(run["owners"], 1):
             who = owner.get("name") or owner.get("login") or owner.get("email")
             contact = owner.get("email") or owner.get("login") or ""
-            print(f"  {n}. {who} {contact if contact != who else ''} [{owner['source']}, {owner['evidence']}]"
-                  f"{' ' + owner['detail'] if owner.get('detail') else ''}")
+            print(
+                f"  {n}. {who} {contact if contact != who else ''} [{owner['source']}, {owner['evidence']}]"
+                f"{' ' + owner['detail'] if owner.get('detail') else ''}"
+            )
         for problem in run["problems"]:
             print(f"  ! {problem}")
     if not answer["runs"]:

@@ -21,8 +21,7 @@ from imagetrail.cloud import remediation_plan as plan
 from imagetrail.cloud.codeowners import CodeownersError
 from imagetrail.cloud.explorer import ExplorerFilters, OwnerEntry, Trail
 from imagetrail.cloud.owner_sources import AzureRepository, GitHubRepository
-from imagetrail.cloud.remediation import _policy
-from imagetrail.cloud.remediation_trust import PAT_VARIABLE, SYSTEM_GITHUB, Destination, route
+from imagetrail.cloud.remediation_trust import PAT_VARIABLE, SYSTEM_GITHUB, Destination, Policy, route
 from imagetrail.cloud.trackers import TrackerError
 from imagetrail.facts import CLAIMED, DISPUTED
 from imagetrail.server.auth import Principal
@@ -47,14 +46,19 @@ class ResolveAnswer(BaseModel):
 def _repository(destination: Destination, trail: Trail, settings: Settings):
     if destination.tracker == SYSTEM_GITHUB:
         return GitHubRepository(destination.base_url, settings.github_token, destination.container)
-    return AzureRepository(destination.base_url, os.environ.get(PAT_VARIABLE, ""), trail.project,
-                           trail.repository_name or "")
+    return AzureRepository(
+        destination.base_url, os.environ.get(PAT_VARIABLE, ""), trail.project, trail.repository_name or ""
+    )
 
 
 def resolve(
-    sessions: sessionmaker, settings: Settings, principal: Principal, filters: ExplorerFilters, max_runs: int = 100
+    sessions: sessionmaker,
+    settings: Settings,
+    principal: Principal,
+    filters: ExplorerFilters,
+    max_runs: int = 100,
 ) -> ResolveAnswer:
-    policy = _policy(settings)
+    policy = Policy.from_settings(settings)
     owners_policy = owner_list.OwnerPolicy.from_settings(settings)
     with sessions() as session:
         images = plan.images(session, filters, principal)
@@ -91,8 +95,11 @@ def resolve(
                 commit_author = repository.commit_author(trail.commit)
                 if commit_author is not None and not commit_author.bot:
                     author = OwnerEntry(
-                        source=owner_list.SOURCE_COMMIT_AUTHOR, name=commit_author.name, email=commit_author.email,
-                        login=commit_author.login, detail=f"author of {trail.commit[:12]}",
+                        source=owner_list.SOURCE_COMMIT_AUTHOR,
+                        name=commit_author.name,
+                        email=commit_author.email,
+                        login=commit_author.login,
+                        detail=f"author of {trail.commit[:12]}",
                         evidence=trail.evidence.get("commit", CLAIMED),
                     )
             except TrackerError as exc:
@@ -100,7 +107,12 @@ def resolve(
         resolved = owner_list.ordered(found, author, trail, owners_policy)
         owner_list.store(sessions, trail.run_key, resolved)
         done[trail.run_key] = ResolvedRun(
-            organization=trail.organization, project=trail.project, pipeline=trail.pipeline, run_id=trail.run_id,
-            digest=digest, owners=resolved, problems=problems,
+            organization=trail.organization,
+            project=trail.project,
+            pipeline=trail.pipeline,
+            run_id=trail.run_id,
+            digest=digest,
+            owners=resolved,
+            problems=problems,
         )
     return ResolveAnswer(runs=list(done.values()))

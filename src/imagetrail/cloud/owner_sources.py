@@ -50,7 +50,9 @@ class _Http:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            raise TrackerError(f"{response.status_code} for GET {path}: {_redact(response.text, self._secret)}")
+            raise TrackerError(
+                f"{response.status_code} for GET {path}: {_redact(response.text, self._secret)}"
+            )
         if len(response.content) > 2 * MAX_BYTES:
             raise TrackerError(f"GET {path}: the answer is over {2 * MAX_BYTES} bytes")
         return response.json()
@@ -59,17 +61,27 @@ class _Http:
 class GitHubRepository:
     def __init__(self, api_url: str, token: str, repository: str):
         self.repository = repository
-        self._http = _Http(api_url, {
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {token}",
-            "X-GitHub-Api-Version": GITHUB_API_VERSION,
-            "User-Agent": "imagetrail",
-        }, token)
+        self._http = _Http(
+            api_url,
+            {
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {token}",
+                "X-GitHub-Api-Version": GITHUB_API_VERSION,
+                "User-Agent": "imagetrail",
+            },
+            token,
+        )
 
-    def codeowners(self, commit: str, locations: Sequence[str] = GITHUB_LOCATIONS) -> Optional[Tuple[str, bytes]]:
+    def codeowners(
+        self, commit: str, locations: Sequence[str] = GITHUB_LOCATIONS
+    ) -> Optional[Tuple[str, bytes]]:
         for location in locations:
             answer = self._http.get(f"/repos/{self.repository}/contents/{quote(location)}", {"ref": commit})
-            if isinstance(answer, dict) and answer.get("type") == "file" and answer.get("encoding") == "base64":
+            if (
+                isinstance(answer, dict)
+                and answer.get("type") == "file"
+                and answer.get("encoding") == "base64"
+            ):
                 return location, base64.b64decode(answer.get("content") or "")
         return None
 
@@ -79,8 +91,9 @@ class GitHubRepository:
             return None
         author = (answer.get("commit") or {}).get("author") or {}
         account = answer.get("author") or {}
-        return CommitAuthor(author.get("name"), author.get("email"), account.get("login"),
-                            bot=account.get("type") == "Bot")
+        return CommitAuthor(
+            author.get("name"), author.get("email"), account.get("login"), bot=account.get("type") == "Bot"
+        )
 
 
 class AzureRepository:
@@ -91,15 +104,20 @@ class AzureRepository:
         self._http = _Http(org_url, {"Authorization": f"Basic {token}", "Accept": "application/json"}, pat)
         self._base = f"/{quote(project)}/_apis/git/repositories/{quote(repository)}"
 
-    def codeowners(self, commit: str, locations: Sequence[str] = AZURE_REPOS_LOCATIONS) -> Optional[Tuple[str, bytes]]:
+    def codeowners(
+        self, commit: str, locations: Sequence[str] = AZURE_REPOS_LOCATIONS
+    ) -> Optional[Tuple[str, bytes]]:
         for location in locations:
-            answer = self._http.get(f"{self._base}/items", {
-                "path": "/" + location,
-                "versionDescriptor.version": commit,
-                "versionDescriptor.versionType": "commit",
-                "includeContent": "true",
-                "api-version": self.API_VERSION,
-            })
+            answer = self._http.get(
+                f"{self._base}/items",
+                {
+                    "path": "/" + location,
+                    "versionDescriptor.version": commit,
+                    "versionDescriptor.versionType": "commit",
+                    "includeContent": "true",
+                    "api-version": self.API_VERSION,
+                },
+            )
             if isinstance(answer, dict) and isinstance(answer.get("content"), str):
                 return location, answer["content"].encode()
         return None

@@ -96,7 +96,10 @@ class OwnerPolicy:
         teams = dict(self.teams)
         contacts = dict(self.contacts)
         keys = [
-            (f"{trail.organization}/{trail.project}/{trail.pipeline or trail.pipeline_id}".lower(), "pipeline"),
+            (
+                f"{trail.organization}/{trail.project}/{trail.pipeline or trail.pipeline_id}".lower(),
+                "pipeline",
+            ),
             (f"{trail.organization}/{trail.project}".lower(), "project"),
             ((trail.repository_name or "").lower(), "repository"),
         ]
@@ -108,8 +111,16 @@ class OwnerPolicy:
                     for contact in contacts.get(team, ()):
                         email = contact if "@" in contact and not contact.startswith("@") else None
                         login = contact if contact.startswith("@") else None
-                        owners.append(OwnerEntry(source=SOURCE_TEAM_MAPPING, name=team, email=email, login=login,
-                                                 detail=f"{key} -> {team}", evidence=evidence))
+                        owners.append(
+                            OwnerEntry(
+                                source=SOURCE_TEAM_MAPPING,
+                                name=team,
+                                email=email,
+                                login=login,
+                                detail=f"{key} -> {team}",
+                                evidence=evidence,
+                            )
+                        )
                 return owners
         return []
 
@@ -151,11 +162,18 @@ def from_codeowners(data: bytes, location: str, path: str, trail: Trail) -> List
     return owners
 
 
-def ordered(codeowners: List[OwnerEntry], author: Optional[OwnerEntry], trail: Trail,
-            policy: OwnerPolicy) -> List[OwnerEntry]:
+def ordered(
+    codeowners: List[OwnerEntry], author: Optional[OwnerEntry], trail: Trail, policy: OwnerPolicy
+) -> List[OwnerEntry]:
     requester = requester_owner(trail, policy)
-    return policy.keep([*codeowners, *([author] if author else []), *policy.team_owners(trail),
-                        *([requester] if requester else [])])
+    return policy.keep(
+        [
+            *codeowners,
+            *([author] if author else []),
+            *policy.team_owners(trail),
+            *([requester] if requester else []),
+        ]
+    )
 
 
 def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> None:
@@ -166,9 +184,19 @@ def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> Non
     with sessions() as session, session.begin():
         session.execute(delete(RunOwner).where(RunOwner.run_id == run_key))
         for position, owner in enumerate(owners):
-            session.add(RunOwner(run_id=run_key, position=position, source=owner.source, name=owner.name,
-                                 email=owner.email, login=owner.login, detail=(owner.detail or "")[:1024] or None,
-                                 evidence=owner.evidence, resolved_at=now))
+            session.add(
+                RunOwner(
+                    run_id=run_key,
+                    position=position,
+                    source=owner.source,
+                    name=owner.name,
+                    email=owner.email,
+                    login=owner.login,
+                    detail=(owner.detail or "")[:1024] or None,
+                    evidence=owner.evidence,
+                    resolved_at=now,
+                )
+            )
 
 
 def stored_owners(session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry]]:
@@ -181,13 +209,20 @@ def stored_owners(session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry
     found: Dict[int, List[OwnerEntry]] = {}
     for start in range(0, len(keys), 500):
         for owner in session.execute(
-            select(RunOwner).where(RunOwner.run_id.in_(keys[start:start + 500]))
+            select(RunOwner)
+            .where(RunOwner.run_id.in_(keys[start : start + 500]))
             .order_by(RunOwner.run_id, RunOwner.position)
         ).scalars():
-            found.setdefault(owner.run_id, []).append(OwnerEntry(
-                source=owner.source, name=owner.name, email=owner.email, login=owner.login,
-                detail=owner.detail, evidence=owner.evidence,
-            ))
+            found.setdefault(owner.run_id, []).append(
+                OwnerEntry(
+                    source=owner.source,
+                    name=owner.name,
+                    email=owner.email,
+                    login=owner.login,
+                    detail=owner.detail,
+                    evidence=owner.evidence,
+                )
+            )
     return found
 
 

@@ -30,17 +30,13 @@ from imagetrail.cloud.explorer import ExplorerFilters, Trail
 from imagetrail.cloud.owners import OwnerPolicy
 from imagetrail.cloud.remediation_plan import DEFAULT_MIN_SEVERITY, cve_set_hash
 from imagetrail.cloud.remediation_trust import (
-    GITHUB_API_URL_VARIABLE,
-    GITHUB_SERVER_URL_VARIABLE,
     GITHUB_TOKEN_VARIABLE,
     PAT_VARIABLE,
-    SERVICES_URL_VARIABLE,
     SYSTEM_GITHUB,
     UNTRUSTED_REASON,
     Destination,
     Policy,
     RemediationConfigError,
-    configured_url,
     route,
     server_collection_urls,
     trusted_organization_url,
@@ -99,15 +95,6 @@ def _assignee(
     return None, None, everyone
 
 
-def _policy(settings: Settings) -> Policy:
-    return Policy(
-        azure_devops_services_url=configured_url(settings.azure_devops_url, SERVICES_URL_VARIABLE),
-        azure_devops_servers=server_collection_urls(),
-        github_api_url=configured_url(settings.github_api_url, GITHUB_API_URL_VARIABLE),
-        github_server_url=configured_url(settings.github_server_url, GITHUB_SERVER_URL_VARIABLE),
-    )
-
-
 class _Clients:
     """One tracker client per destination base URL, created when first needed (never in a dry run)."""
 
@@ -119,11 +106,15 @@ class _Clients:
         if key not in self._made:
             if destination.tracker == SYSTEM_GITHUB:
                 if not self._token:
-                    raise TrackerError(f"set {GITHUB_TOKEN_VARIABLE} on the server to a token with issues: write")
+                    raise TrackerError(
+                        f"set {GITHUB_TOKEN_VARIABLE} on the server to a token with issues: write"
+                    )
                 self._made[key] = GitHubIssues(destination.base_url, self._token)
             else:
                 if not self._pat:
-                    raise TrackerError(f"set {PAT_VARIABLE} on the server to a PAT with Work Items (Read & write)")
+                    raise TrackerError(
+                        f"set {PAT_VARIABLE} on the server to a PAT with Work Items (Read & write)"
+                    )
                 self._made[key] = AzureDevOpsBoards(destination.base_url, self._pat)
         return self._made[key]
 
@@ -141,7 +132,7 @@ def remediate(
     if filters.min_severity is None:
         filters = filters.model_copy(update={"min_severity": DEFAULT_MIN_SEVERITY})
     pat = os.environ.get(PAT_VARIABLE, "")
-    policy = _policy(settings)
+    policy = Policy.from_settings(settings)
     if not dry_run and not pat and not settings.github_token:
         raise RemediationConfigError(
             f"set {PAT_VARIABLE} on the server to a personal access token with the Work Items (Read & write) "
@@ -156,9 +147,13 @@ def remediate(
     for digest, image in planned.items():
         trail = image.trail
         if trail is None:
-            outcomes.append(RemediationOutcome(
-                digest=digest, status="skipped", reason="no pipeline run is known for this image (a coverage gap)"
-            ))
+            outcomes.append(
+                RemediationOutcome(
+                    digest=digest,
+                    status="skipped",
+                    reason="no pipeline run is known for this image (a coverage gap)",
+                )
+            )
             continue
         destination = route(trail, policy)
         tracker = destination.tracker if isinstance(destination, Destination) else trail.system
@@ -176,9 +171,11 @@ def remediate(
             found = plan.findings(session, digest, filters)
             cve_ids = sorted({f.vulnerability_id for f in found})
             if not cve_ids:
-                outcomes.append(RemediationOutcome(
-                    **base, status="skipped", reason=f"no finding at {filters.min_severity} or above"
-                ))
+                outcomes.append(
+                    RemediationOutcome(
+                        **base, status="skipped", reason=f"no finding at {filters.min_severity} or above"
+                    )
+                )
                 continue
             cve_hash = cve_set_hash(cve_ids)
             existing = store.existing(session, digest, cve_hash)
@@ -186,11 +183,16 @@ def remediate(
         top = plan.top_severity(found)
         base.update(title=plan.title(image, found), cve_ids=cve_ids)
         if existing is not None:
-            outcomes.append(RemediationOutcome(
-                **base, status="exists", work_item_id=existing.work_item_id, work_item_url=existing.work_item_url,
-                reason=f"{'an issue' if existing.tracker == SYSTEM_GITHUB else 'a work item'} for this image "
-                       "and CVE set exists",
-            ))
+            outcomes.append(
+                RemediationOutcome(
+                    **base,
+                    status="exists",
+                    work_item_id=existing.work_item_id,
+                    work_item_url=existing.work_item_url,
+                    reason=f"{'an issue' if existing.tracker == SYSTEM_GITHUB else 'a work item'} for this image "
+                    "and CVE set exists",
+                )
+            )
             continue
         if not isinstance(destination, Destination):
             # Checked in a dry run too, so the plan never lists an item that cannot be created.
@@ -198,7 +200,9 @@ def remediate(
             continue
         base.update(target=destination.web_url, project=destination.container)
         if created >= max_items:
-            outcomes.append(RemediationOutcome(**base, status="skipped", reason=f"max_items={max_items} reached"))
+            outcomes.append(
+                RemediationOutcome(**base, status="skipped", reason=f"max_items={max_items} reached")
+            )
             continue
         item_marker = plan.marker(digest, cve_hash)
         if destination.tracker == SYSTEM_GITHUB:
@@ -220,13 +224,19 @@ def remediate(
                 item = client.find(destination.container, item_marker)
                 if item is not None:
                     _record(sessions, destination, trail, image, digest, cve_hash, cve_ids, item, item_type)
-                    outcomes.append(RemediationOutcome(
-                        **base, status="exists", work_item_id=item.id, work_item_url=item.url,
-                        reason="the repository has an issue for this image and CVE set",
-                    ))
+                    outcomes.append(
+                        RemediationOutcome(
+                            **base,
+                            status="exists",
+                            work_item_id=item.id,
+                            work_item_url=item.url,
+                            reason="the repository has an issue for this image and CVE set",
+                        )
+                    )
                     continue
-                item = client.create(destination.container, base["title"], body, labels,
-                                     [assignee] if assignee else [])
+                item = client.create(
+                    destination.container, base["title"], body, labels, [assignee] if assignee else []
+                )
             else:
                 document = _document(base["title"], body, "; ".join(labels), assignee, trail.run_id)
                 item = client.create(destination.container, work_item_type, document)
@@ -235,11 +245,15 @@ def remediate(
             continue
         _record(sessions, destination, trail, image, digest, cve_hash, cve_ids, item, item_type)
         created += 1
-        outcomes.append(RemediationOutcome(**base, status="created", work_item_id=item.id, work_item_url=item.url))
+        outcomes.append(
+            RemediationOutcome(**base, status="created", work_item_id=item.id, work_item_url=item.url)
+        )
     return RemediationAnswer(dry_run=dry_run, work_item_type=work_item_type, outcomes=outcomes)
 
 
-def _record(sessions, destination: Destination, trail: Trail, image, digest, cve_hash, cve_ids, item, item_type):
+def _record(
+    sessions, destination: Destination, trail: Trail, image, digest, cve_hash, cve_ids, item, item_type
+):
     store.record(
         sessions,
         tracker=destination.tracker,

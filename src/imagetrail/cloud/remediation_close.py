@@ -75,9 +75,15 @@ def close_suggestions(session: Session, principal: Principal) -> List[CloseSugge
             continue
         since = filed[0].pushed_at
         newer = next(
-            (p for p in pushes
-             if p.digest != item.digest and since is not None and p.pushed_at is not None and p.pushed_at > since
-             and session.get(VulnerabilitySummary, p.digest) is not None),
+            (
+                p
+                for p in pushes
+                if p.digest != item.digest
+                and since is not None
+                and p.pushed_at is not None
+                and p.pushed_at > since
+                and session.get(VulnerabilitySummary, p.digest) is not None
+            ),
             None,
         )
         if newer is None:

@@ -29,8 +29,10 @@ MAX_LISTED_CVES = 50
 MAX_OWNERS = 5  # listed in an item's body
 PAGE = 500
 # What the evidence words mean, in one phrase for readers of an item.
-FACTS_HELP = "verified: bound to the CI job's own identity; claimed: reported without that binding; " \
-             "disputed: reports of the run disagree"
+FACTS_HELP = (
+    "verified: bound to the CI job's own identity; claimed: reported without that binding; "
+    "disputed: reports of the run disagree"
+)
 
 
 @dataclass
@@ -89,7 +91,9 @@ def findings(session: Session, digest: str, filters: ExplorerFilters) -> List[Fi
 def title(image: PlannedImage, found: List[Finding]) -> str:
     top = sev.NAMES[max(f.severity for f in found)]
     count = len({f.vulnerability_id for f in found})
-    return f"[ImageTrail] {count} {top}+ vulnerabilities in {image.rows[0].repository}@{image.digest[:19]}"[:255]
+    return f"[ImageTrail] {count} {top}+ vulnerabilities in {image.rows[0].repository}@{image.digest[:19]}"[
+        :255
+    ]
 
 
 def top_severity(found: List[Finding]) -> str:
@@ -107,7 +111,10 @@ def _unique(found: List[Finding]) -> List[Finding]:
 
 
 def html_description(
-    image: PlannedImage, found: List[Finding], previous: Optional[RemediationItem], owners: List[Tuple[str, str]]
+    image: PlannedImage,
+    found: List[Finding],
+    previous: Optional[RemediationItem],
+    owners: List[Tuple[str, str]],
 ) -> str:
     """The Azure DevOps work item's ``System.Description``."""
     trail = image.trail
@@ -119,12 +126,17 @@ def html_description(
         f"commit <code>{esc(trail.commit or '?')}</code>. Pushed as <code>{esc(trail.pushed_reference)}"
         "</code>.</p>",
         f"<p>How ImageTrail knows this ({esc(FACTS_HELP)}): {esc(summary(trail.evidence))}.</p>",
-        "<p>Owners, in order: " + ", ".join(f"{esc(who)} ({esc(source)})" for who, source in owners[:MAX_OWNERS])
-        + ".</p>" if owners else "<p>No owner is known.</p>",
+        "<p>Owners, in order: "
+        + ", ".join(f"{esc(who)} ({esc(source)})" for who, source in owners[:MAX_OWNERS])
+        + ".</p>"
+        if owners
+        else "<p>No owner is known.</p>",
     ]
     if trail.evidence.get("requester") == DISPUTED:
-        parts.append("<p>Reports of this run disagree on who requested it: the item is not assigned; "
-                     "check the trail before assigning it.</p>")
+        parts.append(
+            "<p>Reports of this run disagree on who requested it: the item is not assigned; "
+            "check the trail before assigning it.</p>"
+        )
     parts.append(
         "<table><tr><th>CVE</th><th>Severity</th><th>Package</th><th>Installed</th><th>Fixed in</th></tr>"
     )
@@ -173,15 +185,19 @@ def markdown_body(
     run = f"{trail.pipeline or 'workflow'} run {trail.run_number or trail.run_id}"
     lines = [
         f"ImageTrail found vulnerabilities in image {_code(image.digest)}, built by "
-        + (f"[{_code(run)}]({url})" if url else _code(run)) + ".",
+        + (f"[{_code(run)}]({url})" if url else _code(run))
+        + ".",
         "",
         f"Repository {_code(trail.repository)}, branch {_code(trail.branch)}, commit {_code(trail.commit)}; "
         f"pushed as {_code(trail.pushed_reference)}.",
         "",
         f"How ImageTrail knows this ({FACTS_HELP}): {summary(trail.evidence)}.",
         "",
-        "Owners, in order: " + ", ".join(f"{_code(who)} ({source})" for who, source in owners[:MAX_OWNERS]) + "."
-        if owners else "No owner is known.",
+        "Owners, in order: "
+        + ", ".join(f"{_code(who)} ({source})" for who, source in owners[:MAX_OWNERS])
+        + "."
+        if owners
+        else "No owner is known.",
         "",
         "| CVE | Severity | Package | Installed | Fixed in |",
         "|---|---|---|---|---|",

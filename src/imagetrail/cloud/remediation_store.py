@@ -13,7 +13,9 @@ from imagetrail.server.models.cloud import RemediationItem
 
 def existing(session: Session, digest: str, cve_hash: str) -> Optional[RemediationItem]:
     return session.execute(
-        select(RemediationItem).where(RemediationItem.digest == digest, RemediationItem.cve_set_hash == cve_hash)
+        select(RemediationItem).where(
+            RemediationItem.digest == digest, RemediationItem.cve_set_hash == cve_hash
+        )
     ).scalar_one_or_none()
 
 

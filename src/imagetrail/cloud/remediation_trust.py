@@ -123,6 +123,16 @@ class Policy:
     github_api_url: str
     github_server_url: str
 
+    @classmethod
+    def from_settings(cls, settings) -> "Policy":
+        """Raises RemediationConfigError naming the setting when a URL is malformed."""
+        return cls(
+            azure_devops_services_url=configured_url(settings.azure_devops_url, SERVICES_URL_VARIABLE),
+            azure_devops_servers=server_collection_urls(),
+            github_api_url=configured_url(settings.github_api_url, GITHUB_API_URL_VARIABLE),
+            github_server_url=configured_url(settings.github_server_url, GITHUB_SERVER_URL_VARIABLE),
+        )
+
 
 def route(trail: Trail, policy: Policy) -> Union[Destination, str]:
     """The destination of an image's item, or why it has none (a sentence for the outcome)."""
