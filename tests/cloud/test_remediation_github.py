@@ -277,6 +277,7 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
     )  # '@: guarded
     page = api.client.get("/explorer", params={"running": "false"}).text
     assert 'class="hint owner-source"' in page and "codeowners +4" in page
+    assert "from codeowners" in api.client.get(f"/images/{APP}").text  # the trail page's owner node
     plan = remediate(api, dry_run=True)[APP]
     # @octo/api-team is a team (GitHub cannot assign it): the first user in the list is.
     assert (plan["assigned_to"], plan["owner_source"]) == ("bob", "commit-author")
