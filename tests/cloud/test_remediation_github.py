@@ -341,3 +341,18 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
     )
     plan = remediate(api, dry_run=True)[ADO]
     assert (plan["assigned_to"], plan["owner_source"]) == ("platform@octo.example", "codeowners")
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"filters": {"min_severity": "extreme"}}, "min_severity"),
+        ({"max_runs": 0}, "max_runs"),
+        ({"max_runs": 1001}, "max_runs"),
+        ({"owners": ["me"]}, "owners"),
+        ({"filters": {"digests": "sha256:x"}}, "digests"),
+    ],
+)
+def test_bad_owner_requests_are_refused_naming_the_field(api, body, field):
+    response = api.client.post("/v1/owners/resolve", json=body)
+    assert response.status_code == 422 and field in response.text, response.text
