@@ -308,6 +308,10 @@ def test_service_identities_are_never_owners():
 
 
 def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by_e_mail(api, devops):
+    from imagetrail.registry.attribution import from_provenance
+    from imagetrail.registry.store import record_claims
+    from imagetrail.server.models.registry import RegistryArtifact
+
     commit = "d" * 40
     devops.files[("shop", "shop-repo", commit, ".azuredevops/CODEOWNERS")] = (
         "* platform@octo.example\n/src/ carol@octo.example\n"
@@ -328,12 +332,13 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
             requester_email="dave@octo.example",
         ),
     )
-    (run,) = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}}).json()["runs"]
-    # The commit's author is a build service: never an owner.
-    assert [(o["source"], o["email"]) for o in run["owners"]] == [
-        ("codeowners", "platform@octo.example"),
-        ("requester", "dave@octo.example"),
-    ]
+
+    def resolved():
+        (run,) = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}}).json()["runs"]
+        return [(o["source"], o["email"]) for o in run["owners"]]
+
+    # The commit's author is a build service: never an owner. Without a known Dockerfile path, the root's.
+    assert resolved() == [("codeowners", "platform@octo.example"), ("requester", "dave@octo.example")]
     assert devops.errors == []
     assert any(
         "/_apis/git/repositories/shop-repo/items?path=%2F.azuredevops%2FCODEOWNERS" in r
@@ -341,6 +346,19 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
     )
     plan = remediate(api, dry_run=True)[ADO]
     assert (plan["assigned_to"], plan["owner_source"]) == ("platform@octo.example", "codeowners")
+
+    # BuildKit's provenance (recorded by the registry side) names the Dockerfile: src/ is carol's.
+    statement = {
+        "predicateType": "https://slsa.dev/provenance/v0.2",
+        "predicate": {
+            "builder": {"id": ""},
+            "invocation": {"configSource": {"entryPoint": "src/Dockerfile"}},
+        },
+    }
+    artifact = RegistryArtifact(registry_host="registry.example.com", repository="octo/shop", digest=ADO)
+    with transaction(api.app.state.sessions) as session:
+        record_claims(session, artifact, [from_provenance(statement, f"attestation {digest(99)}")])
+    assert resolved()[0] == ("codeowners", "carol@octo.example")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Resolve and store the owners of the runs that pushed the query's images (``imagetrail owners resolve``).
 
 For each run: the CODEOWNERS rule matching the image's Dockerfile (label ``dev.imagetrail.dockerfile``,
-else ``Dockerfile`` at the repository root) and the commit's author, both read at the built commit
+else the entry point of its BuildKit provenance, else ``Dockerfile`` at the repository root) and the commit's author, both read at the built commit
 through the run's own system (GitHub or Azure Repos) with the remediation credentials and trust
 policy; then the configured team mapping and the requester. A source that cannot be read is named in
 the answer and skipped; the others still count.
@@ -18,14 +18,16 @@ from sqlalchemy.orm import sessionmaker
 
 from imagetrail.cloud import owners as owner_list
 from imagetrail.cloud import remediation_plan as plan
-from imagetrail.cloud.codeowners import CodeownersError
+from imagetrail.cloud.codeowners import DEFAULT_DOCKERFILE, CodeownersError
 from imagetrail.cloud.explorer import ExplorerFilters, OwnerEntry, Trail
 from imagetrail.cloud.owner_sources import AzureRepository, GitHubRepository
 from imagetrail.cloud.remediation_trust import PAT_VARIABLE, SYSTEM_GITHUB, Destination, Policy, route
 from imagetrail.cloud.trackers import TrackerError
 from imagetrail.facts import CLAIMED, DISPUTED
 from imagetrail.server.auth import Principal
+from imagetrail.registry.attribution import KIND_PROVENANCE
 from imagetrail.server.models.pipeline import Push
+from imagetrail.server.models.registry import RegistryAttribution
 from imagetrail.server.settings import Settings
 
 
@@ -51,6 +53,24 @@ def _repository(destination: Destination, trail: Trail, settings: Settings):
     )
 
 
+def _dockerfile(session, digest: str) -> str:
+    """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
+    the entry point BuildKit's provenance attestation names (recorded by the registry side), else
+    ``Dockerfile`` at the root."""
+    row = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).first()
+    labelled = ((row[0] if row else None) or {}).get(owner_list.DOCKERFILE_LABEL)
+    if labelled:
+        return labelled
+    for facts in session.execute(
+        select(RegistryAttribution.facts).where(
+            RegistryAttribution.digest == digest, RegistryAttribution.kind == KIND_PROVENANCE
+        )
+    ).scalars():
+        if isinstance(facts, dict) and isinstance(facts.get("entry_point"), str) and facts["entry_point"]:
+            return facts["entry_point"]
+    return DEFAULT_DOCKERFILE
+
+
 def resolve(
     sessions: sessionmaker,
     settings: Settings,
@@ -62,13 +82,10 @@ def resolve(
     owners_policy = owner_list.OwnerPolicy.from_settings(settings)
     with sessions() as session:
         images = plan.images(session, filters, principal)
-        labels: Dict[str, dict] = {}
+        paths: Dict[str, str] = {}
         for digest, image in images.items():
             if image.trail is not None:
-                row = session.execute(
-                    select(Push.labels).where(Push.digest == image.trail.pushed_digest).limit(1)
-                ).first()
-                labels[digest] = (row[0] if row else None) or {}
+                paths[digest] = _dockerfile(session, image.trail.pushed_digest)
     done: Dict[int, ResolvedRun] = {}
     for digest, image in images.items():
         trail = image.trail
@@ -84,7 +101,7 @@ def resolve(
             problems.append(f"codeowners, commit-author: {destination}")
         else:
             repository = _repository(destination, trail, settings)
-            path = owner_list.dockerfile_path(labels.get(digest, {}))
+            path = paths.get(digest, DEFAULT_DOCKERFILE)
             try:
                 codeowners = repository.codeowners(trail.commit)
                 if codeowners is not None:

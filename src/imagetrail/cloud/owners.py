@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.cloud.codeowners import DEFAULT_DOCKERFILE, CodeownersError, match, parse_text
+from imagetrail.cloud.codeowners import CodeownersError, match, parse_text
 from imagetrail.cloud.explorer import OwnerEntry, Trail
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
@@ -224,10 +224,6 @@ def stored_owners(session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry
                 )
             )
     return found
-
-
-def dockerfile_path(labels: Dict[str, str]) -> str:
-    return (labels or {}).get(DOCKERFILE_LABEL) or DEFAULT_DOCKERFILE
 
 
 __all__ = ["OwnerPolicy", "requester_owner", "from_codeowners", "ordered", "store", "CodeownersError"]
