@@ -18,7 +18,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import List
+from typing import List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 WIT_AREA_ID = "5264459e-e5e0-4bd8-b118-0985e68a4ec5"
@@ -35,6 +35,7 @@ class AzureDevOpsServer:
         self.requests: List[str] = []
         self.files: dict = {}  # (project, repository, commit, path) -> text
         self.commits: dict = {}  # (project, repository, commit) -> {"name", "email"}
+        self.identities: Optional[set] = None  # when set, System.AssignedTo must be one of these
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{organization}"
 
@@ -181,6 +182,12 @@ class AzureDevOpsServer:
                 }
                 if "System.Title" not in fields:
                     return self._fail(f"POST {self.path}: System.Title is required")
+                assigned = fields.get("System.AssignedTo")
+                if server.identities is not None and assigned and assigned not in server.identities:
+                    # What Azure DevOps answers for an identity the organisation does not know.
+                    return self._send(400, {"message": f"TF401320: Rule Error for field Assigned To. "
+                                                       f"Error code: LimitedToValues, {assigned!r}",
+                                            "typeKey": "RuleValidationException"})
                 item_id = len(server.created) + 1
                 server.created.append(
                     {

@@ -374,3 +374,23 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
 def test_bad_owner_requests_are_refused_naming_the_field(api, body, field):
     response = api.client.post("/v1/owners/resolve", json=body)
     assert response.status_code == 422 and field in response.text, response.text
+
+
+def test_an_assignee_the_organisation_does_not_know_leaves_the_work_item_unassigned(api, devops):
+    devops.identities = {"someone@octo.example"}
+    load(
+        api,
+        pipeline_report(
+            "octo",
+            "shop",
+            "55",
+            [push("registry.example.com/octo/shop:1", ADO)],
+            server_url=devops.url + "/",
+            requester_email="stranger@elsewhere.example",
+        ),
+    )
+    outcome = remediate(api)[ADO]
+    assert outcome["status"] == "created" and outcome["assigned_to"] is None
+    assert outcome["reason"].startswith("created unassigned: stranger@elsewhere.example was refused")
+    (item,) = devops.created
+    assert "System.AssignedTo" not in item["fields"]

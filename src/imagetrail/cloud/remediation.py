@@ -218,6 +218,7 @@ def remediate(
             outcomes.append(RemediationOutcome(**base, status="would-create", body=body))
             created += 1
             continue
+        note = None
         try:
             client = clients.get(destination)
             if destination.tracker == SYSTEM_GITHUB:
@@ -238,17 +239,46 @@ def remediate(
                     destination.container, base["title"], body, labels, [assignee] if assignee else []
                 )
             else:
-                document = _document(base["title"], body, "; ".join(labels), assignee, trail.run_id)
-                item = client.create(destination.container, work_item_type, document)
+                item, note = _create_work_item(client, destination, work_item_type, base, body, labels, trail)
         except TrackerError as exc:
             outcomes.append(RemediationOutcome(**base, status="failed", reason=str(exc)))
             continue
         _record(sessions, destination, trail, image, digest, cve_hash, cve_ids, item, item_type)
         created += 1
         outcomes.append(
-            RemediationOutcome(**base, status="created", work_item_id=item.id, work_item_url=item.url)
+            RemediationOutcome(
+                **base, status="created", work_item_id=item.id, work_item_url=item.url, reason=note
+            )
         )
     return RemediationAnswer(dry_run=dry_run, work_item_type=work_item_type, outcomes=outcomes)
+
+
+def _create_work_item(
+    client,
+    destination: Destination,
+    work_item_type: str,
+    base: dict,
+    body: str,
+    labels: List[str],
+    trail: Trail,
+):
+    """Create the work item; when the organisation does not know the assignee, create it unassigned."""
+    assignee = base.get("assigned_to")
+    document = _document(base["title"], body, "; ".join(labels), assignee, trail.run_id)
+    try:
+        return client.create(destination.container, work_item_type, document), None
+    except TrackerError as exc:
+        # Only a refused assignee is retried: any other error may have left an item behind.
+        if not assignee or not ("assigned to" in str(exc).lower() or "identity" in str(exc).lower()):
+            raise
+        first_error = str(exc)
+    item = client.create(
+        destination.container,
+        work_item_type,
+        _document(base["title"], body, "; ".join(labels), None, trail.run_id),
+    )
+    base.update(assigned_to=None, owner_source=None)
+    return item, f"created unassigned: {assignee} was refused ({first_error[:200]})"
 
 
 def _record(
