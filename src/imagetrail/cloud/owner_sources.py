@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from imagetrail.cloud.codeowners import AZURE_REPOS_LOCATIONS, GITHUB_LOCATIONS, MAX_BYTES
-from imagetrail.cloud.trackers import GITHUB_API_VERSION, TIMEOUT_SECONDS, TrackerError, _redact
+from imagetrail.cloud.codeowners import AZURE_REPOS_LOCATIONS, GITHUB_LOCATIONS
+from imagetrail.cloud.trackers import JsonApi, github_headers
 
 
 @dataclass(frozen=True)
@@ -29,54 +29,18 @@ class CommitAuthor:
     bot: bool = False  # GitHub says the author account is a bot (author.type == "Bot")
 
 
-class _Http:
-    def __init__(self, base_url: str, headers: dict, secret: str, timeout: float = TIMEOUT_SECONDS):
-        import requests
-
-        self.base_url = base_url.rstrip("/")
-        self._secret = secret
-        self._timeout = timeout
-        self._http = requests.Session()
-        self._http.headers.update(headers)
-
-    def get(self, path: str, params: Optional[dict] = None):
-        """The JSON answer, or None for 404; TrackerError otherwise (without the credential)."""
-        import requests
-
-        try:
-            response = self._http.get(self.base_url + path, params=params, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise TrackerError(f"{type(exc).__name__}: {_redact(str(exc), self._secret)}") from None
-        if response.status_code == 404:
-            return None
-        if response.status_code >= 400:
-            raise TrackerError(
-                f"{response.status_code} for GET {path}: {_redact(response.text, self._secret)}"
-            )
-        if len(response.content) > 2 * MAX_BYTES:
-            raise TrackerError(f"GET {path}: the answer is over {2 * MAX_BYTES} bytes")
-        return response.json()
-
-
 class GitHubRepository:
     def __init__(self, api_url: str, token: str, repository: str):
         self.repository = repository
-        self._http = _Http(
-            api_url,
-            {
-                "Accept": "application/vnd.github+json",
-                "Authorization": f"Bearer {token}",
-                "X-GitHub-Api-Version": GITHUB_API_VERSION,
-                "User-Agent": "imagetrail",
-            },
-            token,
-        )
+        self._http = JsonApi(api_url, github_headers(token), token, "GitHub")
 
     def codeowners(
         self, commit: str, locations: Sequence[str] = GITHUB_LOCATIONS
     ) -> Optional[Tuple[str, bytes]]:
         for location in locations:
-            answer = self._http.get(f"/repos/{self.repository}/contents/{quote(location)}", {"ref": commit})
+            answer = self._http.get_json(
+                f"/repos/{self.repository}/contents/{quote(location)}", {"ref": commit}
+            )
             if (
                 isinstance(answer, dict)
                 and answer.get("type") == "file"
@@ -86,7 +50,7 @@ class GitHubRepository:
         return None
 
     def commit_author(self, commit: str) -> Optional[CommitAuthor]:
-        answer = self._http.get(f"/repos/{self.repository}/commits/{quote(commit)}")
+        answer = self._http.get_json(f"/repos/{self.repository}/commits/{quote(commit)}")
         if not isinstance(answer, dict):
             return None
         author = (answer.get("commit") or {}).get("author") or {}
@@ -101,14 +65,16 @@ class AzureRepository:
 
     def __init__(self, org_url: str, pat: str, project: str, repository: str):
         token = base64.b64encode(f":{pat}".encode()).decode()
-        self._http = _Http(org_url, {"Authorization": f"Basic {token}", "Accept": "application/json"}, pat)
+        self._http = JsonApi(
+            org_url, {"Authorization": f"Basic {token}", "Accept": "application/json"}, pat, "Azure DevOps"
+        )
         self._base = f"/{quote(project)}/_apis/git/repositories/{quote(repository)}"
 
     def codeowners(
         self, commit: str, locations: Sequence[str] = AZURE_REPOS_LOCATIONS
     ) -> Optional[Tuple[str, bytes]]:
         for location in locations:
-            answer = self._http.get(
+            answer = self._http.get_json(
                 f"{self._base}/items",
                 {
                     "path": "/" + location,
@@ -123,7 +89,9 @@ class AzureRepository:
         return None
 
     def commit_author(self, commit: str) -> Optional[CommitAuthor]:
-        answer = self._http.get(f"{self._base}/commits/{quote(commit)}", {"api-version": self.API_VERSION})
+        answer = self._http.get_json(
+            f"{self._base}/commits/{quote(commit)}", {"api-version": self.API_VERSION}
+        )
         if not isinstance(answer, dict):
             return None
         author = answer.get("author") or {}

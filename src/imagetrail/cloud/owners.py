@@ -105,7 +105,7 @@ class OwnerPolicy:
         ]
         for key, fact in keys:
             if key and key in teams:
-                evidence = trail.evidence.get(fact if fact != "project" else "project", CLAIMED)
+                evidence = trail.evidence.get(fact, CLAIMED)
                 owners = []
                 for team in teams[key]:
                     for contact in contacts.get(team, ()):

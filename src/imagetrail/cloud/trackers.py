@@ -51,7 +51,7 @@ class AzureDevOpsBoards:
             operations = [JsonPatchOperation(op=o["op"], path=o["path"], value=o["value"]) for o in document]
             item = client.create_work_item(document=operations, project=project, type=work_item_type)
         except Exception as exc:  # the azure-devops package raises its own and requests' errors
-            raise TrackerError(f"{type(exc).__name__}: {_redact(str(exc), self._pat)}") from None
+            raise TrackerError(f"{type(exc).__name__}: {redact(str(exc), self._pat)}") from None
         return CreatedItem(item.id, f"{self.org_url}/{project}/_workitems/edit/{item.id}")
 
 
@@ -59,42 +59,12 @@ class GitHubIssues:
     """Issues in one GitHub (or GitHub Enterprise Server) instance, with a token allowed ``issues: write``."""
 
     def __init__(self, api_url: str, token: str, timeout: float = TIMEOUT_SECONDS):
-        import requests
-
-        self.api_url = api_url.rstrip("/")
-        self._token = token
-        self._timeout = timeout
-        self._http = requests.Session()
-        self._http.headers.update(
-            {
-                "Accept": "application/vnd.github+json",
-                "Authorization": f"Bearer {token}",
-                "X-GitHub-Api-Version": GITHUB_API_VERSION,
-                "User-Agent": "imagetrail",
-            }
-        )
-
-    def _call(self, method: str, path: str, **kwargs):
-        import requests
-
-        try:
-            response = self._http.request(method, self.api_url + path, timeout=self._timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise TrackerError(f"{type(exc).__name__}: {_redact(str(exc), self._token)}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("message", "")
-            except ValueError:
-                message = response.text
-            raise TrackerError(
-                f"GitHub answered {response.status_code} to {method} {path}: {_redact(str(message), self._token)}"
-            )
-        return response
+        self._http = JsonApi(api_url, github_headers(token), token, "GitHub", timeout)
 
     def find(self, repository: str, marker: str) -> Optional[CreatedItem]:
         """An issue (open or closed) labelled ``imagetrail`` whose body holds ``marker``."""
         for page in range(1, MAX_LISTED_PAGES + 1):
-            issues = self._call(
+            issues = self._http.call(
                 "GET",
                 f"/repos/{repository}/issues",
                 params={"labels": ISSUE_LABEL, "state": "all", "per_page": 100, "page": page},
@@ -113,9 +83,63 @@ class GitHubIssues:
         if assignees:
             # GitHub drops assignees without push access to the repository instead of failing.
             payload["assignees"] = assignees
-        issue = self._call("POST", f"/repos/{repository}/issues", json=payload).json()
+        issue = self._http.call("POST", f"/repos/{repository}/issues", json=payload).json()
         return CreatedItem(int(issue["number"]), str(issue.get("html_url") or ""))
 
 
-def _redact(text: str, secret: str) -> str:
+def github_headers(token: str) -> dict:
+    return {
+        "Accept": "application/vnd.github+json",
+        "Authorization": f"Bearer {token}",
+        "X-GitHub-Api-Version": GITHUB_API_VERSION,
+        "User-Agent": "imagetrail",
+    }
+
+
+class JsonApi:
+    """JSON calls to one configured base URL with one credential; errors say what failed, never the secret."""
+
+    MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+    def __init__(
+        self, base_url: str, headers: dict, secret: str, name: str, timeout: float = TIMEOUT_SECONDS
+    ):
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self._name = name
+        self._timeout = timeout
+        self._http = requests.Session()
+        self._http.headers.update(headers)
+
+    def call(self, method: str, path: str, missing_ok: bool = False, **kwargs):
+        import requests
+
+        try:
+            response = self._http.request(method, self.base_url + path, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise TrackerError(f"{type(exc).__name__}: {redact(str(exc), self._secret)}") from None
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", "")
+            except (ValueError, AttributeError):
+                message = response.text
+            raise TrackerError(
+                f"{self._name} answered {response.status_code} to {method} {path}: "
+                f"{redact(str(message), self._secret)}"
+            )
+        if len(response.content) > self.MAX_ANSWER_BYTES:
+            raise TrackerError(f"{method} {path}: the answer is over {self.MAX_ANSWER_BYTES} bytes")
+        return response
+
+    def get_json(self, path: str, params: Optional[dict] = None):
+        """The JSON answer of a GET, or None when the resource does not exist (404)."""
+        response = self.call("GET", path, missing_ok=True, params=params)
+        return None if response is None else response.json()
+
+
+def redact(text: str, secret: str) -> str:
     return (text.replace(secret, "***") if secret else text)[:300]
