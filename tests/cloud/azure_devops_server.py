@@ -17,9 +17,11 @@ import base64
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.json_handler import JsonHandler
 
 WIT_AREA_ID = "5264459e-e5e0-4bd8-b118-0985e68a4ec5"
 RESOURCE_AREAS_ID = "e81700f7-3be2-46de-8624-2eb35882fcaa"
@@ -72,18 +74,7 @@ class AzureDevOpsServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _fail(self, message):
                 server.errors.append(message)
                 self._send(400, {"message": message})

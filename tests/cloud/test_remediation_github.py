@@ -76,6 +76,12 @@ def devops(monkeypatch):
         yield server
 
 
+def ado_report(devops, **context) -> dict:
+    """octo/shop run 55, an Azure DevOps run of the organisation the stand-in serves, pushing ADO."""
+    image = push("registry.example.com/octo/shop:1", ADO)
+    return pipeline_report("octo", "shop", "55", [image], server_url=devops.url + "/", **context)
+
+
 def load(api, *reports):
     sessions = api.app.state.sessions
     for body in reports:
@@ -101,9 +107,7 @@ def test_a_github_built_image_gets_an_issue_in_its_repository_never_an_azure_dev
     load(
         api,
         github_report("octo", "octo/shop", "9001", [push("ghcr.io/octo/shop:1", APP)]),
-        pipeline_report(
-            "octo", "shop", "55", [push("registry.example.com/octo/shop:1", ADO)], server_url=devops.url + "/"
-        ),
+        ado_report(devops),
     )
     plan = remediate(api, dry_run=True)
     app, ado = plan[APP], plan[ADO]
@@ -320,18 +324,7 @@ def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by
         "name": "Project Collection Build Service (octo)",
         "email": "build@octo.example",
     }
-    load(
-        api,
-        pipeline_report(
-            "octo",
-            "shop",
-            "55",
-            [push("registry.example.com/octo/shop:1", ADO)],
-            server_url=devops.url + "/",
-            commit=commit,
-            requester_email="dave@octo.example",
-        ),
-    )
+    load(api, ado_report(devops, commit=commit, requester_email="dave@octo.example"))
 
     def resolved():
         (run,) = api.client.post("/v1/owners/resolve", json={"filters": {"running": False}}).json()["runs"]
@@ -378,17 +371,7 @@ def test_bad_owner_requests_are_refused_naming_the_field(api, body, field):
 
 def test_an_assignee_the_organisation_does_not_know_leaves_the_work_item_unassigned(api, devops):
     devops.identities = {"someone@octo.example"}
-    load(
-        api,
-        pipeline_report(
-            "octo",
-            "shop",
-            "55",
-            [push("registry.example.com/octo/shop:1", ADO)],
-            server_url=devops.url + "/",
-            requester_email="stranger@elsewhere.example",
-        ),
-    )
+    load(api, ado_report(devops, requester_email="stranger@elsewhere.example"))
     outcome = remediate(api)[ADO]
     assert outcome["status"] == "created" and outcome["assigned_to"] is None
     assert outcome["reason"].startswith("created unassigned: stranger@elsewhere.example was refused")

@@ -27,9 +27,11 @@ import re
 import shlex
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Dict, List, Optional, Set
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.json_handler import JsonHandler
 
 API_VERSION = "2022-11-28"
 ISSUE_FIELDS = {"title", "body", "assignee", "milestone", "labels", "assignees", "type"}
@@ -98,18 +100,7 @@ class GitHubApi:
     def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _fail(self, message, status=400):
                 api.errors.append(message)
                 self._send(status, {"message": message})
