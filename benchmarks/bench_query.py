@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import sqlalchemy as sa  # noqa: E402
 
 from imagetrail.cloud.explorer import ExplorerFilters, run_query  # noqa: E402
+from imagetrail.cloud.pipeline_risk import vulnerable_pushes_by_pipeline  # noqa: E402
 from imagetrail.cloud.store import refresh_container_columns  # noqa: E402
 from imagetrail.server.auth import Principal  # noqa: E402
 from imagetrail.server.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -260,6 +261,15 @@ def main() -> int:
 
             probe = digest(12345 % max(sizes["pushes"], 1) + 1)
 
+            def running_only_worst_first():
+                run_query(session, ExplorerFilters(running=True), ADMIN, page_size=50, sort="-severity")
+
+            def not_running_high():
+                run_query(session, ExplorerFilters(running=False, min_severity="high"), ADMIN, page_size=50)
+
+            def by_pipeline_week():
+                vulnerable_pushes_by_pipeline(session, ADMIN, 7)
+
             def lookup():
                 session.execute(sa.text("SELECT id FROM pushes WHERE digest = :d"), {"d": probe}).all()
 
@@ -268,7 +278,13 @@ def main() -> int:
                 ("plain indexed lookup (pushes by digest)", *floor),
                 ("explorer: exposed AND min-severity high", *measure(explorer, args.repeat)),
                 ("explorer: exposed AND cve", *measure(cve, args.repeat)),
-                ("explorer: all rows, worst severity first", *measure(everything_worst_first, args.repeat)),
+                (
+                    "explorer: all rows (running, then not running), worst first",
+                    *measure(everything_worst_first, args.repeat),
+                ),
+                ("explorer: running only, worst first", *measure(running_only_worst_first, args.repeat)),
+                ("explorer: pushed, not running, high+", *measure(not_running_high, args.repeat)),
+                ("pushes by pipeline, last 7 days, high+", *measure(by_pipeline_week, args.repeat)),
                 (
                     f"explorer: all rows by workload, page {deep_page:,}",
                     *measure(deep_by_workload, args.repeat),

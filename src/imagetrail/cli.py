@@ -24,7 +24,8 @@ COMMANDS = {
     "k8s": ("imagetrail.client.k8s", "sync running Kubernetes workloads and their exposure"),
     "scans": ("imagetrail.client.scans", "ingest Trivy / Grype vulnerability reports"),
     "query": ("imagetrail.client.query", "explorer query: exposed, vulnerable images and their owners"),
-    "remediate": ("imagetrail.client.remediate", "open Azure DevOps work items for query results"),
+    "remediate": ("imagetrail.client.remediate", "open work items / GitHub issues for query results"),
+    "owners": ("imagetrail.client.owners", "resolve image owners: CODEOWNERS, commit author, team, requester"),
     "registry": ("imagetrail.cloud.registry_cli", "resolve index -> platform manifests; sync pushes from a registry"),
 }
 

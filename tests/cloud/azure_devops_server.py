@@ -2,7 +2,10 @@
 
 It answers what the package asks for, in order: ``OPTIONS {org}/_apis`` (resource locations),
 ``GET {org}/_apis/ResourceAreas`` (where each service lives) and ``POST {org}/{project}/_apis/wit/
-workitems/${type}`` ("Work Items - Create", REST API 7.1), and CHECKS each request against the
+workitems/${type}`` ("Work Items - Create", REST API 7.1); for owners, Git "Items - Get" ``GET {org}/
+{project}/_apis/git/repositories/{repo}/items?path=&versionDescriptor.version=&versionDescriptor.
+versionType=commit&includeContent=true`` and Git "Commits - Get" ``GET {org}/{project}/_apis/git/
+repositories/{repo}/commits/{commitId}`` (from ``files`` and ``commits``); and CHECKS each request against the
 documented API: Basic auth with the PAT, ``Content-Type: application/json-patch+json``, an
 ``api-version``, and a JSON Patch array of add operations. A request that breaks the contract is
 recorded in ``errors`` and answered with 400.
@@ -14,9 +17,11 @@ import base64
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import List
+from http.server import ThreadingHTTPServer
+from typing import List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.json_handler import JsonHandler
 
 WIT_AREA_ID = "5264459e-e5e0-4bd8-b118-0985e68a4ec5"
 RESOURCE_AREAS_ID = "e81700f7-3be2-46de-8624-2eb35882fcaa"
@@ -30,6 +35,9 @@ class AzureDevOpsServer:
         self.created: List[dict] = []
         self.errors: List[str] = []
         self.requests: List[str] = []
+        self.files: dict = {}  # (project, repository, commit, path) -> text
+        self.commits: dict = {}  # (project, repository, commit) -> {"name", "email"}
+        self.identities: Optional[set] = None  # when set, System.AssignedTo must be one of these
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{organization}"
 
@@ -66,18 +74,7 @@ class AzureDevOpsServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _fail(self, message):
                 server.errors.append(message)
                 self._send(400, {"message": message})
@@ -101,7 +98,14 @@ class AzureDevOpsServer:
                 server.requests.append(f"GET {self.path}")
                 if not self._authorized():
                     return
-                if urlsplit(self.path).path.lower() != f"/{server.organization}/_apis/resourceareas":
+                parts = urlsplit(self.path)
+                git = re.fullmatch(
+                    rf"/{server.organization}/([^/]+)/_apis/git/repositories/([^/]+)/(items|commits/([0-9a-f]{{40}}))",
+                    unquote(parts.path),
+                )
+                if git:
+                    return self._git(git, parse_qs(parts.query))
+                if parts.path.lower() != f"/{server.organization}/_apis/resourceareas":
                     return self._fail(f"GET {self.path}: unexpected path")
                 self._send(
                     200,
@@ -110,6 +114,26 @@ class AzureDevOpsServer:
                         "value": [{"id": WIT_AREA_ID, "name": "wit", "locationUrl": server.url + "/"}],
                     },
                 )
+
+            def _git(self, match, query):
+                project, repository, kind, commit = match.groups()
+                if query.get("api-version", [""])[0] != "7.1":
+                    return self._fail(f"GET {self.path}: api-version must be 7.1")
+                if kind == "items":
+                    expected = {"path", "versionDescriptor.version", "versionDescriptor.versionType", "includeContent",
+                                "api-version"}
+                    if set(query) != expected or query["versionDescriptor.versionType"] != ["commit"] \
+                            or query["includeContent"] != ["true"] or not query["path"][0].startswith("/"):
+                        return self._fail(f"GET {self.path}: not an Items - Get of a file at a commit")
+                    key = (project, repository, query["versionDescriptor.version"][0], query["path"][0][1:])
+                    if key not in server.files:
+                        return self._send(404, {"message": f"TF401174: The item '{query['path'][0]}' could not be found"})
+                    return self._send(200, {"objectId": "0" * 40, "path": query["path"][0], "content": server.files[key]})
+                author = server.commits.get((project, repository, commit))
+                if author is None:
+                    return self._send(404, {"message": f"TF401175: The commit {commit} could not be found"})
+                return self._send(200, {"commitId": commit, "author": {**author, "date": "2024-05-01T09:00:00Z"},
+                                        "committer": {**author, "date": "2024-05-01T09:00:00Z"}, "comment": "a change"})
 
             def do_POST(self):
                 server.requests.append(f"POST {self.path}")
@@ -149,6 +173,12 @@ class AzureDevOpsServer:
                 }
                 if "System.Title" not in fields:
                     return self._fail(f"POST {self.path}: System.Title is required")
+                assigned = fields.get("System.AssignedTo")
+                if server.identities is not None and assigned and assigned not in server.identities:
+                    # What Azure DevOps answers for an identity the organisation does not know.
+                    return self._send(400, {"message": f"TF401320: Rule Error for field Assigned To. "
+                                                       f"Error code: LimitedToValues, {assigned!r}",
+                                            "typeKey": "RuleValidationException"})
                 item_id = len(server.created) + 1
                 server.created.append(
                     {

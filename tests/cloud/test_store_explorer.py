@@ -143,7 +143,10 @@ def test_sync_replaces_the_cluster_view(estate):
     with transaction(estate) as session:
         result = store.replace_inventory(session, scenario.inventory(include_web=False))
     assert (result.containers, result.replaced) == (5, 6)
-    assert "web" not in pods(query(estate))
+    assert "web" not in pods(query(estate, running=True))
+    # Still pushed and scanned: it stays in the explorer as an image no cluster runs.
+    (row,) = query(estate, running=False).rows
+    assert (row.running, row.digest, row.pod) == (False, scenario.WEB, None)
     with estate() as session:
         assert session.execute(select(func.count()).select_from(RunningContainer)).scalar_one() == 5
 

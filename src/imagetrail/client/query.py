@@ -20,6 +20,11 @@ SORTS = ("severity", "-severity", "cluster", "namespace", "workload", "image", "
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters (combined with AND)")
     group.add_argument("--exposed", action="store_true", help="only containers reachable from the internet")
+    running = group.add_mutually_exclusive_group()
+    running.add_argument("--running", dest="running", action="store_const", const="true",
+                         help="only images a cluster runs (default: running or not)")
+    running.add_argument("--not-running", dest="running", action="store_const", const="false",
+                         help="only pushed images no cluster runs")
     group.add_argument("--cluster")
     group.add_argument("--namespace")
     group.add_argument("--min-severity", choices=SEVERITIES)
@@ -48,6 +53,8 @@ def filter_params(args: argparse.Namespace) -> Dict[str, Any]:
         params["fix_available"] = "true"
     if getattr(args, "untraced_push", False):
         params["untraced_push"] = "true"
+    if getattr(args, "running", None):
+        params["running"] = args.running
     for name in (
         "cluster",
         "namespace",
@@ -80,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="which clusters, registries, projects and scanners report, and when",
     )
+    parser.add_argument(
+        "--by-pipeline", action="store_true",
+        help="pipelines that pushed images with --min-severity (default high) findings in the last --days days",
+    )
+    parser.add_argument("--days", type=int, default=7, help="with --by-pipeline: days back (default 7)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help="same as --format json"
@@ -94,11 +106,12 @@ def _flat(row: Dict[str, Any]) -> Dict[str, Any]:
     vulns = row.get("vulnerabilities") or {}
     counts = vulns.get("counts") or {}
     trail = row.get("trail") or {}
+    running = row.get("running", True)
     return {
-        "cluster": row["cluster"],
-        "namespace": row["namespace"],
-        "workload": f"{row['workload_kind']}/{row['workload_name']}",
-        "container": row["container"],
+        "cluster": row["cluster"] if running else "(not running)",
+        "namespace": row["namespace"] or "",
+        "workload": f"{row['workload_kind']}/{row['workload_name']}" if running else "",
+        "container": row["container"] or "",
         "exposure": "; ".join(e["reason"] for e in row.get("exposure") or []),
         "image": row["image"],
         "digest": row.get("digest") or f"unknown: {row.get('digest_error')}",
@@ -120,6 +133,9 @@ def _flat(row: Dict[str, Any]) -> Dict[str, Any]:
         "owner": trail.get("owner_name", ""),
         "owner_email": trail.get("owner_email", ""),
         "evidence": summary(trail.get("evidence") or {}),
+        "owners": "; ".join(
+            f"{o.get('name') or o.get('login') or o.get('email')} ({o['source']})" for o in trail.get("owners") or []
+        ),
     }
 
 
@@ -172,6 +188,9 @@ def _emit(
         print(footer)
 
 
+PIPELINE_COLUMNS = (
+    "organization", "project", "pipeline", "images", "running", "not_running", "critical", "high", "last_pushed_at"
+)
 PUSH_COLUMNS = ("registry", "repository", "tag", "digest", "actor", "source_addr", "pushed_at", "attribution")
 
 
@@ -203,6 +222,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{section}:")
                 rows = answer[section]
                 print(_table(rows, list(rows[0])) if rows else "  none")
+            return 0
+        if args.by_pipeline:
+            answer = client.get("/v1/query/pipelines", params={**params, "days": args.days})
+            rows = answer["pipelines"]
+            footer = f"{len(rows)} pipelines pushed images with {answer['min_severity']}+ findings"
+            _emit(args.format, answer, rows, PIPELINE_COLUMNS, f"{footer} since {answer['since']}")
             return 0
         params.update(page=args.page, page_size=args.page_size)
         if args.gaps:

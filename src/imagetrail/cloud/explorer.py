@@ -1,4 +1,4 @@
-"""Explorer queries: running containers joined with exposure, vulnerabilities and their pipeline trail.
+"""Explorer queries: running containers and pushed images, with exposure, vulnerabilities and their trail.
 
 Plain functions over a SQLAlchemy session, used by the API (``GET /v1/query``), the CLI and the
 web explorer in-process:
@@ -10,6 +10,11 @@ web explorer in-process:
 Digests match across ``image_relations``: a container running a platform manifest is traced to
 the run that pushed its index, and the other way round. Filtering happens in SQL (paging is
 server-side); the trail (run, commit, owner) is fetched for the page rows only.
+
+Images no cluster runs are rows too (``running=False``): a pushed digest with neither itself nor a
+related index/manifest digest in ``running_containers``. With ``running`` unset, running containers
+come first, then the images that are not running (Defender's "container images with
+vulnerabilities", running or not).
 
 Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
 granted. Running containers with no trail belong to no organisation, so only readers granted every
@@ -27,7 +32,7 @@ from sqlalchemy import Select, and_, false, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from imagetrail.cloud import severity as sev
-from imagetrail.cloud.references import normalize_registry
+from imagetrail.cloud.references import normalize_registry, parse_reference
 from imagetrail.registry.store import untraced_digests
 from imagetrail.server.auth import Principal
 from imagetrail.server.reconcile.status import ReconcileStatus, reconcile_status
@@ -84,6 +89,8 @@ class ExplorerFilters(BaseModel):
     digests: Optional[List[str]] = None  # rows running one of these digests (web explorer selections)
     # Rows running a digest a registry reported pushed that nothing explains (imagetrail.registry.store).
     untraced_push: bool = False
+    # True: only running containers; False: only pushed images no cluster runs; None: both.
+    running: Optional[bool] = None
 
     @field_validator("min_severity", mode="before")
     @classmethod
@@ -100,6 +107,10 @@ class ExplorerFilters(BaseModel):
             v is not None
             for v in (self.org, self.project, self.pipeline, self.pushed_after, self.pushed_before)
         )
+
+    def container_filtered(self) -> bool:
+        """Filters only a running container can match (an image no cluster runs is never exposed)."""
+        return bool(self.exposed or self.cluster or self.namespace or self.untraced_push)
 
     def vulnerability_filtered(self) -> bool:
         return self.min_severity is not None or self.cve is not None or self.fix_available
@@ -135,7 +146,23 @@ class Vulnerabilities(BaseModel):
     scanned_digest: Optional[str] = None  # differs from the row's digest when matched over an index
 
 
+class OwnerEntry(BaseModel):
+    """One owner of an image, in order, with where it came from (cloud/owners.py)."""
+
+    source: str  # codeowners | commit-author | team-mapping | requester
+    name: Optional[str] = None
+    email: Optional[str] = None
+    login: Optional[str] = None  # GitHub login or @org/team, when the source names one
+    detail: Optional[str] = None  # the CODEOWNERS rule, or the team
+    evidence: str = "claimed"  # verified | claimed | disputed (imagetrail.facts)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.login or self.email or "?"
+
+
 class Trail(BaseModel):
+    system: str = "azure-devops"  # azure-devops | github: the CI system of the run (and its tracker)
     organization: str
     project: str
     pipeline: Optional[str] = None
@@ -153,17 +180,24 @@ class Trail(BaseModel):
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
     evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
+    # Ordered, each with its source; the requester alone until owners are resolved (imagetrail owners).
+    owners: List[OwnerEntry] = Field(default_factory=list)
+    pipeline_key: Optional[int] = Field(default=None, exclude=True)  # pipelines.id, for the server only
+    run_key: Optional[int] = Field(default=None, exclude=True)  # runs.id
+    repository_name: Optional[str] = Field(default=None, exclude=True)
 
 
 class ExplorerRow(BaseModel):
-    cluster: str
-    namespace: str
-    workload_kind: str
-    workload_name: str
+    # The container fields are None on a row for an image no cluster runs (running=False).
+    running: bool = True
+    cluster: Optional[str] = None
+    namespace: Optional[str] = None
+    workload_kind: Optional[str] = None
+    workload_name: Optional[str] = None
     owner_note: Optional[str] = None
-    pod: str
-    container: str
-    container_kind: str
+    pod: Optional[str] = None
+    container: Optional[str] = None
+    container_kind: Optional[str] = None
     image: str
     registry: str
     repository: str
@@ -283,7 +317,7 @@ def _trail_conditions(filters: ExplorerFilters, allowed: Optional[Set[str]]) -> 
     return conditions
 
 
-def _allowed(principal: Principal) -> Optional[Set[str]]:
+def allowed_organizations(principal: Principal) -> Optional[Set[str]]:
     return None if principal.organizations is None else {o.lower() for o in principal.organizations}
 
 
@@ -308,6 +342,16 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
         conditions.append(c.digest.in_(sorted(set(filters.digests))))
     if filters.untraced_push:
         conditions.append(c.digest.in_(untraced_digests()))
+    conditions.extend(_vulnerability_conditions(filters, c.scan_id, c.max_severity, c.max_fixable_severity))
+    allowed = allowed_organizations(principal)
+    if filters.trail_filtered() or allowed is not None:
+        pushed = _pushes_joined([Push.digest]).where(*_trail_conditions(filters, allowed))
+        conditions.append(c.digest.in_(_with_related(pushed)))
+    return conditions
+
+
+def _vulnerability_conditions(filters: ExplorerFilters, scan_id, max_severity, max_fixable) -> list:
+    """Severity / CVE / fix conditions on a table carrying a summary's columns (containers or summaries)."""
     rank = sev.parse_filter(filters.min_severity) if filters.min_severity else None
     if filters.cve:
         finding = [Finding.vulnerability_id == filters.cve]
@@ -315,16 +359,92 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
             finding.append(Finding.severity >= rank)
         if filters.fix_available:
             finding.append(and_(Finding.fixed_version.is_not(None), Finding.fixed_version != ""))
-        conditions.append(c.scan_id.in_(select(Finding.scan_id).where(*finding)))
-    elif filters.fix_available:
-        conditions.append(c.max_fixable_severity >= (rank or sev.UNKNOWN))
-    elif rank:
-        conditions.append(c.max_severity >= rank)
-    allowed = _allowed(principal)
-    if filters.trail_filtered() or allowed is not None:
-        pushed = _pushes_joined([Push.digest]).where(*_trail_conditions(filters, allowed))
-        conditions.append(c.digest.in_(_with_related(pushed)))
-    return conditions
+        return [scan_id.in_(select(Finding.scan_id).where(*finding))]
+    if filters.fix_available:
+        return [max_fixable >= (rank or sev.UNKNOWN)]
+    if rank:
+        return [max_severity >= rank]
+    return []
+
+
+def running_digests() -> Select:
+    """Every digest a cluster runs, with its index / platform-manifest relatives."""
+    return _with_related(select(RunningContainer.digest).where(RunningContainer.digest.is_not(None)))
+
+
+def pushed_images(filters: ExplorerFilters, allowed: Optional[Set[str]]) -> Select:
+    """Pushed digests matching the trail, image and vulnerability filters (one column, may repeat).
+
+    ``filters.running`` picks images a cluster runs (True), does not run (False) or both (None).
+    """
+    vs = VulnerabilitySummary
+    query = (
+        _pushes_joined([Push.digest])
+        .join(ImageReference, ImageReference.id == Push.reference_id)
+        .where(*_trail_conditions(filters, allowed))
+    )
+    if filters.registry:
+        query = query.where(ImageReference.registry_host == normalize_registry(filters.registry))
+    if filters.repository:
+        query = query.where(ImageReference.repository == filters.repository.lower())
+    if filters.digests:
+        query = query.where(Push.digest.in_(sorted(set(filters.digests))))
+    vulnerability = _vulnerability_conditions(filters, vs.scan_id, vs.max_severity, vs.max_fixable_severity)
+    if vulnerability:
+        query = query.join(vs, vs.digest == Push.digest).where(*vulnerability)
+    if filters.running is True:
+        query = query.where(Push.digest.in_(running_digests()))
+    elif filters.running is False:
+        query = query.where(Push.digest.not_in(running_digests()))
+    return query
+
+
+def _not_running_page(
+    session: Session, filters: ExplorerFilters, principal: Principal, offset: int, limit: int, sort: str
+) -> tuple:
+    """(total, rows) of pushed images no cluster runs; sorted by severity, else by digest."""
+    if filters.container_filtered():
+        return 0, []
+    pushed = pushed_images(filters.model_copy(update={"running": False}), allowed_organizations(principal))
+    digests = pushed.distinct().subquery()
+    vs = VulnerabilitySummary
+    total = session.execute(select(func.count()).select_from(digests)).scalar_one()
+    if limit <= 0 or not total:
+        return total, []
+    severity = func.coalesce(vs.max_severity, -1)
+    critical, high = func.coalesce(vs.critical, 0), func.coalesce(vs.high, 0)
+    order = {
+        "-severity": [severity.desc(), critical.desc(), high.desc()],
+        "severity": [severity, critical, high],
+    }.get(sort, [])
+    rows = session.execute(
+        select(digests.c.digest, vs)
+        .outerjoin(vs, vs.digest == digests.c.digest)
+        .order_by(*order, digests.c.digest)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    wanted = [digest for digest, _ in rows]
+    trails = find_trails(session, wanted, filters, allowed_organizations(principal))
+    scans = _scanners(session, {summary.scan_id for _, summary in rows if summary is not None})
+    page = []
+    for digest, summary in rows:
+        trail = trails.get(digest)
+        reference = trail.pushed_reference if trail else digest
+        name = parse_reference(reference)
+        page.append(
+            ExplorerRow(
+                running=False,
+                image=reference,
+                registry=name.registry,
+                repository=name.repository,
+                digest=digest,
+                exposed=False,
+                vulnerabilities=_vulnerabilities(summary, scans),
+                trail=trail,
+            )
+        )
+    return total, page
 
 
 def _order(sort: str) -> list:
@@ -366,14 +486,38 @@ def run_query(
     page_size: int = 50,
     sort: str = "-severity",
 ) -> ExplorerPage:
-    """One page of running containers matching ``filters`` that ``principal`` may see."""
+    """One page of running containers, then of pushed images no cluster runs, matching ``filters``
+    that ``principal`` may see (``filters.running`` keeps one kind)."""
     _check_paging(page, page_size)
     order = _order(sort)
+    offset = (page - 1) * page_size
+    if filters.running is False:
+        total, rows = _not_running_page(session, filters, principal, offset, page_size, sort)
+        return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
     conditions = _conditions(filters, principal)
     # Exact total: the web explorer pages and exports by it. One table, so an index or a seq scan.
     total = session.execute(
         select(func.count()).select_from(RunningContainer).where(*conditions)
     ).scalar_one()
+    rows = _running_page(session, filters, principal, conditions, order, offset, page_size)
+    if filters.running is None:
+        # Images no cluster runs follow the running containers, paged as one list.
+        rest, more = _not_running_page(
+            session, filters, principal, max(0, offset - total), page_size - len(rows), sort
+        )
+        total, rows = total + rest, rows + more
+    return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+
+
+def _running_page(
+    session: Session,
+    filters: ExplorerFilters,
+    principal: Principal,
+    conditions: list,
+    order: list,
+    offset: int,
+    page_size: int,
+) -> List[ExplorerRow]:
     # The page's ids first (read in index order, only ids carried past OFFSET), then its rows.
     ids = (
         session.execute(
@@ -381,7 +525,7 @@ def run_query(
             .where(*conditions)
             .order_by(*order)
             .limit(page_size)
-            .offset((page - 1) * page_size)
+            .offset(offset)
         )
         .scalars()
         .all()
@@ -400,13 +544,13 @@ def run_query(
         else []
     )
     containers = [row[0] for row in page_rows]
-    trails = find_trails(session, {c.digest for c in containers if c.digest}, filters, _allowed(principal))
+    digests = {c.digest for c in containers if c.digest}
+    trails = find_trails(session, digests, filters, allowed_organizations(principal))
     scans = _scanners(session, {row[1].scan_id for row in page_rows if row[1] is not None})
-    rows = [
+    return [
         _row(container, summary, trails.get(container.digest or ""), scans)
         for container, summary in page_rows
     ]
-    return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
 
 
 def _scanners(session: Session, scan_ids: Set[int]) -> Dict[int, str]:
@@ -423,22 +567,6 @@ def _row(
     trail: Optional[Trail],
     scanners: Dict[int, str],
 ) -> ExplorerRow:
-    vulnerabilities = None
-    if summary is not None:
-        vulnerabilities = Vulnerabilities(
-            counts=SeverityCounts(
-                critical=summary.critical,
-                high=summary.high,
-                medium=summary.medium,
-                low=summary.low,
-                unknown=summary.unknown,
-            ),
-            max_severity=sev.NAMES[summary.max_severity],
-            top=[TopCve(**item) for item in summary.top or []],
-            scanner=scanners.get(summary.scan_id),
-            scanned_at=summary.scanned_at,
-            scanned_digest=summary.via_digest,
-        )
     return ExplorerRow(
         cluster=container.cluster_name,
         namespace=container.namespace,
@@ -455,8 +583,29 @@ def _row(
         digest_error=container.digest_error,
         exposed=container.exposed,
         exposure=[Exposure(**item) for item in container.exposure or []],
-        vulnerabilities=vulnerabilities,
+        vulnerabilities=_vulnerabilities(summary, scanners),
         trail=trail,
+    )
+
+
+def _vulnerabilities(
+    summary: Optional[VulnerabilitySummary], scanners: Dict[int, str]
+) -> Optional[Vulnerabilities]:
+    if summary is None:
+        return None
+    return Vulnerabilities(
+        counts=SeverityCounts(
+            critical=summary.critical,
+            high=summary.high,
+            medium=summary.medium,
+            low=summary.low,
+            unknown=summary.unknown,
+        ),
+        max_severity=sev.NAMES[summary.max_severity],
+        top=[TopCve(**item) for item in summary.top or []],
+        scanner=scanners.get(summary.scan_id),
+        scanned_at=summary.scanned_at,
+        scanned_digest=summary.via_digest,
     )
 
 
@@ -521,6 +670,9 @@ def find_trails(
         Run.requester_evidence,
         Run.requester_id,
         Run.repository_id,
+        Organization.system,
+        Pipeline.id,
+        Run.id,
     ]
     by_digest: Dict[str, list] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
@@ -547,6 +699,10 @@ def find_trails(
         if best is not None:
             _, row, evidence = best
             trails[digest] = Trail(
+                system=row[26],
+                pipeline_key=row[27],
+                run_key=row[28],
+                repository_name=row[13],
                 pushed_digest=row[0],
                 pushed_reference=row[1],
                 pushed_at=row[2],
@@ -565,7 +721,22 @@ def find_trails(
                 owner_email=row[16],
                 evidence=evidence,
             )
+    _attach_owners(session, trails.values())
     return trails
+
+
+def _attach_owners(session: Session, trails: Iterable[Trail]) -> None:
+    """Each trail's resolved owners, else its requester (never a service identity)."""
+    from imagetrail.cloud.owners import requester_owner, stored_owners
+
+    trails = list(trails)
+    stored = stored_owners(session, [t.run_key for t in trails if t.run_key is not None])
+    for trail in trails:
+        if trail.run_key in stored:
+            trail.owners = stored[trail.run_key]
+        else:
+            requester = requester_owner(trail)
+            trail.owners = [requester] if requester else []
 
 
 def _row_evidence(row: Sequence) -> Dict[str, str]:
@@ -673,7 +844,7 @@ def _pushed_registries(session: Session) -> Set[str]:
 
 def coverage_summary(session: Session, principal: Principal) -> CoverageSummary:
     """Which clusters, registries, projects and scanners report, and when each last did."""
-    allowed = _allowed(principal)
+    allowed = allowed_organizations(principal)
     everything = allowed is None
     clusters: List[ClusterCoverage] = []
     if everything:

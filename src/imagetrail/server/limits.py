@@ -49,6 +49,7 @@ def body_limits(settings: Settings) -> Dict[Tuple[str, str], Tuple[int, str]]:
         ("POST", "/v1/scans"): (MAX_SCAN_BYTES, "send one scan report per request"),
         ("POST", "/v1/image-relations"): (MAX_RELATIONS_BYTES, "send at most 10,000 relations per request"),
         ("POST", "/v1/remediations"): (MAX_SMALL_JSON_BYTES, "a remediation request is a few filters"),
+        ("POST", "/v1/owners/resolve"): (MAX_SMALL_JSON_BYTES, "an owners request is a few filters"),
         ("POST", "/v1/registry-events"): (settings.max_registry_event_bytes, "IMAGETRAIL_MAX_REGISTRY_EVENT_BYTES"),
         ("POST", "/login"): (MAX_LOGIN_BYTES, "the sign-in form holds one key"),
         ("POST", "/login/sso"): (MAX_LOGIN_BYTES, "the sign-in form holds one token"),

@@ -49,6 +49,17 @@ def _grants(env: Mapping[str, str], name: str) -> Dict[str, List[str]]:
     return grants
 
 
+def _mapping(env: Mapping[str, str], name: str, example: str) -> Dict[str, List[str]]:
+    """``key=a|b,key2=c`` -> {key: [a, b], key2: [c]}; keys lower-cased, values kept as written."""
+    mapping: Dict[str, List[str]] = {}
+    for item in _list(env.get(name)):
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise SettingsError(f"{name}: expected entries like {example!r}, got {item!r}")
+        mapping[key.strip().lower()] = [v.strip() for v in values.split("|") if v.strip()]
+    return mapping
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -123,6 +134,18 @@ class Settings:
     max_report_bytes: int = 1_048_576
     # Azure DevOps REST API base for links and remediation (tests point it at a local server).
     azure_devops_url: str = "https://dev.azure.com"
+    # GitHub (docs/cloud.md, docs/backend.md): the REST API the token is sent to, the web URL runs must
+    # report (github.com, or a GitHub Enterprise Server), and one token allowed issues: write (remediation,
+    # owners) and actions: read (reconcile of kept reports) on the repositories.
+    github_api_url: str = "https://api.github.com"
+    github_server_url: str = "https://github.com"
+    github_token: str = field(default="", repr=False)
+    # Owners: more service identities that are never owners (shell-style patterns, docs/cloud.md).
+    owner_service_identities: List[str] = field(default_factory=list)
+    # Owners: pipeline (org/project/pipeline), project (org/project) or repository -> teams, and team ->
+    # contacts (e-mails or @logins): IMAGETRAIL_OWNER_TEAMS, IMAGETRAIL_TEAM_CONTACTS.
+    owner_teams: Dict[str, List[str]] = field(default_factory=dict)
+    team_contacts: Dict[str, List[str]] = field(default_factory=dict)
     # Seconds a client should wait before retrying when the database is unavailable.
     retry_after_seconds: int = 5
     # Group commit: most reports one transaction takes, and how long the writer waits for more
@@ -170,9 +193,6 @@ class Settings:
     azure_devops_client_secret: Optional[str] = field(default=None, repr=False)
     # Azure DevOps organisations to reconcile besides those that already reported.
     reconcile_azure_devops_orgs: List[str] = field(default_factory=list)
-    # GitHub: a token that may read Actions artifacts of the reporting repositories, and the REST API.
-    github_token: Optional[str] = field(default=None, repr=False)
-    github_api_url: str = "https://api.github.com"
 
     @property
     def azure_devops_identity(self) -> bool:
@@ -210,6 +230,12 @@ class Settings:
             issuer_wait_ms=_int(env, "IMAGETRAIL_ISSUER_WAIT_MS", defaults.issuer_wait_ms, minimum=0),
             max_report_bytes=_int(env, "IMAGETRAIL_MAX_REPORT_BYTES", defaults.max_report_bytes),
             azure_devops_url=env.get("IMAGETRAIL_AZURE_DEVOPS_URL") or defaults.azure_devops_url,
+            github_api_url=(env.get("IMAGETRAIL_GITHUB_API_URL") or defaults.github_api_url).rstrip("/"),
+            github_server_url=env.get("IMAGETRAIL_GITHUB_SERVER_URL") or defaults.github_server_url,
+            github_token=(env.get("IMAGETRAIL_GITHUB_TOKEN") or "").strip(),
+            owner_service_identities=_list(env.get("IMAGETRAIL_OWNER_SERVICE_IDENTITIES")),
+            owner_teams=_mapping(env, "IMAGETRAIL_OWNER_TEAMS", "contoso/shop/shop-ci=payments|web"),
+            team_contacts=_mapping(env, "IMAGETRAIL_TEAM_CONTACTS", "payments=pay@contoso.example|@octo/pay"),
             retry_after_seconds=_int(env, "IMAGETRAIL_RETRY_AFTER_SECONDS", defaults.retry_after_seconds),
             ingest_max_batch=_int(env, "IMAGETRAIL_INGEST_MAX_BATCH", defaults.ingest_max_batch),
             ingest_batch_wait_ms=_int(env, "IMAGETRAIL_INGEST_BATCH_WAIT_MS", defaults.ingest_batch_wait_ms,
@@ -238,8 +264,6 @@ class Settings:
             azure_devops_client_id=env.get("IMAGETRAIL_AZURE_DEVOPS_CLIENT_ID") or None,
             azure_devops_client_secret=env.get("IMAGETRAIL_AZURE_DEVOPS_CLIENT_SECRET") or None,
             reconcile_azure_devops_orgs=[o.lower() for o in _list(env.get("IMAGETRAIL_RECONCILE_AZURE_DEVOPS_ORGS"))],
-            github_token=env.get("IMAGETRAIL_GITHUB_TOKEN") or None,
-            github_api_url=(env.get("IMAGETRAIL_GITHUB_API_URL") or defaults.github_api_url).rstrip("/"),
         )
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
+from imagetrail.cloud.explorer import OwnerEntry
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
 from imagetrail.registry.views import ClaimInfo, RegistryEventInfo
@@ -113,6 +114,8 @@ class TrailPush(BaseModel):
     job: JobInfo
     source: SourceInfo
     requester: Optional[PersonInfo] = None
+    # Who should fix it, in order, each with its source (cloud/owners.py); the requester until resolved.
+    owners: List[OwnerEntry] = []
     evidence: Evidence
     # organization, project, pipeline, run, repository, branch, commit, requester -> how it is known
     facts: Dict[str, FactEvidence] = {}
@@ -285,7 +288,23 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     last = rows[-1] if more else None
     cursor = Cursor(_utc(last.pushed_at), last.id) if last is not None and last.pushed_at is not None else None
     competing = _competing(session, rows)
-    return Page([_trail_push(row, competing) for row in rows], cursor)
+    pushes = [_trail_push(row, competing) for row in rows]
+    _owners(session, rows, pushes)
+    return Page(pushes, cursor)
+
+
+def _owners(session: Session, rows: Sequence[Any], pushes: List["TrailPush"]) -> None:
+    from imagetrail.cloud.owners import SOURCE_REQUESTER, OwnerPolicy, stored_owners
+
+    stored = stored_owners(session, [row.run_pk for row in rows])
+    for row, push in zip(rows, pushes):
+        if row.run_pk in stored:
+            push.owners = stored[row.run_pk]
+        elif push.requester is not None:
+            requester = OwnerEntry(source=SOURCE_REQUESTER, name=push.requester.name, email=push.requester.email,
+                                   login=push.requester.name if push.system == "github" else None,
+                                   evidence=push.facts["requester"].evidence if "requester" in push.facts else "claimed")
+            push.owners = OwnerPolicy().keep([requester])
 
 
 # -- evidence ---------------------------------------------------------------------------

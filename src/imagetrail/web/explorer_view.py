@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.cloud.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.cloud.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
 from imagetrail.facts import summary
 from imagetrail.sanitize import csv_cell
 from imagetrail.server.auth import Principal
@@ -26,8 +27,8 @@ PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_SORT = "-severity"
 CSV_BATCH = 500
-TEXT_FIELDS = ("cve", "cluster", "namespace", "registry", "project", "pipeline")
-FORM_FIELDS = ("exposed", "min_severity", "fix_available", "untraced_push", "pushed_after",
+TEXT_FIELDS = ("cve", "cluster", "namespace", "registry", "org", "project", "pipeline")
+FORM_FIELDS = ("exposed", "running", "min_severity", "fix_available", "untraced_push", "pushed_after",
                "pushed_before") + TEXT_FIELDS
 
 # Column header -> sort key (None: not sortable). Severity toggles between descending and ascending.
@@ -75,10 +76,11 @@ class ExplorerRequest:
             errors.append(f"page_size: must be one of {', '.join(map(str, PAGE_SIZES))}, not {page_size}")
             page_size = DEFAULT_PAGE_SIZE
         values: Dict[str, object] = {name: form[name] for name in TEXT_FIELDS if form[name]}
-        if form["exposed"] not in ("", "true", "false"):
-            errors.append(f"exposed: must be true, false or empty, not {form['exposed']!r}")
-        elif form["exposed"]:
-            values["exposed"] = form["exposed"] == "true"
+        for name in ("exposed", "running"):
+            if form[name] not in ("", "true", "false"):
+                errors.append(f"{name}: must be true, false or empty, not {form[name]!r}")
+            elif form[name]:
+                values[name] = form[name] == "true"
         if form["min_severity"]:
             values["min_severity"] = form["min_severity"]
         values["fix_available"] = form["fix_available"] in ("true", "on", "1")
@@ -131,6 +133,28 @@ def _positive_int(raw: Optional[str], default: int, name: str, errors: List[str]
         errors.append(f"{name}: must be between 1 and {MAX_PAGE}, not {raw[:30]}")
         return default
     return value
+
+
+def days_param(raw: Optional[str], errors: List[str]) -> int:
+    """The ``days`` of the pipelines page: a whole number of days back, default 7."""
+    if raw in (None, ""):
+        return DEFAULT_DAYS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        errors.append(f"days: expected a whole number from 1 to {MAX_DAYS}, not {raw[:30]!r}")
+        return DEFAULT_DAYS
+    return int(raw)
+
+
+def pipeline_href(query: ExplorerRequest, report: PipelineReport, row: PipelineVulnerabilities) -> str:
+    """The explorer listing one pipeline's images of the pipelines page's window and severity."""
+    return query.href(
+        org=row.organization,
+        project=row.project,
+        pipeline=row.pipeline_id or row.pipeline or "",
+        pushed_after=report.since.date().isoformat(),
+        min_severity=report.min_severity,
+        page=1,
+    )
 
 
 def _date(raw: str) -> Optional[datetime]:
@@ -228,6 +252,9 @@ CSV_HEADER = [
     "owner",
     "owner_email",
     "evidence",
+    "running",
+    "owner_source",
+    "owners",
 ]
 
 
@@ -268,6 +295,9 @@ def csv_row(row: ExplorerRow) -> List[str]:
         t.owner_name if t else "",
         t.owner_email if t else "",
         summary(t.evidence) if t else "",
+        "yes" if row.running else "no",
+        t.owners[0].source if t and t.owners else "",
+        "; ".join(f"{o.label} ({o.source})" for o in t.owners) if t else "",
     ]
     return [csv_cell(value) for value in values]
 

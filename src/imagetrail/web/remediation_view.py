@@ -40,6 +40,10 @@ class PlannedItem:
     cves: List[str]
     build_label: str
     build_url: Optional[str]
+    tracker: str = "azure-devops"
+    target: Optional[str] = None  # the project's work items or the repository's issues
+    owner_source: Optional[str] = None
+    body: str = ""  # exactly what the item will say (HTML for Azure DevOps, Markdown for GitHub)
 
 
 @dataclass
@@ -124,12 +128,16 @@ def plan(
                     digest=outcome.digest,
                     organization=outcome.organization or "",
                     project=outcome.project or "",
-                    work_item_type=answer.work_item_type,
+                    work_item_type="issue" if outcome.tracker == "github" else answer.work_item_type,
                     title=outcome.title or "",
                     assigned_to=outcome.assigned_to,
                     cves=outcome.cve_ids,
                     build_label=label,
                     build_url=trail.run_url if trail else None,
+                    tracker=outcome.tracker or "azure-devops",
+                    target=outcome.target,
+                    owner_source=outcome.owner_source,
+                    body=outcome.body or "",
                 )
             )
         else:

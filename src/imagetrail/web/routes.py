@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail import __version__
+from imagetrail.cloud import pipeline_risk
 from imagetrail.sanitize import safe_url
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.api_keys import looks_like_api_key
@@ -346,6 +347,33 @@ def explorer(request: Request, web: WebSession = Depends(web_reader)) -> HTMLRes
     with request.app.state.sessions() as session:
         result = explorer_view.run(session, web.principal, query)
     return render(request, "explorer.html", web, section="explorer", **explorer_view.context(query, result))
+
+
+@router.get("/explorer/pipelines", name="web_pipeline_risk")
+def pipeline_risk_page(request: Request, web: WebSession = Depends(web_reader)) -> HTMLResponse:
+    query = explorer_view.ExplorerRequest.from_params(request.query_params)
+    days = explorer_view.days_param(request.query_params.get("days"), query.errors)
+    report = None
+    if not query.errors:
+        with request.app.state.sessions() as session:
+            try:
+                report = pipeline_risk.vulnerable_pushes_by_pipeline(
+                    session, web.principal, days, query.filters
+                )
+            except ValueError as exc:
+                query.errors.append(str(exc))
+    return render(
+        request,
+        "pipelines.html",
+        web,
+        section="explorer",
+        status_code=400 if query.errors else 200,
+        form=query.form,
+        days=days,
+        errors=query.errors,
+        report=report,
+        pipeline_href=lambda row: explorer_view.pipeline_href(query, report, row),
+    )
 
 
 @router.get("/explorer.csv", name="web_explorer_csv")

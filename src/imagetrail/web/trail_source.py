@@ -98,8 +98,11 @@ def _push_fact(push: TrailPush) -> PushFact:
         branch=push.source.branch,
         commit=push.source.commit,
         commit_url=push.source.commit_url,
-        owner_name=push.requester.name if push.requester else None,
-        owner_email=push.requester.email if push.requester else None,
+        # The first owner (cloud/owners.py: CODEOWNERS, commit author, team, requester), else the requester.
+        owner_name=(push.owners[0].name or push.owners[0].login) if push.owners
+        else (push.requester.name if push.requester else None),
+        owner_email=push.owners[0].email if push.owners else (push.requester.email if push.requester else None),
+        owner_source=push.owners[0].source if push.owners else None,
         report_id=push.evidence.report_id,
         received_at=push.evidence.received_at,
         identity_kind=push.evidence.identity_kind,

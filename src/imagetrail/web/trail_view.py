@@ -48,6 +48,7 @@ class PushFact:
     commit_url: Optional[str]
     owner_name: Optional[str]
     owner_email: Optional[str]
+    owner_source: Optional[str] = None  # codeowners | commit-author | team-mapping | requester
     report_id: Optional[str] = None
     received_at: Optional[datetime] = None
     identity_kind: Optional[str] = None
@@ -204,7 +205,9 @@ def build_graph(facts: TrailFacts, image_href) -> Tuple[List[Node], List[Edge]]:
                 LAYER_OWNER,
                 "owner",
                 "Owner",
-                lines=[push.owner_name or "unknown"] + ([push.owner_email] if push.owner_email else []),
+                lines=[push.owner_name or "unknown"]
+                + ([push.owner_email] if push.owner_email else [])
+                + ([f"from {push.owner_source}"] if push.owner_source else []),
                 href=f"mailto:{push.owner_email}" if push.owner_email else None,
             )
         )

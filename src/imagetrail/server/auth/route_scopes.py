@@ -37,11 +37,15 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/trail"): SCOPE_READ,
     ("GET", "/v1/images"): SCOPE_READ,
     ("GET", "/v1/query"): SCOPE_READ,
+    ("GET", "/v1/query/pipelines"): SCOPE_READ,
     ("GET", "/v1/coverage/gaps"): SCOPE_READ,
     ("GET", "/v1/coverage"): SCOPE_READ,
     ("GET", "/v1/coverage/untraced-pushes"): SCOPE_READ,
     # API: remediation
     ("POST", "/v1/remediations"): SCOPE_REMEDIATE,
+    ("GET", "/v1/remediations/close-suggestions"): SCOPE_REMEDIATE,
+    # Reads repositories with the remediation credentials: the same scope as remediation.
+    ("POST", "/v1/owners/resolve"): SCOPE_REMEDIATE,
     # web
     ("GET", "/static/{name}"): PUBLIC,
     ("GET", "/login"): PUBLIC,
@@ -54,6 +58,7 @@ ROUTE_SCOPES: Dict[Tuple[str, str], str] = {
     ("GET", "/images/{digest}"): SCOPE_READ,
     ("GET", "/explorer"): SCOPE_READ,
     ("GET", "/explorer.csv"): SCOPE_READ,
+    ("GET", "/explorer/pipelines"): SCOPE_READ,
     ("GET", "/remediations/new"): SCOPE_REMEDIATE,
     ("POST", "/remediations"): SCOPE_REMEDIATE,
     ("GET", "/coverage"): SCOPE_READ,

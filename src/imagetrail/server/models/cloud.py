@@ -198,3 +198,8 @@ class RemediationItem(Base):
     work_item_url: Mapped[Optional[str]] = mapped_column(String(REF_LEN))
     work_item_type: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Migration 0009: azure-devops (project: the Azure DevOps project) | github (project: owner/repo,
+    # work_item_id: the issue number); the pipeline and image repository the item was filed for.
+    tracker: Mapped[str] = mapped_column(String(32), default="azure-devops", server_default="azure-devops")
+    pipeline_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    image_repository: Mapped[Optional[str]] = mapped_column(String(REF_LEN))

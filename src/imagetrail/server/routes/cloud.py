@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.cloud import explorer, remediation, store
+from imagetrail.cloud import explorer, owner_resolve, pipeline_risk, remediation, remediation_close, store
 from imagetrail.cloud.gc_pause import paused_gc
 from imagetrail.cloud.references import is_digest
 from imagetrail.cloud.scans import ScanFormatError, parse_report
@@ -245,6 +245,9 @@ def explorer_filters(
     pushed_after: Optional[datetime] = None,
     pushed_before: Optional[datetime] = None,
     untraced_push: bool = Query(False, description="only images a registry reported pushed that nothing explains"),
+    running: Optional[bool] = Query(
+        None, description="true: only images a cluster runs; false: only pushed images no cluster runs; unset: both",
+    ),
 ) -> explorer.ExplorerFilters:
     values = dict(
         exposed=exposed,
@@ -261,6 +264,7 @@ def explorer_filters(
         pushed_after=pushed_after,
         pushed_before=pushed_before,
         untraced_push=untraced_push,
+        running=running,
     )
     try:
         return explorer.ExplorerFilters(**values)
@@ -285,6 +289,24 @@ def get_query(
         raise HTTPException(422, f"sort must be one of {', '.join(explorer.SORT_KEYS)}, not {sort!r}")
     with request.app.state.sessions() as session:
         return explorer.run_query(session, filters, principal, page, page_size, sort)
+
+
+@router.get(
+    "/v1/query/pipelines",
+    response_model=pipeline_risk.PipelineReport,
+    summary="Pipelines that pushed images with min_severity (default high) findings in the last N days",
+)
+def get_pipeline_risk(
+    request: Request,
+    filters: explorer.ExplorerFilters = Depends(explorer_filters),
+    days: int = Query(pipeline_risk.DEFAULT_DAYS, ge=1, le=pipeline_risk.MAX_DAYS),
+    principal: Principal = Depends(authorized),
+) -> pipeline_risk.PipelineReport:
+    with request.app.state.sessions() as session:
+        try:
+            return pipeline_risk.vulnerable_pushes_by_pipeline(session, principal, days, filters)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
 
 
 @router.get(
@@ -343,6 +365,40 @@ def post_remediations(
             dry_run=body.dry_run,
             work_item_type=body.work_item_type,
             max_items=body.max_items,
+        )
+    except remediation.RemediationConfigError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+@router.get(
+    "/v1/remediations/close-suggestions",
+    response_model=List[remediation_close.CloseSuggestion],
+    summary="Items a newer push of the same pipeline no longer needs (its newest scan has none of the CVEs)",
+)
+def get_close_suggestions(
+    request: Request, principal: Principal = Depends(authorized)
+) -> List[remediation_close.CloseSuggestion]:
+    with request.app.state.sessions() as session:
+        return remediation_close.close_suggestions(session, principal)
+
+
+class OwnersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    max_runs: int = Field(default=100, ge=1, le=1000)
+
+
+@router.post(
+    "/v1/owners/resolve",
+    response_model=owner_resolve.ResolveAnswer,
+    summary="Resolve and store the owners (CODEOWNERS, commit author, team, requester) of the query's images",
+)
+def post_owners_resolve(
+    body: OwnersRequest, request: Request, principal: Principal = Depends(authorized)
+) -> owner_resolve.ResolveAnswer:
+    try:
+        return owner_resolve.resolve(
+            request.app.state.sessions, request.app.state.settings, principal, body.filters, body.max_runs
         )
     except remediation.RemediationConfigError as exc:
         raise HTTPException(503, str(exc)) from None
