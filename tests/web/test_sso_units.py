@@ -12,7 +12,7 @@ import pytest
 
 from imagetrail.client.query import _csv
 from imagetrail.cloud.explorer import Trail
-from imagetrail.cloud.remediation import _run_link
+from imagetrail.cloud.remediation_plan import _run_link
 from imagetrail.sanitize import safe_href, safe_url
 from imagetrail.server.settings import Settings, SettingsError, SsoGrant
 from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
