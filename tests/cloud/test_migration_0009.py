@@ -33,7 +33,7 @@ def test_0009_matches_the_models_and_downgrades(database_url):
         with engine.begin() as conn:
             config = alembic_config(database_url)
             config.attributes["connection"] = conn
-            command.downgrade(config, "0008")
+            command.downgrade(config, "0007")
         with engine.connect() as conn:
             assert not NEW_COLUMNS & _columns(conn)
             assert "run_owners" not in sa.inspect(conn).get_table_names()

@@ -129,12 +129,16 @@ def backend():
     server.close()
 
 
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory, backend) -> Path:
+def _extension_for(tmp_path_factory, backend: "Backend") -> Path:
     """The built .vsix, unzipped; the backend URL and audience baked in as an organisation does."""
     out = tmp_path_factory.mktemp("dist")
     vsix = built_vsix(out, "--backend-url", backend.url, "--audience", AUDIENCE, "--publisher", "contoso-e2e")
     return unzip(vsix, tmp_path_factory.mktemp("vsix"))
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory, backend) -> Path:
+    return _extension_for(tmp_path_factory, backend)
 
 
 def task_folder(tasks_root: Path, reference: str) -> Path:
@@ -700,9 +704,7 @@ def outage_backend():
 @pytest.fixture(scope="module")
 def outage_extension(tmp_path_factory, outage_backend) -> Path:
     """The extension as built for a backend that is about to have an outage."""
-    out = tmp_path_factory.mktemp("dist-outage")
-    vsix = built_vsix(out, "--backend-url", outage_backend.url, "--audience", AUDIENCE, "--publisher", "contoso-e2e")
-    return unzip(vsix, tmp_path_factory.mktemp("vsix-outage"))
+    return _extension_for(tmp_path_factory, outage_backend)
 
 
 @pytest.mark.parametrize("mode, cause", [("hang", "no answer"), ("500", "HTTP 500")])

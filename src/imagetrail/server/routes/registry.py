@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from imagetrail.registry.events import DISTRIBUTION_MEDIA_TYPE, EventInvalid, parse
 from imagetrail.registry.store import MAX_PAGE_SIZE, untraced_pushes, visible_registries
 from imagetrail.registry.views import UntracedPage
-from imagetrail.server import json_input
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import authorized
+from imagetrail.server.request_json import json_body
 
 router = APIRouter(tags=["registry"])
 
@@ -50,13 +50,7 @@ _BODY = {"required": True, "content": {
 )
 async def post_registry_events(request: Request, principal: Principal = Depends(authorized)) -> JSONResponse:
     settings = request.app.state.settings
-    raw = await request.body()  # bounded by server/limits.py before it is read
-    try:
-        body = json_input.loads(raw)
-    except json_input.JsonInputError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HTTPException(400, f"the body is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    body = await json_body(request)
     try:
         parsed = parse(body)
     except EventInvalid as exc:

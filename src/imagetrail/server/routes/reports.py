@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.server import json_input
 from imagetrail.server.auth import Principal
 from imagetrail.server.auth.dependencies import authorized
 from imagetrail.server.auth.report_claims import report_conflict
 from imagetrail.server.ingest import ReportConflict
+from imagetrail.server.request_json import json_body
 from imagetrail.server.validation import (
     ReportInvalid,
     check_report_id,
@@ -57,13 +57,7 @@ def _request_body_schema() -> Dict[str, Any]:
     },
 )
 async def post_report(request: Request, principal: Principal = Depends(authorized)) -> JSONResponse:
-    raw = await request.body()  # bounded by server/limits.py before it is read
-    try:
-        body = json_input.loads(raw)
-    except json_input.JsonInputError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HTTPException(400, f"the body is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    body = await json_body(request)
     # The compiled validator accepts a valid report in microseconds, on the event loop; only a
     # refused one goes to the (slow) reference validator, off the loop, to word the error.
     if not passes_fast_check(body):

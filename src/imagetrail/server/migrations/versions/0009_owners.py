@@ -10,7 +10,7 @@ items stored before).
 team-mapping | requester), the rule or team it came from, and how it is known (evidence).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 Create Date: 2026-11-30
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
