@@ -24,6 +24,7 @@ from typing import Any, Collection, Dict, List, Optional, Tuple
 
 import requests
 
+from imagetrail.bounded_read import BodyTooLarge, read_within
 from imagetrail.cloud.references import DOCKER_HUB, is_digest, parse_reference
 from imagetrail.report import Platform  # the same per-platform manifest the collector reports
 
@@ -177,18 +178,10 @@ class RegistryClient:
         return self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
 
     def _read(self, response: requests.Response, limit: int, what: str) -> bytes:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            response.close()
-            raise RegistryError(f"{what}: {declared} bytes is over the limit of {limit}")
-        chunks, size = [], 0
-        for chunk in response.iter_content(65536):
-            size += len(chunk)
-            if size > limit:
-                response.close()
-                raise RegistryError(f"{what}: more than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return read_within(response, limit)
+        except BodyTooLarge as exc:
+            raise RegistryError(f"{what}: {exc}") from None
 
     def _fetch(self, registry: str, path: str, scope: str, what: str, limit: int,
                accept: str = ACCEPT) -> Tuple[requests.Response, bytes]:

@@ -13,6 +13,7 @@ import zipfile
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Optional
 
+from imagetrail.bounded_read import BodyTooLarge, read_within
 from imagetrail.server.auth import SCOPE_INGEST, Principal
 from imagetrail.server.auth.tokens import KIND_GITHUB_API
 from imagetrail.server.reconcile.sources import KeptReport, SourceError
@@ -88,15 +89,10 @@ class GitHubArtifacts:
         return response
 
     def _download(self, path: str, limit: int) -> bytes:
-        response = self._get(path, stream=True)
-        chunks, size = [], 0
-        for chunk in response.iter_content(65536):
-            size += len(chunk)
-            if size > limit:
-                response.close()
-                raise ValueError(f"the artifact is larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return read_within(self._get(path, stream=True), limit)
+        except BodyTooLarge:
+            raise ValueError(f"the artifact is larger than {limit} bytes") from None
 
     def kept_reports(self, repository: str, since: datetime, limit: int) -> Iterator[KeptReport]:
         for page in range(1, MAX_PAGES + 1):
