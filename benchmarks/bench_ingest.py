@@ -67,8 +67,8 @@ def libpq_dsn(url: str) -> str:
 
 
 def migrate(url: str) -> None:
-    from imagetrail.server.db import make_engine
-    from imagetrail.server.migrate import upgrade
+    from imagetrail.store.db import make_engine
+    from imagetrail.store.migrate import upgrade
 
     engine = make_engine(url)
     upgrade(engine)

@@ -94,12 +94,12 @@ def main() -> int:
     args = parser.parse_args()
     from fastapi.testclient import TestClient
 
-    from imagetrail.cloud.k8s_inventory import load_objects, normalize
+    from imagetrail.parsers.k8s_inventory import load_objects, normalize
     from imagetrail.server.app import create_app
-    from imagetrail.server.auth import Principal
-    from imagetrail.server.auth.dependencies import require_ingest
-    from imagetrail.server.migrate import upgrade
-    from imagetrail.server.settings import Settings
+    from imagetrail.auth import Principal
+    from imagetrail.auth.dependencies import require_ingest
+    from imagetrail.store.migrate import upgrade
+    from imagetrail.settings import Settings
 
     text = cluster_json(args.pods)
     gc_time = GcTime()

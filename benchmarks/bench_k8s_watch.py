@@ -57,7 +57,7 @@ def timed(call):
 
 
 def watcher_side(objects):
-    from imagetrail.cloud.k8s_watch import ClusterWatch, _key
+    from imagetrail.client.k8s_watch import ClusterWatch, _key
 
     sink = CountingSink()
     watch = ClusterWatch(None, "bench", sink)
@@ -75,10 +75,10 @@ def watcher_side(objects):
 
 
 def backend_side(objects, database_url):
-    from imagetrail.cloud import store
-    from imagetrail.cloud.k8s_inventory import normalize
-    from imagetrail.server.db import make_engine, make_sessionmaker, transaction
-    from imagetrail.server.migrate import upgrade
+    from imagetrail.ingest import cloud as store
+    from imagetrail.parsers.k8s_inventory import normalize
+    from imagetrail.store.db import make_engine, make_sessionmaker, transaction
+    from imagetrail.store.migrate import upgrade
 
     inventory = normalize(objects, "bench", "file").to_dict()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "bench_k8s_watch.md"))
     args = parser.parse_args()
-    from imagetrail.cloud.k8s_inventory import load_objects
+    from imagetrail.parsers.k8s_inventory import load_objects
 
     objects = load_objects(cluster_json(args.pods), "cluster.json")
     containers, first, one, everything = watcher_side(objects)

@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from imagetrail.cloud.explorer import ExplorerFilters, run_query  # noqa: E402
-from imagetrail.cloud.pipeline_risk import vulnerable_pushes_by_pipeline  # noqa: E402
-from imagetrail.cloud.store import refresh_container_columns  # noqa: E402
-from imagetrail.server.auth import Principal  # noqa: E402
-from imagetrail.server.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from imagetrail.server.migrate import upgrade  # noqa: E402
+from imagetrail.queries.explorer import ExplorerFilters, run_query  # noqa: E402
+from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline  # noqa: E402
+from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
+from imagetrail.auth import Principal  # noqa: E402
+from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from imagetrail.store.migrate import upgrade  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = Principal(kind="api-key", subject="bench", scopes=frozenset({"admin"}), organizations=None)

@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import jwt  # noqa: E402
 
-from imagetrail.server.auth.api_keys import create_key  # noqa: E402
-from imagetrail.server.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from imagetrail.server.migrate import upgrade  # noqa: E402
+from imagetrail.auth.api_keys import create_key  # noqa: E402
+from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from imagetrail.store.migrate import upgrade  # noqa: E402
 from tests.server.issuer import new_key  # noqa: E402
 from tests.support.live_server import server_process  # noqa: E402
 

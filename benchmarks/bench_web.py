@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from imagetrail.cloud.explorer import ExplorerFilters, run_query  # noqa: E402
-from imagetrail.cloud.store import refresh_container_columns  # noqa: E402
-from imagetrail.server.auth import Principal  # noqa: E402
-from imagetrail.server.auth.api_keys import create_key  # noqa: E402
-from imagetrail.server.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from imagetrail.server.migrate import upgrade  # noqa: E402
+from imagetrail.queries.explorer import ExplorerFilters, run_query  # noqa: E402
+from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
+from imagetrail.auth import Principal  # noqa: E402
+from imagetrail.auth.api_keys import create_key  # noqa: E402
+from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
+from imagetrail.store.migrate import upgrade  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = Principal(kind="api-key", subject="bench", scopes=frozenset({"admin"}), organizations=None)
@@ -238,7 +238,7 @@ def main() -> int:
     from fastapi.testclient import TestClient
 
     from imagetrail.server.app import create_app
-    from imagetrail.server.settings import Settings
+    from imagetrail.settings import Settings
 
     schema = f"bench_web_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.database_url, isolation_level="AUTOCOMMIT")

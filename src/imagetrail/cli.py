@@ -26,7 +26,7 @@ COMMANDS = {
     "query": ("imagetrail.client.query", "explorer query: exposed, vulnerable images and their owners"),
     "remediate": ("imagetrail.client.remediate", "open work items / GitHub issues for query results"),
     "owners": ("imagetrail.client.owners", "resolve image owners: CODEOWNERS, commit author, team, requester"),
-    "registry": ("imagetrail.cloud.registry_cli", "resolve index -> platform manifests; sync pushes from a registry"),
+    "registry": ("imagetrail.client.registry", "resolve index -> platform manifests; sync pushes from a registry"),
 }
 
 

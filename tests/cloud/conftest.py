@@ -6,8 +6,8 @@ from typing import Iterator
 
 import pytest
 
-from imagetrail.server.db import make_engine, make_sessionmaker
-from imagetrail.server.migrate import upgrade
+from imagetrail.store.db import make_engine, make_sessionmaker
+from imagetrail.store.migrate import upgrade
 from tests.cloud import support
 
 
@@ -40,8 +40,8 @@ def api(database_url) -> Iterator[AppHandle]:
     from fastapi.testclient import TestClient
 
     from imagetrail.server.app import create_app
-    from imagetrail.server.auth.dependencies import authorized
-    from imagetrail.server.settings import Settings
+    from imagetrail.auth.dependencies import authorized
+    from imagetrail.settings import Settings
 
     app = create_app(Settings(database_url=database_url))
     upgrade(app.state.engine)

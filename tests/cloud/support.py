@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from imagetrail import report as r
-from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
+from imagetrail.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cloud"
 
@@ -76,7 +76,7 @@ def push(
     pushed_at: str = "2024-05-01T10:00:00Z",
     platforms: Optional[List[r.Platform]] = None,
 ) -> r.Push:
-    from imagetrail.cloud.references import parse_reference
+    from imagetrail.reference import parse_reference
 
     name = parse_reference(reference)
     return r.Push(

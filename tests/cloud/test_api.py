@@ -9,7 +9,7 @@ from tests.cloud.support import FIXTURES, ingester, reader
 
 
 def test_inventory_scan_and_query_round_trip(api):
-    from imagetrail.server.ingest import ingest_report
+    from imagetrail.ingest.reports import ingest_report
 
     for body in scenario.reports():
         ingest_report(api.app.state.sessions, body, ingester())
@@ -45,7 +45,7 @@ def test_grype_report_records_the_index_relation(api):
     assert response.json()["images"][0]["findings"] == 3
     from sqlalchemy import select
 
-    from imagetrail.server.models.pipeline import ImageRelation
+    from imagetrail.store.models.pipeline import ImageRelation
 
     with api.app.state.sessions() as session:
         relation = session.execute(select(ImageRelation)).scalar_one()

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from imagetrail.cloud.scans import ScanFormatError, parse_report
-from imagetrail.server.auth import Principal
+from imagetrail.parsers.scans import ScanFormatError, parse_report
+from imagetrail.auth import Principal
 from tests.cloud import scenario
 from tests.cloud.support import FIXTURES, digest, reader
 
@@ -18,7 +18,7 @@ OPERATOR_FIXTURE = FIXTURES / "trivy-operator_vulnerabilityreport_replicaset-ngi
 def _containers(api):
     from sqlalchemy import func, select
 
-    from imagetrail.server.models.cloud import RunningContainer
+    from imagetrail.store.models.cloud import RunningContainer
 
     with api.app.state.sessions() as session:
         rows = session.execute(
@@ -108,7 +108,7 @@ def test_changes_are_refused_with_the_reason(api):
 
 
 def test_changes_route_needs_the_ingest_scope():
-    from imagetrail.server.auth.route_scopes import ROUTE_SCOPES
+    from imagetrail.auth.route_scopes import ROUTE_SCOPES
 
     assert ROUTE_SCOPES[("POST", "/v1/clusters/{cluster}/changes")] == "ingest"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetrail.cloud.codeowners import CodeownersError, match, normalize_path, parse_text
+from imagetrail.parsers.codeowners import CodeownersError, match, normalize_path, parse_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codeowners"
 

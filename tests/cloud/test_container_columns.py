@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select, update
 
-from imagetrail.cloud import severity as sev
-from imagetrail.cloud import store
-from imagetrail.cloud.explorer import SORT_KEYS, ExplorerFilters, run_query
-from imagetrail.cloud.gc_pause import paused_gc
-from imagetrail.cloud.k8s_inventory import normalize
-from imagetrail.cloud.scans import ParsedFinding, ParsedImage, ParsedReport, parse_report
-from imagetrail.server.db import transaction
-from imagetrail.server.models.cloud import Cluster, RunningContainer, VulnerabilitySummary
+from imagetrail import severity as sev
+from imagetrail.ingest import cloud as store
+from imagetrail.queries.explorer import SORT_KEYS, ExplorerFilters, run_query
+from imagetrail.gc_pause import paused_gc
+from imagetrail.parsers.k8s_inventory import normalize
+from imagetrail.parsers.scans import ParsedFinding, ParsedImage, ParsedReport, parse_report
+from imagetrail.store.db import transaction
+from imagetrail.store.models.cloud import Cluster, RunningContainer, VulnerabilitySummary
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, digest
 

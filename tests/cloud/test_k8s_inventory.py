@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from imagetrail.cloud.k8s_inventory import InventoryError, load_objects, normalize
-from imagetrail.cloud.references import running_digest
+from imagetrail.parsers.k8s_inventory import InventoryError, load_objects, normalize
+from imagetrail.reference import running_digest
 from tests.cloud.support import FIXTURES
 
 DIGEST = "sha256:" + "ab" * 32

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagetrail.cloud.k8s_inventory import normalize
-from imagetrail.cloud.k8s_live import fetch_objects
+from imagetrail.parsers.k8s_inventory import normalize
+from imagetrail.client.k8s_live import fetch_objects
 from tests.cloud import scenario
 from tests.cloud.kube_api_server import KubeApiServer
 from tests.cloud.support import FIXTURES
@@ -59,7 +59,7 @@ def test_fetch_pages_through_every_list_and_walks_owners(tmp_path):
 def test_in_cluster_credentials_read_the_pod_token_and_trust_the_cluster_ca(tmp_path, monkeypatch):
     from kubernetes.config import incluster_config
 
-    from imagetrail.cloud.k8s_live import api_client
+    from imagetrail.client.k8s_live import api_client
     from tests.cloud.kube_api_server import TOKEN
 
     with KubeApiServer(live_objects(), with_gateway_api=False, tls=True) as server:

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from imagetrail.cloud import store
-from imagetrail.cloud.explorer import ExplorerFilters, run_query
-from imagetrail.cloud.pipeline_risk import vulnerable_pushes_by_pipeline
-from imagetrail.cloud.scans import parse_report
-from imagetrail.server.db import transaction
-from imagetrail.server.ingest import ingest_report
+from imagetrail.ingest import cloud as store
+from imagetrail.queries.explorer import ExplorerFilters, run_query
+from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline
+from imagetrail.parsers.scans import parse_report
+from imagetrail.store.db import transaction
+from imagetrail.ingest.reports import ingest_report
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, FIXTURES, digest, ingester, pipeline_report, push, reader
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from imagetrail.cloud.registry import OCI_INDEX, RegistryClient, RegistryError
+from imagetrail.remote.oci_registry import OCI_INDEX, RegistryClient, RegistryError
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +117,7 @@ def test_resolved_relations_let_the_explorer_match_either_digest(registry, multi
         ],
     }
     assert api.client.post("/v1/image-relations", json=body).json() == {"received": 2, "new": 2}
-    from imagetrail.cloud.explorer import related_digests
+    from imagetrail.queries.explorer import related_digests
 
     with api.app.state.sessions() as session:
         family = related_digests(session, [platforms["arm64"]["digest"]])

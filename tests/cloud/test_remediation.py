@@ -67,10 +67,10 @@ class RecordingServer:
 
 def load_estate(api, server_url: Optional[str], per_organization: Optional[Dict[str, str]] = None):
     """The scenario; each run reports ``server_url`` (or its organisation's URL) as its serverUrl."""
-    from imagetrail.cloud import store
-    from imagetrail.cloud.scans import parse_report
-    from imagetrail.server.db import transaction
-    from imagetrail.server.ingest import ingest_report
+    from imagetrail.ingest import cloud as store
+    from imagetrail.parsers.scans import parse_report
+    from imagetrail.store.db import transaction
+    from imagetrail.ingest.reports import ingest_report
 
     sessions = api.app.state.sessions
     for body in scenario.reports(server_url=server_url + "/" if server_url else None):
@@ -228,7 +228,7 @@ COLLECTION = "https://tfs.example.com/tfs/DefaultCollection"
     ],
 )
 def test_only_configured_organisation_urls_are_trusted(organization, server_url, expected):
-    from imagetrail.cloud.remediation import server_collection_urls, trusted_organization_url
+    from imagetrail.services.remediation import server_collection_urls, trusted_organization_url
 
     servers = server_collection_urls({"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": f" {COLLECTION}/ ,"})
     assert trusted_organization_url(SERVICES + "/", servers, organization, server_url) == expected
@@ -237,8 +237,8 @@ def test_only_configured_organisation_urls_are_trusted(organization, server_url,
 def test_work_items_say_how_facts_are_known_and_never_assign_a_disputed_owner(api, devops):
     """issue 9, Why 1: a second credential named another requester for run 101; nobody is assigned."""
     from imagetrail.report import compute_report_id
-    from imagetrail.server.auth import SCOPE_INGEST, Principal
-    from imagetrail.server.ingest import ingest_report
+    from imagetrail.auth import SCOPE_INGEST, Principal
+    from imagetrail.ingest.reports import ingest_report
     from tests.cloud.support import pipeline_report
 
     load_estate(api, devops.url)

@@ -12,11 +12,11 @@ import dataclasses
 import pytest
 
 from imagetrail import report as r
-from imagetrail.cloud import store
-from imagetrail.cloud.scans import parse_report
-from imagetrail.server.db import transaction
-from imagetrail.server.ingest import ingest_report
-from imagetrail.server.models.cloud import RemediationItem
+from imagetrail.ingest import cloud as store
+from imagetrail.parsers.scans import parse_report
+from imagetrail.store.db import transaction
+from imagetrail.ingest.reports import ingest_report
+from imagetrail.store.models.cloud import RemediationItem
 from tests.cloud import scenario
 from tests.cloud.azure_devops_server import AzureDevOpsServer
 from tests.cloud.support import digest, ingester, pipeline_report, push
@@ -292,8 +292,8 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
 
 
 def test_service_identities_are_never_owners():
-    from imagetrail.cloud.explorer import OwnerEntry
-    from imagetrail.cloud.owners import OwnerPolicy
+    from imagetrail.queries.explorer import OwnerEntry
+    from imagetrail.queries.owners import OwnerPolicy
 
     policy = OwnerPolicy(OwnerPolicy().service_identities + ("svc-*@contoso.example",))
     names = [
@@ -312,9 +312,9 @@ def test_service_identities_are_never_owners():
 
 
 def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by_e_mail(api, devops):
-    from imagetrail.registry.attribution import from_provenance
-    from imagetrail.registry.store import record_claims
-    from imagetrail.server.models.registry import RegistryArtifact
+    from imagetrail.parsers.attribution import from_provenance
+    from imagetrail.ingest.registry_events import record_claims
+    from imagetrail.store.models.registry import RegistryArtifact
 
     commit = "d" * 40
     devops.files[("shop", "shop-repo", commit, ".azuredevops/CODEOWNERS")] = (

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imagetrail.cloud import severity as sev
-from imagetrail.cloud.scans import ScanFormatError, parse_report
+from imagetrail import severity as sev
+from imagetrail.parsers.scans import ScanFormatError, parse_report
 from tests.cloud.support import FIXTURES
 
 

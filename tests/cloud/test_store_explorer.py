@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from imagetrail.cloud import store
-from imagetrail.cloud.explorer import ExplorerFilters, coverage_gaps, coverage_summary, run_query
-from imagetrail.cloud.scans import parse_report
-from imagetrail.server.db import transaction
-from imagetrail.server.models.cloud import ImageScan, RunningContainer, ScanDigest
+from imagetrail.ingest import cloud as store
+from imagetrail.queries.explorer import ExplorerFilters, coverage_gaps, coverage_summary, run_query
+from imagetrail.parsers.scans import parse_report
+from imagetrail.store.db import transaction
+from imagetrail.store.models.cloud import ImageScan, RunningContainer, ScanDigest
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, reader
 

@@ -50,7 +50,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(rendered):
 
 
 def test_the_sync_role_reads_exactly_what_the_watch_lists(rendered):
-    from imagetrail.cloud import k8s_watch
+    from imagetrail.client import k8s_watch
 
     role = by_kind(rendered, "ClusterRole", "imagetrail-sync")
     granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"]
@@ -82,7 +82,7 @@ def test_every_workload_runs_as_non_root_with_a_read_only_root(rendered):
 
 
 def _known_settings() -> set:
-    sources = [REPO_ROOT / "src/imagetrail/server/settings.py", REPO_ROOT / "src/imagetrail/server/cli.py",
+    sources = [REPO_ROOT / "src/imagetrail/settings.py", REPO_ROOT / "src/imagetrail/server/cli.py",
                REPO_ROOT / "src/imagetrail/client/api.py"]
     return {name for path in sources for name in re.findall(r'"(IMAGETRAIL_[A-Z_]+)"', path.read_text())}
 

@@ -112,7 +112,7 @@ def test_artifacts_of_fork_runs_are_not_reconciled(tmp_path):
     gets no id token of that repository; its artifacts must not become the repository's reports."""
     from datetime import datetime, timedelta, timezone
 
-    from imagetrail.server.reconcile.github import GitHubArtifacts
+    from imagetrail.services.reconcile.github import GitHubArtifacts
     from tests.github.artifact_service import Artifact
 
     fork_run = {"id": 55, "repository_id": 712345678, "head_repository_id": 99999, "head_branch": "patch"}

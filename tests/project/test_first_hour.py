@@ -160,7 +160,7 @@ def test_azure_devops_guide_covers_trusting_the_organisation():
     guide = (REPO_ROOT / "docs/azure-devops.md").read_text()
     section = re.search(r"\n## \d+\. Trust the organisation.*?(?=\n## )", guide, re.S).group(0)
     assert "IMAGETRAIL_TRUST_AZURE_DEVOPS_ORGS" in section and "System.CollectionId" in section
-    from imagetrail.server.settings import Settings
+    from imagetrail.settings import Settings
 
     settings = Settings.from_env({"IMAGETRAIL_TRUST_AZURE_DEVOPS_ORGS": "0A1B2C3D-0000-4000-8000-000000000001"})
     assert settings.azure_devops_org_ids == ["0a1b2c3d-0000-4000-8000-000000000001"]

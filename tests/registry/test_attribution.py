@@ -8,8 +8,8 @@ import time
 
 import sqlalchemy as sa
 
-from imagetrail.cloud.registry import RegistryClient, RegistryNotAllowed, _endpoint
-from imagetrail.registry.attribution import (
+from imagetrail.remote.oci_registry import RegistryClient, RegistryNotAllowed, _endpoint
+from imagetrail.parsers.attribution import (
     KIND_AZURE,
     KIND_OCI,
     KIND_PROVENANCE,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetrail.registry.events import MAX_EVENTS, EventInvalid, parse
+from imagetrail.parsers.registry_events import MAX_EVENTS, EventInvalid, parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "registry"
 DIGEST = "sha256:" + "ab" * 32

@@ -7,8 +7,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from imagetrail.server.db import Base, make_engine
-from imagetrail.server.migrate import alembic_config, upgrade
+from imagetrail.store.db import Base, make_engine
+from imagetrail.store.migrate import alembic_config, upgrade
 
 TABLES = {"registry_events", "registry_artifacts", "registry_attributions"}
 

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from imagetrail.server.app import create_app
-from imagetrail.server.auth.api_keys import create_key
-from imagetrail.server.db import make_engine, transaction
-from imagetrail.server.migrate import upgrade
-from imagetrail.server.settings import Settings
+from imagetrail.auth.api_keys import create_key
+from imagetrail.store.db import make_engine, transaction
+from imagetrail.store.migrate import upgrade
+from imagetrail.settings import Settings
 from tests.server.issuer import LocalIssuer
 
 

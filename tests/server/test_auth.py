@@ -201,8 +201,8 @@ def test_read_key_sees_only_its_organisation_and_cannot_ingest(client, admin):
 
 
 def test_revoked_and_tampered_keys_are_401(make_client):
-    from imagetrail.server.auth.api_keys import revoke_key
-    from imagetrail.server.db import transaction
+    from imagetrail.auth.api_keys import revoke_key
+    from imagetrail.store.db import transaction
 
     client = make_client(api_key_cache_seconds=0)  # revocation visible at once
     headers = new_key(client, "contoso", "read")
@@ -218,8 +218,8 @@ def test_revoked_and_tampered_keys_are_401(make_client):
 
 
 def test_a_revoked_key_stops_working_once_its_cache_entry_expires(make_client):
-    from imagetrail.server.auth.api_keys import revoke_key
-    from imagetrail.server.db import transaction
+    from imagetrail.auth.api_keys import revoke_key
+    from imagetrail.store.db import transaction
 
     client = make_client(api_key_cache_seconds=3)
     headers = new_key(client, "contoso", "read")

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from imagetrail.server.auth import Principal
-from imagetrail.server.ingest import IngestResult, store_reports
-from imagetrail.server.json_input import MAX_DEPTH
+from imagetrail.auth import Principal
+from imagetrail.ingest.reports import IngestResult, store_reports
+from imagetrail.json_input import MAX_DEPTH
 from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, digest, push
 

@@ -11,9 +11,9 @@ from typing import Any, Dict
 import pytest
 
 from imagetrail.report import Person
-from imagetrail.server.auth import SCOPE_INGEST, Principal
+from imagetrail.auth import SCOPE_INGEST, Principal
 from imagetrail.facts import CLAIMED, VERIFIED
-from imagetrail.server.auth.report_claims import assess
+from imagetrail.auth.report_claims import assess
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
 from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
@@ -208,8 +208,8 @@ def test_facts_stored_before_evidence_become_claimed_statements(database_url):
     report disputes them instead of silently replacing them."""
     import sqlalchemy as sa
 
-    from imagetrail.server.db import make_engine
-    from imagetrail.server.migrate import upgrade
+    from imagetrail.store.db import make_engine
+    from imagetrail.store.migrate import upgrade
 
     engine = make_engine(database_url)
     upgrade(engine, "0002")
@@ -284,7 +284,7 @@ def test_imagetrail_trace_prints_and_returns_the_evidence(database_url):
 
 def test_a_later_claimed_push_does_not_take_a_running_image_from_its_verified_run(trusted):
     """The explorer and remediation follow one push per image: a claim made later must not win."""
-    from imagetrail.cloud.explorer import find_trails
+    from imagetrail.queries.explorer import find_trails
     from tests.server.reports import push
 
     client, issuer = trusted
@@ -300,7 +300,7 @@ def test_a_later_claimed_push_does_not_take_a_running_image_from_its_verified_ru
 
 def test_in_one_batch_the_job_s_report_wins_over_a_claim_of_the_same_report_id(client):
     """Group commit: a forged report arriving in the same batch as the job's own is the one refused."""
-    from imagetrail.server.ingest import IngestResult, ReportConflict, store_reports
+    from imagetrail.ingest.reports import IngestResult, ReportConflict, store_reports
 
     claims = {"sub": "p://contoso/Web/web-ci", "org_id": ADO_ORG_ID, "prj_id": ADO_PROJECT_ID, "def_id": "12",
               "run_id": "6000", "rpo_uri": GENUINE_URI, "rpo_ver": "a" * 40, "rpo_ref": "refs/heads/main"}
@@ -320,8 +320,8 @@ def test_the_evidence_migration_downgrades_and_upgrades_again(database_url):
     import sqlalchemy as sa
     from alembic import command
 
-    from imagetrail.server.db import make_engine
-    from imagetrail.server.migrate import alembic_config, upgrade
+    from imagetrail.store.db import make_engine
+    from imagetrail.store.migrate import alembic_config, upgrade
 
     engine = make_engine(database_url)
     upgrade(engine)

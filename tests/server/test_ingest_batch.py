@@ -7,9 +7,9 @@ import asyncio
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from imagetrail.server.auth import Principal
-from imagetrail.server.ingest import IngestResult, store_reports
-from imagetrail.server.ingest_writer import IngestWriter
+from imagetrail.auth import Principal
+from imagetrail.ingest.reports import IngestResult, store_reports
+from imagetrail.ingest.writer import IngestWriter
 from tests.server.reports import ado_report, body, digest, push
 from tests.server.test_ingest import _drop_failing_trigger, _install_failing_trigger, counts
 

@@ -11,9 +11,9 @@ from typing import Iterator, Tuple
 
 import pytest
 
-from imagetrail.server.auth.route_scopes import ROUTE_SCOPES
-from imagetrail.server.limits import DEFAULT_BODY_BYTES, body_limits
-from imagetrail.server.settings import Settings
+from imagetrail.auth.route_scopes import ROUTE_SCOPES
+from imagetrail.api.limits import DEFAULT_BODY_BYTES, body_limits
+from imagetrail.settings import Settings
 from tests.support.live_server import server_process
 
 MIB = 1024 * 1024

@@ -148,9 +148,9 @@ def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
 
 @pytest.mark.parametrize("holders", [4])
 def test_only_one_process_reconciles_at_a_time(database_url, holders):
-    from imagetrail.server.db import make_engine, make_sessionmaker
-    from imagetrail.server.migrate import upgrade
-    from imagetrail.server.reconcile import lease
+    from imagetrail.store.db import make_engine, make_sessionmaker
+    from imagetrail.store.migrate import upgrade
+    from imagetrail.services.reconcile import lease
 
     engines = [make_engine(database_url) for _ in range(holders)]
     upgrade(engines[0])
@@ -184,7 +184,7 @@ def test_only_one_process_reconciles_at_a_time(database_url, holders):
 
 def _entra_for_azure_devops(tenant: str, client_id: str, secret: str, token: str):
     """Entra ID for the client credentials grant with a client secret and Azure DevOps' .default scope."""
-    from imagetrail.server.reconcile.azure_devops import AZURE_DEVOPS_SCOPE
+    from imagetrail.services.reconcile.azure_devops import AZURE_DEVOPS_SCOPE
 
     return entra_stand_in(
         tenant,

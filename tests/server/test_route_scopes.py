@@ -13,9 +13,9 @@ from typing import Dict, FrozenSet, Iterator, List, Tuple
 import pytest
 from fastapi.routing import APIRoute
 
-from imagetrail.server.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REGISTRY, SCOPE_REMEDIATE
-from imagetrail.server.auth.dependencies import authorized
-from imagetrail.server.auth.route_scopes import PUBLIC, ROUTE_SCOPES
+from imagetrail.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REGISTRY, SCOPE_REMEDIATE
+from imagetrail.auth.dependencies import authorized
+from imagetrail.auth.route_scopes import PUBLIC, ROUTE_SCOPES
 from imagetrail.web.session import web_reader
 from tests.web.sign_in import csrf_token
 from tests.server.conftest import new_key

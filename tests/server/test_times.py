@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-import imagetrail.server.models  # noqa: F401 - registers every table on Base.metadata
-from imagetrail.server.db import Base, UTCDateTime
+import imagetrail.store.models  # noqa: F401 - registers every table on Base.metadata
+from imagetrail.store.db import Base, UTCDateTime
 from tests.cloud.support import FIXTURES
 from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, digest, push
@@ -35,7 +35,7 @@ def _post_scan(client, headers, data: bytes, name: str = "ruby.json") -> dict:
 def test_every_time_column_is_stored_as_utc():
     columns = [f"{table.name}.{column.name}" for table in Base.metadata.tables.values()
                for column in table.columns if isinstance(column.type, sa.DateTime)]
-    assert columns == [], f"use imagetrail.server.db.UTCDateTime for {columns}"
+    assert columns == [], f"use imagetrail.store.db.UTCDateTime for {columns}"
     assert any(isinstance(column.type, UTCDateTime) for table in Base.metadata.tables.values()
                for column in table.columns)
 
@@ -44,7 +44,7 @@ def test_a_grype_time_with_an_offset_is_stored_as_its_instant(client):
     headers = new_key(client, "*", "ingest")
     scan = _post_scan(client, headers, _grype("2023-05-17T21:00:56-04:00"))
     with client.app.state.sessions() as session:
-        from imagetrail.server.models.cloud import ImageScan
+        from imagetrail.store.models.cloud import ImageScan
 
         stored = session.get(ImageScan, scan["scan_id"]).scanned_at
     assert stored == datetime(2023, 5, 18, 1, 0, 56, tzinfo=timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imagetrail.report import Platform
-from imagetrail.server.trace_service import commit_link, run_link
+from imagetrail.queries.trace import commit_link, run_link
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ado_report, body, digest, github_report, push
 

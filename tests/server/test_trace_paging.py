@@ -9,8 +9,8 @@ from typing import List
 
 import pytest
 
-from imagetrail.server.auth import Principal
-from imagetrail.server.trace_service import Cursor, TraceQueryError, trail_for_digest
+from imagetrail.auth import Principal
+from imagetrail.queries.trace import Cursor, TraceQueryError, trail_for_digest
 from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, digest, push
 

@@ -233,7 +233,7 @@ COMPOSED_PODS = [
 
 
 def kubernetes_objects() -> List[Dict[str, Any]]:
-    from imagetrail.cloud.k8s_inventory import load_objects
+    from imagetrail.parsers.k8s_inventory import load_objects
 
     objects: List[Dict[str, Any]] = []
     for name in K8S_FILES:
@@ -247,7 +247,7 @@ def load(base_url: str, admin_key: str, server_urls: Optional[Dict[str, str]] = 
     ``server_urls`` maps an organisation to the collection URL its runs report (default
     ``https://dev.azure.com/{org}/``); remediation creates work items there.
     """
-    from imagetrail.cloud.k8s_inventory import normalize
+    from imagetrail.parsers.k8s_inventory import normalize
 
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {admin_key}"

@@ -19,7 +19,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from imagetrail.server.settings import Settings
+from imagetrail.settings import Settings
 from imagetrail.web.sso import EntraProvider, SsoFailed
 from tests.server.issuer import new_key
 from tests.support.oidc_provider import LocalCertificate, LocalOidcProvider, make_certificate

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from imagetrail.client.query import _csv
-from imagetrail.cloud.explorer import Trail
-from imagetrail.cloud.remediation_plan import _run_link
+from imagetrail.queries.explorer import Trail
+from imagetrail.services.remediation_plan import _run_link
 from imagetrail.sanitize import safe_href, safe_url
-from imagetrail.server.settings import Settings, SettingsError, SsoGrant
+from imagetrail.settings import Settings, SettingsError, SsoGrant
 from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
-from imagetrail.web.sso_grants import NoAccess, principal_for
+from imagetrail.auth.sso_grants import NoAccess, principal_for
 from tests.server.issuer import LocalIssuer
 from tests.support.oidc_provider import LocalOidcProvider
 from tests.web.sign_in import approve

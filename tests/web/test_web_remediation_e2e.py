@@ -45,7 +45,7 @@ class RemediationEstate:
 
 
 def _second_cluster(url: str, admin_key: str) -> None:
-    from imagetrail.cloud.k8s_inventory import normalize
+    from imagetrail.parsers.k8s_inventory import normalize
 
     pod = dataset._pod(
         "scanning",

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from imagetrail.server.app import create_app
-from imagetrail.server.auth.api_keys import create_key, revoke_key
-from imagetrail.server.db import make_engine, transaction
-from imagetrail.server.migrate import upgrade
-from imagetrail.server.models.web_session import BrowserSession
-from imagetrail.server.settings import Settings
-from imagetrail.web import session_store
+from imagetrail.auth.api_keys import create_key, revoke_key
+from imagetrail.store.db import make_engine, transaction
+from imagetrail.store.migrate import upgrade
+from imagetrail.store.models.web_session import BrowserSession
+from imagetrail.settings import Settings
+from imagetrail.auth import browser_sessions as session_store
 from tests.web import dataset
 from tests.web.sign_in import csrf_token, links, unsafe_links
 
@@ -225,8 +225,8 @@ def test_migration_0006_matches_the_models_and_downgrades(app_settings):
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import inspect
 
-    from imagetrail.server.db import Base
-    from imagetrail.server.migrate import alembic_config
+    from imagetrail.store.db import Base
+    from imagetrail.store.migrate import alembic_config
 
     ours = {"web_sessions", "web_sign_ins"}
     engine = make_engine(app_settings.database_url)

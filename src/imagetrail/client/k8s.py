@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_files(paths: List[str]):
-    from imagetrail.cloud.k8s_inventory import load_objects
+    from imagetrail.parsers.k8s_inventory import load_objects
 
     objects = []
     for path in paths:
@@ -72,8 +72,8 @@ def _watch(args) -> int:
     import logging
     import signal
 
-    from imagetrail.cloud.k8s_live import ClusterAccessError, api_client
-    from imagetrail.cloud.k8s_watch import ApiSink, ClusterWatch, WatchOptions
+    from imagetrail.client.k8s_live import ClusterAccessError, api_client
+    from imagetrail.client.k8s_watch import ApiSink, ClusterWatch, WatchOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = WatchOptions(page_size=args.page_size, flush_seconds=args.flush_seconds,
@@ -106,15 +106,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "--from-file or --output", file=sys.stderr)
             return 2
         return _watch(args)
-    from imagetrail.cloud.gc_pause import paused_gc
-    from imagetrail.cloud.k8s_inventory import InventoryError, normalize
+    from imagetrail.gc_pause import paused_gc
+    from imagetrail.parsers.k8s_inventory import InventoryError, normalize
 
     collected_at = datetime.now(timezone.utc).isoformat()
     try:
         if args.from_file:
             objects, source = _read_files(args.from_file), "file"
         else:
-            from imagetrail.cloud.k8s_live import ClusterAccessError, api_client, fetch_objects
+            from imagetrail.client.k8s_live import ClusterAccessError, api_client, fetch_objects
 
             try:
                 with paused_gc():  # the client builds a model object per pod, service, ...

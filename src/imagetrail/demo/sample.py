@@ -17,13 +17,13 @@ from typing import Dict, List, Optional
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail import report as r
-from imagetrail.cloud import store
-from imagetrail.cloud.k8s_inventory import normalize
-from imagetrail.cloud.references import parse_reference
-from imagetrail.cloud.scans import parse_report
-from imagetrail.server.auth import SCOPE_INGEST, Principal
-from imagetrail.server.db import transaction
-from imagetrail.server.ingest import ingest_report
+from imagetrail.ingest import cloud as store
+from imagetrail.parsers.k8s_inventory import normalize
+from imagetrail.reference import parse_reference
+from imagetrail.parsers.scans import parse_report
+from imagetrail.auth import SCOPE_INGEST, Principal
+from imagetrail.store.db import transaction
+from imagetrail.ingest.reports import ingest_report
 
 CLUSTER = "demo-aks"
 # The digests of the public scan reports in data/.
@@ -153,8 +153,8 @@ class Loaded:
 def is_empty(session: Session) -> bool:
     from sqlalchemy import func, select
 
-    from imagetrail.server.models.cloud import Cluster
-    from imagetrail.server.models.pipeline import Run
+    from imagetrail.store.models.cloud import Cluster
+    from imagetrail.store.models.pipeline import Run
 
     return not session.execute(select(func.count()).select_from(Run)).scalar_one() and not session.execute(
         select(func.count()).select_from(Cluster)).scalar_one()

@@ -1,1 +1,1 @@
-"""The ImageTrail backend: ingest, storage, trace, cloud-side joins, web explorer."""
+"""Composition root: builds the app from its layers (app.py) and the backend commands (serve, db, keys, demo)."""

@@ -13,14 +13,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from imagetrail import __version__
-from imagetrail.registry.store import store_event_batches
-from imagetrail.registry.worker import AttributionWorker
-from imagetrail.server.auth.api_keys import KeyCache
-from imagetrail.server.auth.tokens import TokenVerifier
-from imagetrail.server.db import make_engine, make_sessionmaker
-from imagetrail.server.ingest_writer import IngestWriter
-from imagetrail.server.limits import BodyLimitMiddleware
-from imagetrail.server.settings import Settings
+from imagetrail.ingest.registry_events import store_event_batches
+from imagetrail.services.attribution_worker import AttributionWorker
+from imagetrail.auth.api_keys import KeyCache
+from imagetrail.auth.tokens import TokenVerifier
+from imagetrail.store.db import make_engine, make_sessionmaker
+from imagetrail.ingest.writer import IngestWriter
+from imagetrail.api.limits import BodyLimitMiddleware
+from imagetrail.settings import Settings
 
 log = logging.getLogger("imagetrail.server")
 
@@ -67,7 +67,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.attribution = AttributionWorker(app.state.sessions, settings)
     app.state.reconcile_scheduler = None
     if settings.reconcile_configured:
-        from imagetrail.server.reconcile.scheduler import ReconcileScheduler
+        from imagetrail.services.reconcile.scheduler import ReconcileScheduler
 
         app.state.reconcile_scheduler = ReconcileScheduler(settings, app.state.sessions)
 
@@ -89,7 +89,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
     app.add_exception_handler(DBAPIError, database_error)
 
-    from imagetrail.server.routes import cloud, health, registry, reports, trace
+    from imagetrail.api import cloud, health, registry, reports, trace
     from imagetrail.web import routes as web
 
     for module in (health, reports, registry, trace, cloud, web):

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from imagetrail.server.settings import Settings, SettingsError
+from imagetrail.settings import Settings, SettingsError
 
 
 def _env_int(name: str, default: int) -> int:
@@ -46,8 +46,8 @@ def _mark_boot(settings: Settings) -> None:
     """Before the workers start: they then owe one reconcile pass between them (server/reconcile)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from imagetrail.server.db import make_engine
-    from imagetrail.server.reconcile.lease import mark_boot
+    from imagetrail.store.db import make_engine
+    from imagetrail.services.reconcile.lease import mark_boot
 
     engine = make_engine(settings.database_url)
     try:
@@ -70,8 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_migrate:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from imagetrail.server.db import make_engine
-        from imagetrail.server.migrate import upgrade
+        from imagetrail.store.db import make_engine
+        from imagetrail.store.migrate import upgrade
 
         engine = make_engine(settings.database_url)
         try:

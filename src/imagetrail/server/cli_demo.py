@@ -29,10 +29,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("IMAGETRAIL_DATABASE_URL", DEMO_DATABASE_URL)
     from imagetrail.demo import sample
-    from imagetrail.server.auth.api_keys import create_key
-    from imagetrail.server.db import make_engine, make_sessionmaker, transaction
-    from imagetrail.server.migrate import upgrade
-    from imagetrail.server.settings import Settings, SettingsError
+    from imagetrail.auth.api_keys import create_key
+    from imagetrail.store.db import make_engine, make_sessionmaker, transaction
+    from imagetrail.store.migrate import upgrade
+    from imagetrail.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()

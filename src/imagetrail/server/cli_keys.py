@@ -8,10 +8,10 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from imagetrail.server.auth.api_keys import SCOPES, ApiKeyError, create_key, list_keys, revoke_key
-from imagetrail.server.db import make_engine, make_sessionmaker, transaction
-from imagetrail.server.migrate import upgrade
-from imagetrail.server.settings import Settings, SettingsError
+from imagetrail.auth.api_keys import SCOPES, ApiKeyError, create_key, list_keys, revoke_key
+from imagetrail.store.db import make_engine, make_sessionmaker, transaction
+from imagetrail.store.migrate import upgrade
+from imagetrail.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:

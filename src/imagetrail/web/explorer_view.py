@@ -17,11 +17,11 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.cloud.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
-from imagetrail.cloud.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
+from imagetrail.queries.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
 from imagetrail.facts import summary
 from imagetrail.sanitize import csv_cell
-from imagetrail.server.auth import Principal
+from imagetrail.auth import Principal
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50

@@ -14,9 +14,9 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from imagetrail.server.auth import Principal
-from imagetrail.server.models.cloud import RunningContainer
-from imagetrail.server.models.pipeline import (
+from imagetrail.auth import Principal
+from imagetrail.store.models.cloud import RunningContainer
+from imagetrail.store.models.pipeline import (
     ImageRelation,
     Job,
     Organization,
@@ -26,7 +26,7 @@ from imagetrail.server.models.pipeline import (
     Repository,
     Run,
 )
-from imagetrail.server.trace_service import ImageRow, TraceQueryError, list_images
+from imagetrail.queries.trace import ImageRow, TraceQueryError, list_images
 from imagetrail.web.search import Kind, Reading, classify
 
 MAX_CANDIDATES = 50

@@ -15,15 +15,15 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set
 from pydantic import ValidationError
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.cloud.explorer import ExplorerFilters, find_trails, run_query
-from imagetrail.cloud.remediation import (
+from imagetrail.queries.explorer import ExplorerFilters, find_trails, run_query
+from imagetrail.services.remediation import (
     DEFAULT_MIN_SEVERITY,
     RemediationAnswer,
     RemediationConfigError,
     remediate,
 )
-from imagetrail.server.auth import Principal
-from imagetrail.server.settings import Settings
+from imagetrail.auth import Principal
+from imagetrail.settings import Settings
 
 # The explorer filters that decide the CVE set of a work item; carried from the explorer form.
 CVE_FILTERS = ("min_severity", "cve", "fix_available")

@@ -21,9 +21,9 @@ from urllib.parse import quote, urlsplit
 from fastapi import HTTPException, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
-from imagetrail.server.auth import Principal
-from imagetrail.server.auth.dependencies import authenticate, authorize, bearer
-from imagetrail.web import session_store
+from imagetrail.auth import Principal
+from imagetrail.auth.dependencies import authenticate, authorize, bearer
+from imagetrail.auth import browser_sessions as session_store
 
 SESSION_COOKIE = "imagetrail_session"
 # Identifies a browser that is signing in: the sign-in forms' CSRF token and the pending single

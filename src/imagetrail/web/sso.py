@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import jwt
 import requests
 
-from imagetrail.server.settings import Settings
+from imagetrail.settings import Settings
 
 log = logging.getLogger("imagetrail.web.sso")
 

@@ -11,13 +11,13 @@ from typing import List, Optional, Set
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imagetrail.cloud import severity as sev
-from imagetrail.cloud.explorer import related_digests
-from imagetrail.registry.trail import with_registry
-from imagetrail.server.auth import Principal
-from imagetrail.server.settings import Settings
-from imagetrail.server.models.cloud import Cluster, ImageScan, RunningContainer, VulnerabilitySummary
-from imagetrail.server.trace_service import Trail, TrailPush, trail_for_digest
+from imagetrail import severity as sev
+from imagetrail.queries.explorer import related_digests
+from imagetrail.queries.registry_trail import with_registry
+from imagetrail.auth import Principal
+from imagetrail.settings import Settings
+from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer, VulnerabilitySummary
+from imagetrail.queries.trace import Trail, TrailPush, trail_for_digest
 from imagetrail.web.trail_view import (
     PushFact,
     RelatedDigest,

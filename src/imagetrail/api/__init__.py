@@ -1,0 +1,1 @@
+"""HTTP API routes: thin handlers over ingest, queries and services (docs/backend.md)."""

@@ -1,0 +1,409 @@
+"""Cloud side API: cluster inventories, scans, digest relations, explorer queries, remediation.
+
+Writes (inventory, scans, relations) describe clusters and registries, which belong to no single
+organisation: they need an ingest credential granted every organisation
+(``imagetrail keys create --org '*' --scope ingest``). Reads are filtered per organisation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import List, Literal, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from imagetrail.queries import explorer
+from imagetrail.services import owner_resolve
+from imagetrail.queries import pipeline_risk
+from imagetrail.services import remediation
+from imagetrail.services import remediation_close
+from imagetrail.ingest import cloud as store
+from imagetrail.gc_pause import paused_gc
+from imagetrail.reference import is_digest
+from imagetrail.parsers.scans import ScanFormatError, parse_report
+from imagetrail.auth import Principal
+from imagetrail.auth.dependencies import authorized
+from imagetrail.auth.errors import forbidden
+from imagetrail.store.db import transaction
+
+router = APIRouter(tags=["cloud"])
+
+def _all_organizations(principal: Principal, what: str) -> None:
+    if principal.organizations is not None:
+        raise forbidden(
+            f"{what} concern every organisation: use a credential granted all organisations "
+            "(imagetrail keys create --org '*' --scope ingest)"
+        )
+
+
+def _validation_detail(exc: ValidationError, where: str) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        problems.append(f"{path}: {error['msg']}")
+    more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return f"{where}: " + "; ".join(problems) + more
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+class InventoryAnswer(BaseModel):
+    cluster: str
+    containers: int
+    exposed: int
+    replaced: int
+
+
+async def _cluster_body(request: Request, cluster: str, model, what: str):
+    """The request body (bounded by server/limits.py) as ``model``; 422 naming the field, or a cluster
+    not the URL's."""
+    raw = await request.body()
+    try:
+        with paused_gc():  # ~60,000 container models for a 50,000-pod cluster
+            body = model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_detail(exc, f"{what} of cluster {cluster}")) from None
+    if body.cluster != cluster:
+        raise HTTPException(422, f"{what}: cluster is {body.cluster!r} but the URL names {cluster!r}")
+    return body
+
+
+async def _write_cluster(request: Request, cluster: str, write):
+    """``write(session)`` in one transaction; a refusal or a concurrent sync is a 409 that says why."""
+
+    def run():
+        with transaction(request.app.state.sessions) as session:
+            return write(session)
+
+    try:
+        return await run_in_threadpool(run)
+    except IntegrityError:
+        raise HTTPException(409, f"cluster {cluster} was synced concurrently; retry") from None
+    except (store.EmptyInventoryRefused, store.UnknownCluster) as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post(
+    "/v1/clusters/{cluster}/inventory",
+    response_model=InventoryAnswer,
+    summary="Replace a cluster's running containers (imagetrail k8s sync)",
+)
+async def post_inventory(
+    cluster: str, request: Request, principal: Principal = Depends(authorized)
+) -> InventoryAnswer:
+    _all_organizations(principal, "cluster inventories")
+    inventory = await _cluster_body(request, cluster, store.InventoryIn, "inventory")
+    result = await _write_cluster(request, cluster, lambda session: store.replace_inventory(session, inventory))
+    return InventoryAnswer(**result.__dict__)
+
+
+class ChangesAnswer(BaseModel):
+    cluster: str
+    containers: int
+    pods_changed: int
+    pods_removed: int
+
+
+@router.post(
+    "/v1/clusters/{cluster}/changes",
+    response_model=ChangesAnswer,
+    summary="Replace the containers of changed pods and drop removed ones (imagetrail k8s sync --watch)",
+)
+async def post_changes(
+    cluster: str, request: Request, principal: Principal = Depends(authorized)
+) -> ChangesAnswer:
+    _all_organizations(principal, "cluster inventories")
+    changes = await _cluster_body(request, cluster, store.ChangesIn, "changes")
+    result = await _write_cluster(request, cluster, lambda session: store.apply_changes(session, changes))
+    return ChangesAnswer(**result.__dict__)
+
+
+# --- scans ------------------------------------------------------------------------------------
+
+
+class ImageScanAnswer(BaseModel):
+    scan_id: int
+    artifact: Optional[str]
+    digests: List[str]
+    findings: int
+    latest: bool
+    duplicate: bool = False  # already stored as scan_id: nothing was added
+
+
+class ScanAnswer(BaseModel):
+    file_name: str
+    format: str
+    scanner: str
+    images: List[ImageScanAnswer]
+    warnings: List[str]
+
+
+@router.post(
+    "/v1/scans",
+    response_model=ScanAnswer,
+    status_code=201,
+    summary="Ingest one Trivy or Grype JSON report (the body), stored whole or not at all",
+)
+async def post_scan(
+    request: Request,
+    file_name: str = Query(..., min_length=1, max_length=1024),
+    principal: Principal = Depends(authorized),
+) -> ScanAnswer:
+    _all_organizations(principal, "vulnerability scans")
+    raw = await request.body()  # bounded by server/limits.py before it is read
+    try:
+        report = await run_in_threadpool(parse_report, raw, file_name)
+    except ScanFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def ingest() -> store.ScanResult:
+        with transaction(request.app.state.sessions) as session:
+            return store.ingest_scan(session, report, file_name)
+
+    try:
+        result = await run_in_threadpool(ingest)
+    except IntegrityError:
+        raise HTTPException(
+            409, f"{file_name}: another scan of the same image was stored at the same time; retry"
+        ) from None
+    return ScanAnswer(
+        file_name=result.file_name,
+        format=result.format,
+        scanner=result.scanner,
+        images=[ImageScanAnswer(**image.__dict__) for image in result.images],
+        warnings=result.warnings,
+    )
+
+
+# --- digest relations -------------------------------------------------------------------------
+
+
+class RelationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index_digest: str
+    manifest_digest: str
+    os: Optional[str] = Field(default=None, max_length=64)
+    architecture: Optional[str] = Field(default=None, max_length=64)
+    variant: Optional[str] = Field(default=None, max_length=64)
+
+
+class RelationsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["registry", "collector", "scanner"] = "registry"
+    relations: List[RelationIn] = Field(max_length=10000)
+
+
+class RelationsAnswer(BaseModel):
+    received: int
+    new: int
+
+
+@router.post(
+    "/v1/image-relations",
+    response_model=RelationsAnswer,
+    summary="Record image index -> platform manifest relations (imagetrail registry resolve)",
+)
+async def post_relations(
+    body: RelationsIn, request: Request, principal: Principal = Depends(authorized)
+) -> RelationsAnswer:
+    _all_organizations(principal, "digest relations")
+    for number, relation in enumerate(body.relations):
+        for name in ("index_digest", "manifest_digest"):
+            if not is_digest(getattr(relation, name)):
+                raise HTTPException(422, f"relations[{number}].{name} must be sha256:<64 lower-case hex>")
+
+    def record() -> int:
+        with transaction(request.app.state.sessions) as session:
+            return store.record_relations(
+                session,
+                [(r.index_digest, r.manifest_digest, r.os, r.architecture) for r in body.relations],
+                source=body.source,
+                variant={r.manifest_digest: r.variant for r in body.relations if r.variant},
+            )
+
+    try:
+        new = await run_in_threadpool(record)
+    except IntegrityError:
+        raise HTTPException(409, "the same relations were recorded concurrently; retry") from None
+    return RelationsAnswer(received=len(body.relations), new=new)
+
+
+# --- explorer ---------------------------------------------------------------------------------
+
+
+def explorer_filters(
+    exposed: Optional[bool] = None,
+    cluster: Optional[str] = None,
+    namespace: Optional[str] = None,
+    min_severity: Optional[str] = Query(None, description="low | medium | high | critical"),
+    cve: Optional[str] = None,
+    fix_available: bool = False,
+    registry: Optional[str] = None,
+    repository: Optional[str] = None,
+    org: Optional[str] = None,
+    project: Optional[str] = None,
+    pipeline: Optional[str] = None,
+    pushed_after: Optional[datetime] = None,
+    pushed_before: Optional[datetime] = None,
+    untraced_push: bool = Query(False, description="only images a registry reported pushed that nothing explains"),
+    running: Optional[bool] = Query(
+        None, description="true: only images a cluster runs; false: only pushed images no cluster runs; unset: both",
+    ),
+) -> explorer.ExplorerFilters:
+    values = dict(
+        exposed=exposed,
+        cluster=cluster,
+        namespace=namespace,
+        min_severity=min_severity,
+        cve=cve,
+        fix_available=fix_available,
+        registry=registry,
+        repository=repository,
+        org=org,
+        project=project,
+        pipeline=pipeline,
+        pushed_after=pushed_after,
+        pushed_before=pushed_before,
+        untraced_push=untraced_push,
+        running=running,
+    )
+    try:
+        return explorer.ExplorerFilters(**values)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_detail(exc, "query")) from None
+
+
+@router.get(
+    "/v1/query",
+    response_model=explorer.ExplorerPage,
+    summary="Explorer: running containers with exposure, vulnerabilities and their pipeline trail",
+)
+def get_query(
+    request: Request,
+    filters: explorer.ExplorerFilters = Depends(explorer_filters),
+    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
+    page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
+    sort: str = Query("-severity", description=" | ".join(explorer.SORT_KEYS)),
+    principal: Principal = Depends(authorized),
+) -> explorer.ExplorerPage:
+    if sort not in explorer.SORT_KEYS:
+        raise HTTPException(422, f"sort must be one of {', '.join(explorer.SORT_KEYS)}, not {sort!r}")
+    with request.app.state.sessions() as session:
+        return explorer.run_query(session, filters, principal, page, page_size, sort)
+
+
+@router.get(
+    "/v1/query/pipelines",
+    response_model=pipeline_risk.PipelineReport,
+    summary="Pipelines that pushed images with min_severity (default high) findings in the last N days",
+)
+def get_pipeline_risk(
+    request: Request,
+    filters: explorer.ExplorerFilters = Depends(explorer_filters),
+    days: int = Query(pipeline_risk.DEFAULT_DAYS, ge=1, le=pipeline_risk.MAX_DAYS),
+    principal: Principal = Depends(authorized),
+) -> pipeline_risk.PipelineReport:
+    with request.app.state.sessions() as session:
+        try:
+            return pipeline_risk.vulnerable_pushes_by_pipeline(session, principal, days, filters)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+@router.get(
+    "/v1/coverage/gaps",
+    response_model=explorer.GapPage,
+    summary="Running images no pipeline report explains, and why",
+)
+def get_gaps(
+    request: Request,
+    filters: explorer.ExplorerFilters = Depends(explorer_filters),
+    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
+    page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
+    principal: Principal = Depends(authorized),
+) -> explorer.GapPage:
+    with request.app.state.sessions() as session:
+        return explorer.coverage_gaps(session, principal, filters, page, page_size)
+
+
+@router.get(
+    "/v1/coverage",
+    response_model=explorer.CoverageSummary,
+    summary="Which clusters, registries, projects and scanners report, and when each last did",
+)
+def get_coverage(
+    request: Request, principal: Principal = Depends(authorized)
+) -> explorer.CoverageSummary:
+    with request.app.state.sessions() as session:
+        return explorer.coverage_summary(session, principal)
+
+
+# --- remediation ------------------------------------------------------------------------------
+
+
+class RemediationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    dry_run: bool = False
+    work_item_type: str = Field(default=remediation.DEFAULT_WORK_ITEM_TYPE, min_length=1, max_length=128)
+    max_items: int = Field(default=100, ge=1, le=1000)
+
+
+@router.post(
+    "/v1/remediations",
+    response_model=remediation.RemediationAnswer,
+    summary="Open one Azure DevOps work item per vulnerable image, in the project that built it",
+)
+def post_remediations(
+    body: RemediationRequest, request: Request, principal: Principal = Depends(authorized)
+) -> remediation.RemediationAnswer:
+    try:
+        return remediation.remediate(
+            request.app.state.sessions,
+            request.app.state.settings,
+            principal,
+            body.filters,
+            dry_run=body.dry_run,
+            work_item_type=body.work_item_type,
+            max_items=body.max_items,
+        )
+    except remediation.RemediationConfigError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+@router.get(
+    "/v1/remediations/close-suggestions",
+    response_model=List[remediation_close.CloseSuggestion],
+    summary="Items a newer push of the same pipeline no longer needs (its newest scan has none of the CVEs)",
+)
+def get_close_suggestions(
+    request: Request, principal: Principal = Depends(authorized)
+) -> List[remediation_close.CloseSuggestion]:
+    with request.app.state.sessions() as session:
+        return remediation_close.close_suggestions(session, principal)
+
+
+class OwnersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    max_runs: int = Field(default=100, ge=1, le=1000)
+
+
+@router.post(
+    "/v1/owners/resolve",
+    response_model=owner_resolve.ResolveAnswer,
+    summary="Resolve and store the owners (CODEOWNERS, commit author, team, requester) of the query's images",
+)
+def post_owners_resolve(
+    body: OwnersRequest, request: Request, principal: Principal = Depends(authorized)
+) -> owner_resolve.ResolveAnswer:
+    try:
+        return owner_resolve.resolve(
+            request.app.state.sessions, request.app.state.settings, principal, body.filters, body.max_runs
+        )
+    except remediation.RemediationConfigError as exc:
+        raise HTTPException(503, str(exc)) from None

@@ -1,0 +1,89 @@
+"""Read endpoints: the trail of a digest or reference, and image listings."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import TypeAdapter
+
+from imagetrail.queries.registry_trail import with_registry
+from imagetrail.auth import Principal
+from imagetrail.auth.dependencies import authorized
+from imagetrail.queries.trace import (
+    DEFAULT_PAGE,
+    MAX_LIST,
+    MAX_PUSHES,
+    ImageRow,
+    Trail,
+    TraceQueryError,
+    list_images,
+    trail_for_digest,
+    trail_for_reference,
+)
+
+router = APIRouter(tags=["trace"])
+IMAGE_ROWS = TypeAdapter(List[ImageRow])
+
+
+def _json(payload: bytes) -> Response:
+    # Already a validated model: serialised once by pydantic-core, instead of FastAPI checking
+    # it against response_model again (a trail page has up to 500 pushes).
+    return Response(payload, media_type="application/json")
+ERRORS = {401: {"description": "No or invalid credentials"}, 403: {"description": "Not a reader"},
+          422: {"description": "The digest, reference, limit or page cursor (before) cannot be used"},
+          503: {"description": "The database is unavailable"}}
+
+
+LIMIT = Query(DEFAULT_PAGE, ge=1, le=MAX_PUSHES, description=f"pushes per page (1-{MAX_PUSHES})")
+BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value of the previous page "
+                                                 "(pushes older than it)")
+
+
+@router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
+            summary="Which runs pushed this image (following index <-> platform manifests), newest first, "
+                    "one page at a time")
+def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
+                principal: Principal = Depends(authorized)) -> Response:
+    with request.app.state.sessions() as session:
+        try:
+            trail = trail_for_digest(session, digest, principal, limit=limit, before=before)
+            return _json(with_registry(session, trail, principal, request.app.state.settings).model_dump_json())
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/v1/trail", response_model=Trail, responses=ERRORS,
+            summary="The pushes of an image reference (registry/repository:tag), newest first, one page at a time")
+def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
+                    limit: int = LIMIT, before: Optional[str] = BEFORE,
+                    principal: Principal = Depends(authorized)) -> Response:
+    with request.app.state.sessions() as session:
+        try:
+            trail = trail_for_reference(session, reference, principal, limit=limit, before=before)
+            return _json(with_registry(session, trail, principal, request.app.state.settings,
+                                       reference=reference).model_dump_json())
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/v1/images", response_model=List[ImageRow], responses=ERRORS,
+            summary="Images pushed to a repository, by a pipeline or by a run, newest first")
+def images(
+    request: Request,
+    repository: Optional[str] = Query(None, max_length=1100, description="registry/repository[:tag]"),
+    organization: Optional[str] = Query(None, max_length=255),
+    project: Optional[str] = Query(None, max_length=255),
+    pipeline: Optional[str] = Query(None, max_length=512, description="pipeline id or name"),
+    run: Optional[str] = Query(None, max_length=255, description="run id (Azure DevOps build id, GitHub run id)"),
+    limit: int = Query(100, ge=1, le=MAX_LIST),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    principal: Principal = Depends(authorized),
+) -> Response:
+    with request.app.state.sessions() as session:
+        try:
+            return _json(IMAGE_ROWS.dump_json(list_images(
+                session, principal, repository=repository, organization=organization, project=project,
+                pipeline=pipeline, run=run, limit=limit, offset=offset)))
+        except TraceQueryError as exc:
+            raise HTTPException(422, str(exc)) from None

@@ -1,1 +1,0 @@
-"""Cloud side: running workloads, exposure, vulnerability scans, digest relations, explorer queries."""

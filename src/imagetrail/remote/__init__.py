@@ -1,0 +1,1 @@
+"""Thin clients of outside HTTP APIs: OCI registries, Azure Boards / GitHub issues, repository files."""

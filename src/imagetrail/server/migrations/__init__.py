@@ -1,1 +1,0 @@
-"""Alembic migrations (env.py, versions/). Run with ``imagetrail db upgrade``; see imagetrail.server.migrate."""

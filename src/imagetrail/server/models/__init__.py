@@ -1,3 +1,0 @@
-"""Database tables. Importing this package registers every table on ``db.Base``."""
-
-from imagetrail.server.models import auth, cloud, evidence, owners, pipeline, reconcile, registry, web_session  # noqa: F401

@@ -1,0 +1,135 @@
+"""Resolve and store the owners of the runs that pushed the query's images (``imagetrail owners resolve``).
+
+For each run: the CODEOWNERS rule matching the image's Dockerfile (label ``dev.imagetrail.dockerfile``,
+else the entry point of its BuildKit provenance, else ``Dockerfile`` at the repository root) and the commit's author, both read at the built commit
+through the run's own system (GitHub or Azure Repos) with the remediation credentials and trust
+policy; then the configured team mapping and the requester. A source that cannot be read is named in
+the answer and skipped; the others still count.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from imagetrail.queries import owners as owner_list
+from imagetrail.services import remediation_plan as plan
+from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError
+from imagetrail.queries.explorer import ExplorerFilters, OwnerEntry, Trail
+from imagetrail.remote.owner_sources import AzureRepository, GitHubRepository
+from imagetrail.services.remediation_trust import PAT_VARIABLE, SYSTEM_GITHUB, Destination, Policy, route
+from imagetrail.remote.trackers import TrackerError
+from imagetrail.facts import CLAIMED, DISPUTED
+from imagetrail.auth import Principal
+from imagetrail.parsers.attribution import KIND_PROVENANCE
+from imagetrail.store.models.pipeline import Push
+from imagetrail.store.models.registry import RegistryAttribution
+from imagetrail.settings import Settings
+
+
+class ResolvedRun(BaseModel):
+    organization: str
+    project: str
+    pipeline: Optional[str] = None
+    run_id: str
+    digest: str
+    owners: List[OwnerEntry]
+    problems: List[str] = []  # sources that could not be read, and why
+
+
+class ResolveAnswer(BaseModel):
+    runs: List[ResolvedRun]
+
+
+def _repository(destination: Destination, trail: Trail, settings: Settings):
+    if destination.tracker == SYSTEM_GITHUB:
+        return GitHubRepository(destination.base_url, settings.github_token, destination.container)
+    return AzureRepository(
+        destination.base_url, os.environ.get(PAT_VARIABLE, ""), trail.project, trail.repository_name or ""
+    )
+
+
+def _dockerfile(session, digest: str) -> str:
+    """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
+    the entry point BuildKit's provenance attestation names (recorded by the registry side), else
+    ``Dockerfile`` at the root."""
+    row = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).first()
+    labelled = ((row[0] if row else None) or {}).get(owner_list.DOCKERFILE_LABEL)
+    if labelled:
+        return labelled
+    for facts in session.execute(
+        select(RegistryAttribution.facts).where(
+            RegistryAttribution.digest == digest, RegistryAttribution.kind == KIND_PROVENANCE
+        )
+    ).scalars():
+        if isinstance(facts, dict) and isinstance(facts.get("entry_point"), str) and facts["entry_point"]:
+            return facts["entry_point"]
+    return DEFAULT_DOCKERFILE
+
+
+def resolve(
+    sessions: sessionmaker,
+    settings: Settings,
+    principal: Principal,
+    filters: ExplorerFilters,
+    max_runs: int = 100,
+) -> ResolveAnswer:
+    policy = Policy.from_settings(settings)
+    owners_policy = owner_list.OwnerPolicy.from_settings(settings)
+    with sessions() as session:
+        images = plan.images(session, filters, principal)
+        paths: Dict[str, str] = {}
+        for digest, image in images.items():
+            if image.trail is not None:
+                paths[digest] = _dockerfile(session, image.trail.pushed_digest)
+    done: Dict[int, ResolvedRun] = {}
+    for digest, image in images.items():
+        trail = image.trail
+        if trail is None or trail.run_key is None or trail.run_key in done or len(done) >= max_runs:
+            continue
+        problems: List[str] = []
+        found: List[OwnerEntry] = []
+        author: Optional[OwnerEntry] = None
+        destination = route(trail, policy)
+        if not trail.commit or trail.evidence.get("commit") == DISPUTED:
+            problems.append("codeowners, commit-author: the run's commit is unknown or disputed")
+        elif not isinstance(destination, Destination):
+            problems.append(f"codeowners, commit-author: {destination}")
+        else:
+            repository = _repository(destination, trail, settings)
+            path = paths.get(digest, DEFAULT_DOCKERFILE)
+            try:
+                codeowners = repository.codeowners(trail.commit)
+                if codeowners is not None:
+                    found = owner_list.from_codeowners(codeowners[1], codeowners[0], path, trail)
+            except (TrackerError, CodeownersError) as exc:
+                problems.append(f"codeowners: {exc}")
+            try:
+                commit_author = repository.commit_author(trail.commit)
+                if commit_author is not None and not commit_author.bot:
+                    author = OwnerEntry(
+                        source=owner_list.SOURCE_COMMIT_AUTHOR,
+                        name=commit_author.name,
+                        email=commit_author.email,
+                        login=commit_author.login,
+                        detail=f"author of {trail.commit[:12]}",
+                        evidence=trail.evidence.get("commit", CLAIMED),
+                    )
+            except TrackerError as exc:
+                problems.append(f"commit-author: {exc}")
+        resolved = owner_list.ordered(found, author, trail, owners_policy)
+        owner_list.store(sessions, trail.run_key, resolved)
+        done[trail.run_key] = ResolvedRun(
+            organization=trail.organization,
+            project=trail.project,
+            pipeline=trail.pipeline,
+            run_id=trail.run_id,
+            digest=digest,
+            owners=resolved,
+            problems=problems,
+        )
+    return ResolveAnswer(runs=list(done.values()))

@@ -1,0 +1,1 @@
+"""Storage: the engine and sessions, the tables, bulk writes, and schema migrations."""
