@@ -1,17 +1,34 @@
 """Who may see what, as SQL conditions built from the principal. The one home of the visibility rules.
 
+Organisations: a principal granted every organisation (``organizations is None``) sees every row; any other
+principal sees the rows of its organisations, compared in lower case as names are stored.
+
 Registry events name no organisation: readers granted every organisation see all registries; other readers
 see the registries ``IMAGETRAIL_REGISTRY_ORGS`` maps to one of their organisations.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Set
+from typing import Any, Optional, Set
 
-from sqlalchemy import false
+from sqlalchemy import false, true
 
 from imagetrail.auth import Principal
 from imagetrail.settings import Settings
+from imagetrail.store.models.pipeline import Organization
+
+
+def visible_organizations(principal: Principal) -> Optional[Set[str]]:
+    """The organisation names ``principal`` may read, lower case; None means every organisation."""
+    return None if principal.organizations is None else {o.lower() for o in principal.organizations}
+
+
+def organization_condition(principal: Principal, column: Any = Organization.name) -> Any:
+    """A WHERE condition on an organisation-name column: true for every row the principal may read."""
+    visible = visible_organizations(principal)
+    if visible is None:
+        return true()
+    return column.in_(sorted(visible)) if visible else false()
 
 
 def visible_registries(principal: Principal, settings: Settings) -> Optional[Set[str]]:
