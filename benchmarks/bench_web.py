@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from imagetrail.queries.explorer import ExplorerFilters, run_query  # noqa: E402
+from imagetrail.queries.explorer import run_query  # noqa: E402
+from imagetrail.queries.filters import ExplorerFilters  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
 from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from imagetrail.ingest import cloud as store
-from imagetrail.queries.explorer import ExplorerFilters, run_query
+from imagetrail.queries.explorer import run_query
+from imagetrail.queries.filters import ExplorerFilters
 from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline
 from imagetrail.parsers.scans import parse_report
 from imagetrail.store.db import transaction

@@ -117,7 +117,7 @@ def test_resolved_relations_let_the_explorer_match_either_digest(registry, multi
         ],
     }
     assert api.client.post("/v1/image-relations", json=body).json() == {"received": 2, "new": 2}
-    from imagetrail.queries.explorer import related_digests
+    from imagetrail.queries.trail import related_digests
 
     with api.app.state.sessions() as session:
         family = related_digests(session, [platforms["arm64"]["digest"]])

@@ -284,7 +284,7 @@ def test_imagetrail_trace_prints_and_returns_the_evidence(database_url):
 
 def test_a_later_claimed_push_does_not_take_a_running_image_from_its_verified_run(trusted):
     """The explorer and remediation follow one push per image: a claim made later must not win."""
-    from imagetrail.queries.explorer import find_trails
+    from imagetrail.queries.trail import find_trails
     from tests.server.reports import push
 
     client, issuer = trusted

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.queries import explorer
+from imagetrail.queries import coverage, explorer
+from imagetrail.queries.filters import MAX_PAGE, MAX_PAGE_SIZE, SORT_KEYS, ExplorerFilters
 from imagetrail.services import owner_resolve
 from imagetrail.queries import pipeline_risk
 from imagetrail.services import remediation
@@ -253,7 +254,7 @@ def explorer_filters(
     running: Optional[bool] = Query(
         None, description="true: only images a cluster runs; false: only pushed images no cluster runs; unset: both",
     ),
-) -> explorer.ExplorerFilters:
+) -> ExplorerFilters:
     values = dict(
         exposed=exposed,
         cluster=cluster,
@@ -272,7 +273,7 @@ def explorer_filters(
         running=running,
     )
     try:
-        return explorer.ExplorerFilters(**values)
+        return ExplorerFilters(**values)
     except ValidationError as exc:
         raise HTTPException(422, _validation_detail(exc, "query")) from None
 
@@ -284,14 +285,14 @@ def explorer_filters(
 )
 def get_query(
     request: Request,
-    filters: explorer.ExplorerFilters = Depends(explorer_filters),
-    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
-    page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
-    sort: str = Query("-severity", description=" | ".join(explorer.SORT_KEYS)),
+    filters: ExplorerFilters = Depends(explorer_filters),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    sort: str = Query("-severity", description=" | ".join(SORT_KEYS)),
     principal: Principal = Depends(authorized),
 ) -> explorer.ExplorerPage:
-    if sort not in explorer.SORT_KEYS:
-        raise HTTPException(422, f"sort must be one of {', '.join(explorer.SORT_KEYS)}, not {sort!r}")
+    if sort not in SORT_KEYS:
+        raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
     with request.app.state.sessions() as session:
         return explorer.run_query(session, filters, principal, page, page_size, sort)
 
@@ -303,7 +304,7 @@ def get_query(
 )
 def get_pipeline_risk(
     request: Request,
-    filters: explorer.ExplorerFilters = Depends(explorer_filters),
+    filters: ExplorerFilters = Depends(explorer_filters),
     days: int = Query(pipeline_risk.DEFAULT_DAYS, ge=1, le=pipeline_risk.MAX_DAYS),
     principal: Principal = Depends(authorized),
 ) -> pipeline_risk.PipelineReport:
@@ -316,30 +317,30 @@ def get_pipeline_risk(
 
 @router.get(
     "/v1/coverage/gaps",
-    response_model=explorer.GapPage,
+    response_model=coverage.GapPage,
     summary="Running images no pipeline report explains, and why",
 )
 def get_gaps(
     request: Request,
-    filters: explorer.ExplorerFilters = Depends(explorer_filters),
-    page: int = Query(1, ge=1, le=explorer.MAX_PAGE),
-    page_size: int = Query(50, ge=1, le=explorer.MAX_PAGE_SIZE),
+    filters: ExplorerFilters = Depends(explorer_filters),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
     principal: Principal = Depends(authorized),
-) -> explorer.GapPage:
+) -> coverage.GapPage:
     with request.app.state.sessions() as session:
-        return explorer.coverage_gaps(session, principal, filters, page, page_size)
+        return coverage.coverage_gaps(session, principal, filters, page, page_size)
 
 
 @router.get(
     "/v1/coverage",
-    response_model=explorer.CoverageSummary,
+    response_model=coverage.CoverageSummary,
     summary="Which clusters, registries, projects and scanners report, and when each last did",
 )
 def get_coverage(
     request: Request, principal: Principal = Depends(authorized)
-) -> explorer.CoverageSummary:
+) -> coverage.CoverageSummary:
     with request.app.state.sessions() as session:
-        return explorer.coverage_summary(session, principal)
+        return coverage.coverage_summary(session, principal)
 
 
 # --- remediation ------------------------------------------------------------------------------
@@ -347,7 +348,7 @@ def get_coverage(
 
 class RemediationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    filters: ExplorerFilters = Field(default_factory=ExplorerFilters)
     dry_run: bool = False
     work_item_type: str = Field(default=remediation.DEFAULT_WORK_ITEM_TYPE, min_length=1, max_length=128)
     max_items: int = Field(default=100, ge=1, le=1000)
@@ -389,7 +390,7 @@ def get_close_suggestions(
 
 class OwnersRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    filters: explorer.ExplorerFilters = Field(default_factory=explorer.ExplorerFilters)
+    filters: ExplorerFilters = Field(default_factory=ExplorerFilters)
     max_runs: int = Field(default=100, ge=1, le=1000)
 
 

@@ -4,7 +4,7 @@ read in ``imagetrail.queries.untraced``)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,7 +13,6 @@ from imagetrail.parsers.attribution import Claim
 from imagetrail.parsers.registry_events import PushEvent
 from imagetrail.store.bulk import insert_many
 from imagetrail.store.db import transaction
-from imagetrail.store.models.pipeline import ImageRelation, Push
 from imagetrail.store.models.registry import RegistryArtifact, RegistryAttribution, RegistryEvent
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.parsers.codeowners import CodeownersError, match, parse_text
-from imagetrail.queries.explorer import OwnerEntry, Trail
+from imagetrail.queries.trail import OwnerEntry, Trail
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
 SOURCE_CODEOWNERS = "codeowners"

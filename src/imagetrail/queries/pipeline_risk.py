@@ -15,12 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.explorer import (
-    ExplorerFilters,
-    allowed_organizations,
-    pushed_images,
-    running_digests,
-)
+from imagetrail.queries.explorer import pushed_images, running_digests
+from imagetrail.queries.filters import ExplorerFilters
 from imagetrail.auth import Principal
 from imagetrail.store.models.cloud import VulnerabilitySummary
 from imagetrail.store.models.pipeline import Organization, Pipeline, Project, Push
@@ -78,7 +74,7 @@ def vulnerable_pushes_by_pipeline(
         Pipeline.external_id.label("pipeline_id"),
     )
     pushed = (
-        pushed_images(filters, allowed_organizations(principal))
+        pushed_images(filters, principal)
         .with_only_columns(*keys, Push.digest.label("digest"), func.max(Push.pushed_at).label("pushed_at"))
         .group_by(*keys, Push.digest)
         .subquery()

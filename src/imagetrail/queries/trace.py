@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from pydantic import BaseModel
 from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.explorer import OwnerEntry
+from imagetrail.queries.trail import OwnerEntry
 from imagetrail.collector.references import InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
 from imagetrail.queries.registry_views import ClaimInfo, RegistryEventInfo

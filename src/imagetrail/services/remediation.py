@@ -26,7 +26,8 @@ from sqlalchemy.orm import sessionmaker
 
 from imagetrail.services import remediation_plan as plan
 from imagetrail.services import remediation_store as store
-from imagetrail.queries.explorer import ExplorerFilters, Trail
+from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.queries.trail import Trail
 from imagetrail.queries.owners import OwnerPolicy
 from imagetrail.services.remediation_plan import DEFAULT_MIN_SEVERITY, cve_set_hash
 from imagetrail.services.remediation_trust import (

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.explorer import allowed_organizations
+from imagetrail.queries.visibility import visible_organizations
 from imagetrail.reference import normalize_registry
 from imagetrail.auth import Principal
 from imagetrail.store.models.cloud import Finding, RemediationItem, VulnerabilitySummary
@@ -58,7 +58,7 @@ def _pushes(session: Session, pipeline_id: int, image_repository: str):
 
 
 def close_suggestions(session: Session, principal: Principal) -> List[CloseSuggestion]:
-    allowed = allowed_organizations(principal)
+    allowed = visible_organizations(principal)
     items = session.execute(
         select(RemediationItem)
         .where(RemediationItem.pipeline_id.is_not(None), RemediationItem.image_repository.is_not(None))

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
-from imagetrail.queries.explorer import ExplorerFilters, ExplorerRow, Trail, run_query
+from imagetrail.queries.explorer import ExplorerRow, run_query
+from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.queries.trail import Trail
 from imagetrail.facts import DISPUTED, summary
 from imagetrail.sanitize import safe_url
 from imagetrail.auth import Principal

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import FrozenSet, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from imagetrail.queries.explorer import Trail
+from imagetrail.queries.trail import Trail
 from imagetrail.facts import DISPUTED
 
 SYSTEM_AZURE_DEVOPS = "azure-devops"

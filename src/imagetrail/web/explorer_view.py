@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.queries.explorer import MAX_PAGE, ExplorerFilters, ExplorerPage, ExplorerRow, run_query
+from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, run_query
+from imagetrail.queries.filters import ExplorerFilters, MAX_PAGE
 from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
 from imagetrail.facts import summary
 from imagetrail.sanitize import csv_cell

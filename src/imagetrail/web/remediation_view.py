@@ -15,7 +15,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set
 from pydantic import ValidationError
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.queries.explorer import ExplorerFilters, find_trails, run_query
+from imagetrail.queries.explorer import run_query
+from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.queries.trail import find_trails
 from imagetrail.services.remediation import (
     DEFAULT_MIN_SEVERITY,
     RemediationAnswer,
@@ -112,9 +114,8 @@ def plan(
         answer: RemediationAnswer = remediate(sessions, settings, principal, filters, dry_run=True)
     except RemediationConfigError as exc:
         return Plan(errors=[str(exc)])
-    allowed = None if principal.organizations is None else set(principal.organizations)
     with sessions() as session:
-        trails = find_trails(session, [o.digest for o in answer.outcomes], allowed=allowed)
+        trails = find_trails(session, [o.digest for o in answer.outcomes], principal=principal)
     result = Plan()
     selected = set(digests)
     for outcome in answer.outcomes:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
-from imagetrail.queries.explorer import related_digests
+from imagetrail.queries.trail import related_digests
 from imagetrail.queries.registry_trail import with_registry
 from imagetrail.auth import Principal
 from imagetrail.settings import Settings
