@@ -65,9 +65,9 @@ def test_every_route_has_a_row_and_protected_routes_use_the_guard(client):
     # interactive docs are the only optional routes: IMAGETRAIL_API_DOCS, off by default).
     optional = {("GET", "/docs"), ("GET", "/docs/oauth2-redirect")}
     stale = set(ROUTE_SCOPES) - {(m, p) for m, p, _ in routes} - optional
-    assert not stale, f"rows in server/auth/route_scopes.py for routes the app does not serve: {sorted(stale)}"
+    assert not stale, f"rows in auth/route_scopes.py for routes the app does not serve: {sorted(stale)}"
     missing = [(m, p) for m, p, _ in routes if (m, p) not in ROUTE_SCOPES]
-    assert not missing, f"routes without a row in server/auth/route_scopes.py: {missing}"
+    assert not missing, f"routes without a row in auth/route_scopes.py: {missing}"
     unguarded = [(m, p) for m, p, r in routes if ROUTE_SCOPES[(m, p)] != PUBLIC
                  and not (isinstance(r, APIRoute) and _depends_on(r.dependant, GUARDS))]
     assert not unguarded, f"protected routes that do not depend on the ROUTE_SCOPES guard: {unguarded}"

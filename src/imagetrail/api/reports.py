@@ -71,7 +71,7 @@ async def post_report(request: Request, principal: Principal = Depends(authorize
     conflict = report_conflict(principal, body)
     if conflict:
         raise HTTPException(403, f"this {principal.kind} identity may not submit this report: {conflict}")
-    # Group commit (server/ingest_writer.py): answered once the report's transaction committed.
+    # Group commit (ingest/writer.py): answered once the report's transaction committed.
     try:
         result = await request.app.state.ingest_writer.submit(body, principal)
     except ReportConflict as exc:

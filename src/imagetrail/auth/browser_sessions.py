@@ -1,4 +1,4 @@
-"""Server-side web sessions and pending single sign-on flows (tables in ``server/models/web_session.py``).
+"""Server-side web sessions and pending single sign-on flows (tables in ``store/models/web_session.py``).
 
 A browser holds random tokens only (256 bits); rows are keyed by their SHA-256. A session ends
 at the first of: sign-out (row deleted), ``web_session_idle_minutes`` without a request,

@@ -1,7 +1,7 @@
 """Registry side of the map: pushes a registry reported, and what the pushed images say about themselves.
 
 A registry event has no organisation: who may read it is decided by registry (see
-``imagetrail.registry.visibility``). Every derived fact (``registry_attributions``) keeps its
+``imagetrail.queries.visibility``). Every derived fact (``registry_attributions``) keeps its
 evidence in the trust model's three words: ``verified`` / ``claimed`` / ``disputed``.
 """
 
