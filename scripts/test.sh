@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README). On a fresh machine: installs and starts the real services
-# (when run as root), installs ImageTrail with its test extras in .venv, runs pytest.
+# (when run as root), installs ImageTrail with its test extras in .venv, runs ruff, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +18,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[server,test]'
 if [[ -f package.json ]]; then npm ci --no-fund --no-audit --silent; fi
 
+# Lint first (the rule set is in pyproject.toml [tool.ruff.lint]); it takes about a second.
+.venv/bin/ruff check src tests benchmarks package_tools
 exec .venv/bin/python -m pytest "$@"

@@ -1,5 +1,9 @@
 """Backend configuration, from the environment (IMAGETRAIL_*).
 
+Read once: ``server.app.create_app`` builds the Settings (``Settings.from_env()``) and keeps them in
+``app.state.settings``; routes and services take them from there, never from ``os.environ`` (a
+request must not see a variable changed after startup, and tests pass Settings, not environment).
+
 Nothing is trusted until configured: with no ``IMAGETRAIL_TRUST_*`` setting, only API
 keys created with ``imagetrail keys create`` are accepted. docs/backend.md lists every
 setting.
@@ -134,6 +138,9 @@ class Settings:
     max_report_bytes: int = 1_048_576
     # Azure DevOps REST API base for links and remediation (tests point it at a local server).
     azure_devops_url: str = "https://dev.azure.com"
+    # Azure DevOps Server collection URLs the PAT may be sent to (remediation, owners, reconcile), as
+    # written; services.remediation_trust checks and normalises them, naming the variable.
+    azure_devops_server_urls: List[str] = field(default_factory=list)
     # GitHub (docs/cloud.md, docs/backend.md): the REST API the token is sent to, the web URL runs must
     # report (github.com, or a GitHub Enterprise Server), and one token allowed issues: write (remediation,
     # owners) and actions: read (reconcile of kept reports) on the repositories.
@@ -230,6 +237,7 @@ class Settings:
             issuer_wait_ms=_int(env, "IMAGETRAIL_ISSUER_WAIT_MS", defaults.issuer_wait_ms, minimum=0),
             max_report_bytes=_int(env, "IMAGETRAIL_MAX_REPORT_BYTES", defaults.max_report_bytes),
             azure_devops_url=env.get("IMAGETRAIL_AZURE_DEVOPS_URL") or defaults.azure_devops_url,
+            azure_devops_server_urls=_list(env.get("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS")),
             github_api_url=(env.get("IMAGETRAIL_GITHUB_API_URL") or defaults.github_api_url).rstrip("/"),
             github_server_url=env.get("IMAGETRAIL_GITHUB_SERVER_URL") or defaults.github_server_url,
             github_token=(env.get("IMAGETRAIL_GITHUB_TOKEN") or "").strip(),

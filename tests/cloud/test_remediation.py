@@ -9,19 +9,24 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from imagetrail.settings import Settings
 from tests.cloud import scenario
-from tests.cloud.azure_devops_server import AzureDevOpsServer
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import ingester
 
 PAT = "test-pat-0123456789"
 
 
+def configure(api, **settings) -> None:
+    """What IMAGETRAIL_* variables would have set at startup (the app reads its Settings once)."""
+    api.app.state.settings = dataclasses.replace(api.app.state.settings, **settings)
+
+
 @pytest.fixture
-def devops(monkeypatch):
+def devops(api):
     """The contoso stand-in, trusted as an Azure DevOps Server collection."""
     with AzureDevOpsServer("contoso", PAT) as server:
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", PAT)
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", server.url)
+        configure(api, azure_devops_pat=PAT, azure_devops_server_urls=[server.url])
         yield server
 
 
@@ -135,15 +140,15 @@ def test_one_work_item_per_image_never_twice_and_again_when_the_cves_change(api,
     assert "since work item #1" in devops.created[1]["fields"]["System.Description"]
 
 
-def test_without_a_pat_the_server_says_what_to_set(api, monkeypatch):
-    monkeypatch.delenv("IMAGETRAIL_AZURE_DEVOPS_PAT", raising=False)
+def test_without_a_pat_the_server_says_what_to_set(api):
+    configure(api, azure_devops_pat=None)
     response = api.client.post("/v1/remediations", json={"filters": {}})
     assert response.status_code == 503 and "IMAGETRAIL_AZURE_DEVOPS_PAT" in response.json()["detail"]
 
 
-def test_a_refusing_server_is_a_failed_outcome_without_the_pat(api, devops, monkeypatch):
+def test_a_refusing_server_is_a_failed_outcome_without_the_pat(api, devops):
     load_estate(api, devops.url)
-    monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", "wrong-pat-value")
+    configure(api, azure_devops_pat="wrong-pat-value")
     (outcome,) = remediate(api, filters={"exposed": True})
     assert outcome["status"] == "failed"
     assert "wrong-pat-value" not in outcome["reason"]
@@ -174,14 +179,13 @@ def test_a_server_url_nobody_trusted_gets_no_request_while_the_trusted_one_gets_
 
 
 def test_a_run_of_azure_devops_services_goes_to_the_configured_url_not_the_reported_host(
-    api, devops, monkeypatch
+    api, devops
 ):
     # The reports say https://dev.azure.com/contoso/ (the default serverUrl of the scenario); the
     # configured IMAGETRAIL_AZURE_DEVOPS_URL (here the stand-in's root, which serves /contoso/...) is
     # where the request goes. No Server collection is trusted.
-    monkeypatch.delenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS")
     root = devops.url.rsplit("/", 1)[0]
-    api.app.state.settings = dataclasses.replace(api.app.state.settings, azure_devops_url=root + "/")
+    configure(api, azure_devops_server_urls=[], azure_devops_url=root + "/")
     load_estate(api, None)
     (outcome,) = remediate(api, filters={"exposed": True})
     assert outcome["status"] == "created", outcome
@@ -189,10 +193,9 @@ def test_a_run_of_azure_devops_services_goes_to_the_configured_url_not_the_repor
     assert devops.errors == [] and len(devops.created) == 1
 
 
-def test_a_malformed_trusted_server_url_is_a_configuration_error_naming_the_setting(api, monkeypatch):
-    monkeypatch.setenv(
-        "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", "https://tfs.example.com/tfs/Default, tfs.example"
-    )
+def test_a_malformed_trusted_server_url_is_a_configuration_error_naming_the_setting(api):
+    env = {"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": "https://tfs.example.com/tfs/Default, tfs.example"}
+    configure(api, azure_devops_server_urls=Settings.from_env(env).azure_devops_server_urls)
     response = api.client.post("/v1/remediations", json={"filters": {}, "dry_run": True})
     assert response.status_code == 503
     assert "IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS" in response.json()["detail"]
@@ -230,7 +233,8 @@ COLLECTION = "https://tfs.example.com/tfs/DefaultCollection"
 def test_only_configured_organisation_urls_are_trusted(organization, server_url, expected):
     from imagetrail.services.remediation import server_collection_urls, trusted_organization_url
 
-    servers = server_collection_urls({"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": f" {COLLECTION}/ ,"})
+    env = {"IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS": f" {COLLECTION}/ ,"}
+    servers = server_collection_urls(Settings.from_env(env).azure_devops_server_urls)
     assert trusted_organization_url(SERVICES + "/", servers, organization, server_url) == expected
 
 

@@ -2,7 +2,7 @@
 Azure DevOps runs, never one system's image in the other's tracker.
 
 Both trackers are local stand-ins that check every request against the documented API
-(tests/support/github_api.py, tests/cloud/azure_devops_server.py); the app is the real one.
+(tests/support/github_api.py, tests/support/azure_devops.py); the app is the real one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from imagetrail.store.db import transaction
 from imagetrail.ingest.reports import ingest_report
 from imagetrail.store.models.cloud import RemediationItem
 from tests.cloud import scenario
-from tests.cloud.azure_devops_server import AzureDevOpsServer
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import digest, ingester, pipeline_report, push
 from tests.support.github_api import GitHubApi
 
@@ -69,10 +69,11 @@ def github(api):
 
 
 @pytest.fixture
-def devops(monkeypatch):
+def devops(api):
     with AzureDevOpsServer("octo", PAT) as server:
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", PAT)
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", server.url)
+        api.app.state.settings = dataclasses.replace(
+            api.app.state.settings, azure_devops_pat=PAT, azure_devops_server_urls=[server.url]
+        )
         yield server
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.github.images import build_image, push, registry_digest, remove_images
-from tests.github.oidc_issuer import LocalGitHubIssuer, github_claims
+from tests.support.oidc_provider import LocalIssuer, github_claims
 from tests.github.runner import REPO_ROOT, ActionRun, StepResult, job_env
 from tests.support.live_server import running_server
 
@@ -27,7 +27,7 @@ OWNER = "octo-org"
 
 
 class Backend:
-    def __init__(self, url: str, reader_key: str, issuer: LocalGitHubIssuer) -> None:
+    def __init__(self, url: str, reader_key: str, issuer: LocalIssuer) -> None:
         self.url, self.reader_key, self.issuer = url, reader_key, issuer
 
     def trail(self, digest: str) -> httpx.Response:
@@ -47,8 +47,8 @@ def _create_reader_key(database_url: str) -> str:
 
 @pytest.fixture
 def backend(sqlite_url, registry) -> Iterator[Backend]:
-    with LocalGitHubIssuer() as issuer:
-        server_env = {"IMAGETRAIL_GITHUB_ISSUER": issuer.url, "IMAGETRAIL_TRUST_GITHUB_OWNERS": OWNER,
+    with LocalIssuer() as issuer:
+        server_env = {"IMAGETRAIL_GITHUB_ISSUER": issuer.github_issuer, "IMAGETRAIL_TRUST_GITHUB_OWNERS": OWNER,
                       "IMAGETRAIL_TOKEN_AUDIENCE": AUDIENCE,
                       "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"),
                                                                   os.environ.get("PYTHONPATH")]))}

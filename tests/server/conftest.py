@@ -13,7 +13,7 @@ from imagetrail.auth.api_keys import create_key
 from imagetrail.store.db import make_engine, transaction
 from imagetrail.store.migrate import upgrade
 from imagetrail.settings import Settings
-from tests.server.issuer import LocalIssuer
+from tests.support.oidc_provider import LocalIssuer
 
 
 def migrate(database_url: str) -> None:

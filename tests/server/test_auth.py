@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.server.conftest import new_key
-from tests.server.issuer import new_key as new_rsa_key
+from tests.support.oidc_provider import new_key as new_rsa_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, github_report
 
 TENANT = "9b1c2d3e-0000-4000-8000-00000000aaaa"

@@ -1,7 +1,7 @@
 """Evidence for every fact of a trail (issue 9, "A map you can trust", point 1 of its "Why").
 
 Reproduces the attacks against the real app (SQLite and PostgreSQL) with real credentials: API
-keys from the database, job tokens signed by the local OIDC issuer (tests/server/issuer.py).
+keys from the database, job tokens signed by the local OIDC issuer (tests/support/oidc_provider.py).
 """
 
 from __future__ import annotations

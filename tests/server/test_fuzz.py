@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.cloud.azure_devops_server import AzureDevOpsServer
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import FIXTURES
 from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, push
@@ -71,11 +71,9 @@ def _inventory() -> bytes:
 
 
 @pytest.fixture
-def fuzz_target(make_client, monkeypatch):
+def fuzz_target(make_client):
     with AzureDevOpsServer("contoso", PAT) as devops:
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_PAT", PAT)
-        monkeypatch.setenv("IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS", devops.url)
-        client = make_client()
+        client = make_client(azure_devops_pat=PAT, azure_devops_server_urls=[devops.url])
         headers = new_key(client, "*", "admin")
         report = ado_report(pushes=[push("cgr.dev/chainguard/ruby:latest", MANIFEST)])
         report.context.server_url = devops.url + "/"  # work items go to the stand-in

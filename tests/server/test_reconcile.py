@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tests.collector.support import HttpStub, entra_stand_in, self_signed_certificate
 from tests.server.conftest import migrate
-from tests.server.fake_azure_devops import FakeAzureDevOps
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
 from tests.support.live_server import running_server
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 def test_reports_attached_to_runs_are_ingested_once(sqlite_url, tmp_path):
     kept = [ado_report(run_id=str(200 + i), pushes=[push("127.0.0.1:5000/web/app:1", digest(f"r{i}"))])
             for i in range(3)]
-    with FakeAzureDevOps("contoso", "Web", pat="secret-pat") as ado, running_server(sqlite_url) as url:
+    with AzureDevOpsServer("contoso", project="Web", pat="secret-pat") as ado, running_server(sqlite_url) as url:
         ado.builds = {
             200: [(f"report-{kept[0].report_id[7:19]}.json", json.dumps(body(kept[0])).encode())],
             201: [(f"report-{kept[1].report_id[7:19]}.json", json.dumps(body(kept[1])).encode()),
@@ -37,13 +37,13 @@ def test_reports_attached_to_runs_are_ingested_once(sqlite_url, tmp_path):
         assert requests.post(url + "/v1/reports", json=body(kept[2]), headers=headers).status_code == 201
         env = {"IMAGETRAIL_URL": url, "IMAGETRAIL_API_KEY": key, "AZURE_DEVOPS_PAT": "secret-pat",
                "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
-        first = cli("reconcile", "--org-url", ado.org_url, "--project", "Web", "--since", "3", env=env)
+        first = cli("reconcile", "--org-url", ado.url, "--project", "Web", "--since", "3", env=env)
         assert "2 new, 1 already stored, 1 failed" in first.stdout, first.stdout + first.stderr
         assert first.returncode == 1 and "report-broken.json" in first.stderr
         ado.builds[201].pop()
-        second = cli("reconcile", "--org-url", ado.org_url, "--project", "Web", env=env)
+        second = cli("reconcile", "--org-url", ado.url, "--project", "Web", env=env)
         assert second.returncode == 0 and "0 new, 3 already stored, 0 failed" in second.stdout
-        assert ado.violations == []
+        assert ado.errors == []
         assert any("minTime=" in r and "/Web/_apis/build/builds?" in r for r in ado.requests)
         for report in kept:
             trail = requests.get(url + "/v1/trail", params={"reference": "127.0.0.1:5000/web/app:1"},
@@ -53,8 +53,8 @@ def test_reports_attached_to_runs_are_ingested_once(sqlite_url, tmp_path):
 
 
 def test_a_wrong_pat_is_reported_clearly(sqlite_url, tmp_path):
-    with FakeAzureDevOps("contoso", "Web", pat="right") as ado:
-        result = cli("reconcile", "--org-url", ado.org_url, "--project", "Web",
+    with AzureDevOpsServer("contoso", project="Web", pat="right") as ado:
+        result = cli("reconcile", "--org-url", ado.url, "--project", "Web",
                      env={"AZURE_DEVOPS_PAT": "wrong", "AZURE_DEVOPS_CACHE_DIR": str(tmp_path)})
     assert result.returncode == 1
     assert "Azure DevOps request failed" in result.stderr and "wrong" not in result.stderr
@@ -101,7 +101,7 @@ def _stored(database_url: str) -> dict:
 
 
 def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
-    with FakeAzureDevOps("contoso", "Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
+    with AzureDevOpsServer("contoso", project="Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
         env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}", "IMAGETRAIL_AZURE_DEVOPS_PAT": PAT,
                "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS": str(RECONCILE_INTERVAL),
                "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
@@ -139,7 +139,7 @@ def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
             page = requests.get(url + "/coverage", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
     stored = _stored(database_url)
     assert stored == {before.report_id: "api-key", **{r.report_id: "azure-devops-api" for r in kept + [late]}}
-    assert ado.violations == []
+    assert ado.errors == []
     assert set(ado.gets) == {310, 311, 312, 320, 330}  # Builds - Get for runs with kept reports only
     assert page.status_code == 200, page.text[:300]
     assert '<strong id="reconcile-reconciled">4</strong>' in page.text
@@ -196,7 +196,7 @@ def _entra_for_azure_devops(tenant: str, client_id: str, secret: str, token: str
 def test_reconcile_with_an_entra_app(sqlite_url, tmp_path):
     secret, token = "entra-secret-" + "s" * 20, "entra-ado-token-" + "t" * 20
     cert = self_signed_certificate(tmp_path)
-    with FakeAzureDevOps("contoso", "Web", pat="not-used-" + "p" * 20, project_id=ADO_PROJECT_ID,
+    with AzureDevOpsServer("contoso", project="Web", pat="not-used-" + "p" * 20, project_id=ADO_PROJECT_ID,
                          bearer=token) as ado, \
             HttpStub(_entra_for_azure_devops("tenant-9", "reconcile-app", secret, token), tls=cert) as entra:
         env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}",
@@ -221,12 +221,12 @@ def test_reconcile_with_an_entra_app(sqlite_url, tmp_path):
     assert "no project of 'fabrikam' has reported yet" in sources["fabrikam"]["last_error"]
     assert status["reconciled"] == 1, status
     assert _stored(sqlite_url)[kept.report_id] == "azure-devops-api"
-    assert ado.violations == [] and [r.method for r in entra.requests][:2] == ["GET", "POST"]
+    assert ado.errors == [] and [r.method for r in entra.requests][:2] == ["GET", "POST"]
 
 
 def test_several_workers_run_one_startup_pass(database_url, tmp_path):
     """`serve --workers 3`: three processes on one database start together; the startup pass runs once."""
-    with FakeAzureDevOps("contoso", "Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
+    with AzureDevOpsServer("contoso", project="Web", pat=PAT, project_id=ADO_PROJECT_ID) as ado:
         env = {"IMAGETRAIL_AZURE_DEVOPS_URL": f"http://127.0.0.1:{ado.port}", "IMAGETRAIL_AZURE_DEVOPS_PAT": PAT,
                "IMAGETRAIL_RECONCILE_INTERVAL_SECONDS": "0", "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado-cache")}
         with running_server(database_url, env) as url:

@@ -2,7 +2,7 @@
 enforces it through the one guard, and an authorization matrix of every route x credential.
 
 The matrix runs the real app with real credentials: API keys from the database, Azure DevOps,
-GitHub and Entra tokens signed by the local OIDC issuer (tests/server/issuer.py).
+GitHub and Entra tokens signed by the local OIDC issuer (tests/support/oidc_provider.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,13 @@
-"""A local OpenID Connect provider for sign-in tests, on 127.0.0.1 (http, or https with a test CA).
+"""Local OpenID Connect issuers for tests, on 127.0.0.1: the one place tests get signed tokens from.
 
-It follows OpenID Connect Core 1.0 (authorization code flow, section 3.1), OpenID Connect
+``LocalIssuer`` is a token issuer: discovery documents and JWKS for any number of issuers under
+path prefixes (``/ado/{org id}``, ``/github``, ``/entra/{tenant}/v2.0``), laid out the way the real
+ones are, tokens minted by the test (``token``), and the GitHub runner's ID-token endpoint
+(``ACTIONS_ID_TOKEN_REQUEST_URL``, ``runner_env``) for the collector. It records every request, and
+can be made to fail (``down``) or hang (``hanging``).
+
+``LocalOidcProvider`` is a sign-in provider for the web explorer's single sign-on; it follows OpenID
+Connect Core 1.0 (authorization code flow, section 3.1), OpenID Connect
 Discovery 1.0 and PKCE (RFC 7636), and checks every request the way a real provider does:
 
 - authorize (3.1.2.1): response_type=code, a known client_id, the exact registered redirect_uri,
@@ -32,10 +39,12 @@ import secrets
 import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 import jwt
@@ -45,9 +54,179 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
-from tests.server.issuer import new_key
-
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 section 4.1
+
+
+@lru_cache(maxsize=None)
+def new_key(name: str = "issuer"):
+    """An RSA key per name, generated once per test session (generation takes up to a second)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_jwk(key: Any, kid: str) -> Dict[str, Any]:
+    return {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+# -- token issuer ------------------------------------------------------------------------------
+DISCOVERY = "/.well-known/openid-configuration"
+GITHUB_PREFIX = "/github"
+RUNNER_TOKEN_PATH = "/_apis/distributedtask/hubs/Actions/plans/{plan}/jobs/{job}/idtoken"
+RUNNER_API_VERSION = "2.0"
+
+
+def github_claims(env: Mapping[str, str]) -> Dict[str, Any]:
+    """The claims GitHub puts in a job's ID token (GitHub Docs, "OpenID Connect reference"), from the
+    job's own GITHUB_* variables."""
+    repository = env["GITHUB_REPOSITORY"]
+    ref = env.get("GITHUB_REF", "")
+    workflow_ref = env.get("GITHUB_WORKFLOW_REF", "")
+    return {
+        "sub": f"repo:{repository}:ref:{ref}", "ref": ref,
+        "ref_type": "tag" if ref.startswith("refs/tags/") else "branch", "sha": env.get("GITHUB_SHA"),
+        "repository": repository, "repository_id": env.get("GITHUB_REPOSITORY_ID"),
+        "repository_owner": env.get("GITHUB_REPOSITORY_OWNER"),
+        "repository_owner_id": env.get("GITHUB_REPOSITORY_OWNER_ID"), "repository_visibility": "private",
+        "run_id": env.get("GITHUB_RUN_ID"), "run_number": env.get("GITHUB_RUN_NUMBER"),
+        "run_attempt": env.get("GITHUB_RUN_ATTEMPT"), "actor": env.get("GITHUB_ACTOR"),
+        "actor_id": env.get("GITHUB_ACTOR_ID"), "workflow": env.get("GITHUB_WORKFLOW"),
+        "workflow_ref": workflow_ref, "workflow_sha": env.get("GITHUB_SHA"), "job_workflow_ref": workflow_ref,
+        "job_workflow_sha": env.get("GITHUB_SHA"), "event_name": env.get("GITHUB_EVENT_NAME"),
+        "runner_environment": env.get("RUNNER_ENVIRONMENT"), "head_ref": "", "base_ref": "",
+    }
+
+
+@dataclass
+class RunnerRequest:
+    """A request to the runner's ID-token endpoint, as the collector made it."""
+
+    path: str
+    query: Dict[str, List[str]]
+    authorization: Optional[str]
+    status: int
+
+
+class LocalIssuer:
+    """Start with ``with LocalIssuer() as issuer:``; ``issuer.base`` + a prefix is an issuer URL."""
+
+    def __init__(self) -> None:
+        self.key = new_key()
+        self.kid = uuid.uuid4().hex
+        self.requests: List[str] = []  # every path requested, with its query
+        self.down = False  # answer 500
+        # While set, requests hang (until released or the issuer stops), like an issuer that
+        # accepts connections and never answers.
+        self.hanging = False
+        self.released = threading.Event()
+        # GitHub Actions: what the next runner-issued tokens say about the job (github_claims).
+        self.claims: Dict[str, Any] = {}
+        self.lifetime_seconds = 600
+        self.request_token = secrets.token_urlsafe(32)
+        self.issued: List[str] = []  # tokens the runner endpoint handed out
+        self.runner_requests: List[RunnerRequest] = []
+        self._runner_path = RUNNER_TOKEN_PATH.format(plan=uuid.uuid4(), job=uuid.uuid4())
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _issuer_handler(self))
+        self.port = self.server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "LocalIssuer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def discovery(self, issuer: str) -> Dict[str, Any]:
+        return {"issuer": issuer, "jwks_uri": issuer + "/keys", "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public", "pairwise"], "scopes_supported": ["openid"],
+                "id_token_signing_alg_values_supported": ["RS256"]}
+
+    def token(self, issuer: str, audience: str, claims: Dict[str, Any], *, lifetime: int = 600,
+              key: Any = None, kid: Optional[str] = None, now: Optional[float] = None) -> str:
+        now = time.time() if now is None else now
+        payload = {"iss": issuer, "aud": audience, "iat": int(now), "nbf": int(now), "exp": int(now + lifetime),
+                   "jti": uuid.uuid4().hex, **claims}
+        return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid, "typ": "JWT"})
+
+    # -- GitHub Actions ------------------------------------------------------------------------
+    @property
+    def github_issuer(self) -> str:
+        """The ``iss`` of runner-issued tokens (IMAGETRAIL_GITHUB_ISSUER)."""
+        return self.base + GITHUB_PREFIX
+
+    @property
+    def token_request_url(self) -> str:
+        """What the runner puts in ACTIONS_ID_TOKEN_REQUEST_URL (already carries a query string)."""
+        return f"{self.base}{self._runner_path}?api-version={RUNNER_API_VERSION}"
+
+    def runner_env(self) -> Dict[str, str]:
+        """The two variables a runner sets for a job with ``permissions: id-token: write``."""
+        return {"ACTIONS_ID_TOKEN_REQUEST_URL": self.token_request_url,
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.request_token}
+
+    def token_requests(self) -> List[RunnerRequest]:
+        return list(self.runner_requests)
+
+    def runner_answer(self, query: Dict[str, List[str]], authorization: Optional[str]) -> Tuple[int, Dict[str, Any]]:
+        """``GET <url>&audience=<aud>`` with the request token as Bearer -> ``{"value": "<jwt>"}``, as
+        @actions/core's OidcClient reads it; without an audience GitHub uses the owner's URL."""
+        if authorization != f"Bearer {self.request_token}":
+            return 401, {"message": "the request token is missing or wrong"}
+        if query.get("api-version") != [RUNNER_API_VERSION]:
+            return 400, {"message": "api-version=2.0 is required"}
+        audiences = query.get("audience") or []
+        if len(audiences) > 1:
+            return 400, {"message": "audience given more than once"}
+        owner = self.claims.get("repository_owner") or ""
+        audience = audiences[0] if audiences else f"https://github.com/{owner}"
+        now = time.time()
+        token = self.token(self.github_issuer, audience, {**self.claims, "nbf": int(now) - 5},
+                           lifetime=self.lifetime_seconds, now=now)
+        self.issued.append(token)
+        return 200, {"count": 1, "value": token}
+
+
+def _issuer_handler(issuer: LocalIssuer) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            issuer.requests.append(self.path)
+            if issuer.hanging:
+                issuer.released.wait(60)
+                return
+            if issuer.down:
+                self.send_response(500)
+                self.end_headers()
+                return
+            parts = urlsplit(self.path)
+            if parts.path == issuer._runner_path:
+                query = parse_qs(parts.query)
+                status, body = issuer.runner_answer(query, self.headers.get("Authorization"))
+                issuer.runner_requests.append(
+                    RunnerRequest(parts.path, query, self.headers.get("Authorization"), status))
+                return self._send(status, body)
+            if parts.path.endswith(DISCOVERY):
+                return self._send(200, issuer.discovery(issuer.base + parts.path[: -len(DISCOVERY)]))
+            if parts.path.endswith("/keys"):
+                return self._send(200, {"keys": [public_jwk(issuer.key, issuer.kid)]})
+            self._send(404, {"message": f"no route {parts.path}"})
+
+        def _send(self, status: int, body: Dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+# -- sign-in provider ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -186,8 +365,7 @@ class LocalOidcProvider:
         }
 
     def jwks(self) -> Dict[str, Any]:
-        public = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+        return {"keys": [public_jwk(self.key, self.kid)]}
 
     def refuse(self, message: str) -> None:
         self.errors.append(message)

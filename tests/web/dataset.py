@@ -27,7 +27,7 @@ from imagetrail.report import (
     Run,
 )
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "web"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cloud"  # one copy, shared with the cloud tests
 CLUSTER = "aks-prod-weu"
 
 # Digests named by the real fixtures (Trivy RepoDigests, zora's trivy-k8s report).

@@ -17,7 +17,7 @@ from imagetrail.sanitize import safe_href, safe_url
 from imagetrail.settings import Settings, SettingsError, SsoGrant
 from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
 from imagetrail.auth.sso_grants import NoAccess, principal_for
-from tests.server.issuer import LocalIssuer
+from tests.support.oidc_provider import LocalIssuer
 from tests.support.oidc_provider import LocalOidcProvider
 from tests.web.sign_in import approve
 

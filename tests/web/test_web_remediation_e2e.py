@@ -20,7 +20,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.cloud.azure_devops_server import AzureDevOpsServer
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.support.live_server import running_server
 from tests.web import dataset
 from tests.web.conftest import create_key, screenshot, sign_in

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def reconcile(build_client, api: ApiClient, project: str, since: datetime, top: int) -> Outcome:
-    from imagetrail.services.reconcile.azure_devops import builds_with_reports, download
+    from imagetrail.remote.azure_devops_builds import builds_with_reports, download
 
     outcome = Outcome()
     for build, attachment in builds_with_reports(build_client, project, since, top):

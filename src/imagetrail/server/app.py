@@ -8,19 +8,19 @@ from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.concurrency import run_in_threadpool
 
 from imagetrail import __version__
-from imagetrail.ingest.registry_events import store_event_batches
-from imagetrail.services.attribution_worker import AttributionWorker
+from imagetrail.api.limits import BodyLimitMiddleware
 from imagetrail.auth.api_keys import KeyCache
 from imagetrail.auth.tokens import TokenVerifier
-from imagetrail.store.db import make_engine, make_sessionmaker
+from imagetrail.ingest.registry_events import store_event_batches
 from imagetrail.ingest.writer import IngestWriter
-from imagetrail.api.limits import BodyLimitMiddleware
+from imagetrail.services.attribution_worker import AttributionWorker
 from imagetrail.settings import Settings
+from imagetrail.store.db import make_engine, make_sessionmaker
 
 log = logging.getLogger("imagetrail.server")
 

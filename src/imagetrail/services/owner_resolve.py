@@ -9,7 +9,6 @@ the answer and skipped; the others still count.
 
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional
 
 from pydantic import BaseModel
@@ -22,7 +21,7 @@ from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError
 from imagetrail.queries.filters import ExplorerFilters
 from imagetrail.queries.trail import OwnerEntry, Trail
 from imagetrail.remote.owner_sources import AzureRepository, GitHubRepository
-from imagetrail.services.remediation_trust import PAT_VARIABLE, SYSTEM_GITHUB, Destination, Policy, route
+from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Policy, route
 from imagetrail.remote.trackers import TrackerError
 from imagetrail.facts import CLAIMED, DISPUTED
 from imagetrail.auth import Principal
@@ -50,7 +49,7 @@ def _repository(destination: Destination, trail: Trail, settings: Settings):
     if destination.tracker == SYSTEM_GITHUB:
         return GitHubRepository(destination.base_url, settings.github_token, destination.container)
     return AzureRepository(
-        destination.base_url, os.environ.get(PAT_VARIABLE, ""), trail.project, trail.repository_name or ""
+        destination.base_url, settings.azure_devops_pat or "", trail.project, trail.repository_name or ""
     )
 
 

@@ -18,7 +18,6 @@ changes, a new item is created whose body names the earlier one.
 
 from __future__ import annotations
 
-import os
 from typing import List, Literal, Optional, Tuple
 
 from pydantic import BaseModel
@@ -132,7 +131,7 @@ def remediate(
     """Plan (dry run) or create items for the images in the query's rows."""
     if filters.min_severity is None:
         filters = filters.model_copy(update={"min_severity": DEFAULT_MIN_SEVERITY})
-    pat = os.environ.get(PAT_VARIABLE, "")
+    pat = settings.azure_devops_pat or ""
     policy = Policy.from_settings(settings)
     if not dry_run and not pat and not settings.github_token:
         raise RemediationConfigError(

@@ -8,10 +8,9 @@ workflow's image is never filed in a same-named Azure DevOps organisation, and t
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from typing import FrozenSet, Optional, Union
+from typing import FrozenSet, Iterable, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from imagetrail.queries.trail import Trail
@@ -67,10 +66,10 @@ def configured_url(value: str, variable: str) -> str:
     return normalized_url(value)
 
 
-def server_collection_urls(environ=None) -> FrozenSet[str]:
-    """The trusted Azure DevOps Server collection URLs (``IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS``), normalised."""
-    raw = (os.environ if environ is None else environ).get(SERVER_URLS_VARIABLE, "")
-    return frozenset(configured_url(v, SERVER_URLS_VARIABLE) for v in raw.split(",") if v.strip())
+def server_collection_urls(urls: Iterable[str]) -> FrozenSet[str]:
+    """The trusted Azure DevOps Server collection URLs (``settings.azure_devops_server_urls``, from
+    ``IMAGETRAIL_AZURE_DEVOPS_SERVER_URLS``), normalised."""
+    return frozenset(configured_url(v, SERVER_URLS_VARIABLE) for v in urls if v.strip())
 
 
 def trusted_organization_url(
@@ -128,7 +127,7 @@ class Policy:
         """Raises RemediationConfigError naming the setting when a URL is malformed."""
         return cls(
             azure_devops_services_url=configured_url(settings.azure_devops_url, SERVICES_URL_VARIABLE),
-            azure_devops_servers=server_collection_urls(),
+            azure_devops_servers=server_collection_urls(settings.azure_devops_server_urls),
             github_api_url=configured_url(settings.github_api_url, GITHUB_API_URL_VARIABLE),
             github_server_url=configured_url(settings.github_server_url, GITHUB_SERVER_URL_VARIABLE),
         )

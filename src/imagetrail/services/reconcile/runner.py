@@ -72,7 +72,7 @@ class Reconciler:
         self.sessions = sessions
         from imagetrail.services.remediation import server_collection_urls
 
-        self._servers = server_collection_urls()  # read once, at startup
+        self._servers = server_collection_urls(settings.azure_devops_server_urls)
         self._secrets = [s for s in (settings.azure_devops_pat, settings.azure_devops_client_secret,
                                      settings.github_token) if s]
 
