@@ -39,6 +39,7 @@ COLLECTOR_SOURCES = (
     "__main__.py",
     "cli.py",
     "report.py",
+    "reference.py",
     "schemas",
     "collector",
 )
