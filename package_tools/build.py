@@ -3,10 +3,11 @@
 The repository is copied into a staging folder, where the organisation's backend URL, token audience
 and (optionally) Entra authority host are baked into each task folder (imagetrail-task.json, read by
 tasks/shared/task-entry.js; no pipeline variable can change them), the extension and task versions are set
-in step, and each task folder (one task per phase, listed in the manifest) receives the shared entry script
-and icon (tasks/shared/), the shim, the collector sources and the vendored wheels, so that every
-task folder runs on its own (the agent downloads one task at a time). Then `tfx extension create`
-writes exactly one .vsix into dist/.
+in step, and each task folder listed in the manifest (one: ImageTrailCollector serves both decorator steps,
+its phase an input, so the collector is packaged once) receives the entry script and icon (tasks/shared/),
+the shim, the collector sources and the vendored wheels, so that it runs on its own (the agent downloads
+each task on its own; no task can use another's files). Then `tfx extension create` writes exactly one
+.vsix into dist/.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ COLLECTOR_SOURCES = (
     "__main__.py",
     "cli.py",
     "report.py",
+    "reference.py",
     "schemas",
     "collector",
 )

@@ -1,7 +1,9 @@
 'use strict';
-// Shared entry of the ImageTrail tasks (ImageTrailWatch = pre-job, ImageTrailCollector = post-job).
-// package_tools copies this file, the shim and the collector into each task folder; each folder's
-// index.js is one line that fixes the phase: require('./task-entry.js').runTask('<phase>').
+// Entry of the ImageTrail task (ImageTrailCollector), for both decorator steps: the pre-job step passes
+// the input imagetrailPhase 'pre-job', the post-job step 'post-job'. One task, so the .vsix carries the
+// collector once (the agent downloads each task on its own: two tasks could not share one copy).
+// package_tools copies this file, the shim and the collector into the task folder; its index.js is one
+// line: require('./task-entry.js').runTask(). The shim refuses any other phase with one warning.
 // No azure-pipelines-task-lib: the agent passes each task input as the environment variable
 // INPUT_<NAME> (upper case, spaces as '_'; azure-pipelines-agent Handler.AddInputsToEnvironment)
 // and each non-secret pipeline variable as its upper-cased name with '.' as '_'.
@@ -72,8 +74,9 @@ function collectorEnvironment(env, baked = bakedSettings()) {
   return out;
 }
 
-async function main(phase) {
+async function main() {
   const env = process.env;
+  const phase = input('imagetrailPhase', env);
   const { runCollector } = require(shimPath);
   await runCollector({
     phase,
@@ -83,9 +86,9 @@ async function main(phase) {
   });
 }
 
-// Runs one phase as the task's whole work; the task always ends with exit code 0.
-function runTask(phase) {
-  main(phase)
+// Runs the step's phase as the task's whole work; the task always ends with exit code 0.
+function runTask() {
+  main()
     .catch((err) => {
       // Only reachable if the shim itself cannot be loaded.
       process.stdout.write(`##vso[task.logissue type=warning]ImageTrail: the task could not start (${err && err.message})\n`);

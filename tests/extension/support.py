@@ -19,10 +19,12 @@ from tests.support import services
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "extension"
 DECORATORS = [REPO_ROOT / "decorators" / "pre-job.yml", REPO_ROOT / "decorators" / "post-job.yml"]
-# One task per phase, each with its own GUID, so that neither decorator's guard can see the other's step.
-PHASE_TASKS = {"pre-job": "ImageTrailWatch", "post-job": "ImageTrailCollector"}
-PHASES = list(PHASE_TASKS)
-SHARED_TASK_FILES = REPO_ROOT / "tasks" / "shared"  # copied into every task folder by package_tools
+# One task for both phases (the .vsix carries the collector once); each decorator step names its phase in the
+# task's imagetrailPhase input, and each decorator's guard looks for that phase only.
+TASK_NAME = "ImageTrailCollector"
+PHASES = ["pre-job", "post-job"]
+PHASE_INPUT = "imagetrailPhase"
+SHARED_TASK_FILES = REPO_ROOT / "tasks" / "shared"  # copied into the task folder by package_tools
 
 
 def load_json(path: Path) -> Dict[str, Any]:
@@ -33,15 +35,16 @@ def phase_of(decorator: Path) -> str:
     return decorator.stem  # decorators/pre-job.yml -> pre-job
 
 
-def task_dir(phase: str) -> Path:
-    return REPO_ROOT / "tasks" / PHASE_TASKS[phase]
+def task_dir(phase: str = "") -> Path:
+    """The task folder; every phase runs the same task (``phase`` documents the caller's intent)."""
+    return REPO_ROOT / "tasks" / TASK_NAME
 
 
-def task_in_vsix(phase: str) -> str:
-    return f"tasks/{PHASE_TASKS[phase]}"
+def task_in_vsix(phase: str = "") -> str:
+    return f"tasks/{TASK_NAME}"
 
 
-def task_json(phase: str) -> Dict[str, Any]:
+def task_json(phase: str = "") -> Dict[str, Any]:
     return load_json(task_dir(phase) / "task.json")
 
 

@@ -1,7 +1,7 @@
 """End to end, as an Azure Pipelines agent runs the injected steps: build the .vsix with the real
-tfx-cli, unzip it, run the pre-job decorator's step (`node tasks/ImageTrailWatch/index.js` with the
-environment the agent sets), build and push images to the real registry with the real Docker engine
-amid noise, run the post-job decorator's step (`node tasks/ImageTrailCollector/index.js`), and check
+tfx-cli, unzip it, run the pre-job decorator's step (`node tasks/ImageTrailCollector/index.js` with the
+environment the agent sets, INPUT_IMAGETRAILPHASE=pre-job), build and push images to the real registry with
+the real Docker engine amid noise, run the post-job decorator's step (the same task, post-job), and check
 the exact report, in the report file and as delivered to a local backend stub that also plays Azure
 DevOps' OIDC token endpoint."""
 
@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.extension.support import (
-    PHASE_TASKS,
+    TASK_NAME,
     built_vsix,
     decorator_steps,
     load_json,
@@ -163,7 +163,7 @@ def agent_step(
     [step] = decorator_steps(template.read_text(encoding="utf-8"))
     folder = task_folder(tasks_root or extension / "tasks", step["task"])
     task = load_json(folder / "task.json")
-    assert task["name"] == PHASE_TASKS[phase]  # pre-job runs ImageTrailWatch, post-job ImageTrailCollector
+    assert task["name"] == TASK_NAME  # both phases run the one task; the step's input names the phase
     inputs = {item["name"]: item.get("defaultValue", "") for item in task["inputs"]}
     inputs.update(step["inputs"])
     env = {"INPUT_" + name.replace(" ", "_").upper(): str(value) for name, value in inputs.items()}
@@ -512,9 +512,9 @@ def test_each_task_folder_runs_alone_as_the_agent_downloads_it(
     extension, backend, docker_engine, registry, tmp_path
 ):
     """The agent downloads only the task a step names, into _work/_tasks/<name>_<guid>/<version>/:
-    each phase must run from its own folder with no sibling folder to lean on."""
+    both phases must run from that folder with no sibling folder to lean on."""
     tasks_root = tmp_path / "_work" / "_tasks"
-    for name in PHASE_TASKS.values():
+    for name in [TASK_NAME]:
         task = load_json(extension / "tasks" / name / "task.json")
         version = "{Major}.{Minor}.{Patch}".format(**task["version"])
         shutil.copytree(extension / "tasks" / name, tasks_root / f"{name}_{task['id']}" / version)
@@ -548,6 +548,22 @@ def test_opt_out_variable_is_silent(extension, backend, tmp_path):
     assert result.returncode == 0
     assert result.stdout == "" and result.stderr == ""
     assert not Path(job_env["IMAGETRAIL_REPORT_FILE"]).exists()
+    assert seconds < 5
+
+
+@pytest.mark.parametrize("phase_input", ["", "mid-job", "$(imagetrail.phase)"])
+def test_a_step_without_a_known_phase_is_one_warning_and_collects_nothing(extension, backend, tmp_path, phase_input):
+    """The task added by hand without its required phase (or with another one): one warning, no report."""
+    job_env = job_environment(tmp_path, backend)
+    before = backend.report_attempts
+    result, seconds = run_step(extension, "post-job", job_env, INPUT_IMAGETRAILPHASE=phase_input)
+    assert result.returncode == 0
+    shown = "" if phase_input.startswith("$(") else phase_input  # an unexpanded macro means "not set"
+    assert warnings_in(result.stdout) == [
+        f"{WARNING}unknown phase '{shown}' (expected pre-job or post-job); nothing was collected"
+    ], result.stdout
+    assert not Path(job_env["IMAGETRAIL_REPORT_FILE"]).exists()
+    assert backend.report_attempts == before
     assert seconds < 5
 
 

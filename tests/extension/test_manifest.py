@@ -1,4 +1,4 @@
-"""The extension manifest, the two task manifests and the decorator templates, checked against the
+"""The extension manifest, the task manifest and the decorator templates, checked against the
 official schemas (task-lib's tasks.schema.json, the Azure Pipelines YAML schema) and real manifests."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import yaml
 from tests.extension.support import (
     DECORATORS,
     FIXTURES,
-    PHASE_TASKS,
+    PHASE_INPUT,
     PHASES,
     REPO_ROOT,
     SHARED_TASK_FILES,
+    TASK_NAME,
     decorator_steps,
     insertion_conditions,
     load_json,
@@ -92,38 +93,39 @@ def test_task_has_the_fields_official_tasks_have(phase):
         assert key in docker and key in task, key
     assert len(task["friendlyName"]) <= 40  # tfx-cli's limit
     assert re.fullmatch(r"[A-Za-z0-9-]+", task["name"])
-    assert task["name"] == PHASE_TASKS[phase] == task_dir(phase).name
+    assert task["name"] == TASK_NAME == task_dir(phase).name
     assert set(task["version"]) == {"Major", "Minor", "Patch"}
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_task_inputs(phase):
-    inputs = {item["name"]: item for item in task_json(phase)["inputs"]}
-    # No phase input: each task's index.js fixes its phase, so no pipeline can set it wrong. No backend URL or
-    # audience input either: the build bakes them into the task folder, out of reach of pipeline variables.
-    assert set(inputs) == {"deadlineSeconds"}
+def test_task_inputs():
+    inputs = {item["name"]: item for item in task_json()["inputs"]}
+    # No backend URL or audience input: the build bakes them into the task folder, out of reach of pipeline
+    # variables. The phase is an input with no default, so a step added by hand says which phase it is and the
+    # decorators' phase guards can see it.
+    assert set(inputs) == {PHASE_INPUT, "deadlineSeconds"}
+    phase = inputs[PHASE_INPUT]
+    assert phase["type"] == "pickList" and phase["required"] is True and "defaultValue" not in phase
+    assert set(phase["options"]) == set(PHASES)
     assert int(inputs["deadlineSeconds"]["defaultValue"]) > 0
 
 
-def test_the_two_tasks_differ_only_in_identity_texts_and_default_deadline():
-    watch, collector = (copy.deepcopy(task_json(phase)) for phase in PHASES)
-    for task in (watch, collector):
-        for key in ("id", "name", "friendlyName", "description", "instanceNameFormat"):
-            task.pop(key)
-        for item in task["inputs"]:
-            item.pop("defaultValue")
-    assert watch == collector
+def test_one_task_serves_both_phases():
+    """The agent downloads each task on its own, so two tasks could not share one copy of the collector:
+    one task folder, one task contribution."""
+    assert sorted(p.name for p in (REPO_ROOT / "tasks").iterdir()) == sorted(["shared", TASK_NAME])
+    assert {task_dir(phase) for phase in PHASES} == {REPO_ROOT / "tasks" / TASK_NAME}
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_each_task_entry_is_one_line_that_fixes_its_phase(phase):
-    source = (task_dir(phase) / "index.js").read_text(encoding="utf-8")
+def test_task_entry_is_one_line_and_the_phase_comes_from_the_input():
+    source = (task_dir() / "index.js").read_text(encoding="utf-8")
     code = [
         line for line in source.splitlines() if line.strip() and not line.startswith(("//", "'use strict'"))
     ]
-    assert code == [f"require('./task-entry.js').runTask('{phase}');"]
+    assert code == ["require('./task-entry.js').runTask();"]
     # Everything else comes from one place (tasks/shared/, shim/, src/, vendor/) at package time.
-    assert sorted(p.name for p in task_dir(phase).iterdir()) == ["index.js", "task.json"]
+    assert sorted(p.name for p in task_dir().iterdir()) == ["index.js", "task.json"]
+    entry = (SHARED_TASK_FILES / "task-entry.js").read_text(encoding="utf-8")
+    assert f"input('{PHASE_INPUT}', env)" in entry
 
 
 def test_shared_entry_script_has_no_dependencies():
@@ -139,10 +141,11 @@ def test_shared_entry_script_has_no_dependencies():
 # --- vss-extension.json ----------------------------------------------------------------------------
 
 
-def test_task_contributions_point_at_the_two_task_folders(manifest):
+def test_one_task_contribution_points_at_the_task_folder(manifest):
     tasks = [c for c in manifest["contributions"] if c["type"] == "ms.vss-distributed-task.task"]
-    assert len(tasks) == len(PHASES)
-    assert {REPO_ROOT / c["properties"]["name"] for c in tasks} == {task_dir(phase) for phase in PHASES}
+    assert len(tasks) == 1
+    assert {REPO_ROOT / c["properties"]["name"] for c in tasks} == {task_dir()}
+    assert [f for f in manifest["files"] if f["path"].startswith("tasks/")] == [{"path": f"tasks/{TASK_NAME}"}]
     for contribution in tasks:
         assert contribution["targets"] == ["ms.vss-distributed-task.tasks"]
         assert (REPO_ROOT / contribution["properties"]["name"] / "task.json").is_file()
@@ -209,6 +212,7 @@ def test_decorator_injects_its_task_by_guid_with_safe_step_options(path):
     assert step["env"] == {"SYSTEM_ACCESSTOKEN": "$(System.AccessToken)"}
     input_names = {item["name"] for item in task["inputs"]}
     assert set(step["inputs"]) <= input_names
+    assert step["inputs"][PHASE_INPUT] == phase  # the one task learns its phase from its step
     # the step deadline fits in the step timeout
     assert int(step["inputs"]["deadlineSeconds"]) < step["timeoutInMinutes"] * 60
     # opt-out at runtime as well (a queue-time variable is not seen at injection time)
@@ -219,43 +223,47 @@ def test_decorator_injects_its_task_by_guid_with_safe_step_options(path):
 
 @pytest.mark.parametrize("path", DECORATORS, ids=lambda p: p.name)
 def test_decorator_is_not_injected_twice_nor_when_opted_out(path):
-    task_id = task_json(phase_of(path))["id"]
+    phase = phase_of(path)
     [condition] = insertion_conditions(path.read_text(encoding="utf-8"))
-    assert f"not(containsValue(job.steps.*.task.id, '{task_id}'))" in condition
+    assert f"not(containsValue(job.steps.*.inputs.{PHASE_INPUT}, '{phase}'))" in condition
     assert "ne(variables['imagetrail.disable'], 'true')" in condition
 
 
-def test_each_decorator_guards_only_on_its_own_task_guid():
+def test_each_decorator_guards_only_on_its_own_phase():
     """Whether the post-job decorator's job.steps lists the step the pre-job decorator injected is not
-    documented; with one task per phase, each guarded only by its own GUID, the answer cannot matter."""
-    ids = {phase: task_json(phase)["id"] for phase in PHASES}
-    assert all(GUID.fullmatch(task_id) for task_id in ids.values())
-    assert ids["pre-job"].lower() != ids["post-job"].lower()
+    documented. Both steps run the same task (same GUID), so a guard on the GUID could let the pre-job step
+    keep the post-job report out; each guard names only its own phase, so the answer cannot matter."""
+    task_id = task_json()["id"]
+    assert GUID.fullmatch(task_id)
     for path in DECORATORS:
         phase = phase_of(path)
         text = path.read_text(encoding="utf-8")
         [condition] = insertion_conditions(text)
-        guarded = re.findall(r"containsValue\(job\.steps\.\*\.task\.id, '([^']+)'\)", condition)
-        assert guarded == [ids[phase]]
+        assert "task.id" not in condition
+        guarded = re.findall(rf"containsValue\(job\.steps\.\*\.inputs\.{PHASE_INPUT}, '([^']+)'\)", condition)
+        assert guarded == [phase]
+        other = next(p for p in PHASES if p != phase)
+        assert f"'{other}'" not in text  # the other phase appears nowhere in it
         [step] = decorator_steps(text)
-        assert step["task"].split("@")[0] == ids[phase]
-        assert set(GUID.findall(text)) == {ids[phase]}  # the other task's GUID appears nowhere in it
+        assert step["task"].split("@")[0] == task_id
 
 
 def pipelines_schema_with_our_tasks():
     """The Azure Pipelines YAML schema as an organisation with this extension installed serves it.
 
     The VS Code copy lists only Microsoft's built-in tasks (an organisation's schema adds its installed
-    tasks, see microsoft/azure-pipelines-vscode issue #528), so our two tasks' entries are added from
-    their task.json the way the built-in ones are written. It also lacks the `target` step property that
+    tasks, see microsoft/azure-pipelines-vscode issue #528), so our task's entry is added from
+    its task.json the way the built-in ones are written (a pickList input as an enum, like Docker@2's command). It also lacks the `target` step property that
     the steps.task reference documents (issue #479), which is added from its own `stepTarget` definition.
     """
     schema = load_json(FIXTURES / "service-schema.json")
     definitions = schema["definitions"]
-    for phase in PHASES:
-        task = task_json(phase)
+    for task in [task_json()]:
         major = task["version"]["Major"]
-        inputs = {item["name"]: {"type": "string"} for item in task["inputs"]}
+        inputs = {
+            item["name"]: {"enum": list(item["options"])} if item["type"] == "pickList" else {"type": "string"}
+            for item in task["inputs"]
+        }
         entry = {
             "properties": {
                 "task": {"pattern": f"^({task['id']}|{task['name']})@{major}$"},
@@ -298,15 +306,19 @@ def test_decorator_steps_validation_can_fail(steps_validator):
         dict(steps[0], inputs={**steps[0]["inputs"], "backendURL": "x"})
     ]  # inputs are case-exact here
     assert not steps_validator.is_valid({"steps": unknown_input})
-    removed_input = [dict(steps[0], inputs={**steps[0]["inputs"], "phase": "pre-job"})]
-    assert not steps_validator.is_valid({"steps": removed_input})
+    no_such_input = [dict(steps[0], inputs={**steps[0]["inputs"], "phase": "pre-job"})]
+    assert not steps_validator.is_valid({"steps": no_such_input})
+    without_phase = [dict(steps[0], inputs={"deadlineSeconds": "50"})]  # the phase input is required
+    assert not steps_validator.is_valid({"steps": without_phase})
+    other_phase = [dict(steps[0], inputs={**steps[0]["inputs"], PHASE_INPUT: "mid-job"})]
+    assert not steps_validator.is_valid({"steps": other_phase})
 
 
 def test_decorators_pass_no_backend_setting_a_pipeline_could_change():
     for path in DECORATORS:
         text = path.read_text(encoding="utf-8")
         step = decorator_steps(text)[0]
-        assert set(step["inputs"]) == {"deadlineSeconds"}
+        assert set(step["inputs"]) == {PHASE_INPUT, "deadlineSeconds"}
         assert set(step["env"]) == {"SYSTEM_ACCESSTOKEN"}
         assert "imagetrail.url" not in text and "imagetrail.audience" not in text
         assert yaml.safe_load(text)["steps"]

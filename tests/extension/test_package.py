@@ -27,6 +27,7 @@ from tests.extension.support import (
 
 VSIX_NS = {"m": "http://schemas.microsoft.com/developer/vsx-schema/2011"}
 TASK_ZIPPED_LIMIT = 1_500_000
+VSIX_LIMIT = 1_500_000  # bytes; with one copy of the collector the .vsix is about 0.8 MB (two copies: 1.62 MB)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +80,18 @@ def test_vsixmanifest_identity_and_vsomanifest_contributions(vsix):
     }
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_each_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vsix, phase):
-    """The agent downloads one task folder at a time: each must hold everything on its own."""
+def test_the_vsix_carries_the_collector_once(vsix):
+    """One task serves both decorator steps, so the collector, the shim and the wheels are packaged once."""
+    names = build.packaged_files(vsix)
+    assert [n for n in names if n.endswith("/collector/postjob.py")] == [f"{task_in_vsix()}/src/imagetrail/collector/postjob.py"]
+    assert [n for n in names if n.endswith("collector-shim.js")] == [f"{task_in_vsix()}/collector-shim.js"]
+    assert len([n for n in names if n.endswith(".whl")]) == len(list((REPO_ROOT / "vendor").glob("*.whl")))
+    assert vsix.stat().st_size <= VSIX_LIMIT, vsix.stat().st_size
+
+
+def test_the_task_folder_holds_what_the_collector_needs_and_nothing_of_the_server(vsix):
+    """The agent downloads the task folder on its own: it must hold everything."""
+    phase = "post-job"
     folder = task_in_vsix(phase)
     with zipfile.ZipFile(vsix) as archive:
         names = [n for n in archive.namelist() if n.startswith(folder + "/") and not n.endswith("/")]
@@ -102,6 +112,7 @@ def test_each_task_folder_holds_what_the_collector_needs_and_nothing_of_the_serv
         "src/imagetrail/__main__.py",
         "src/imagetrail/cli.py",
         "src/imagetrail/report.py",
+        "src/imagetrail/reference.py",
         "src/imagetrail/schemas/report-v1.schema.json",
         "src/imagetrail/collector/cli.py",
     ):
@@ -131,7 +142,7 @@ def test_task_and_extension_versions_in_step_and_values_baked_into_decorators(vs
         assert task["id"] == task_json(phase)["id"]
         [step] = decorator_steps(read(vsix, f"decorators/{phase}.yml"))
         assert step["task"] == f"{task['id']}@{task['version']['Major']}"
-        assert set(step["inputs"]) == {"deadlineSeconds"}
+        assert step["inputs"] == {"imagetrailPhase": phase, "deadlineSeconds": step["inputs"]["deadlineSeconds"]}
         # Baked into the task folder, where the task entry reads it; pipeline variables cannot change it.
         assert json.loads(read(vsix, f"{task_in_vsix(phase)}/imagetrail-task.json")) == {
             "backendUrl": "https://imagetrail.contoso.example/",
@@ -190,12 +201,20 @@ def test_an_invalid_task_json_fails_the_build(tmp_path):
 
 
 def test_two_tasks_with_one_guid_fail_the_build(tmp_path):
-    """The decorators tell the phases apart by task GUID; a copied task.json must not slip through."""
+    """A second task folder copied from the first (same GUID) must not slip through."""
     copy = repo_copy(tmp_path)
-    watch_file = copy / "tasks" / "ImageTrailWatch" / "task.json"
-    watch = json.loads(watch_file.read_text())
-    watch["id"] = task_json("post-job")["id"].upper()
-    watch_file.write_text(json.dumps(watch))
+    shutil.copytree(copy / "tasks" / "ImageTrailCollector", copy / "tasks" / "ImageTrailCopy")
+    copy_file = copy / "tasks" / "ImageTrailCopy" / "task.json"
+    duplicate = json.loads(copy_file.read_text())
+    duplicate["id"] = task_json()["id"].upper()
+    duplicate["name"] = "ImageTrailCopy"
+    copy_file.write_text(json.dumps(duplicate))
+    manifest_file = copy / "vss-extension.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["contributions"].append({"id": "copy", "type": "ms.vss-distributed-task.task",
+                                      "targets": ["ms.vss-distributed-task.tasks"],
+                                      "properties": {"name": "tasks/ImageTrailCopy"}})
+    manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(BuildError, match="share a task id"):
         build.build(build.BuildOptions(repo_root=copy, output_dir=tmp_path / "dist"))
     assert not list((tmp_path / "dist").glob("*.vsix"))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED, summary
+from imagetrail.reference import DIGEST_RE
 
-DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
 
 

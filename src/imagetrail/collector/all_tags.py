@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Optional
 
 from imagetrail.collector.events import PushEvent, ReferenceHistory
-from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.reference import InvalidReference, parse_reference
 
 MAX_TAGS = 1000  # a repository with more tags than this on one agent is not a CI job's doing
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from imagetrail.collector.references import DIGEST_RE, InvalidReference, parse_reference
+from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 
 OCI_LABEL_PREFIX = "org.opencontainers.image."
 # Image events that set what a reference points to (``docker tag``/``build -t``/``import``,

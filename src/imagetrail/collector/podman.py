@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from imagetrail.collector.deadline import Deadline
 from imagetrail.collector.events import PushEvent, Resolution, oci_labels
-from imagetrail.collector.references import DIGEST_RE, InvalidReference, parse_reference
+from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 
 TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024

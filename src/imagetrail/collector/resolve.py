@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Optional, Set
 
 from imagetrail.collector.events import PushedImage, PushEvent, Resolution, oci_labels
-from imagetrail.collector.references import DIGEST_RE, ImageReference, InvalidReference, parse_reference
+from imagetrail.reference import DIGEST_RE, ImageReference, InvalidReference, parse_reference
 
 INDEX_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",

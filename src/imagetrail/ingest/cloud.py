@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
-from imagetrail.reference import ImageName, is_digest, parse_reference
+from imagetrail.reference import is_digest, registry_and_repository
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
 from imagetrail.store.models.cloud import (
     Cluster,
@@ -157,13 +157,13 @@ def _container_rows(session: Session, cluster: Cluster, containers: Sequence[Con
     # before the rows are written so they are written with their vulnerability columns.
     propagate_summaries(session, digests)
     vulnerabilities = _container_columns(session, digests)
-    names: Dict[str, ImageName] = {}  # most pods share a few images: parse each once
+    names: Dict[str, Tuple[str, str]] = {}  # most pods share a few images: parse each once
     rows = []
     exposed = 0
     for item in containers:
         name = names.get(item.image)
         if name is None:
-            name = names[item.image] = parse_reference(item.image)
+            name = names[item.image] = registry_and_repository(item.image)
         exposure = [{"reason": e.reason, "address": e.address} for e in item.exposure]
         exposed += bool(exposure)
         rows.append(
@@ -178,8 +178,8 @@ def _container_rows(session: Session, cluster: Cluster, containers: Sequence[Con
                 "container": item.container,
                 "container_kind": item.container_kind,
                 "image": item.image,
-                "registry": name.registry,
-                "repository": name.repository,
+                "registry": name[0],
+                "repository": name[1],
                 "digest": item.digest,
                 "digest_error": item.digest_error if item.digest is None else None,
                 "exposed": bool(exposure),

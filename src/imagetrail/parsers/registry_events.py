@@ -24,17 +24,16 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
+from imagetrail.reference import DIGEST_RE, TAG_RE
+from imagetrail.reference import PATH_RE as REPOSITORY_RE
+
 MAX_EVENTS = 1000
 MAX_DEPTH = 16
 # Longest accepted value per stored field (the registry_events columns).
 LIMITS = {"event_id": 255, "registry": 255, "repository": 512, "tag": 128, "media_type": 255, "actor": 255,
           "source_addr": 255, "user_agent": 1024}
 
-DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Distribution's reference grammar: path components of lowercase alphanumerics and separators.
-REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # Tags that hold signatures and attestations of another digest, not images: the OCI referrers
 # fallback (sha256-<hex>) and cosign's .sig / .att / .sbom.
 ATTACHMENT_TAG_RE = re.compile(r"^sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$")

@@ -35,7 +35,7 @@ from imagetrail.auth import Principal
 from imagetrail.queries.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.queries.trail import Trail, find_trails, pushes_joined, trail_conditions, with_related
 from imagetrail.queries.untraced import untraced_digests
-from imagetrail.reference import normalize_registry, parse_reference
+from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
     Finding,
@@ -213,13 +213,13 @@ def _not_running_page(
     for digest, summary in rows:
         trail = trails.get(digest)
         reference = trail.pushed_reference if trail else digest
-        name = parse_reference(reference)
+        registry, repository = registry_and_repository(reference)
         page.append(
             ExplorerRow(
                 running=False,
                 image=reference,
-                registry=name.registry,
-                repository=name.repository,
+                registry=registry,
+                repository=repository,
                 digest=digest,
                 exposed=False,
                 vulnerabilities=_vulnerabilities(summary, scans),

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.queries.visibility import registry_condition, visible_registries
 from imagetrail.queries.registry_views import ClaimedRun, ClaimInfo, RegistryEventInfo
 from imagetrail.auth import Principal

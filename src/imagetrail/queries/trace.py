@@ -20,7 +20,7 @@ from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.queries.trail import OwnerEntry
-from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
 from imagetrail.queries.registry_views import ClaimInfo, RegistryEventInfo
 from imagetrail.auth import Principal
@@ -30,7 +30,6 @@ from imagetrail.auth.evidence import push_evidence
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
 
-DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 MAX_PUSHES = 500
 MAX_LIST = 1000
 MAX_COMPETING = 20  # values listed per disputed fact (the first stated): a key holder could state thousands

@@ -25,7 +25,7 @@ from typing import Any, Collection, Dict, List, Optional, Tuple
 import requests
 
 from imagetrail.bounded_read import BodyTooLarge, read_within
-from imagetrail.reference import DOCKER_HUB, is_digest, parse_reference
+from imagetrail.reference import DOCKER_HUB, InvalidReference, is_digest, parse_reference
 from imagetrail.report import Platform  # the same per-platform manifest the collector reports
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -276,7 +276,10 @@ class RegistryClient:
                            f"{registry}/{repository} tags", page_size, last)
 
     def resolve(self, reference: str) -> Resolved:
-        name = parse_reference(reference)
+        try:
+            name = parse_reference(reference)
+        except InvalidReference as exc:
+            raise RegistryError(str(exc)) from None
         manifest = self.manifest(name.registry, name.repository, name.digest or name.tag or "latest")
         platforms = []
         if manifest.is_index:

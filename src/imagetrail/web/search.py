@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import List, Optional
 
+from imagetrail.reference import DIGEST_PATTERN, HOST_PATTERN, PATH_PATTERN, TAG_PATTERN
+
 MIN_DIGEST_PREFIX = 12
 
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -22,8 +24,8 @@ _K8S_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _WORKLOAD = re.compile(rf"^{_K8S_NAME}/{_K8S_NAME}(\.{_K8S_NAME})*$")
 # An image reference: optional registry host, path components, optional :tag and/or @digest.
 _IMAGE_REF = re.compile(
-    r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*)"
-    r"(:(?P<tag>[\w][\w.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
+    rf"^(?P<name>(?:{HOST_PATTERN}/)?{PATH_PATTERN})(:(?P<tag>{TAG_PATTERN}))?(@(?P<digest>{DIGEST_PATTERN}))?$",
+    re.ASCII,
 )
 
 

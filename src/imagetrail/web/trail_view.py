@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
+from imagetrail.reference import is_digest  # noqa: F401 (routes check digests through this module)
 from imagetrail.web.graph import Edge, Node
 
 LAYER_WORKLOAD, LAYER_IMAGE, LAYER_RELATED, LAYER_PUSH, LAYER_RUN, LAYER_COMMIT, LAYER_OWNER = range(7)
@@ -217,13 +218,6 @@ def build_graph(facts: TrailFacts, image_href) -> Tuple[List[Node], List[Edge]]:
 
 
 # --- loading ------------------------------------------------------------------------------------
-
-_DIGEST_HEX = set("0123456789abcdef")
-
-
-def is_digest(text: str) -> bool:
-    return text.startswith("sha256:") and len(text) == 71 and set(text[7:]) <= _DIGEST_HEX
-
 
 def describe(facts: TrailFacts) -> str:
     """A one-paragraph text alternative for the graph (screen readers read it with the SVG)."""
