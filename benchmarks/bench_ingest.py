@@ -3,7 +3,7 @@ database floor (the same rows written by plain psycopg COPY batches), with the C
 between load generator, server and PostgreSQL, and the time from a collector's send until
 the image is traceable. Targets (docs/backend.md): >= 1,000 reports/s; traceable within 5 s.
 
-    python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2]
+    python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2] [--output FILE]
 
 The load generator is ``wrk`` (Debian package, installed with apt-get when missing) with a
 Lua script that posts distinct, valid reports over keep-alive connections: a C client costs

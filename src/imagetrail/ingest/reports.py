@@ -3,7 +3,7 @@
 ``store_reports`` writes a batch of reports in ONE transaction with set-based statements
 (multi-row ``INSERT .. ON CONFLICT DO NOTHING RETURNING``), so a batch costs a handful of
 round trips and one commit however many reports it holds (group commit, see
-``ingest_writer``). ``ingest_report`` is the same code path for one report.
+``ingest/writer.py``). ``ingest_report`` is the same code path for one report.
 
 Dimension rows (organisation, project, pipeline, repository, person, run, job, image
 reference) are shared between reports and created on first sight with
@@ -19,7 +19,7 @@ the cache remembers which ones it saw set.
 
 A run's repository, branch, commit and requester carry evidence: each report adds statements
 (value, verified | claimed, which credential) to ``fact_statements``, and the run's values are
-re-resolved from all its statements (``server/evidence.py``) whenever a new one is recorded,
+re-resolved from all its statements (``auth/evidence.py``) whenever a new one is recorded,
 under a lock on the run row, so concurrent reports of one run cannot lose a statement.
 
 Ingest reads the typed report (``imagetrail.report.Report.from_dict`` of the schema-valid body,
