@@ -3,7 +3,7 @@ database floor (the same rows written by plain psycopg COPY batches), with the C
 between load generator, server and PostgreSQL, and the time from a collector's send until
 the image is traceable. Targets (docs/backend.md): >= 1,000 reports/s; traceable within 5 s.
 
-    python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2]
+    python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2] [--output FILE]
 
 The load generator is ``wrk`` (Debian package, installed with apt-get when missing) with a
 Lua script that posts distinct, valid reports over keep-alive connections: a C client costs
@@ -30,7 +30,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import psycopg
@@ -93,13 +93,15 @@ def summary(values: List[float]) -> str:
     return f"p50 {statistics.median(values) * 1000:.2f} ms, p99 {percentile(values, 0.99) * 1000:.2f} ms"
 
 
-def write_results(name: str, title: str, rows: List[Sequence[str]], notes: List[str]) -> None:
+def write_results(name: str, title: str, rows: List[Sequence[str]], notes: List[str],
+                  output: Optional[Path] = None) -> None:
+    """Print the results and write them to ``output`` (default: benchmarks/results/<name>.md)."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     table = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
     table.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     text = "\n".join([f"# {title}", "", *table, "", *notes, ""])
     print(text)
-    (ROOT / "benchmarks" / "results" / f"{name}.md").write_text(text)
+    (output or ROOT / "benchmarks" / "results" / f"{name}.md").write_text(text)
 
 
 @contextmanager
@@ -359,6 +361,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-rate", type=int, default=3000, help="bodies prepared per second of load")
     parser.add_argument("--floor-reports", type=int, default=20000)
+    parser.add_argument("--output", type=Path, help="write the results here instead of benchmarks/results/")
     args = parser.parse_args(argv)
     use_wrk = ensure_wrk()
     bodies = make_bodies(int(args.seconds * args.max_rate))
@@ -404,7 +407,7 @@ def main(argv=None) -> int:
         "(synchronous_commit on). Target: >= 1,000 reports/s; traceable within 5 s.",
         f"Load average over the last minute before writing: {os.getloadavg()[0]:.1f} (other work on the machine "
         "competes for the same cores when it is above ~1).",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d}."])
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d}."], output=args.output)
     return 0
 
 

@@ -184,6 +184,70 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> "Report":
+        """The typed report of a JSON body (camelCase keys, as ``to_dict`` writes them).
+
+        Meant for a body the schema already accepted: it converts and does not validate (the
+        backend validates first, so a bad body is refused naming its field). Values are taken
+        as they are, neither cut nor cleaned, and ``reportId`` is not kept (``report_id``
+        recomputes it). An optional section that is absent gets its empty default.
+        """
+        ctx = body["context"]
+        collector = body.get("collector")
+        return cls(
+            context=PipelineContext(
+                system=ctx["system"],
+                server_url=ctx.get("serverUrl"),
+                organization=_named(ctx.get("organization")),
+                project=_named(ctx.get("project")),
+                pipeline=_named(ctx.get("pipeline")),
+                run=_from(Run, ctx.get("run"), _RUN_KEYS),
+                job=_from(Job, ctx.get("job"), _JOB_KEYS),
+                repository=_from(Repository, ctx.get("repository"), _REPOSITORY_KEYS),
+                requester=_from(Person, ctx.get("requester"), _PERSON_KEYS),
+                agent=_from(Agent, ctx.get("agent"), _AGENT_KEYS),
+            ),
+            pushes=[_push(push) for push in body["pushes"]],
+            collector=CollectorInfo(
+                name=collector.get("name", "imagetrail"), version=collector.get("version", ""),
+                phase=collector.get("phase", "post-job"), discovery=list(collector.get("discovery") or []),
+            ) if collector else CollectorInfo(),
+            generated_at=body.get("generatedAt"),
+            warnings=list(body.get("warnings") or []),
+            schema_version=body.get("schemaVersion", SCHEMA_VERSION),
+        )
+
+
+# (JSON key, field name) of each flat section, in field order: read with one .get per field.
+_RUN_KEYS = (("id", "id"), ("number", "number"), ("attempt", "attempt"), ("url", "url"), ("reason", "reason"))
+_JOB_KEYS = (("id", "id"), ("name", "name"), ("attempt", "attempt"), ("stage", "stage"))
+_REPOSITORY_KEYS = (("id", "id"), ("name", "name"), ("uri", "uri"), ("type", "type"), ("branch", "branch"),
+                    ("commit", "commit"))
+_PERSON_KEYS = (("id", "id"), ("name", "name"), ("email", "email"))
+_AGENT_KEYS = (("name", "name"), ("os", "os"), ("hostType", "host_type"))
+
+
+def _from(cls: Any, data: Optional[Mapping[str, Any]], keys: Any) -> Any:
+    if not data:
+        return cls()
+    return cls(**{name: data.get(key) for key, name in keys})
+
+
+def _named(data: Optional[Mapping[str, Any]]) -> Named:
+    return Named(data.get("id"), data.get("name")) if data else Named()
+
+
+def _push(data: Mapping[str, Any]) -> Push:
+    return Push(
+        reference=data["reference"], registry=data["registry"], repository=data["repository"],
+        tag=data.get("tag"), digest=data.get("digest"), image_id=data.get("imageId"),
+        pushed_at=data.get("pushedAt"), labels=dict(data.get("labels") or {}),
+        digest_error=data.get("digestError"), media_type=data.get("mediaType"),
+        platforms=[Platform(p["digest"], p.get("os"), p.get("architecture"), p.get("variant"))
+                   for p in data.get("platforms") or []],
+    )
+
 
 def compute_report_id(report: Dict[str, Any]) -> str:
     """Deterministic id: the same job attempt reporting the same pushes gets the same id,

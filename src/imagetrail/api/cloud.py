@@ -23,6 +23,7 @@ from imagetrail.services import remediation
 from imagetrail.services import remediation_close
 from imagetrail.ingest import cloud as store
 from imagetrail.gc_pause import paused_gc
+from imagetrail.inventory import Changes, Inventory
 from imagetrail.reference import is_digest
 from imagetrail.parsers.scans import ScanFormatError, parse_report
 from imagetrail.auth import Principal
@@ -97,7 +98,7 @@ async def post_inventory(
     cluster: str, request: Request, principal: Principal = Depends(authorized)
 ) -> InventoryAnswer:
     _all_organizations(principal, "cluster inventories")
-    inventory = await _cluster_body(request, cluster, store.InventoryIn, "inventory")
+    inventory = await _cluster_body(request, cluster, Inventory, "inventory")
     result = await _write_cluster(request, cluster, lambda session: store.replace_inventory(session, inventory))
     return InventoryAnswer(**result.__dict__)
 
@@ -118,7 +119,7 @@ async def post_changes(
     cluster: str, request: Request, principal: Principal = Depends(authorized)
 ) -> ChangesAnswer:
     _all_organizations(principal, "cluster inventories")
-    changes = await _cluster_body(request, cluster, store.ChangesIn, "changes")
+    changes = await _cluster_body(request, cluster, Changes, "changes")
     result = await _write_cluster(request, cluster, lambda session: store.apply_changes(session, changes))
     return ChangesAnswer(**result.__dict__)
 

@@ -128,7 +128,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (InventoryError, ValueError) as exc:
         print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
         return 1
-    inventory = normalize(objects, args.cluster, source, collected_at)
+    from pydantic import ValidationError
+
+    from imagetrail.inventory import describe
+
+    try:
+        inventory = normalize(objects, args.cluster, source, collected_at)
+    except ValidationError as exc:  # the backend would refuse it the same way: say which container
+        print(f"imagetrail k8s sync: the inventory of cluster {args.cluster} is not valid: {describe(exc)}",
+              file=sys.stderr)
+        return 1
     inventory.allow_empty = args.allow_empty
     if args.output:
         text = inventory.to_json(indent=1)

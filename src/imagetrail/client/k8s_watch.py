@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
-from imagetrail.parsers.k8s_inventory import Inventory, normalize
+from imagetrail.inventory import MAX_CHANGED_PODS, Changes, Container, Inventory, PodContainers, PodRef
+from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.client.k8s_live import GATEWAY_GROUP, ClusterAccessError, core_lists, custom_list, list_all
 from imagetrail.reference import running_digest
 
@@ -39,7 +40,7 @@ TRIVY_GROUP = "aquasecurity.github.io"
 TRIVY_VERSION = "v1alpha1"
 REPORT_KINDS = {"VulnerabilityReport": "vulnerabilityreports",
                 "ClusterVulnerabilityReport": "clustervulnerabilityreports"}
-MAX_PODS_PER_REQUEST = 1000
+MAX_PODS_PER_REQUEST = min(1000, MAX_CHANGED_PODS)  # changed (and removed) pods per changes request
 MAX_REPORTS_PER_REQUEST = 100
 
 PodKey = Tuple[str, str]
@@ -61,7 +62,7 @@ class Sink(Protocol):
 
     def replace(self, inventory: Inventory, allow_empty: bool) -> None: ...
 
-    def changes(self, cluster: str, pods: Dict[PodKey, List[dict]], removed: List[PodKey]) -> None: ...
+    def changes(self, cluster: str, pods: Dict[PodKey, List[Container]], removed: List[PodKey]) -> None: ...
 
     def scans(self, cluster: str, reports: List[dict]) -> None: ...
 
@@ -193,7 +194,7 @@ class ClusterWatch:
         self.stats = WatchStats()
         self.objects: Dict[str, Dict[ObjectKey, dict]] = {}
         self.reports: Dict[str, Dict[ObjectKey, dict]] = {}
-        self._sent_pods: Dict[PodKey, List[dict]] = {}
+        self._sent_pods: Dict[PodKey, List[Container]] = {}
         self._sent_reports: Dict[Tuple[str, ObjectKey], str] = {}  # -> resourceVersion acknowledged
         self._watchers: List[_KindWatcher] = []
         self._generation = 0
@@ -267,10 +268,10 @@ class ClusterWatch:
         return normalize(objects, self.cluster, "live", datetime.now(timezone.utc).isoformat())
 
     @staticmethod
-    def _by_pod(inventory: Inventory) -> Dict[PodKey, List[dict]]:
-        pods: Dict[PodKey, List[dict]] = {}
-        for container in inventory.to_dict()["containers"]:
-            pods.setdefault((container["namespace"], container["pod"]), []).append(container)
+    def _by_pod(inventory: Inventory) -> Dict[PodKey, List[Container]]:
+        pods: Dict[PodKey, List[Container]] = {}
+        for container in inventory.containers:
+            pods.setdefault((container.namespace, container.pod), []).append(container)
         return pods
 
     # --- the loop --------------------------------------------------------------------------------
@@ -427,15 +428,15 @@ class ApiSink:
         self.client.request("POST", f"/v1/clusters/{inventory.cluster}/inventory", data=inventory.to_json(),
                             headers={"Content-Type": "application/json"})
 
-    def changes(self, cluster: str, pods: Dict[PodKey, List[dict]], removed: List[PodKey]) -> None:
-        body = {
-            "cluster": cluster,
-            "collected_at": datetime.now(timezone.utc).isoformat(),
-            "pods": [{"namespace": ns, "pod": pod, "containers": containers}
-                     for (ns, pod), containers in sorted(pods.items())],
-            "removed": [{"namespace": ns, "pod": pod} for ns, pod in removed],
-        }
-        self.client.request("POST", f"/v1/clusters/{cluster}/changes", data=json.dumps(body),
+    def changes(self, cluster: str, pods: Dict[PodKey, List[Container]], removed: List[PodKey]) -> None:
+        body = Changes(
+            cluster=cluster,
+            collected_at=datetime.now(timezone.utc),
+            pods=[PodContainers(namespace=ns, pod=pod, containers=containers)
+                  for (ns, pod), containers in sorted(pods.items())],
+            removed=[PodRef(namespace=ns, pod=pod) for ns, pod in removed],
+        )
+        self.client.request("POST", f"/v1/clusters/{cluster}/changes", data=body.to_json(),
                             headers={"Content-Type": "application/json"})
 
     def scans(self, cluster: str, reports: List[dict]) -> None:

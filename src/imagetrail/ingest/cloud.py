@@ -10,15 +10,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Literal, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, any_, delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
-from imagetrail.reference import is_digest, registry_and_repository
+from imagetrail.reference import registry_and_repository
+from imagetrail.inventory import Changes, Container, Exposure, Inventory, PodContainers, PodRef
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
 from imagetrail.store.models.cloud import (
     Cluster,
@@ -55,48 +55,10 @@ def _in_batches(session: Session, column, values: Set[str]) -> List:
 # --- inventory --------------------------------------------------------------------------------
 
 
-class ExposureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=2000)
-    address: Optional[str] = Field(default=None, max_length=1024)
-
-
-class ContainerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(min_length=1, max_length=255)
-    pod: str = Field(min_length=1, max_length=255)
-    workload_kind: str = Field(min_length=1, max_length=64)
-    workload_name: str = Field(min_length=1, max_length=255)
-    container: str = Field(min_length=1, max_length=255)
-    container_kind: Literal["container", "init", "sidecar", "ephemeral"]
-    image: str = Field(min_length=1, max_length=1024)
-    digest: Optional[str] = None
-    digest_error: Optional[str] = Field(default=None, max_length=4000)
-    exposure: List[ExposureIn] = Field(default_factory=list)
-    owner_note: Optional[str] = Field(default=None, max_length=4000)
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not is_digest(value):
-            raise ValueError(
-                "must be sha256:<64 lower-case hex> (a manifest digest) or null with digest_error"
-            )
-        return value
-
-
-class InventoryIn(BaseModel):
-    """The body of ``POST /v1/clusters/{cluster}/inventory`` (``Inventory.to_dict()`` on the client)."""
-
-    model_config = ConfigDict(extra="forbid")
-    cluster: str = Field(min_length=1, max_length=255)
-    source: Literal["live", "file"]
-    collected_at: Optional[datetime] = None
-    pods: int = Field(ge=0)
-    containers: List[ContainerIn]
-    warnings: List[str] = Field(default_factory=list, max_length=1000)
-    # An empty inventory for a cluster that had containers is refused unless this says it is meant.
-    allow_empty: bool = False
+# The contract is imagetrail.inventory (the CLI builds the same models); these are its names here.
+ExposureIn = Exposure
+ContainerIn = Container
+InventoryIn = Inventory
 
 
 class EmptyInventoryRefused(ValueError):
@@ -112,14 +74,14 @@ class InventoryResult:
 
 
 def replace_inventory(
-    session: Session, inventory: InventoryIn, now: Optional[datetime] = None
+    session: Session, inventory: Inventory, now: Optional[datetime] = None
 ) -> InventoryResult:
     """Replace the cluster's running containers with ``inventory`` (a gone workload stops being reported)."""
     with paused_gc():  # one row dict per container: tens of thousands for a big cluster
         return _replace_inventory(session, inventory, now or datetime.now(timezone.utc))
 
 
-def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) -> InventoryResult:
+def _replace_inventory(session: Session, inventory: Inventory, now: datetime) -> InventoryResult:
     cluster = session.execute(select(Cluster).where(Cluster.name == inventory.cluster)).scalar_one_or_none()
     if cluster is None:
         cluster = Cluster(name=inventory.cluster, source=inventory.source, synced_at=now)
@@ -150,7 +112,7 @@ def _replace_inventory(session: Session, inventory: InventoryIn, now: datetime) 
     )
 
 
-def _container_rows(session: Session, cluster: Cluster, containers: Sequence[ContainerIn]) -> Tuple[List[dict], int]:
+def _container_rows(session: Session, cluster: Cluster, containers: Sequence[Container]) -> Tuple[List[dict], int]:
     """running_containers rows for ``containers`` (with their vulnerability columns) and how many are exposed."""
     digests = {item.digest for item in containers if item.digest}
     # Relations the collector recorded after a scan arrived: carry those summaries to what runs now,
@@ -192,38 +154,9 @@ def _container_rows(session: Session, cluster: Cluster, containers: Sequence[Con
 
 # --- incremental changes (imagetrail k8s sync --watch) -------------------------------------------
 
-MAX_CHANGED_PODS = 5000
-
-
-class PodIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(min_length=1, max_length=255)
-    pod: str = Field(min_length=1, max_length=255)
-
-
-class PodContainersIn(PodIn):
-    containers: List[ContainerIn] = Field(max_length=1000)
-
-    @model_validator(mode="after")
-    def _same_pod(self) -> "PodContainersIn":
-        for index, container in enumerate(self.containers):
-            if (container.namespace, container.pod) != (self.namespace, self.pod):
-                raise ValueError(f"containers[{index}] belongs to {container.namespace}/{container.pod}, "
-                                 f"not to the pod {self.namespace}/{self.pod} it is listed under")
-        return self
-
-
-class ChangesIn(BaseModel):
-    """The body of ``POST /v1/clusters/{cluster}/changes``: pods whose containers are now as given, pods gone.
-
-    Each pod is replaced whole, so a batch sent twice (a retry after a lost answer) changes nothing more.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    cluster: str = Field(min_length=1, max_length=255)
-    collected_at: Optional[datetime] = None
-    pods: List[PodContainersIn] = Field(default_factory=list, max_length=MAX_CHANGED_PODS)
-    removed: List[PodIn] = Field(default_factory=list, max_length=MAX_CHANGED_PODS)
+PodIn = PodRef
+PodContainersIn = PodContainers
+ChangesIn = Changes
 
 
 class UnknownCluster(LookupError):
@@ -238,7 +171,7 @@ class ChangesResult:
     pods_removed: int
 
 
-def apply_changes(session: Session, changes: ChangesIn, now: Optional[datetime] = None) -> ChangesResult:
+def apply_changes(session: Session, changes: Changes, now: Optional[datetime] = None) -> ChangesResult:
     """Replace the containers of each changed pod and drop removed pods, in the caller's transaction."""
     cluster = session.execute(select(Cluster).where(Cluster.name == changes.cluster)).scalar_one_or_none()
     if cluster is None:

@@ -3,7 +3,7 @@
 ``store_reports`` writes a batch of reports in ONE transaction with set-based statements
 (multi-row ``INSERT .. ON CONFLICT DO NOTHING RETURNING``), so a batch costs a handful of
 round trips and one commit however many reports it holds (group commit, see
-``ingest_writer``). ``ingest_report`` is the same code path for one report.
+``ingest/writer.py``). ``ingest_report`` is the same code path for one report.
 
 Dimension rows (organisation, project, pipeline, repository, person, run, job, image
 reference) are shared between reports and created on first sight with
@@ -19,8 +19,11 @@ the cache remembers which ones it saw set.
 
 A run's repository, branch, commit and requester carry evidence: each report adds statements
 (value, verified | claimed, which credential) to ``fact_statements``, and the run's values are
-re-resolved from all its statements (``server/evidence.py``) whenever a new one is recorded,
+re-resolved from all its statements (``auth/evidence.py``) whenever a new one is recorded,
 under a lock on the run row, so concurrent reports of one run cannot lose a statement.
+
+Ingest reads the typed report (``imagetrail.report.Report.from_dict`` of the schema-valid body,
+see ``Submission``); only the stored body and the comparison of a resent one use the JSON as received.
 
 A report whose ``reportId`` is already stored is a duplicate when its content is the same
 (times, warnings and collector details aside); different content is refused with
@@ -36,7 +39,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
@@ -48,7 +51,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
 from imagetrail.auth import Principal
-from imagetrail.auth.report_claims import BOUND_KINDS, assess
+from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
+from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.store.models import pipeline as m
@@ -82,7 +86,33 @@ RUN_FACTS = ("number", "url", "reason")
 FACT_COLUMNS = {"repository": "repository_id", "branch": "branch", "commit": "commit", "requester": "requester_id"}
 STATEMENT_KEY = ("run_id", "fact", "value", "credential_kind", "credential_id")
 Key = Tuple[Any, ...]
-Item = Tuple[Dict[str, Any], Principal]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A schema-valid report as ingest works on it: typed, and assessed once.
+
+    ``body`` is the JSON as received: it is stored verbatim and compared when the same
+    reportId arrives again. Everything else reads the typed ``report``.
+    """
+
+    body: Dict[str, Any]
+    report: Report
+    assessment: Assessment  # report_claims.assess for the principal that sent it
+
+    @property
+    def report_id(self) -> str:
+        return self.body["reportId"]
+
+    @classmethod
+    def of(cls, body: Dict[str, Any], principal: Principal) -> "Submission":
+        """For a body that passed ``validation.validate_report``."""
+        return cls(body, Report.from_dict(body), assess(principal, body))
+
+
+# (body or Submission, the principal that sent it): a plain body is typed and assessed here
+Item = Tuple[Union[Dict[str, Any], Submission], Principal]
+_Typed = Tuple[Submission, Principal]
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,8 @@ class DimensionCache:
 
 # -- entry points -------------------------------------------------------------------------
 
-def ingest_report(sessions: sessionmaker[Session], body: Dict[str, Any], principal: Principal) -> IngestResult:
+def ingest_report(sessions: sessionmaker[Session], body: Union[Dict[str, Any], Submission],
+                  principal: Principal) -> IngestResult:
     """Store one report validated by ``imagetrail.ingest.validation.validate_report``."""
     outcome = store_reports(sessions, [(body, principal)])[0]
     if isinstance(outcome, BaseException):
@@ -177,6 +208,22 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
     refuses, a bug), each report is written again in its own transaction so only the report
     that fails alone gets the error.
     """
+    typed = [_typed(body, principal) for body, principal in items]
+    ready = [item for item in typed if not isinstance(item, BaseException)]
+    stored = iter(_store_typed(sessions, ready))
+    return [item if isinstance(item, BaseException) else next(stored) for item in typed]
+
+
+def _typed(body: Union[Dict[str, Any], Submission], principal: Principal) -> Union[_Typed, BaseException]:
+    if isinstance(body, Submission):
+        return body, principal
+    try:
+        return Submission.of(body, principal), principal
+    except (KeyError, TypeError, AttributeError) as exc:  # not a schema-valid body: validate first
+        return exc
+
+
+def _store_typed(sessions: sessionmaker[Session], items: Sequence[_Typed]) -> List[Outcome]:
     if not items:
         return []
     try:
@@ -188,7 +235,7 @@ def store_reports(sessions: sessionmaker[Session], items: Sequence[Item]) -> Lis
             return [exc]
     outcomes: List[Outcome] = []
     for item in items:
-        outcomes.extend(store_reports(sessions, [item]))
+        outcomes.extend(_store_typed(sessions, [item]))
     return outcomes
 
 
@@ -199,7 +246,7 @@ def _unavailable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and (isinstance(exc, OperationalError) or exc.connection_invalidated)
 
 
-def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[Item]) -> List[Outcome]:
+def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[_Typed]) -> List[Outcome]:
     engine = sessions.kw["bind"]
     cache = DimensionCache.for_engine(engine)
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -242,11 +289,11 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
         return None
 
 
-def _unique_pushes(pushes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def _unique_pushes(pushes: List[Push]) -> List[Push]:
     """A reference pushed twice with the same digest in one job is one fact."""
-    seen: Dict[Tuple[str, Optional[str]], Dict[str, Any]] = {}
+    seen: Dict[Tuple[str, Optional[str]], Push] = {}
     for push in pushes:
-        seen.setdefault((push["reference"], push.get("digest")), push)
+        seen.setdefault((push.reference, push.digest), push)
     return list(seen.values())
 
 
@@ -255,10 +302,10 @@ class _Pending:
     """One new report and the natural keys of the rows it needs."""
 
     report_id: str
-    body: Dict[str, Any]
+    submission: Submission
     principal: Principal
-    pushes: List[Dict[str, Any]]
-    context: Dict[str, Any]  # the report's context, with what the credential's claims filled in
+    pushes: List[Push]
+    context: PipelineContext  # the report's context, with what the credential's claims filled in
     evidence: Dict[str, str]  # fact -> verified | claimed (report_claims.assess)
     org: Key
     project: str
@@ -269,23 +316,29 @@ class _Pending:
     job: Tuple[str, int]
 
 
-def _pending(body: Dict[str, Any], principal: Principal, pushes: List[Dict[str, Any]]) -> _Pending:
-    assessment = assess(principal, body)
-    ctx = dict(body["context"])
+def _filled(ctx: PipelineContext, assessment: Assessment) -> PipelineContext:
+    """``ctx`` with the values the credential's claims supply where the report had none
+    (sections and keys are one word: the JSON name is the field name)."""
     for (section, key), value in assessment.filled.items():
-        ctx[section] = {**(ctx.get(section) or {}), key: value}
-    org, project, pipeline = ctx["organization"], ctx["project"], ctx["pipeline"]
-    run, job, repo, person = ctx["run"], ctx["job"], ctx["repository"], ctx["requester"]
+        ctx = replace(ctx, **{section: replace(getattr(ctx, section), **{key: value})})
+    return ctx
+
+
+def _pending(submission: Submission, principal: Principal, pushes: List[Push]) -> _Pending:
+    ctx = _filled(submission.report.context, submission.assessment)
+    org, project, pipeline = ctx.organization, ctx.project, ctx.pipeline
+    run, job, repo, person = ctx.run, ctx.job, ctx.repository, ctx.requester
+    report_id = submission.report_id
     return _Pending(
-        report_id=body["reportId"], body=body, principal=principal, pushes=pushes, context=ctx,
-        evidence=assessment.evidence,
-        org=(ctx["system"], (_text(org.get("name")) or _text(org.get("id")) or "unknown").lower()),
-        project=_text(project.get("name")) or _text(project.get("id")) or "unknown",
-        pipeline=_text(pipeline.get("id")) or _text(pipeline.get("name")) or "unknown",
-        repository=_text(repo.get("uri")) or _text(repo.get("name")) or _text(repo.get("id")),
-        person=_lower(_text(person.get("email")) or _text(person.get("id")) or _text(person.get("name"))),
-        run=(_text(run.get("id")) or _text(run.get("number")) or body["reportId"], run.get("attempt") or 1),
-        job=(_text(job.get("id")) or _text(job.get("name")) or "job", job.get("attempt") or 1),
+        report_id=report_id, submission=submission, principal=principal, pushes=pushes, context=ctx,
+        evidence=submission.assessment.evidence,
+        org=(ctx.system, (_text(org.name) or _text(org.id) or "unknown").lower()),
+        project=_text(project.name) or _text(project.id) or "unknown",
+        pipeline=_text(pipeline.id) or _text(pipeline.name) or "unknown",
+        repository=_text(repo.uri) or _text(repo.name) or _text(repo.id),
+        person=_lower(_text(person.email) or _text(person.id) or _text(person.name)),
+        run=(_text(run.id) or _text(run.number) or report_id, run.attempt or 1),
+        job=(_text(job.id) or _text(job.name) or "job", job.attempt or 1),
     )
 
 
@@ -337,10 +390,15 @@ def _first_facts(values: Iterable[Mapping[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cache: DimensionCache,
-                  learned: _Learned) -> Dict[Key, int]:
-    """Get or create runs; a run first seen through a job that lacked some facts (commit,
-    requester...) gets them from a later job's report."""
+def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], facts: Mapping[Key, Mapping[str, Any]],
+                  cache: DimensionCache, learned: _Learned) -> Tuple[Dict[Key, int], Set[int]]:
+    """Get or create runs; returns key -> id and the ids of the runs this transaction created.
+
+    A run first seen through a job that lacked some facts (number, url...) gets them from a
+    later job's report. A new run is inserted with ``facts`` (its evidence columns, resolved
+    from this batch's statements), so it needs no second look after its statements are recorded.
+    """
+    created: Set[int] = set()
     known = cache.table(T_RUNS.name)
     ids: Dict[Key, int] = {}
     fill: Dict[int, Dict[str, Any]] = {}
@@ -357,7 +415,7 @@ def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cac
             fill[run_id] = need
     if missing:
         found = _get_or_create(conn, T_RUNS, ("pipeline_id", "external_id", "attempt"),
-                               {key: wanted[key] for key in missing}, extra=RUN_FACTS)
+                               {key: {**wanted[key], **facts[key]} for key in missing}, extra=RUN_FACTS)
         for key in missing:
             value = found[key]
             if isinstance(value, tuple):  # it existed: fill what it lacks
@@ -368,6 +426,7 @@ def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cac
                 learned.run_facts[run_id] = {k for k, v in stored.items() if v is not None}
             else:
                 run_id = value
+                created.add(run_id)
                 learned.run_facts[run_id] = {k for k, v in wanted[key].items() if v is not None}
             ids[key] = run_id
         learned.ids.setdefault(T_RUNS.name, {}).update({key: ids[key] for key in missing})
@@ -375,7 +434,7 @@ def _resolve_runs(conn: Connection, wanted: Mapping[Key, Mapping[str, Any]], cac
         conn.execute(update(T_RUNS).where(T_RUNS.c.id == run_id)
                      .values({k: func.coalesce(T_RUNS.c[k], v) for k, v in fill[run_id].items()}))
         learned.run_facts.setdefault(run_id, set()).update(fill[run_id])
-    return ids
+    return ids, created
 
 
 # Left out of the content comparison of two reports with one reportId: a retry a minute later
@@ -417,10 +476,11 @@ def _drop_reports(conn: Connection, report_ids: List[str]) -> None:
 
 
 def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str, Statement]]],
-                       cache: DimensionCache, learned: _Learned, now: datetime) -> None:
+                       cache: DimensionCache, learned: _Learned, now: datetime, created: Set[int]) -> None:
     """Record what these reports (run id -> [(report id, statement)]) state about their runs' facts,
-    and re-resolve the runs that got a new statement (server/evidence.py). Statements already
-    recorded cost nothing."""
+    and re-resolve the runs that got a new statement (auth/evidence.py). Statements already
+    recorded cost nothing. Runs this transaction ``created`` were inserted with their facts
+    resolved from these same statements (``_run_facts``): no other statement of theirs exists."""
     fresh = {run_id: [(rid, s) for rid, s in found if (run_id, *s.key) not in cache.statements]
              for run_id, found in statements.items()}
     fresh = {run_id: found for run_id, found in fresh.items() if found}
@@ -430,7 +490,9 @@ def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str
         return
     # Lock the runs first (PostgreSQL; SQLite writers are serial anyway): a concurrent report of the
     # same run waits, then sees this one's statements when it re-resolves.
-    conn.execute(select(T_RUNS.c.id).where(T_RUNS.c.id.in_(sorted(fresh))).order_by(T_RUNS.c.id).with_for_update())
+    existing = sorted(run_id for run_id in fresh if run_id not in created)
+    if existing:  # a created run is locked already: this transaction inserted it
+        conn.execute(select(T_RUNS.c.id).where(T_RUNS.c.id.in_(existing)).order_by(T_RUNS.c.id).with_for_update())
     rows: Dict[Key, Dict[str, Any]] = {}
     for run_id, found in sorted(fresh.items()):
         for report_id, s in found:
@@ -440,8 +502,8 @@ def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str
                 "recorded_at": now})
     changed = {row[0] for row in insert_many(conn, T_STATEMENTS, [rows[k] for k in sorted(rows)],
                                              skip_conflicts_on=STATEMENT_KEY, returning=("run_id",))}
-    if changed:
-        _resolve_facts(conn, sorted(changed))
+    if changed - created:
+        _resolve_facts(conn, sorted(changed - created))
 
 
 def _resolve_facts(conn: Connection, run_ids: List[int]) -> None:
@@ -453,38 +515,58 @@ def _resolve_facts(conn: Connection, run_ids: List[int]) -> None:
             row["fact"], row["value"], row["ref_id"], row["evidence"], row["credential_kind"], row["credential_id"]))
     rows = []
     for run_id in run_ids:
-        values: Dict[str, Any] = {"p_id": run_id}
-        for fact, column in FACT_COLUMNS.items():
-            shown, evidence = resolve(recorded.get((run_id, fact), []))
-            value = None if shown is None else shown.ref_id if column.endswith("_id") else shown.value
-            values[f"p_{column}"], values[f"p_{fact}_evidence"] = value, evidence
-        rows.append(values)
-    columns = [*FACT_COLUMNS.values(), *(f"{fact}_evidence" for fact in FACT_COLUMNS)]
+        facts = _fact_columns({fact: recorded.get((run_id, fact), []) for fact in FACT_COLUMNS})
+        rows.append({"p_id": run_id, **{f"p_{column}": value for column, value in facts.items()}})
     # bindparam names must not be column names of the SET clause: hence the p_ prefix
     conn.execute(update(T_RUNS).where(T_RUNS.c.id == bindparam("p_id"))
-                 .values({column: bindparam(f"p_{column}") for column in columns}), rows)
+                 .values({column: bindparam(f"p_{column}") for column in _FACT_COLUMN_NAMES}), rows)
 
 
-def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
+_FACT_COLUMN_NAMES = (*FACT_COLUMNS.values(), *(f"{fact}_evidence" for fact in FACT_COLUMNS))
+
+
+def _fact_columns(recorded: Mapping[str, Sequence[Statement]]) -> Dict[str, Any]:
+    """A run's fact and evidence columns from its statements (fact -> statements in recorded order)."""
+    values: Dict[str, Any] = {}
+    for fact, column in FACT_COLUMNS.items():
+        shown, evidence = resolve(recorded.get(fact, ()))
+        values[column] = None if shown is None else shown.ref_id if column.endswith("_id") else shown.value
+        values[f"{fact}_evidence"] = evidence
+    return values
+
+
+def _run_facts(found: Sequence[Tuple[str, Statement]]) -> Dict[str, Any]:
+    """The fact columns of a run whose only statements are ``found`` (this batch's), in the order
+    ``_record_statements`` records them: one per key, sorted by key."""
+    unique: Dict[Key, Statement] = {}
+    for _, statement in found:
+        unique.setdefault(statement.key, statement)
+    recorded: Dict[str, List[Statement]] = {}
+    for key in sorted(unique):
+        recorded.setdefault(unique[key].fact, []).append(unique[key])
+    return _fact_columns(recorded)
+
+
+def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCache,
                  learned: _Learned) -> List[Outcome]:
     now = datetime.now(timezone.utc)
-    pushes_of = [_unique_pushes(body.get("pushes") or []) for body, _ in items]
+    pushes_of = [_unique_pushes(sub.report.pushes) for sub, _ in items]
     first: Dict[str, int] = {}  # reportId -> the item stored: the first, or the first run-bound one
-    for index, (body, principal) in enumerate(items):
-        chosen = first.get(body["reportId"])
+    for index, (sub, principal) in enumerate(items):
+        chosen = first.get(sub.report_id)
         if chosen is None or (principal.kind in BOUND_KINDS and items[chosen][1].kind not in BOUND_KINDS):
-            first[body["reportId"]] = index
+            first[sub.report_id] = index
     stored = {row[0]: (row[1], row[2]) for row in select_by_keys(
         conn, T_REPORTS, ("id",), [(rid,) for rid in sorted(first)], ("id", "identity_kind", "body"))}
     refused: Dict[str, ReportConflict] = {}
     replaced: List[str] = []
     for rid, (stored_kind, stored_body) in sorted(stored.items()):
-        body, principal = items[first[rid]]
+        sub, principal = items[first[rid]]
         if principal.kind in BOUND_KINDS and stored_kind not in BOUND_KINDS:
             # A verified report is never kept out, nor left claimed, by a claimed one sent first.
             replaced.append(rid)
             continue
-        differences = _differences(stored_body, body)
+        differences = _differences(stored_body, sub.body)
         if differences:
             refused[rid] = _conflict(rid, differences)
     if replaced:
@@ -493,9 +575,9 @@ def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
            if rid not in stored or rid in replaced]
     created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
     outcomes: List[Outcome] = []
-    for index, (body, _) in enumerate(items):
-        rid = body["reportId"]
-        differences = _differences(items[first[rid]][0], body) if first[rid] != index else []
+    for index, (sub, _) in enumerate(items):
+        rid = sub.report_id
+        differences = _differences(items[first[rid]][0].body, sub.body) if first[rid] != index else []
         if rid in refused or differences:
             outcomes.append(refused.get(rid) or _conflict(rid, differences))
         else:
@@ -507,14 +589,11 @@ def _store_batch(conn: Connection, items: Sequence[Item], cache: DimensionCache,
 def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, learned: _Learned,
                now: datetime) -> Set[str]:
     """Rows of reports not stored yet; returns the ids of the reports this transaction inserted."""
-    ctx_of = {p.report_id: p.context for p in new}
-
     # organisations
     orgs = {}
     for p in new:
-        ctx = ctx_of[p.report_id]
-        orgs.setdefault(p.org, {"external_id": _text(ctx["organization"].get("id")),
-                                "server_url": _text(ctx.get("serverUrl")), "last_report_at": now})
+        orgs.setdefault(p.org, {"external_id": _text(p.context.organization.id),
+                                "server_url": _text(p.context.server_url), "last_report_at": now})
     org_ids = _resolve(conn, T_ORGS, ("system", "name"), orgs, cache, learned)
     due = time.monotonic() - LAST_REPORT_RESOLUTION.total_seconds()
     touch = sorted(org_id for org_id in {org_ids[k] for k in orgs}
@@ -530,71 +609,68 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
     projects = {}
     for p in new:
         projects.setdefault((org_ids[p.org], p.project),
-                            {"external_id": _text(ctx_of[p.report_id]["project"].get("id")), "last_report_at": now})
+                            {"external_id": _text(p.context.project.id), "last_report_at": now})
     project_ids = _resolve(conn, T_PROJECTS, ("organization_id", "name"), projects, cache, learned)
     pipelines = {}
     for p in new:
         pipelines.setdefault((project_ids[(org_ids[p.org], p.project)], p.pipeline),
-                             {"name": _text(ctx_of[p.report_id]["pipeline"].get("name"))})
+                             {"name": _text(p.context.pipeline.name)})
     pipeline_ids = _resolve(conn, T_PIPELINES, ("project_id", "external_id"), pipelines, cache, learned)
     repositories = {}
     people = {}
     for p in new:
-        ctx = ctx_of[p.report_id]
         if p.repository:
-            repo = ctx["repository"]
+            repo = p.context.repository
             repositories.setdefault((org_ids[p.org], p.repository), {
-                "name": _text(repo.get("name")), "type": _text(repo.get("type")),
-                "external_id": _text(repo.get("id"))})
+                "name": _text(repo.name), "type": _text(repo.type), "external_id": _text(repo.id)})
         if p.person:
-            person = ctx["requester"]
+            person = p.context.requester
             people.setdefault((org_ids[p.org], p.person), {
-                "name": _text(person.get("name")), "email": _text(person.get("email")),
-                "external_id": _text(person.get("id"))})
+                "name": _text(person.name), "email": _text(person.email), "external_id": _text(person.id)})
     repository_ids = _resolve(conn, T_REPOSITORIES, ("organization_id", "uri"), repositories, cache, learned)
     person_ids = _resolve(conn, T_PEOPLE, ("organization_id", "key"), people, cache, learned)
 
-    # runs and jobs
+    # runs, with what each report states about its run's source facts, and jobs
     run_key_of: Dict[str, Key] = {}
     run_facts: Dict[Key, List[Dict[str, Any]]] = {}
+    stated: Dict[Key, List[Tuple[str, Statement]]] = {}
     for p in new:
-        ctx = ctx_of[p.report_id]
-        run, repo = ctx["run"], ctx["repository"]
+        run, repo = p.context.run, p.context.repository
         key = (pipeline_ids[(project_ids[(org_ids[p.org], p.project)], p.pipeline)], *p.run)
         run_key_of[p.report_id] = key
         run_facts.setdefault(key, []).append({
-            "number": _text(run.get("number")), "url": _text(run.get("url")), "reason": _text(run.get("reason"))})
-    run_ids = _resolve_runs(conn, {key: _first_facts(facts) for key, facts in run_facts.items()}, cache, learned)
-    statements: Dict[int, List[Tuple[str, Statement]]] = {}
-    for p in new:
-        repo = ctx_of[p.report_id]["repository"]
+            "number": _text(run.number), "url": _text(run.url), "reason": _text(run.reason)})
         values = {"repository": (p.repository, repository_ids.get((org_ids[p.org], p.repository))),
-                  "branch": (_text(repo.get("branch")), None), "commit": (_text(repo.get("commit")), None),
+                  "branch": (_text(repo.branch), None), "commit": (_text(repo.commit), None),
                   "requester": (p.person, person_ids.get((org_ids[p.org], p.person)))}
+        found = stated.setdefault(key, [])
         for fact in SOURCE_FACTS:
             value, ref_id = values[fact]
             if value is not None:
-                statements.setdefault(run_ids[run_key_of[p.report_id]], []).append((p.report_id, Statement(
+                found.append((p.report_id, Statement(
                     fact, value[:m.REF_LEN], ref_id, p.evidence[fact], p.principal.kind, p.principal.subject[:512])))
-    _record_statements(conn, statements, cache, learned, now)
+    run_ids, created_runs = _resolve_runs(
+        conn, {key: _first_facts(facts) for key, facts in run_facts.items()},
+        {key: _run_facts(stated[key]) for key in run_facts}, cache, learned)
+    statements = {run_ids[key]: found for key, found in stated.items() if found}
+    _record_statements(conn, statements, cache, learned, now, created_runs)
     jobs = {}
     job_key_of: Dict[str, Key] = {}
     for p in new:
-        ctx = ctx_of[p.report_id]
-        job, agent = ctx["job"], ctx.get("agent") or {}
+        job, agent = p.context.job, p.context.agent
         key = job_key_of[p.report_id] = (run_ids[run_key_of[p.report_id]], *p.job)
-        jobs.setdefault(key, {"name": _text(job.get("name")), "stage": _text(job.get("stage")),
-                              "agent_name": _text(agent.get("name")), "agent_os": _text(agent.get("os")),
-                              "host_type": _text(agent.get("hostType"))})
+        jobs.setdefault(key, {"name": _text(job.name), "stage": _text(job.stage),
+                              "agent_name": _text(agent.name), "agent_os": _text(agent.os),
+                              "host_type": _text(agent.host_type)})
     job_ids = _resolve(conn, T_JOBS, ("run_id", "external_id", "attempt"), jobs, cache, learned)
 
     # the reports themselves: a report another transaction stored meanwhile is not inserted
     # again, and none of its pushes are (its shared rows above are the same rows either way)
     inserted = {row[0] for row in insert_many(
         conn, T_REPORTS,
-        [{"id": p.report_id, "schema_version": p.body["schemaVersion"], "received_at": now,
+        [{"id": p.report_id, "schema_version": p.submission.report.schema_version, "received_at": now,
           "identity_kind": p.principal.kind, "identity_subject": p.principal.subject[:512],
-          "job_id": job_ids[job_key_of[p.report_id]], "body": p.body,
+          "job_id": job_ids[job_key_of[p.report_id]], "body": p.submission.body,
           "evidence": {fact: p.evidence[fact] for fact in IDENTITY_FACTS}} for p in new],
         skip_conflicts_on=("id",), returning=("id",))}
     stored = [p for p in new if p.report_id in inserted]
@@ -602,27 +678,27 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
         return inserted
 
     # images, references, pushes, index -> platform relations
-    digests = sorted({q["digest"] for p in stored for q in p.pushes if q.get("digest")}
-                     | {pl["digest"] for p in stored for q in p.pushes for pl in q.get("platforms") or []})
+    digests = sorted({q.digest for p in stored for q in p.pushes if q.digest}
+                     | {pl.digest for p in stored for q in p.pushes for pl in q.platforms})
     fresh = [d for d in digests if d not in cache.images]
     if fresh:
         insert_many(conn, T_IMAGES, [{"digest": d, "first_seen_at": now} for d in fresh],
                     skip_conflicts_on=("digest",))
     learned.images.update(digests)
-    references = {(q["registry"], q["repository"], q.get("tag") or ""): {} for p in stored for q in p.pushes}
+    references = {(q.registry, q.repository, q.tag or ""): {} for p in stored for q in p.pushes}
     reference_ids = _resolve(conn, T_REFERENCES, ("registry", "repository", "tag"), references, cache, learned)
     rows = [{"report_id": p.report_id, "job_id": job_ids[job_key_of[p.report_id]],
-             "reference_id": reference_ids[(q["registry"], q["repository"], q.get("tag") or "")],
-             "digest": q.get("digest"), "reference": q["reference"], "image_id": q.get("imageId"),
-             "pushed_at": _timestamp(q.get("pushedAt")) or now, "labels": q.get("labels") or {},
-             "digest_error": q.get("digestError")}
+             "reference_id": reference_ids[(q.registry, q.repository, q.tag or "")],
+             "digest": q.digest, "reference": q.reference, "image_id": q.image_id,
+             "pushed_at": _timestamp(q.pushed_at) or now, "labels": q.labels,
+             "digest_error": q.digest_error}
             for p in stored for q in p.pushes]
     insert_many(conn, T_PUSHES, rows)
-    relations = sorted({(q["digest"], pl["digest"]): pl for p in stored for q in p.pushes if q.get("digest")
-                        for pl in q.get("platforms") or []}.items())
+    relations = sorted({(q.digest, pl.digest): pl for p in stored for q in p.pushes if q.digest
+                        for pl in q.platforms}.items())
     insert_many(conn, T_RELATIONS,
-                [{"index_digest": index, "manifest_digest": manifest, "os": pl.get("os"),
-                  "architecture": pl.get("architecture"), "variant": pl.get("variant"), "source": "collector",
+                [{"index_digest": index, "manifest_digest": manifest, "os": pl.os,
+                  "architecture": pl.architecture, "variant": pl.variant, "source": "collector",
                   "recorded_at": now} for (index, manifest), pl in relations],
                 skip_conflicts_on=("index_digest", "manifest_digest"))
     return inserted

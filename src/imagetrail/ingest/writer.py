@@ -27,7 +27,8 @@ from imagetrail.ingest.reports import IngestResult, store_reports
 log = logging.getLogger("imagetrail.ingest.reports")
 
 Outcome = Union[IngestResult, BaseException]
-_Waiting = Tuple[Dict[str, Any], Principal, asyncio.AbstractEventLoop, "asyncio.Future[IngestResult]"]
+# the item (a report Submission, a registry event body...) as ``store`` takes it, who sent it, and its waiter
+_Waiting = Tuple[Any, Principal, asyncio.AbstractEventLoop, "asyncio.Future[IngestResult]"]
 
 
 def _settle(answers: List[Tuple["asyncio.Future[IngestResult]", Outcome]]) -> None:
@@ -42,7 +43,7 @@ def _settle(answers: List[Tuple["asyncio.Future[IngestResult]", Outcome]]) -> No
 
 class IngestWriter:
     """Group commit for ``store`` (default: collector reports; the registry events use it too):
-    ``store(sessions, [(body, principal), ...])`` returns one outcome per item, in order."""
+    ``store(sessions, [(item, principal), ...])`` returns one outcome per item, in order."""
 
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = 200, batch_wait: float = 0.0,
                  idle_exit: float = 30.0, store: Callable[..., List[Any]] = store_reports):
@@ -57,8 +58,9 @@ class IngestWriter:
         self.batches = 0  # for diagnostics and tests
         self.largest_batch = 0
 
-    async def submit(self, body: Dict[str, Any], principal: Principal) -> IngestResult:
-        """Store the report; returns once it is committed (or raises why it could not be)."""
+    async def submit(self, body: Any, principal: Principal) -> IngestResult:
+        """Store ``body`` (what ``store`` takes: a report ``Submission``, an event body...); returns once
+        it is committed (or raises why it could not be)."""
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[IngestResult]" = loop.create_future()
         self._queue.put((body, principal, loop, future))

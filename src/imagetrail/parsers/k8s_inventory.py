@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from imagetrail.gc_pause import paused_gc
+from imagetrail.inventory import Container, Exposure, Inventory
 from imagetrail.reference import running_digest
 
 KINDS = ("Pod", "Service", "Ingress", "HTTPRoute", "ReplicaSet", "Job")
@@ -27,70 +27,8 @@ class InventoryError(ValueError):
     """The input is not Kubernetes objects we can read; the message names the file and field."""
 
 
-@dataclass
-class Exposure:
-    reason: str
-    address: Optional[str] = None
-
-
-@dataclass
-class ContainerRecord:
-    namespace: str
-    pod: str
-    workload_kind: str
-    workload_name: str
-    container: str
-    container_kind: str  # container | init | sidecar | ephemeral
-    image: str
-    digest: Optional[str]
-    digest_error: Optional[str]
-    exposure: List[Exposure] = field(default_factory=list)
-    owner_note: Optional[str] = None
-
-
-@dataclass
-class Inventory:
-    cluster: str
-    source: str  # live | file
-    collected_at: Optional[str]
-    pods: int
-    containers: List[ContainerRecord]
-    warnings: List[str] = field(default_factory=list)
-    allow_empty: bool = False  # the backend refuses an empty inventory for a cluster that had containers
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        """The body of ``POST /v1/clusters/{cluster}/inventory`` (compact unless ``indent``)."""
-        with paused_gc():
-            if indent is None:
-                return json.dumps(self.to_dict(), separators=(",", ":"))
-            return json.dumps(self.to_dict(), indent=indent)
-
-    def to_dict(self) -> Dict[str, Any]:
-        # By hand: dataclasses.asdict deep-copies recursively and costs seconds on 60,000 containers.
-        return {
-            **({"allow_empty": True} if self.allow_empty else {}),
-            "cluster": self.cluster,
-            "source": self.source,
-            "collected_at": self.collected_at,
-            "pods": self.pods,
-            "warnings": list(self.warnings),
-            "containers": [
-                {
-                    "namespace": c.namespace,
-                    "pod": c.pod,
-                    "workload_kind": c.workload_kind,
-                    "workload_name": c.workload_name,
-                    "container": c.container,
-                    "container_kind": c.container_kind,
-                    "image": c.image,
-                    "digest": c.digest,
-                    "digest_error": c.digest_error,
-                    "owner_note": c.owner_note,
-                    "exposure": [{"reason": e.reason, "address": e.address} for e in c.exposure],
-                }
-                for c in self.containers
-            ],
-        }
+# The records are the inventory contract's own models: the backend validates the same ones.
+ContainerRecord = Container
 
 
 # --- reading files ----------------------------------------------------------------------------
@@ -207,7 +145,7 @@ class _Index:
             for service, hosts in backends.items():
                 hosts_text = ", ".join(dict.fromkeys(hosts))
                 reason = f"Ingress {namespace}/{name} -> Service {namespace}/{service} (hosts {hosts_text})"
-                self.routed[(namespace, service)].append(Exposure(reason, address))
+                self.routed[(namespace, service)].append(Exposure(reason=reason, address=address))
 
     def _index_httproutes(self) -> None:
         for (namespace, name), route in self.by_kind["HTTPRoute"].items():
@@ -233,7 +171,7 @@ class _Index:
                         f"HTTPRoute {namespace}/{name} -> Service {target[0]}/{target[1]} "
                         f"(hostnames {hostnames}; Gateway {gateways or 'unknown'})"
                     )
-                    self.routed[target].append(Exposure(reason, None))
+                    self.routed[target].append(Exposure(reason=reason))
 
     def exposure(self, namespace: str, labels: Dict[str, str]) -> List[Exposure]:
         found: List[Exposure] = []
@@ -248,15 +186,15 @@ class _Index:
                 address = _lb_address(service)
                 text = f"Service {namespace}/{name} type=LoadBalancer"
                 found.append(
-                    Exposure(f"{text} {address}" if address else f"{text} (no address yet)", address)
+                    Exposure(reason=f"{text} {address}" if address else f"{text} (no address yet)", address=address)
                 )
             elif kind == "NodePort":
                 ports = ",".join(str(p.get("nodePort")) for p in spec.get("ports") or [] if p.get("nodePort"))
-                found.append(Exposure(f"Service {namespace}/{name} type=NodePort nodePort={ports or '?'}"))
+                found.append(Exposure(reason=f"Service {namespace}/{name} type=NodePort nodePort={ports or '?'}"))
             if spec.get("externalIPs"):
                 ips = ", ".join(spec["externalIPs"])
                 found.append(
-                    Exposure(f"Service {namespace}/{name} externalIPs {ips}", spec["externalIPs"][0])
+                    Exposure(reason=f"Service {namespace}/{name} externalIPs {ips}", address=spec["externalIPs"][0])
                 )
             found.extend(self.routed.get((namespace, name), ()))
         return found
