@@ -20,6 +20,7 @@ from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
 from imagetrail.reference import ImageName, is_digest, parse_reference
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
+from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.store.models.cloud import (
     Cluster,
     Finding,
@@ -616,6 +617,8 @@ def record_relations(
         )
     session.flush()
     propagate_summaries(session, {d for key in new for d in key})
+    # A new edge shows each side to the organisations that pushed the other (the explorer's visibility).
+    refresh_digest_organizations(session, {d for key in new for d in key})
     return len(new)
 
 

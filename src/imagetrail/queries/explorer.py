@@ -35,6 +35,7 @@ from imagetrail.auth import Principal
 from imagetrail.queries.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.queries.trail import Trail, find_trails, pushes_joined, trail_conditions, with_related
 from imagetrail.queries.untraced import untraced_digests
+from imagetrail.queries.visibility import digest_condition
 from imagetrail.reference import normalize_registry, parse_reference
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -126,9 +127,12 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
     if filters.untraced_push:
         conditions.append(c.digest.in_(untraced_digests()))
     conditions.extend(_vulnerability_conditions(filters, c.scan_id, c.max_severity, c.max_fixable_severity))
-    if filters.trail_filtered() or principal.organizations is not None:
+    if filters.trail_filtered():
         pushed = pushes_joined(Push.digest).where(*trail_conditions(filters, principal))
         conditions.append(c.digest.in_(with_related(pushed)))
+    elif principal.organizations is not None:
+        # Visibility alone: one lookup in digest_organizations, not a join up from every push.
+        conditions.append(digest_condition(principal, c.digest))
     return conditions
 
 
