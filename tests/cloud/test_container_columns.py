@@ -212,13 +212,16 @@ def test_cursors_page_forward_and_back_through_the_same_rows_as_page_numbers(two
         return [(r.cluster, r.namespace, r.pod, r.container) for r in page.rows]
 
     with two_clusters() as session:
-        numbered = [run_query(session, ExplorerFilters(), ADMIN, page=n, page_size=5, sort=sort) for n in (1, 2, 3)]
+        numbered = [
+            run_query(session, ExplorerFilters(), ADMIN, page=n, page_size=5, sort=sort) for n in (1, 2, 3)
+        ]
         forward = [numbered[0]]
         for n in (2, 3):
             previous = forward[-1]
-            assert (previous.next_cursor is None) == (sort == "digest")  # a NULL digest has no place to seek from
+            # A NULL digest has no place to seek from: the digest sort pages by number.
+            assert (previous.next_cursor is None) == (sort == "digest")
             forward.append(
-                run_query(session, ExplorerFilters(), ADMIN, page=n, page_size=5, sort=sort, after=previous.next_cursor)
+                run_query(session, ExplorerFilters(), ADMIN, n, 5, sort, after=previous.next_cursor)
             )
         back = run_query(
             session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort=sort, before=forward[2].prev_cursor
@@ -233,7 +236,7 @@ def test_a_cursor_of_another_sort_or_a_forged_one_is_refused_naming_the_paramete
     with two_clusters() as session:
         cursor = run_query(session, ExplorerFilters(), ADMIN, page_size=5, sort="workload").next_cursor
         assert cursor
-        with pytest.raises(ValueError, match="^after: not a cursor of this explorer listing sorted by 'cluster'"):
+        with pytest.raises(ValueError, match="^after: not a cursor of this explorer listing sorted by 'clu"):
             run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort="cluster", after=cursor)
         with pytest.raises(ValueError, match="^before: not a cursor"):
             run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort="workload", before="%%%")
@@ -283,7 +286,9 @@ def test_web_explorer_next_and_previous_links_carry_cursors_and_show_the_numbere
         return dict(parse_qsl(urlsplit(href).query))
 
     for sort in ("-severity", "workload"):
-        numbered = [page({"sort": sort, "page": str(n), "page_size": "25", "running": "true"})[0] for n in (1, 2, 3)]
+        numbered = [
+            page({"sort": sort, "page": str(n), "page_size": "25", "running": "true"})[0] for n in (1, 2, 3)
+        ]
         assert numbered[0].total == 60
         walked, links = [], {"sort": sort, "page_size": "25", "running": "true"}
         for _ in range(3):
@@ -301,3 +306,26 @@ def test_web_explorer_next_and_previous_links_carry_cursors_and_show_the_numbere
 
         assert pods(walked) == pods(numbered) and pods([back]) == pods(numbered[1:2])
         assert back_ctx["first_row"] == 26
+
+
+def test_api_query_links_the_neighbouring_pages_with_their_cursors(api):
+    """GET /v1/query answers with an RFC 8288 Link header; following it gives the numbered pages."""
+    scenario.load(api.app.state.sessions)
+
+    def pods(response):
+        assert response.status_code == 200, response.text
+        return [row["pod"] for row in response.json()["rows"]]
+
+    listing = {"sort": "workload", "page_size": 2, "running": "true"}
+    numbered = [pods(api.client.get("/v1/query", params={**listing, "page": n})) for n in (1, 2, 3)]
+    response = api.client.get("/v1/query", params=listing)
+    walked = [pods(response)]
+    while "next" in response.links:
+        response = api.client.get(response.links["next"]["url"])
+        walked.append(pods(response))
+    assert walked == numbered and len(sum(numbered, [])) == 6
+    previous = response.links["prev"]["url"]
+    assert previous.startswith("/v1/query?") and "before=" in previous and "after=" not in previous
+    assert pods(api.client.get(previous)) == numbered[1]
+    refused = api.client.get("/v1/query", params={"sort": "cluster", "page": 2, "after": "bm90"})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("after: not a cursor")

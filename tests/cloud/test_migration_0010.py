@@ -14,7 +14,8 @@ from imagetrail.store.migrate import alembic_config, upgrade
 INDEX, MANIFEST, OTHER, UNPUSHED = (f"sha256:{n:064x}" for n in (1, 2, 3, 4))
 
 ROWS = [
-    "INSERT INTO organizations (id, system, name) VALUES (1, 'azure-devops', 'contoso'), (2, 'github', 'fabrikam')",
+    "INSERT INTO organizations (id, system, name) "
+    "VALUES (1, 'azure-devops', 'contoso'), (2, 'github', 'fabrikam')",
     "INSERT INTO projects (id, organization_id, name) VALUES (1, 1, 'shop'), (2, 2, 'pay')",
     "INSERT INTO pipelines (id, project_id, external_id) VALUES (1, 1, '7'), (2, 2, '8')",
     "INSERT INTO runs (id, pipeline_id, external_id, attempt) VALUES (1, 1, '101', 1), (2, 2, '202', 1)",
@@ -26,7 +27,8 @@ ROWS = [
     f"('{OTHER}', '2024-06-01 00:00:00')",
     "INSERT INTO image_references (id, registry, repository, tag) VALUES (1, 'r.example', 'a', '1')",
     f"INSERT INTO pushes (id, report_id, job_id, reference_id, digest, reference, labels) VALUES "
-    f"(1, 'r1', 1, 1, '{INDEX}', 'r.example/a:1', '{{}}'), (2, 'r2', 2, 1, '{OTHER}', 'r.example/a:1', '{{}}'), "
+    f"(1, 'r1', 1, 1, '{INDEX}', 'r.example/a:1', '{{}}'), "
+    f"(2, 'r2', 2, 1, '{OTHER}', 'r.example/a:1', '{{}}'), "
     f"(3, 'r2', 2, 1, NULL, 'r.example/a:2', '{{}}')",
     f"INSERT INTO image_relations (index_digest, manifest_digest, source, recorded_at) VALUES "
     f"('{INDEX}', '{MANIFEST}', 'collector', '2024-06-01 00:00:00'), "

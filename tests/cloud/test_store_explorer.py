@@ -226,7 +226,8 @@ def test_reader_visibility_follows_new_pushes_and_relations_at_once(estate):
     )
     assert "nginx" not in _visible_pods(estate, reader("contoso"))
     with transaction(estate) as session:
-        assert store.record_relations(session, [(index, scenario.NGINX, "linux", "amd64")], source="registry") == 1
+        edge = (index, scenario.NGINX, "linux", "amd64")
+        assert store.record_relations(session, [edge], source="registry") == 1
     assert "nginx" in _visible_pods(estate, reader("contoso"))
     assert "nginx" not in _visible_pods(estate, reader("fabrikam"))
     _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
@@ -242,7 +243,8 @@ def test_visibility_rows_equal_the_rule_after_a_push_is_removed_and_on_rebuild(e
     from imagetrail.store.models.pipeline import DigestOrganization, Push
 
     def rows(session):
-        return set(session.execute(select(DigestOrganization.digest, DigestOrganization.organization_id)).all())
+        table = DigestOrganization
+        return set(session.execute(select(table.digest, table.organization_id)).all())
 
     with estate() as session:
         incremental = rows(session)
@@ -251,7 +253,7 @@ def test_visibility_rows_equal_the_rule_after_a_push_is_removed_and_on_rebuild(e
     with transaction(estate) as session:
         assert rebuild_digest_organizations(session) == 4
         assert rows(session) == incremental
-        # The index's push goes (as when a claimed report is replaced): neither it nor its manifest stays visible.
+        # The index's push goes (as when a claimed report is replaced): it and its manifest are hidden again.
         session.execute(delete(Push).where(Push.digest == scenario.API_INDEX))
         assert refresh_digest_organizations(session, [scenario.API_INDEX]) == 2
     assert "api" not in _visible_pods(estate, reader("contoso"))

@@ -1,11 +1,11 @@
 """Keep ``digest_organizations`` (which organisations pushed a digest or a relative of it) equal to what
 ``pushes`` and ``image_relations`` say, for the digests a write touched.
 
-Every write of pushes (report ingest, a claimed report replaced) or of relations (collector, registry, scanner)
-calls ``refresh_digest_organizations`` in its own transaction, so a reader sees a new push or relation as soon
-as it is committed. The rows are recomputed from the source tables, not patched: the same call serves an
-insert and a delete, and concurrent writers converge (missing rows are inserted skipping conflicts, rows no
-longer true are deleted).
+Every write of pushes (report ingest, a claimed report replaced) or of relations (collector, registry,
+scanner) calls ``refresh_digest_organizations`` in its own transaction, so a reader sees a new push or
+relation as soon as it is committed. The rows are recomputed from the source tables, not patched: the same
+call serves an insert and a delete. Missing rows are inserted skipping conflicts, so two reports pushing one
+digest at once both land; ``rebuild_digest_organizations`` rewrites everything (bulk loads, repair).
 """
 
 from __future__ import annotations

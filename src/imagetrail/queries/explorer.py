@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -246,7 +246,8 @@ def _sort_keys(sort: str) -> List[Tuple[Any, bool]]:
     identity = [(getattr(c, name), False) for name in CONTAINER_IDENTITY]
     if sort in ("-severity", "severity"):
         descending = sort == "-severity"
-        return [(c.max_severity, descending), (c.critical_count, descending), (c.high_count, descending), *identity]
+        severity = [(c.max_severity, descending), (c.critical_count, descending), (c.high_count, descending)]
+        return [*severity, *identity]
     leading = {
         "cluster": "cluster_name",
         "namespace": "namespace",
@@ -292,7 +293,9 @@ def decode_cursor(raw: str, sort: str, name: str = "after") -> List[Any]:
         and len(decoded[1]) == len(keys)
         and all(_fits(value, column) for value, (column, _) in zip(decoded[1], keys))
     ):
-        raise ValueError(f"{name}: not a cursor of this explorer listing sorted by {sort!r}; open page 1 again")
+        raise ValueError(
+            f"{name}: not a cursor of this explorer listing sorted by {sort!r}; open page 1 again"
+        )
     return decoded[1]
 
 
@@ -304,12 +307,12 @@ def _fits(value: Any, column: Any) -> bool:
 
 
 def _seek(keys: Sequence[Tuple[Any, bool]], values: Sequence[Any], backward: bool) -> List[Any]:
-    """Conditions selecting the rows strictly after ``values`` in the order ``keys`` (before when ``backward``),
-    as consecutive runs: read the first one, then the next while the page is not full.
+    """Conditions selecting the rows strictly after ``values`` in the order ``keys`` (before when
+    ``backward``), as consecutive runs: read the first one, then the next while the page is not full.
 
-    Each is a row comparison over columns of one direction, which PostgreSQL turns into the start of the index
-    scan. A sort with a descending lead and ascending tie-break (worst severity first) gives two runs: the rest
-    of the current tie group, then the groups after it.
+    Each is a row comparison over columns of one direction, which PostgreSQL turns into the start of the
+    index scan. A sort with a descending lead and ascending tie-break (worst severity first) gives two runs:
+    the rest of the current tie group, then the groups after it.
     """
 
     def beyond(columns, row, descending):

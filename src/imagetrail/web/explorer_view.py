@@ -115,7 +115,9 @@ class ExplorerRequest:
                     errors.append(str(exc))
                     raw = None
             cursors[name] = raw
-        return cls(form=form, filters=filters, sort=sort, page=page, page_size=page_size, errors=errors, **cursors)
+        return cls(
+            form=form, filters=filters, sort=sort, page=page, page_size=page_size, errors=errors, **cursors
+        )
 
     def params(self, **changes: object) -> Dict[str, str]:
         """The query-string parameters for a link to this query with ``changes``."""
@@ -185,7 +187,7 @@ def run(session: Session, principal: Principal, query: ExplorerRequest) -> Explo
     assert query.filters is not None
     cursor = {"after": query.after} if query.after else {"before": query.before} if query.before else {}
     result = run_query(
-        session, query.filters, principal, page=query.page, page_size=query.page_size, sort=query.sort, **cursor
+        session, query.filters, principal, query.page, query.page_size, query.sort, **cursor
     )
     last_page = max(math.ceil(result.total / query.page_size), 1)
     if query.page > last_page:  # a stale link past the end: show the last page instead
@@ -230,10 +232,12 @@ def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str,
         "first_row": (page - 1) * query.page_size + 1,
         "last_row": min(page * query.page_size, result.total) if result else 0,
         # With the neighbouring page's cursor when there is one, so paging on stays as fast as page 1.
-        "prev_href": query.href(page=page - 1, before=result.prev_cursor if result else None) if page > 1 else None,
-        "next_href": query.href(page=page + 1, after=result.next_cursor if result else None)
-        if page < pages
-        else None,
+        "prev_href": (
+            query.href(page=page - 1, before=result.prev_cursor if result else None) if page > 1 else None
+        ),
+        "next_href": (
+            query.href(page=page + 1, after=result.next_cursor if result else None) if page < pages else None
+        ),
         "csv_href": query.href("/explorer.csv", page=1, page_size=DEFAULT_PAGE_SIZE),
     }
 
@@ -331,9 +335,7 @@ def csv_lines(sessions: sessionmaker, principal: Principal, query: ExplorerReque
     with sessions() as session:
         while True:
             # Each batch seeks on from the last row of the one before (no OFFSET to scan through).
-            result = run_query(
-                session, query.filters, principal, page=page, page_size=CSV_BATCH, sort=query.sort, after=after
-            )
+            result = run_query(session, query.filters, principal, page, CSV_BATCH, query.sort, after=after)
             after = result.next_cursor
             buffer.seek(0)
             buffer.truncate()

@@ -211,12 +211,12 @@ class ImageRelation(Base):
 
 
 class DigestOrganization(Base):
-    """An organisation whose run pushed this digest, or pushed its image index or one of its platform manifests.
+    """An organisation whose run pushed this digest, or its image index or one of its platform manifests.
 
-    Derived from ``pushes`` and ``image_relations`` (one hop, like the trace) and rewritten for the digests a
-    report or a new relation touches (``imagetrail.ingest.digest_organizations``), so "may this reader see the
-    image" is one indexed lookup (``imagetrail.queries.visibility.digest_condition``) instead of a join up from
-    every push. A digest with no row was pushed by no reported run.
+    Derived from ``pushes`` and ``image_relations`` (one hop, like the trace) and rewritten for the digests
+    a report or a new relation touches (``imagetrail.ingest.digest_organizations``), so "may this reader see
+    the image" is one indexed lookup (``imagetrail.queries.visibility.digest_condition``) instead of a join
+    up from every push. A digest with no row was pushed by no reported run.
     """
 
     __tablename__ = "digest_organizations"
