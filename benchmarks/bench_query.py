@@ -5,7 +5,7 @@ with COPY from in-memory buffers. Prints p50/p99 of the explorer query (first pa
 count included) next to a plain indexed lookup (one push by digest) measured in the same run,
 and writes benchmarks/results/bench_query.md. Target: explorer p99 < 500 ms.
 
-    python3 benchmarks/bench_query.py [--scale 0.1] [--database-url postgresql+psycopg://...]
+    python3 benchmarks/bench_query.py [--scale 0.1] [--database-url postgresql+psycopg://...] [--output FILE]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Plain functions over a SQLAlchemy session, used by the API (``GET /v1/query``), the CLI and the
 web explorer in-process:
 
-* ``run_query(session, filters, principal, page, page_size, sort) -> ExplorerPage``
+* ``run_query(session, filters, principal, page, page_size, sort, after, before) -> ExplorerPage``
 * ``coverage_gaps(session, principal, filters, page, page_size) -> GapPage``
 * ``coverage_summary(session, principal) -> CoverageSummary``
 
@@ -18,7 +18,12 @@ vulnerabilities", running or not).
 
 Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
 granted. Running containers with no trail belong to no organisation, so only readers granted every
-organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps.
+organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps. For running
+containers the rule is ``visibility.digest_condition`` (one indexed lookup in ``digest_organizations``).
+
+Paging: a page of running containers is read in its sort's index, either past an OFFSET of ids (a typed page
+number) or from a seek cursor of the neighbouring page (``after`` / ``before``), which costs the same on any
+page.
 """
 
 from __future__ import annotations
