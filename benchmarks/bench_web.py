@@ -4,8 +4,10 @@ Bulk-loads an estate into a fresh PostgreSQL schema with COPY (100,000 running c
 10 clusters, 100,000 pushes, one vulnerability summary per pushed digest), then requests the web
 explorer's pages through the real app (in-process ASGI, real API key, real templates) and
 prints p50/p95 next to the floor measured in the same run: the explorer query function alone
-(``run_query`` for the same page), i.e. the cost of the page beyond fetching its data.
-Writes benchmarks/results/bench_web.md.
+(``run_query`` for the same page), i.e. the cost of the page beyond fetching its data. Pages: all rows
+worst first, exposed AND high (a reader of everything, and a reader of one organisation), and page 1,000
+both typed (an OFFSET over ids) and reached by page 999's Next link (its seek cursor).
+Writes benchmarks/results/bench_web.md, or ``--output FILE`` for a scratch run.
 
     python3 benchmarks/bench_web.py [--containers 100000] [--repeat 20] [--database-url postgresql+psycopg://...]
 """
