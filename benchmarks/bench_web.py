@@ -4,8 +4,10 @@ Bulk-loads an estate into a fresh PostgreSQL schema with COPY (100,000 running c
 10 clusters, 100,000 pushes, one vulnerability summary per pushed digest), then requests the web
 explorer's pages through the real app (in-process ASGI, real API key, real templates) and
 prints p50/p95 next to the floor measured in the same run: the explorer query function alone
-(``run_query`` for the same page), i.e. the cost of the page beyond fetching its data.
-Writes benchmarks/results/bench_web.md.
+(``run_query`` for the same page), i.e. the cost of the page beyond fetching its data. Pages: all rows
+worst first, exposed AND high (a reader of everything, and a reader of one organisation), and page 1,000
+both typed (an OFFSET over ids) and reached by page 999's Next link (its seek cursor).
+Writes benchmarks/results/bench_web.md, or ``--output FILE`` for a scratch run.
 
     python3 benchmarks/bench_web.py [--containers 100000] [--repeat 20] [--database-url postgresql+psycopg://...]
 """
@@ -29,6 +31,7 @@ import sqlalchemy as sa  # noqa: E402
 from imagetrail.queries.explorer import run_query  # noqa: E402
 from imagetrail.queries.filters import ExplorerFilters  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
+from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
 from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -36,6 +39,9 @@ from imagetrail.store.migrate import upgrade  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = Principal(kind="api-key", subject="bench", scopes=frozenset({"admin"}), organizations=None)
+READER = Principal(
+    kind="api-key", subject="bench", scopes=frozenset({"read"}), organizations=frozenset({"org1"})
+)
 NOW = "2024-06-01 00:00:00+00"
 
 
@@ -207,8 +213,10 @@ def load(engine, containers: int) -> None:
             ),
         )
         db.commit()
-        with transaction(make_sessionmaker(engine)) as session:  # copied columns, as sync / scans write them
+        # Copied columns and pushing organisations, as sync, scan and report ingest write them.
+        with transaction(make_sessionmaker(engine)) as session:
             refresh_container_columns(session)
+            rebuild_digest_organizations(session)
         with db.cursor() as cursor:
             cursor.execute("ANALYZE")
         db.commit()
@@ -234,6 +242,12 @@ def main() -> int:
     parser.add_argument("--containers", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "bench_web.md",
+        help="where to write the table (a scratch file for runs that are not the record)",
+    )
     args = parser.parse_args()
 
     from fastapi.testclient import TestClient
@@ -255,35 +269,64 @@ def main() -> int:
         load_seconds = time.perf_counter() - started
         with transaction(make_sessionmaker(engine)) as session:
             key = create_key(session, "*", "read").key
+            reader_key = create_key(session, "org1", "read").key
         app = create_app(Settings(database_url=url))
         client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
+        reader = TestClient(app, headers={"Authorization": f"Bearer {reader_key}"})
         sessions = app.state.sessions
+        deep = max(args.containers // 100, 2)  # page 1,000 of 50 at full scale: half way down
+        with sessions() as session:  # the cursor page 999's Next link carries
+            after = run_query(session, ExplorerFilters(), ADMIN, page=deep - 1, page_size=50, sort="workload")
+        cursor = after.next_cursor
 
+        # name, query string, filters, sort, page, seek cursor, reader
         cases = [
-            ("all rows, worst severity first, page 1", {}, ExplorerFilters(), "-severity", 1),
+            ("all rows, worst severity first, page 1", {}, ExplorerFilters(), "-severity", 1, None, ADMIN),
             (
                 "exposed AND min severity high, page 1",
                 {"exposed": "true", "min_severity": "high"},
                 ExplorerFilters(exposed=True, min_severity="high"),
                 "-severity",
                 1,
+                None,
+                ADMIN,
             ),
             (
-                "all rows sorted by workload, page 1,000",
-                {"sort": "workload", "page": "1000"},
+                "reader of 1 of 5 organisations: exposed AND high, page 1",
+                {"exposed": "true", "min_severity": "high"},
+                ExplorerFilters(exposed=True, min_severity="high"),
+                "-severity",
+                1,
+                None,
+                READER,
+            ),
+            (
+                f"all rows sorted by workload, page {deep:,} (typed page number: OFFSET)",
+                {"sort": "workload", "page": str(deep)},
                 ExplorerFilters(),
                 "workload",
-                1000,
+                deep,
+                None,
+                ADMIN,
+            ),
+            (
+                f"all rows sorted by workload, page {deep:,} (Next link from page {deep - 1:,}: seek)",
+                {"sort": "workload", "page": str(deep), "after": cursor},
+                ExplorerFilters(),
+                "workload",
+                deep,
+                cursor,
+                ADMIN,
             ),
         ]
-        for name, params, filters, sort, page in cases:
+        for name, params, filters, sort, page, seek, principal in cases:
 
-            def floor(filters=filters, sort=sort, page=page):
+            def floor(filters=filters, sort=sort, page=page, seek=seek, principal=principal):
                 with sessions() as session:
-                    return run_query(session, filters, ADMIN, page=page, page_size=50, sort=sort)
+                    return run_query(session, filters, principal, page, 50, sort, after=seek)
 
-            def page_request(params=params):
-                response = client.get("/explorer", params=params)
+            def page_request(params=params, http=reader if principal is READER else client):
+                response = http.get("/explorer", params=params)
                 assert response.status_code == 200, response.text[:300]
                 return response
 
@@ -320,7 +363,7 @@ def main() -> int:
               "below 1 is run-to-run noise (the page runs the same query)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "benchmarks" / "results" / "bench_web.md"
+    out = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return 0

@@ -7,7 +7,9 @@ ingest, a relation recorded later, a newer scan) must keep them equal to ``clust
 
 from __future__ import annotations
 
+import base64
 import gc
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -204,6 +206,47 @@ def test_every_sort_pages_through_one_total_order(two_clusters, sort):
     assert len(set(identity)) == 12 and {r.cluster for r in whole.rows} == {"dev", "prod"}
 
 
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_cursors_page_forward_and_back_through_the_same_rows_as_page_numbers(two_clusters, sort):
+    def identity(page):
+        return [(r.cluster, r.namespace, r.pod, r.container) for r in page.rows]
+
+    with two_clusters() as session:
+        numbered = [
+            run_query(session, ExplorerFilters(), ADMIN, page=n, page_size=5, sort=sort) for n in (1, 2, 3)
+        ]
+        forward = [numbered[0]]
+        for n in (2, 3):
+            previous = forward[-1]
+            # A NULL digest has no place to seek from: the digest sort pages by number.
+            assert (previous.next_cursor is None) == (sort == "digest")
+            forward.append(
+                run_query(session, ExplorerFilters(), ADMIN, n, 5, sort, after=previous.next_cursor)
+            )
+        back = run_query(
+            session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort=sort, before=forward[2].prev_cursor
+        )
+    assert [identity(p) for p in forward] == [identity(p) for p in numbered]
+    assert identity(back) == identity(numbered[1]) and back.total == 12
+    assert forward[2].next_cursor is None and len(forward[2].rows) == 2  # the last page: nothing after it
+    assert numbered[0].prev_cursor is None
+
+
+def test_a_cursor_of_another_sort_or_a_forged_one_is_refused_naming_the_parameter(two_clusters):
+    with two_clusters() as session:
+        cursor = run_query(session, ExplorerFilters(), ADMIN, page_size=5, sort="workload").next_cursor
+        assert cursor
+        with pytest.raises(ValueError, match="^after: not a cursor of this explorer listing sorted by 'clu"):
+            run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort="cluster", after=cursor)
+        with pytest.raises(ValueError, match="^before: not a cursor"):
+            run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort="workload", before="%%%")
+        forged = base64.urlsafe_b64encode(json.dumps(["workload", [1, 2, 3, 4, 5, 6]]).encode()).decode()
+        with pytest.raises(ValueError, match="^after: not a cursor"):
+            run_query(session, ExplorerFilters(), ADMIN, page=2, page_size=5, sort="workload", after=forged)
+        with pytest.raises(ValueError, match="give one cursor"):
+            run_query(session, ExplorerFilters(), ADMIN, page=2, sort="workload", after=cursor, before=cursor)
+
+
 def test_paused_gc_nests_and_restores_the_previous_state():
     assert gc.isenabled()
     with paused_gc():
@@ -219,3 +262,70 @@ def test_paused_gc_nests_and_restores_the_previous_state():
         assert not gc.isenabled()  # it was off before: left off
     finally:
         gc.enable()
+
+
+def test_web_explorer_next_and_previous_links_carry_cursors_and_show_the_numbered_pages(sessions):
+    """Ten clusters of six containers: three pages of 25, walked by the links the page renders."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from imagetrail.web import explorer_view
+
+    scenario.load(sessions)
+    for n in range(9):
+        with transaction(sessions) as session:
+            store.replace_inventory(session, scenario.inventory().model_copy(update={"cluster": f"c{n}"}))
+
+    def page(params):
+        query = explorer_view.ExplorerRequest.from_params(params)
+        assert query.errors == []
+        with sessions() as session:
+            result = explorer_view.run(session, ADMIN, query)
+        return result, explorer_view.context(query, result)
+
+    def params(href):
+        return dict(parse_qsl(urlsplit(href).query))
+
+    for sort in ("-severity", "workload"):
+        numbered = [
+            page({"sort": sort, "page": str(n), "page_size": "25", "running": "true"})[0] for n in (1, 2, 3)
+        ]
+        assert numbered[0].total == 60
+        walked, links = [], {"sort": sort, "page_size": "25", "running": "true"}
+        for _ in range(3):
+            result, ctx = page(links)
+            walked.append(result)
+            if ctx["next_href"]:
+                links = params(ctx["next_href"])
+                assert "after" in links
+        assert ctx["next_href"] is None and [r.page for r in walked] == [1, 2, 3]
+        back, back_ctx = page(params(ctx["prev_href"]))
+        assert "before" in params(ctx["prev_href"]) and back.page == 2
+
+        def pods(results):
+            return [[(r.cluster, r.pod) for r in p.rows] for p in results]
+
+        assert pods(walked) == pods(numbered) and pods([back]) == pods(numbered[1:2])
+        assert back_ctx["first_row"] == 26
+
+
+def test_api_query_links_the_neighbouring_pages_with_their_cursors(api):
+    """GET /v1/query answers with an RFC 8288 Link header; following it gives the numbered pages."""
+    scenario.load(api.app.state.sessions)
+
+    def pods(response):
+        assert response.status_code == 200, response.text
+        return [row["pod"] for row in response.json()["rows"]]
+
+    listing = {"sort": "workload", "page_size": 2, "running": "true"}
+    numbered = [pods(api.client.get("/v1/query", params={**listing, "page": n})) for n in (1, 2, 3)]
+    response = api.client.get("/v1/query", params=listing)
+    walked = [pods(response)]
+    while "next" in response.links:
+        response = api.client.get(response.links["next"]["url"])
+        walked.append(pods(response))
+    assert walked == numbered and len(sum(numbered, [])) == 6
+    previous = response.links["prev"]["url"]
+    assert previous.startswith("/v1/query?") and "before=" in previous and "after=" not in previous
+    assert pods(api.client.get(previous)) == numbered[1]
+    refused = api.client.get("/v1/query", params={"sort": "cluster", "page": 2, "after": "bm90"})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("after: not a cursor")

@@ -180,3 +180,81 @@ def test_relation_recorded_after_the_scan_carries_the_summary(sessions):
         )
     assert new == 1
     assert "tool" in pods(query(sessions, min_severity="critical"))
+
+
+def _rule_of_record(session, principal) -> set:
+    """Digests a principal may see by the rule itself: pushed by a readable organisation, or one relation hop
+    from such a push (the join ``digest_organizations`` stands in for)."""
+    from imagetrail.queries.trail import pushes_joined, trail_conditions, with_related
+    from imagetrail.store.models.pipeline import Push
+
+    pushed = pushes_joined(Push.digest).where(*trail_conditions(ExplorerFilters(), principal))
+    return set(session.execute(with_related(pushed)).scalars())
+
+
+def _visible_pods(sessions, principal) -> set:
+    return set(pods(query(sessions, principal=principal, running=True)))
+
+
+def _assert_matches_the_rule(sessions, *organizations):
+    for org in organizations:
+        with sessions() as session:
+            containers = session.execute(select(RunningContainer.pod, RunningContainer.digest)).all()
+            allowed = _rule_of_record(session, reader(org))
+        expected = {pod for pod, d in containers if d in allowed}
+        assert _visible_pods(sessions, reader(org)) == expected, org
+
+
+def test_reader_visibility_follows_new_pushes_and_relations_at_once(estate):
+    from imagetrail.ingest.reports import ingest_report
+    from tests.cloud.support import ingester, pipeline_report, push
+
+    assert "tool" not in _visible_pods(estate, reader("contoso")) | _visible_pods(estate, reader("fabrikam"))
+    # A fabrikam run pushes the digest the tool pod runs: fabrikam sees it on the next query, contoso never.
+    ingest_report(
+        estate,
+        pipeline_report("fabrikam", "pay", "203", [push(f"{scenario.REGISTRY}/shop/tool:9", scenario.TOOL)]),
+        ingester(),
+    )
+    assert "tool" in _visible_pods(estate, reader("fabrikam"))
+    assert "tool" not in _visible_pods(estate, reader("contoso"))
+    # The nginx pod runs a platform manifest of an index contoso pushes; the relation arrives after both.
+    index = "sha256:" + "8" * 64
+    ingest_report(
+        estate, pipeline_report("contoso", "shop", "104", [push(f"{scenario.REGISTRY}/shop/nginx:1", index)]),
+        ingester(),
+    )
+    assert "nginx" not in _visible_pods(estate, reader("contoso"))
+    with transaction(estate) as session:
+        edge = (index, scenario.NGINX, "linux", "amd64")
+        assert store.record_relations(session, [edge], source="registry") == 1
+    assert "nginx" in _visible_pods(estate, reader("contoso"))
+    assert "nginx" not in _visible_pods(estate, reader("fabrikam"))
+    _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
+
+
+def test_visibility_rows_equal_the_rule_after_a_push_is_removed_and_on_rebuild(estate):
+    from sqlalchemy import delete
+
+    from imagetrail.ingest.digest_organizations import (
+        rebuild_digest_organizations,
+        refresh_digest_organizations,
+    )
+    from imagetrail.store.models.pipeline import DigestOrganization, Push
+
+    def rows(session):
+        table = DigestOrganization
+        return set(session.execute(select(table.digest, table.organization_id)).all())
+
+    with estate() as session:
+        incremental = rows(session)
+    # index, its platform manifest, web and svc: each with the one organisation that pushed it
+    assert len(incremental) == 4
+    with transaction(estate) as session:
+        assert rebuild_digest_organizations(session) == 4
+        assert rows(session) == incremental
+        # The index's push goes (as when a claimed report is replaced): it and its manifest are hidden again.
+        session.execute(delete(Push).where(Push.digest == scenario.API_INDEX))
+        assert refresh_digest_organizations(session, [scenario.API_INDEX]) == 2
+    assert "api" not in _visible_pods(estate, reader("contoso"))
+    _assert_matches_the_rule(estate, "contoso", "fabrikam")

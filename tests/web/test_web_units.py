@@ -185,3 +185,11 @@ def test_csv_cells_cannot_become_formulas(value, expected):
 )
 def test_sign_in_only_returns_to_same_site_paths(target, expected):
     assert safe_next(target) == expected
+
+
+def test_explorer_request_refuses_a_cursor_that_is_not_one_naming_the_parameter():
+    query = ExplorerRequest.from_params({"sort": "workload", "page": "3", "after": "bm90IGEgY3Vyc29y"})
+    assert query.after is None
+    assert any(error.startswith("after: not a cursor") for error in query.errors), query.errors
+    query = ExplorerRequest.from_params({"before": "x" * 9000})
+    assert any(error.startswith("before: not a cursor") for error in query.errors), query.errors

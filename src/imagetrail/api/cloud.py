@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import List, Literal, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -279,6 +279,12 @@ def explorer_filters(
         raise HTTPException(422, _validation_detail(exc, "query")) from None
 
 
+SEEK_HELP = (
+    "a seek cursor from the Link header's rel=%s of the neighbouring page: the page is read from there "
+    "instead of past an offset (page still numbers it)"
+)
+
+
 @router.get(
     "/v1/query",
     response_model=explorer.ExplorerPage,
@@ -286,16 +292,36 @@ def explorer_filters(
 )
 def get_query(
     request: Request,
+    response: Response,
     filters: ExplorerFilters = Depends(explorer_filters),
     page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
     sort: str = Query("-severity", description=" | ".join(SORT_KEYS)),
+    after: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "next"),
+    before: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "prev"),
     principal: Principal = Depends(authorized),
 ) -> explorer.ExplorerPage:
     if sort not in SORT_KEYS:
         raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
     with request.app.state.sessions() as session:
-        return explorer.run_query(session, filters, principal, page, page_size, sort)
+        try:
+            result = explorer.run_query(session, filters, principal, page, page_size, sort, after, before)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    # RFC 8288 links (relative) to the neighbouring pages with their seek cursors: a deep page costs what
+    # page 1 does when a client follows them.
+    links = []
+    for rel, step, name, other, cursor in (
+        ("next", 1, "after", "before", result.next_cursor),
+        ("prev", -1, "before", "after", result.prev_cursor),
+    ):
+        if cursor:
+            url = request.url.remove_query_params(other)
+            url = url.include_query_params(**{"page": page + step, name: cursor})
+            links.append(f'<{url.path}?{url.query}>; rel="{rel}"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return result
 
 
 @router.get(

@@ -20,6 +20,7 @@ from imagetrail.gc_pause import paused_gc
 from imagetrail.reference import registry_and_repository
 from imagetrail.inventory import Changes, Container, Exposure, Inventory, PodContainers, PodRef
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
+from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.store.models.cloud import (
     Cluster,
     Finding,
@@ -549,6 +550,8 @@ def record_relations(
         )
     session.flush()
     propagate_summaries(session, {d for key in new for d in key})
+    # A new edge shows each side to the organisations that pushed the other (the explorer's visibility).
+    refresh_digest_organizations(session, {d for key in new for d in key})
     return len(new)
 
 

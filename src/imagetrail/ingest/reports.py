@@ -55,6 +55,7 @@ from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.auth.evidence import Statement, resolve
+from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
 
@@ -289,6 +290,11 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
         return None
 
 
+def _push_digests(push: Push) -> List[str]:
+    """The digests a push names: its own and, for an index, its platform manifests."""
+    return [d for d in [push.digest, *(platform.digest for platform in push.platforms or [])] if d]
+
+
 def _unique_pushes(pushes: List[Push]) -> List[Push]:
     """A reference pushed twice with the same digest in one job is one fact."""
     seen: Dict[Tuple[str, Optional[str]], Push] = {}
@@ -469,10 +475,13 @@ def _conflict(report_id: str, differences: List[str]) -> ReportConflict:
                           "a report is never changed once stored: send the new facts in a report of their own")
 
 
-def _drop_reports(conn: Connection, report_ids: List[str]) -> None:
-    """Remove claimed reports that a run-bound credential's report of the same reportId replaces."""
-    conn.execute(delete(T_PUSHES).where(T_PUSHES.c.report_id.in_(report_ids)))
+def _drop_reports(conn: Connection, report_ids: List[str]) -> Set[str]:
+    """Remove claimed reports that a run-bound credential's report of the same reportId replaces; returns the
+    digests their pushes named."""
+    dropped = conn.execute(delete(T_PUSHES).where(T_PUSHES.c.report_id.in_(report_ids))
+                           .returning(T_PUSHES.c.digest)).scalars().all()
     conn.execute(delete(T_REPORTS).where(T_REPORTS.c.id.in_(report_ids)))
+    return {d for d in dropped if d}
 
 
 def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str, Statement]]],
@@ -569,11 +578,12 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
         differences = _differences(stored_body, sub.body)
         if differences:
             refused[rid] = _conflict(rid, differences)
-    if replaced:
-        _drop_reports(conn, replaced)
+    dropped = _drop_reports(conn, replaced) if replaced else set()
     new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items())
            if rid not in stored or rid in replaced]
     created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
+    # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
+    refresh_digest_organizations(conn, dropped | {d for p in new for q in p.pushes for d in _push_digests(q)})
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id

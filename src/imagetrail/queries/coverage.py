@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from imagetrail.auth import Principal
 from imagetrail.queries.filters import ExplorerFilters, check_paging
 from imagetrail.queries.reconcile_status import ReconcileStatus, reconcile_status
-from imagetrail.queries.trail import pushes_joined, with_related
+from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import normalize_registry
 from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer
-from imagetrail.store.models.pipeline import ImageReference, Organization, Project, Push
+from imagetrail.store.models.pipeline import DigestOrganization, ImageReference, Organization, Project, Push
 
 
 class Gap(BaseModel):
@@ -78,11 +78,12 @@ class CoverageSummary(BaseModel):
 
 
 def _untraced() -> Select:
-    pushed = select(Push.digest).where(Push.digest.is_not(None))
+    # A digest some run pushed, itself or as an index / platform relative, has a digest_organizations row.
+    traced = select(DigestOrganization.digest)
     return (
         select(RunningContainer, Cluster.name)
         .join(Cluster, Cluster.id == RunningContainer.cluster_id)
-        .where(or_(RunningContainer.digest.is_(None), RunningContainer.digest.not_in(with_related(pushed))))
+        .where(or_(RunningContainer.digest.is_(None), RunningContainer.digest.not_in(traced)))
     )
 
 

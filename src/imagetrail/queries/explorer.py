@@ -3,7 +3,7 @@
 Plain functions over a SQLAlchemy session, used by the API (``GET /v1/query``), the CLI and the
 web explorer in-process:
 
-* ``run_query(session, filters, principal, page, page_size, sort) -> ExplorerPage``
+* ``run_query(session, filters, principal, page, page_size, sort, after, before) -> ExplorerPage``
 * ``coverage_gaps(session, principal, filters, page, page_size) -> GapPage``
 * ``coverage_summary(session, principal) -> CoverageSummary``
 
@@ -18,16 +18,24 @@ vulnerabilities", running or not).
 
 Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
 granted. Running containers with no trail belong to no organisation, so only readers granted every
-organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps.
+organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps. For running
+containers the rule is ``visibility.digest_condition`` (one indexed lookup in ``digest_organizations``).
+
+Paging: a page of running containers is read in its sort's index, either past an OFFSET of ids (a typed page
+number) or from a seek cursor of the neighbouring page (``after`` / ``before``), which costs the same on any
+page.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import datetime
-from typing import Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -35,6 +43,7 @@ from imagetrail.auth import Principal
 from imagetrail.queries.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.queries.trail import Trail, find_trails, pushes_joined, trail_conditions, with_related
 from imagetrail.queries.untraced import untraced_digests
+from imagetrail.queries.visibility import digest_condition
 from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -44,7 +53,7 @@ from imagetrail.store.models.cloud import (
     VulnerabilitySummary,
     sort_columns,
 )
-from imagetrail.store.models.pipeline import ImageReference, Push
+from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
 
 
 class Exposure(BaseModel):
@@ -105,6 +114,10 @@ class ExplorerPage(BaseModel):
     page: int
     page_size: int
     sort: str
+    # Seek cursors (see run_query): the page after this one starts after next_cursor, the page before ends
+    # before prev_cursor. None where the neighbouring page is reached by its number instead.
+    next_cursor: Optional[str] = Field(default=None, exclude=True)
+    prev_cursor: Optional[str] = Field(default=None, exclude=True)
 
 
 def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
@@ -126,9 +139,12 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
     if filters.untraced_push:
         conditions.append(c.digest.in_(untraced_digests()))
     conditions.extend(_vulnerability_conditions(filters, c.scan_id, c.max_severity, c.max_fixable_severity))
-    if filters.trail_filtered() or principal.organizations is not None:
+    if filters.trail_filtered():
         pushed = pushes_joined(Push.digest).where(*trail_conditions(filters, principal))
         conditions.append(c.digest.in_(with_related(pushed)))
+    elif principal.organizations is not None:
+        # Visibility alone: one lookup in digest_organizations, not a join up from every push.
+        conditions.append(digest_condition(principal, c.digest))
     return conditions
 
 
@@ -154,17 +170,34 @@ def running_digests() -> Select:
     return with_related(select(RunningContainer.digest).where(RunningContainer.digest.is_not(None)))
 
 
+def not_running(digest: Any) -> list:
+    """Conditions: no cluster runs ``digest``, itself or an index / platform-manifest relative of it.
+
+    Three NOT EXISTS, which PostgreSQL runs as anti-joins. ``NOT IN (running_digests())`` meant the same, but
+    once the running digests outgrow work_mem it probes the whole list for every push (minutes at 100,000).
+    """
+    c, r = RunningContainer, ImageRelation
+    return [
+        ~select(c.id).where(c.digest == digest).exists(),
+        ~select(r.id).join(c, c.digest == r.manifest_digest).where(r.index_digest == digest).exists(),
+        ~select(r.id).join(c, c.digest == r.index_digest).where(r.manifest_digest == digest).exists(),
+    ]
+
+
 def pushed_images(filters: ExplorerFilters, principal: Principal) -> Select:
     """Pushed digests matching the trail, image and vulnerability filters (one column, may repeat).
 
-    ``filters.running`` picks images a cluster runs (True), does not run (False) or both (None).
+    ``filters.running`` picks images a cluster runs (True), does not run (False) or both (None). The pushes are
+    joined up to their organisation (``pushes_joined``) when a trail filter or the principal's visibility needs
+    it, and to their reference for a registry / repository filter; a reader of everything counts pushes alone.
     """
     vs = VulnerabilitySummary
-    query = (
-        pushes_joined(Push.digest)
-        .join(ImageReference, ImageReference.id == Push.reference_id)
-        .where(*trail_conditions(filters, principal))
-    )
+    if filters.trail_filtered() or principal.organizations is not None:
+        query = pushes_joined(Push.digest).where(*trail_conditions(filters, principal))
+    else:
+        query = select(Push.digest).where(Push.digest.is_not(None))
+    if filters.registry or filters.repository:
+        query = query.join(ImageReference, ImageReference.id == Push.reference_id)
     if filters.registry:
         query = query.where(ImageReference.registry_host == normalize_registry(filters.registry))
     if filters.repository:
@@ -177,7 +210,7 @@ def pushed_images(filters: ExplorerFilters, principal: Principal) -> Select:
     if filters.running is True:
         query = query.where(Push.digest.in_(running_digests()))
     elif filters.running is False:
-        query = query.where(Push.digest.not_in(running_digests()))
+        query = query.where(*not_running(Push.digest))
     return query
 
 
@@ -229,18 +262,14 @@ def _not_running_page(
     return total, page
 
 
-def _order(sort: str) -> list:
-    """ORDER BY for ``sort``: each matches one running_containers index (see the model)."""
+def _sort_keys(sort: str) -> List[Tuple[Any, bool]]:
+    """(column, descending) for ``sort``: each matches one running_containers index (see the model)."""
     c = RunningContainer
-    if sort == "-severity":
-        return [
-            c.max_severity.desc(),
-            c.critical_count.desc(),
-            c.high_count.desc(),
-            *(getattr(c, name) for name in CONTAINER_IDENTITY),
-        ]
-    if sort == "severity":
-        return [c.max_severity, c.critical_count, c.high_count, *(getattr(c, n) for n in CONTAINER_IDENTITY)]
+    identity = [(getattr(c, name), False) for name in CONTAINER_IDENTITY]
+    if sort in ("-severity", "severity"):
+        descending = sort == "-severity"
+        severity = [(c.max_severity, descending), (c.critical_count, descending), (c.high_count, descending)]
+        return [*severity, *identity]
     leading = {
         "cluster": "cluster_name",
         "namespace": "namespace",
@@ -250,7 +279,81 @@ def _order(sort: str) -> list:
     }.get(sort)
     if leading is None:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
-    return [getattr(c, name) for name in sort_columns(leading)]
+    return [(getattr(c, name), False) for name in sort_columns(leading)]
+
+
+# Sorts whose columns are all NOT NULL, so "after this row" is a plain comparison (a NULL digest sorts first
+# on SQLite and last on PostgreSQL): the digest sort pages by OFFSET.
+SEEK_SORTS = frozenset(SORT_KEYS) - {"digest"}
+MAX_CURSOR = 8192  # characters: a cursor holds one row's sort values (names of at most a few hundred)
+
+
+def _cursor(sort: str, container: RunningContainer) -> Optional[str]:
+    """The opaque seek cursor of one running container in ``sort`` order."""
+    if sort not in SEEK_SORTS:
+        return None
+    values = [getattr(container, column.key) for column, _ in _sort_keys(sort)]
+    raw = json.dumps([sort, values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, sort: str, name: str = "after") -> List[Any]:
+    """The sort values a cursor holds; ValueError naming ``name`` when it is not a cursor of ``sort``."""
+    decoded = None
+    if len(raw) <= MAX_CURSOR:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            pass
+    keys = _sort_keys(sort) if sort in SEEK_SORTS else []
+    if not (
+        isinstance(decoded, list)
+        and len(decoded) == 2
+        and decoded[0] == sort
+        and isinstance(decoded[1], list)
+        and keys
+        and len(decoded[1]) == len(keys)
+        and all(_fits(value, column) for value, (column, _) in zip(decoded[1], keys))
+    ):
+        raise ValueError(
+            f"{name}: not a cursor of this explorer listing sorted by {sort!r}; open page 1 again"
+        )
+    return decoded[1]
+
+
+def _fits(value: Any, column: Any) -> bool:
+    python_type = column.type.python_type
+    if python_type is bool or isinstance(value, bool):
+        return False
+    return isinstance(value, python_type) and (not isinstance(value, str) or len(value) <= 4096)
+
+
+def _seek(keys: Sequence[Tuple[Any, bool]], values: Sequence[Any], backward: bool) -> List[Any]:
+    """Conditions selecting the rows strictly after ``values`` in the order ``keys`` (before when
+    ``backward``), as consecutive runs: read the first one, then the next while the page is not full.
+
+    Each is a row comparison over columns of one direction, which PostgreSQL turns into the start of the
+    index scan. A sort with a descending lead and ascending tie-break (worst severity first) gives two runs:
+    the rest of the current tie group, then the groups after it.
+    """
+
+    def beyond(columns, row, descending):
+        return columns < row if descending != backward else columns > row
+
+    lead = 1
+    while lead < len(keys) and keys[lead][1] == keys[0][1]:
+        lead += 1
+    head = tuple_(*(c for c, _ in keys[:lead]))
+    if lead == len(keys):
+        return [beyond(head, tuple_(*values), keys[0][1])]
+    rest = keys[lead:]
+    if any(descending != rest[0][1] for _, descending in rest):
+        raise ValueError("a sort may change direction once")  # no sort order here does
+    same_group = and_(
+        *(column == value for (column, _), value in zip(keys[:lead], values)),
+        beyond(tuple_(*(c for c, _ in rest)), tuple_(*values[lead:]), rest[0][1]),
+    )
+    return [same_group, beyond(head, tuple_(*values[:lead]), keys[0][1])]
 
 
 def run_query(
@@ -260,11 +363,25 @@ def run_query(
     page: int = 1,
     page_size: int = 50,
     sort: str = "-severity",
+    after: Optional[str] = None,
+    before: Optional[str] = None,
 ) -> ExplorerPage:
     """One page of running containers, then of pushed images no cluster runs, matching ``filters``
-    that ``principal`` may see (``filters.running`` keeps one kind)."""
+    that ``principal`` may see (``filters.running`` keeps one kind).
+
+    ``after`` (the previous page's ``next_cursor``) or ``before`` (the next page's ``prev_cursor``) read the
+    page's running containers from that row on in index order instead of past an OFFSET, so a deep page costs
+    what page 1 does. ``page`` still numbers the page; the total stays exact.
+    """
     check_paging(page, page_size)
-    order = _order(sort)
+    if after and before:
+        raise ValueError("after and before: give one cursor, not both")
+    keys = _sort_keys(sort)
+    seek = None
+    if after:
+        seek = (decode_cursor(after, sort, "after"), False)
+    elif before:
+        seek = (decode_cursor(before, sort, "before"), True)
     offset = (page - 1) * page_size
     if filters.running is False:
         total, rows = _not_running_page(session, filters, principal, offset, page_size, sort)
@@ -274,14 +391,22 @@ def run_query(
     total = session.execute(
         select(func.count()).select_from(RunningContainer).where(*conditions)
     ).scalar_one()
-    rows = _running_page(session, filters, principal, conditions, order, offset, page_size)
+    containers, rows = _running_page(
+        session, filters, principal, conditions, keys, offset, page_size, total, seek
+    )
+    running = total
     if filters.running is None:
         # Images no cluster runs follow the running containers, paged as one list.
         rest, more = _not_running_page(
             session, filters, principal, max(0, offset - total), page_size - len(rows), sort
         )
         total, rows = total + rest, rows + more
-    return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+    result = ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+    if containers and page > 1:
+        result.prev_cursor = _cursor(sort, containers[0])
+    if containers and len(rows) == len(containers) and offset + len(rows) < running:
+        result.next_cursor = _cursor(sort, containers[-1])
+    return result
 
 
 def _running_page(
@@ -289,22 +414,31 @@ def _running_page(
     filters: ExplorerFilters,
     principal: Principal,
     conditions: list,
-    order: list,
+    keys: Sequence[Tuple[Any, bool]],
     offset: int,
     page_size: int,
-) -> List[ExplorerRow]:
-    # The page's ids first (read in index order, only ids carried past OFFSET), then its rows.
-    ids = (
-        session.execute(
-            select(RunningContainer.id)
-            .where(*conditions)
-            .order_by(*order)
-            .limit(page_size)
-            .offset(offset)
-        )
-        .scalars()
-        .all()
+    total: int,
+    seek: Optional[Tuple[List[Any], bool]],
+) -> Tuple[List[RunningContainer], List[ExplorerRow]]:
+    """(containers, rows) of one page: its ids first (read in index order, only ids carried past an OFFSET or
+    from a seek cursor on), then its rows."""
+    if seek is None and offset >= total:
+        return [], []  # the page lies past the running containers: nothing to skip through
+    backward = seek is not None and seek[1]
+    # Going back, read the rows before the cursor in reverse order, then turn them around.
+    query = select(RunningContainer.id).where(*conditions).order_by(
+        *(c.desc() if d != backward else c for c, d in keys)
     )
+    ids: List[int] = []
+    if seek is None:
+        ids = list(session.execute(query.offset(offset).limit(page_size)).scalars())
+    else:
+        for run in _seek(keys, seek[0], backward):
+            ids += session.execute(query.where(run).limit(page_size - len(ids))).scalars()
+            if len(ids) == page_size:
+                break
+    if backward:
+        ids.reverse()
     position = {row_id: n for n, row_id in enumerate(ids)}
     page_rows = (
         sorted(
@@ -322,7 +456,7 @@ def _running_page(
     digests = {c.digest for c in containers if c.digest}
     trails = find_trails(session, digests, filters, principal)
     scans = _scanners(session, {row[1].scan_id for row in page_rows if row[1] is not None})
-    return [
+    return containers, [
         _row(container, summary, trails.get(container.digest or ""), scans)
         for container, summary in page_rows
     ]

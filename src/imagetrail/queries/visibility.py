@@ -1,7 +1,8 @@
 """Who may see what, as SQL conditions built from the principal. The one home of the visibility rules.
 
 Organisations: a principal granted every organisation (``organizations is None``) sees every row; any other
-principal sees the rows of its organisations, compared in lower case as names are stored.
+principal sees the rows of its organisations, compared in lower case as names are stored. An image (a digest)
+belongs to the organisations whose runs pushed it or its image index / a platform manifest of it.
 
 Registry events name no organisation: readers granted every organisation see all registries; other readers
 see the registries ``IMAGETRAIL_REGISTRY_ORGS`` maps to one of their organisations.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Set
 
-from sqlalchemy import false, true
+from sqlalchemy import false, select, true
 
 from imagetrail.auth import Principal
 from imagetrail.settings import Settings
-from imagetrail.store.models.pipeline import Organization
+from imagetrail.store.models.pipeline import DigestOrganization, Organization
 
 
 def visible_organizations(principal: Principal) -> Optional[Set[str]]:
@@ -29,6 +30,26 @@ def organization_condition(principal: Principal, column: Any = Organization.name
     if visible is None:
         return true()
     return column.in_(sorted(visible)) if visible else false()
+
+
+def digest_condition(principal: Principal, column: Any) -> Any:
+    """A WHERE condition on an image-digest column: true for digests a run of a readable organisation pushed,
+    itself or as its image index / a platform manifest (``digest_organizations``, kept by ingest).
+
+    The same rows as ``organization_condition`` over the pushes joined up to their organisation, with the
+    relatives of the pushed digests added, but read from one index instead of from every push.
+    """
+    visible = visible_organizations(principal)
+    if visible is None:
+        return true()
+    if not visible:
+        return false()
+    pushed_by = (
+        select(DigestOrganization.digest)
+        .join(Organization, Organization.id == DigestOrganization.organization_id)
+        .where(organization_condition(principal))
+    )
+    return column.in_(pushed_by)
 
 
 def visible_registries(principal: Principal, settings: Settings) -> Optional[Set[str]]:

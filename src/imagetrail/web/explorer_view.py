@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, run_query
+from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, decode_cursor, run_query
 from imagetrail.queries.filters import ExplorerFilters, MAX_PAGE
 from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
 from imagetrail.facts import summary
@@ -62,6 +62,9 @@ class ExplorerRequest:
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
     errors: List[str] = field(default_factory=list)
+    # Seek cursors from the previous / next page's link: a deep page is read from there, not past an OFFSET.
+    after: Optional[str] = None
+    before: Optional[str] = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> "ExplorerRequest":
@@ -102,7 +105,19 @@ class ExplorerRequest:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"]) or "filters"
                 errors.append(f"{where}: {error['msg']}")
-        return cls(form=form, filters=filters, sort=sort, page=page, page_size=page_size, errors=errors)
+        cursors: Dict[str, Optional[str]] = {}
+        for name in ("after", "before"):
+            raw = params.get(name) or None
+            if raw is not None:
+                try:
+                    decode_cursor(raw, sort, name)
+                except ValueError as exc:
+                    errors.append(str(exc))
+                    raw = None
+            cursors[name] = raw
+        return cls(
+            form=form, filters=filters, sort=sort, page=page, page_size=page_size, errors=errors, **cursors
+        )
 
     def params(self, **changes: object) -> Dict[str, str]:
         """The query-string parameters for a link to this query with ``changes``."""
@@ -170,8 +185,9 @@ def _date(raw: str) -> Optional[datetime]:
 
 def run(session: Session, principal: Principal, query: ExplorerRequest) -> ExplorerPage:
     assert query.filters is not None
+    cursor = {"after": query.after} if query.after else {"before": query.before} if query.before else {}
     result = run_query(
-        session, query.filters, principal, page=query.page, page_size=query.page_size, sort=query.sort
+        session, query.filters, principal, query.page, query.page_size, query.sort, **cursor
     )
     last_page = max(math.ceil(result.total / query.page_size), 1)
     if query.page > last_page:  # a stale link past the end: show the last page instead
@@ -215,8 +231,13 @@ def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str,
         "pages": pages,
         "first_row": (page - 1) * query.page_size + 1,
         "last_row": min(page * query.page_size, result.total) if result else 0,
-        "prev_href": query.href(page=page - 1) if page > 1 else None,
-        "next_href": query.href(page=page + 1) if page < pages else None,
+        # With the neighbouring page's cursor when there is one, so paging on stays as fast as page 1.
+        "prev_href": (
+            query.href(page=page - 1, before=result.prev_cursor if result else None) if page > 1 else None
+        ),
+        "next_href": (
+            query.href(page=page + 1, after=result.next_cursor if result else None) if page < pages else None
+        ),
         "csv_href": query.href("/explorer.csv", page=1, page_size=DEFAULT_PAGE_SIZE),
     }
 
@@ -310,12 +331,12 @@ def csv_lines(sessions: sessionmaker, principal: Principal, query: ExplorerReque
     writer.writerow(CSV_HEADER)
     yield buffer.getvalue()
     assert query.filters is not None
-    page = 1
+    page, after = 1, None
     with sessions() as session:
         while True:
-            result = run_query(
-                session, query.filters, principal, page=page, page_size=CSV_BATCH, sort=query.sort
-            )
+            # Each batch seeks on from the last row of the one before (no OFFSET to scan through).
+            result = run_query(session, query.filters, principal, page, CSV_BATCH, query.sort, after=after)
+            after = result.next_cursor
             buffer.seek(0)
             buffer.truncate()
             for row in result.rows:

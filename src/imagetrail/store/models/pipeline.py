@@ -208,3 +208,19 @@ class ImageRelation(Base):
     variant: Mapped[Optional[str]] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))  # collector | registry | scanner
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DigestOrganization(Base):
+    """An organisation whose run pushed this digest, or its image index or one of its platform manifests.
+
+    Derived from ``pushes`` and ``image_relations`` (one hop, like the trace) and rewritten for the digests
+    a report or a new relation touches (``imagetrail.ingest.digest_organizations``), so "may this reader see
+    the image" is one indexed lookup (``imagetrail.queries.visibility.digest_condition``) instead of a join
+    up from every push. A digest with no row was pushed by no reported run.
+    """
+
+    __tablename__ = "digest_organizations"
+    __table_args__ = (Index("ix_digest_organizations_organization_digest", "organization_id", "digest"),)
+
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
