@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.queries.columns import EXPLORER_HEADER, explorer_record, utc_iso
+from imagetrail.queries.columns import EXPLORER_HEADER, explorer_record, utc_iso  # noqa: F401 (pages' times)
 from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, run_query
 from imagetrail.queries.filters import DEFAULT_SORT, FILTER_FIELDS, MAX_PAGE, SORT_LABELS, ExplorerFilters
 from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
