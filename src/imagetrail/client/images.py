@@ -14,7 +14,7 @@ from imagetrail.queries.columns import utc_iso
 from imagetrail.queries.trace import ImageRow
 
 IMAGE_ROWS = TypeAdapter(List[ImageRow])
-COLUMNS = tuple(Column(n, required=n in ("image", "digest", "run")) for n in (
+COLUMNS = tuple(Column(n, required=n in ("image", "digest", "run"), whole=n == "digest") for n in (
     "image", "digest", "run", "pipeline", "pushed_at", "commit", "organization", "project", "requester"))
 
 

@@ -21,6 +21,7 @@ from imagetrail.sanitize import csv_cell
 FORMATS = ("table", "json", "csv")
 GAP = "  "
 MIN_CELL = 6
+CUT_TO = 16  # long cells are cut down to this before optional columns are left out
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Column:
     name: str  # the key in a row
     header: str = ""
     required: bool = False  # kept however narrow the terminal (image, digest, run)
+    whole: bool = False  # never cut (a short digest must stay a prefix trace accepts)
     wide_only: bool = False  # only with --wide
 
     @property
@@ -72,8 +74,9 @@ def table(rows: Sequence[Dict[str, Any]], columns: Sequence[Column], wide: bool 
             return sum(widths) + len(GAP) * (len(widths) - 1)
 
         while total() > limit:
-            widest = max(range(len(widths)), key=lambda i: widths[i])
-            if widths[widest] > 24:
+            cuttable = [i for i, c in enumerate(shown) if not c.whole] or list(range(len(shown)))
+            widest = max(cuttable, key=lambda i: widths[i])
+            if widths[widest] > CUT_TO:
                 widths[widest] -= 1  # cut the longest cells first, down to a readable size
                 continue
             optional = [i for i, c in enumerate(shown) if not c.required]

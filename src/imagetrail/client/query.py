@@ -93,16 +93,20 @@ def _parser() -> argparse.ArgumentParser:
 # Narrow tables name the workload, the image, its short digest and the run; --wide adds every CSV column.
 _REQUIRED = ("image", "digest", "run")
 _NARROW = ("workload", "cluster", "image", "digest", "critical", "high", "run", "pipeline", "owner_email", "exposure")
-TABLE_COLUMNS = tuple(Column(name, required=name in _REQUIRED) for name in _NARROW) + tuple(
+TABLE_COLUMNS = tuple(Column(name, required=name in _REQUIRED, whole=name == "digest") for name in _NARROW) + tuple(
     Column(name, wide_only=True) for name in EXPLORER_HEADER if name not in _NARROW
 )
 
 
-def explorer_rows(answer: Dict[str, Any], wide: bool = False) -> List[Dict[str, str]]:
-    """The rows of a ``GET /v1/query`` answer, read through the API's response model, as export columns."""
+def explorer_rows(answer: Dict[str, Any], wide: bool = False, csv: bool = False) -> List[Dict[str, str]]:
+    """The rows of a ``GET /v1/query`` answer, read through the API's response model, as export columns
+    (for ``csv``, exactly the web export's values)."""
     rows = []
     for row in ExplorerPage.model_validate(answer).rows:
         record = explorer_record(row)
+        if csv:
+            rows.append(record)
+            continue
         if not row.running:
             record["cluster"] = "(not running)"
         if not wide:
@@ -190,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ApiError as exc:
         print(f"imagetrail query: {exc}", file=sys.stderr)
         return 1
-    rows = explorer_rows(answer, wide=args.wide or args.format == "csv")
+    rows = explorer_rows(answer, wide=args.wide, csv=args.format == "csv")
     emit(args, answer, rows, TABLE_COLUMNS,
          f"page {answer['page']}: {len(rows)} of {answer['total']} rows (sorted by {answer['sort']})",
          header=EXPLORER_HEADER)

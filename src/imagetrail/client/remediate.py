@@ -11,7 +11,7 @@ from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
 from imagetrail.client.query import FilterError, add_filter_arguments, filter_body
 
-COLUMNS = tuple(Column(n, required=n in ("status", "digest")) for n in (
+COLUMNS = tuple(Column(n, required=n in ("status", "digest"), whole=n == "digest") for n in (
     "status", "where", "digest", "item", "title", "assigned_to", "owner_source", "reason", "item_url"))
 CLOSE_COLUMNS = tuple(Column(n, required=n in ("item_id", "reason")) for n in (
     "tracker", "where", "item_id", "reason", "item_url"))

@@ -71,7 +71,7 @@ def fetch_trail(client: ApiClient, target: str, limit: int = DEFAULT_LIMIT, ever
 
 
 _short = short_digest
-PUSH_COLUMNS = tuple(Column(n, required=n in ("reference", "digest", "run")) for n in (
+PUSH_COLUMNS = tuple(Column(n, required=n in ("reference", "digest", "run"), whole=n == "digest") for n in (
     "reference", "digest", "run", "pipeline", "pushed_at", "commit", "requester", "matched_by", "organization",
     "project", "run_url", "evidence"))
 

@@ -47,7 +47,8 @@ def digest_prefix(text: str) -> str:
     hex_part = lowered[len("sha256:"):] if explicit else lowered
     if not _HEX.match(hex_part or "-") or len(hex_part) > 64:
         if explicit:
-            raise ResolveError(f"{text[:80]!r} is not a digest: write sha256: and {MIN_PREFIX} to 64 hex digits")
+            raise ResolveError(f"{text[:80]!r} is not a digest; write it as sha256:<64 hex digits> "
+                              f"or a unique prefix of at least {MIN_PREFIX}")
         return ""
     if not explicit and (len(hex_part) < 7 or not any(c.isdigit() for c in hex_part)):
         return ""
