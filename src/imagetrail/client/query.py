@@ -156,11 +156,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.format == "json":
                 print(json.dumps(answer, indent=2))
                 return 0
-            for section in ("clusters", "registries", "projects", "scanners"):
+            sections = ("clusters", "registries", "projects", "scanners")
+            if args.format == "csv":  # one sheet: a section column, then every section's columns
+                rows = [{"section": section, **row} for section in sections for row in _timed(answer[section])]
+                names = list(dict.fromkeys(name for row in rows for name in row)) or ["section"]
+                emit(args, answer, rows, [Column(name) for name in names])
+                return 0
+            for section in sections:
                 rows = _timed(answer[section])
-                if args.format == "csv":
-                    emit(args, answer, rows, [Column(n) for n in (rows[0] if rows else ["name"])])
-                    continue
                 print(f"{section}:")
                 print(table(rows, [Column(n, required=i == 0) for i, n in enumerate(rows[0])], wide=args.wide)
                       if rows else "  none")
