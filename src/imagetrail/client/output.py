@@ -1,7 +1,8 @@
 """How every client command prints: ``--format table|json|csv``, ``--wide``, ``--url``.
 
 Tables fit the terminal (``shutil.get_terminal_size``): long cells are cut with an ellipsis and, when that
-is not enough, the optional columns on the right are left out; ``--wide`` prints every column whole.
+is not enough, the optional columns on the right are left out; ``--wide`` prints every column whole. Into a
+pipe or a file (no terminal, no COLUMNS) cells are never cut.
 CSV cells go through ``imagetrail.sanitize.csv_cell`` (a spreadsheet shows them, never runs them).
 """
 
@@ -11,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -47,8 +49,12 @@ def add_output_arguments(parser: argparse.ArgumentParser, formats: Sequence[str]
     group.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL, else http://127.0.0.1:8080)")
 
 
-def terminal_width() -> int:
-    return shutil.get_terminal_size((120, 24)).columns
+def terminal_width() -> Optional[int]:
+    """The terminal's columns; None when printing into a pipe or file (nothing to fit: grep sees whole cells)
+    unless COLUMNS says otherwise."""
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    return None
 
 
 def short_digest(digest: Optional[str]) -> str:
@@ -67,8 +73,8 @@ def table(rows: Sequence[Dict[str, Any]], columns: Sequence[Column], wide: bool 
     cells = [[("" if row.get(c.name) is None else str(row.get(c.name))).replace("\n", " ") for c in shown]
              for row in rows]
     widths = [max([len(c.title)] + [len(r[i]) for r in cells]) for i, c in enumerate(shown)]
-    if not wide:
-        limit = width or terminal_width()
+    limit = None if wide else width or terminal_width()
+    if limit is not None:
 
         def total() -> int:
             return sum(widths) + len(GAP) * (len(widths) - 1)
