@@ -105,3 +105,50 @@ def test_relations_endpoint_validates_and_counts_new_edges(api):
     body["relations"][0]["manifest_digest"] = "latest"
     response = api.client.post("/v1/image-relations", json=body)
     assert response.status_code == 422 and "relations[0].manifest_digest" in response.json()["detail"]
+
+
+def test_one_filter_model_drives_the_api_the_cli_and_the_web_form(api):
+    """Every filter of ExplorerFilters is an API parameter, a CLI option and a form input, with its bound."""
+    import argparse
+
+    from imagetrail.client.query import add_filter_arguments
+    from imagetrail.queries.filters import FILTER_FIELDS, FILTER_NAMES
+    from imagetrail.web.explorer_view import FORM
+
+    spec = api.app.openapi()
+    for path in ("/v1/query", "/v1/query/pipelines", "/v1/coverage/gaps"):
+        parameters = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        assert set(FILTER_NAMES) <= set(parameters), path
+    cluster = parameters["cluster"]["schema"]["anyOf"][0]
+    assert cluster["maxLength"] == 253 and parameters["cluster"]["description"] == "cluster name"
+    parser = argparse.ArgumentParser()
+    add_filter_arguments(parser)
+    dests = {action.dest for action in parser._actions} - {"help"}
+    assert dests == set(FILTER_NAMES) and "--not-exposed" in parser.format_help()
+    assert [field["name"] for field in FORM] == list(FILTER_NAMES)
+    assert {f["name"]: f["maxlength"] for f in FORM}["repository"] == 512
+    assert "digests" not in FILTER_NAMES and len(FILTER_FIELDS) == 15
+
+    too_long = api.client.get("/v1/query/pipelines", params={"pipeline": "p" * 513})
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["query", "pipeline"]
+    bad_time = api.client.get("/v1/coverage/gaps", params={"pushed_before": "soon"})
+    assert bad_time.status_code == 422 and bad_time.json()["detail"].startswith("query: pushed_before:")
+    dated = api.client.get("/v1/query", params={"pushed_after": "2024-05-01", "exposed": "false"})
+    assert dated.status_code == 200, dated.text
+
+
+def test_cli_tables_fit_the_width_and_keep_the_digest_whole():
+    from imagetrail.client.output import Column, table
+
+    digest = "sha256:" + "ab" * 6
+    rows = [{"workload": "w" * 70, "image": "registry.example/" + "i" * 60, "digest": digest, "run": "2024.1",
+             "owner": "someone@example.com" * 2}]
+    columns = [Column("workload"), Column("image", required=True), Column("digest", required=True, whole=True),
+               Column("run", required=True), Column("owner")]
+    for width in (100, 70, 50):
+        lines = table(rows, columns, width=width).splitlines()
+        assert max(len(line) for line in lines) <= width, width
+        assert digest in lines[1] and {"IMAGE", "DIGEST", "RUN"} <= set(lines[0].split())
+    assert "OWNER" not in table(rows, columns, width=50) and "…" in table(rows, columns, width=70)
+    wide = table(rows, columns, wide=True, width=50)
+    assert "w" * 70 in wide and "OWNER" in wide

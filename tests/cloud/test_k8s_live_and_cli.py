@@ -131,4 +131,5 @@ def test_cli_sync_scans_query_and_gaps_against_the_real_server(tmp_path, databas
         assert lines[0].startswith("cluster,namespace,workload_kind") and len(lines) == 4
         assert any("registry-not-pushed-to" in line for line in lines)
         plan = cli("remediate", "--exposed", "--dry-run", env=env)
-        assert plan.returncode == 0 and plan.stdout.startswith("would-create contoso/shop"), plan.stdout
+        assert plan.returncode == 0 and plan.stdout.splitlines()[1].split()[:2] == ["would-create", "contoso/shop"], \
+            plan.stdout

@@ -7,7 +7,7 @@ organisation: they need an ingest credential granted every organisation
 
 from __future__ import annotations
 
-from datetime import datetime
+import inspect
 from typing import List, Literal, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -16,7 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.queries import coverage, explorer
-from imagetrail.queries.filters import MAX_PAGE, MAX_PAGE_SIZE, SORT_KEYS, ExplorerFilters
+from imagetrail.queries.filters import (
+    DEFAULT_SORT,
+    FILTER_FIELDS,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    SORT_KEYS,
+    ExplorerFilters,
+    FilterField,
+)
 from imagetrail.services import owner_resolve
 from imagetrail.queries import pipeline_risk
 from imagetrail.services import remediation
@@ -237,47 +245,25 @@ async def post_relations(
 # --- explorer ---------------------------------------------------------------------------------
 
 
-def explorer_filters(
-    exposed: Optional[bool] = None,
-    cluster: Optional[str] = None,
-    namespace: Optional[str] = None,
-    min_severity: Optional[str] = Query(None, description="low | medium | high | critical"),
-    cve: Optional[str] = None,
-    fix_available: bool = False,
-    registry: Optional[str] = None,
-    repository: Optional[str] = None,
-    org: Optional[str] = None,
-    project: Optional[str] = None,
-    pipeline: Optional[str] = None,
-    pushed_after: Optional[datetime] = None,
-    pushed_before: Optional[datetime] = None,
-    untraced_push: bool = Query(False, description="only images a registry reported pushed that nothing explains"),
-    running: Optional[bool] = Query(
-        None, description="true: only images a cluster runs; false: only pushed images no cluster runs; unset: both",
-    ),
-) -> ExplorerFilters:
-    values = dict(
-        exposed=exposed,
-        cluster=cluster,
-        namespace=namespace,
-        min_severity=min_severity,
-        cve=cve,
-        fix_available=fix_available,
-        registry=registry,
-        repository=repository,
-        org=org,
-        project=project,
-        pipeline=pipeline,
-        pushed_after=pushed_after,
-        pushed_before=pushed_before,
-        untraced_push=untraced_push,
-        running=running,
-    )
+def _filter_parameter(spec: FilterField) -> inspect.Parameter:
+    """One query parameter per filter, from the model's field: its description and string bound. Values
+    arrive as text and the model converts them, so every 422 names the field the same way."""
+    annotation = {"flag": bool, "tristate": Optional[bool]}.get(spec.surface.widget, Optional[str])
+    query = Query(spec.default, description=spec.description, max_length=spec.max_length)
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=query, annotation=annotation)
+
+
+def explorer_filters(**values: object) -> ExplorerFilters:
     try:
         return ExplorerFilters(**values)
     except ValidationError as exc:
         raise HTTPException(422, _validation_detail(exc, "query")) from None
 
+
+# FastAPI reads a dependency's parameters from its signature: built from ExplorerFilters, not written out.
+explorer_filters.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_filter_parameter(spec) for spec in FILTER_FIELDS], return_annotation=ExplorerFilters
+)
 
 SEEK_HELP = (
     "a seek cursor from the Link header's rel=%s of the neighbouring page: the page is read from there "
@@ -296,7 +282,7 @@ def get_query(
     filters: ExplorerFilters = Depends(explorer_filters),
     page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
-    sort: str = Query("-severity", description=" | ".join(SORT_KEYS)),
+    sort: str = Query(DEFAULT_SORT, max_length=20, description=" | ".join(SORT_KEYS)),
     after: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "next"),
     before: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "prev"),
     principal: Principal = Depends(authorized),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
 
 from imagetrail.queries.registry_trail import with_registry
+from imagetrail.queries.resolve import ResolveError, resolve_target
 from imagetrail.auth import Principal
 from imagetrail.auth.dependencies import authorized
 from imagetrail.queries.trace import (
@@ -47,9 +48,10 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
                 principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
+            digest = resolve_target(session, principal, digest).value  # a short digest the CLI printed
             trail = trail_for_digest(session, digest, principal, limit=limit, before=before)
             return _json(with_registry(session, trail, principal, request.app.state.settings).model_dump_json())
-        except TraceQueryError as exc:
+        except (TraceQueryError, ResolveError) as exc:
             raise HTTPException(422, str(exc)) from None
 
 
@@ -60,10 +62,15 @@ def reference_trail(request: Request, reference: str = Query(..., min_length=1, 
                     principal: Principal = Depends(authorized)) -> Response:
     with request.app.state.sessions() as session:
         try:
-            trail = trail_for_reference(session, reference, principal, limit=limit, before=before)
+            target = resolve_target(session, principal, reference)  # short digest, or no registry named
+            if target.kind == "digest":
+                trail = trail_for_digest(session, target.value, principal, limit=limit, before=before)
+            else:
+                trail = trail_for_reference(session, target.value, principal, limit=limit, before=before)
             return _json(with_registry(session, trail, principal, request.app.state.settings,
-                                       reference=reference).model_dump_json())
-        except TraceQueryError as exc:
+                                       reference=target.value if target.kind == "reference" else None
+                                       ).model_dump_json())
+        except (TraceQueryError, ResolveError) as exc:
             raise HTTPException(422, str(exc)) from None
 
 

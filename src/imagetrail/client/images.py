@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from pydantic import TypeAdapter
+
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
+from imagetrail.queries.columns import utc_iso
+from imagetrail.queries.trace import ImageRow
+
+IMAGE_ROWS = TypeAdapter(List[ImageRow])
+COLUMNS = tuple(Column(n, required=n in ("image", "digest", "run"), whole=n == "digest") for n in (
+    "image", "digest", "run", "pipeline", "pushed_at", "commit", "organization", "project", "requester"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,21 +28,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pipeline", help="pipeline id or name")
     parser.add_argument("--run", help="run id (Azure DevOps build id, GitHub run id)")
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL)")
+    add_output_arguments(parser)
     return parser
 
 
-def render(rows: List[Dict[str, Any]]) -> str:
-    if not rows:
-        return "no images found (or none you may read)"
-    lines = []
-    for row in rows:
-        pipeline = row["pipeline"].get("name") or row["pipeline"].get("id")
-        run = row["run"].get("number") or row["run"]["id"]
-        lines.append(f"{(row.get('digest') or '-'):<71}  {row['reference']}  {row.get('pushed_at') or '-'}  "
-                     f"{row['organization']}/{row['project']}/{pipeline} #{run}  {row.get('commit') or ''}".rstrip())
-    return "\n".join(lines)
+def image_rows(answer: List[Dict[str, Any]], wide: bool = False) -> List[Dict[str, str]]:
+    """The listing, read through the API's response model, one row per pushed image."""
+    return [{
+        "image": row.reference,
+        "digest": (row.digest or "-") if wide else short_digest(row.digest),
+        "run": row.run.number or row.run.id,
+        "pipeline": row.pipeline.name or row.pipeline.id,
+        "pushed_at": utc_iso(row.pushed_at),
+        "commit": (row.commit or "") if wide else (row.commit or "")[:10],
+        "organization": row.organization,
+        "project": row.project,
+        "requester": row.requester or "",
+    } for row in IMAGE_ROWS.validate_python(answer)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -46,9 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        rows = ApiClient(url=args.url).get("/v1/images", params={**filters, "limit": args.limit})
+        answer = ApiClient(url=args.url).get("/v1/images", params={**filters, "limit": args.limit})
     except ApiError as exc:
         print(f"imagetrail images: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    rows = image_rows(answer, wide=args.wide or args.format == "csv")
+    emit(args, answer, rows, COLUMNS, empty="no images found (or none you may read)")
     return 0

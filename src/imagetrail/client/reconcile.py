@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.client.output import Column, add_output_arguments, emit
 
 MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
 
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pat-env", default="AZURE_DEVOPS_PAT",
                         help="environment variable holding a PAT with Build (read) scope (default AZURE_DEVOPS_PAT)")
     parser.add_argument("--max-builds", type=int, default=1000)
-    parser.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL)")
+    add_output_arguments(parser)
     return parser
 
 
@@ -87,6 +88,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     for failure in outcome.failed:
         print(f"imagetrail reconcile: {failure}", file=sys.stderr)
-    print(f"reconciled {args.project}: {outcome.created} new, {outcome.duplicate} already stored, "
-          f"{len(outcome.failed)} failed")
+    summary = {"project": args.project, "created": outcome.created, "duplicate": outcome.duplicate,
+               "failed": len(outcome.failed)}
+    if args.format == "table":
+        print(f"reconciled {args.project}: {outcome.created} new, {outcome.duplicate} already stored, "
+              f"{len(outcome.failed)} failed")
+    else:
+        emit(args, {**summary, "failures": outcome.failed}, [summary], [Column(name) for name in summary])
     return 1 if outcome.failed else 0

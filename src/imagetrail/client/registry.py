@@ -8,6 +8,10 @@ import sys
 from typing import Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.client.output import Column, add_output_arguments, emit
+
+COLUMNS = tuple(Column(n, required=n in ("reference", "manifest_digest")) for n in (
+    "reference", "index_digest", "manifest_digest", "os", "architecture", "variant"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     resolve.add_argument("references", nargs="+", metavar="REF", help="e.g. myregistry.azurecr.io/app:1.4")
     resolve.add_argument("--dry-run", action="store_true", help="print the relations; do not send them")
+    add_output_arguments(resolve)
     sync = sub.add_parser("sync", help="walk catalog -> tags -> manifests and post new or changed pushes "
                                        "(incremental, resumable; for registries without webhooks)")
     sync.add_argument("--registry", required=True, metavar="HOST", help="e.g. ghcr.io or myregistry.example:5000")
@@ -26,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--state", metavar="FILE", help="where the sync remembers what it saw (default: "
                                                       "$XDG_STATE_HOME/imagetrail/registry-sync.json)")
     sync.add_argument("--insecure", action="store_true", help="plain HTTP to a non-loopback registry")
+    sync.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL)")
     return parser
 
 
@@ -34,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.action == "sync":
         from imagetrail.client.registry_sync import run
 
-        return run(args.registry, args.repository, args.state, args.insecure)
+        return run(args.registry, args.repository, args.state, args.insecure, url=args.url)
     from imagetrail.remote.oci_registry import RegistryClient, RegistryError
 
     registry = RegistryClient()
@@ -47,13 +53,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failed += 1
             continue
         if not resolved.platforms:
-            print(f"{reference}: {resolved.digest} is a single-platform manifest ({resolved.media_type})")
+            print(f"{reference}: {resolved.digest} is a single-platform manifest ({resolved.media_type})",
+                  file=sys.stderr if args.format != "table" else sys.stdout)
             continue
         for platform in resolved.platforms:
             label = "/".join(p for p in (platform.os, platform.architecture, platform.variant) if p)
-            print(f"{reference}: index {resolved.digest} -> {platform.digest} {label}")
+            if args.format == "table":
+                print(f"{reference}: index {resolved.digest} -> {platform.digest} {label}")
             relations.append(
                 {
+                    "reference": reference,
                     "index_digest": resolved.digest,
                     "manifest_digest": platform.digest,
                     "os": platform.os,
@@ -61,13 +70,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "variant": platform.variant,
                 }
             )
+    if args.format != "table":
+        emit(args, relations, relations, COLUMNS)
     if relations and not args.dry_run:
         try:
-            answer = ApiClient().post(
-                "/v1/image-relations", json={"source": "registry", "relations": relations}
-            )
+            sent = [{k: v for k, v in r.items() if k != "reference"} for r in relations]
+            answer = ApiClient(url=args.url).post("/v1/image-relations", json={"source": "registry", "relations": sent})
         except ApiError as exc:
             print(f"imagetrail registry resolve: {exc}", file=sys.stderr)
             return 1
-        print(f"recorded {answer['new']} new of {answer['received']} relations")
+        print(f"recorded {answer['new']} new of {answer['received']} relations", file=sys.stderr
+              if args.format != "table" else sys.stdout)
     return 1 if failed else 0

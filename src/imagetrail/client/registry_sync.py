@@ -158,14 +158,15 @@ def post_with(api: Any) -> Callable[[List[Dict[str, Any]]], None]:
     return post
 
 
-def run(registry: str, repository: Optional[str], state_path: Optional[str], insecure: bool) -> int:
+def run(registry: str, repository: Optional[str], state_path: Optional[str], insecure: bool,
+        url: Optional[str] = None) -> int:
     from imagetrail.client.api import ApiClient, ApiError
 
     client = RegistryClient(insecure=[registry] if insecure else ())
     state = SyncState(Path(state_path) if state_path else default_state_path())
     warn = lambda message: print(f"imagetrail registry sync: {message}", file=sys.stderr)  # noqa: E731
     try:
-        result = sync(client, registry.lower(), post_with(ApiClient()), state, repository,
+        result = sync(client, registry.lower(), post_with(ApiClient(url=url)), state, repository,
                       Progress(sys.stderr), warn)
     except (RegistryError, ApiError) as exc:
         warn(f"{exc}; the next run resumes where this one stopped")

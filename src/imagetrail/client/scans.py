@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.client.output import Column, add_output_arguments, emit
+
+COLUMNS = tuple(Column(n, required=n in ("file", "images")) for n in (
+    "file", "format", "images", "findings", "superseded", "scanner"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,13 +19,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     ingest = sub.add_parser("ingest", help="upload reports (trivy image/k8s --format json, grype -o json)")
     ingest.add_argument("files", nargs="+", metavar="FILE")
+    add_output_arguments(ingest)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    client = ApiClient(timeout=300)
-    failed = 0
+    client = ApiClient(url=args.url, timeout=300)
+    failed, answers, rows = 0, [], []
     for name in args.files:
         path = Path(name)
         try:
@@ -45,9 +50,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         findings = sum(image["findings"] for image in answer["images"])
         superseded = sum(1 for image in answer["images"] if not image["latest"])
         note = f"; {superseded} older than a scan already stored (kept as history)" if superseded else ""
-        print(
-            f"{name}: {answer['format']} report, {len(answer['images'])} image(s), {findings} findings{note}"
-        )
+        if args.format == "table":
+            print(f"{name}: {answer['format']} report, {len(answer['images'])} image(s), {findings} findings{note}")
+        answers.append(answer)
+        rows.append({"file": name, "format": answer["format"], "images": len(answer["images"]),
+                     "findings": findings, "superseded": superseded, "scanner": answer["scanner"]})
         for warning in answer.get("warnings") or []:
             print(f"{name}: warning: {warning}", file=sys.stderr)
+    if args.format != "table":
+        emit(args, answers, rows, COLUMNS)
     return 1 if failed else 0

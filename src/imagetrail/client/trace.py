@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
+from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED, summary
+from imagetrail.queries.columns import utc_iso
+from imagetrail.queries.trace import Trail
 from imagetrail.reference import DIGEST_RE
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
@@ -35,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"pushes per page, newest first (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})")
     parser.add_argument("--all", action="store_true", help="fetch every older page too (may be thousands of "
                                                           "pushes for a busy tag)")
-    parser.add_argument("--json", action="store_true", help="print the trail as JSON")
-    parser.add_argument("--url", help="backend URL (default: IMAGETRAIL_URL)")
+    # text: every push in detail (the default); table: one line per push
+    add_output_arguments(parser, formats=("text", "table", "json", "csv"), default="text")
     return parser
 
 
@@ -67,8 +71,44 @@ def fetch_trail(client: ApiClient, target: str, limit: int = DEFAULT_LIMIT, ever
     return trail
 
 
-def _short(digest: Optional[str]) -> str:
-    return digest[:19] if digest else "-"
+_short = short_digest
+PUSH_COLUMNS = tuple(Column(n, required=n in ("reference", "digest", "run"), whole=n == "digest") for n in (
+    "reference", "digest", "run", "pipeline", "pushed_at", "commit", "requester", "matched_by", "organization",
+    "project", "run_url", "evidence"))
+
+
+def push_rows(trail: Dict[str, Any], wide: bool = False) -> List[Dict[str, str]]:
+    """One row per push, read through the API's response model."""
+    rows = []
+    for push in Trail.model_validate(trail).pushes:
+        requester = push.requester
+        rows.append({
+            "reference": push.reference,
+            "digest": (push.digest or "") if wide else _short(push.digest),
+            "run": push.run.number or push.run.id,
+            "pipeline": push.pipeline.name or push.pipeline.id,
+            "pushed_at": utc_iso(push.pushed_at),
+            "commit": (push.source.commit or "") if wide else (push.source.commit or "")[:10],
+            "requester": (requester.email or requester.name or "") if requester else "",
+            "matched_by": push.matched_by,
+            "organization": push.organization,
+            "project": push.project,
+            "run_url": push.run.url or "",
+            "evidence": summary({name: fact.evidence for name, fact in push.facts.items()}),
+        })
+    return rows
+
+
+def hidden_note(trail: Dict[str, Any]) -> str:
+    """What the backend says it left out for lack of permission (absent from older backends)."""
+    hidden = trail.get("hidden")
+    if not hidden:
+        return ""
+    if isinstance(hidden, bool):
+        return "some pushes of this image exist that your permissions do not let you read"
+    if isinstance(hidden, int):
+        return f"{hidden} push(es) of this image exist that your permissions do not let you read"
+    return f"hidden by your permissions: {hidden}"
 
 
 def _tag(facts: Dict[str, Any], *names: str) -> str:
@@ -96,7 +136,7 @@ def render_trail(trail: Dict[str, Any]) -> str:
         lines.append(f"  {what}: {related['digest']}")
     pushes = trail.get("pushes") or []
     if not pushes:
-        lines.append("no push of this image is known from a pipeline (or none you may read)")
+        lines.append(hidden_note(trail) or "no push of this image is known from a pipeline (or none you may read)")
     for push in pushes:
         run, source, requester = push["run"], push["source"], push.get("requester") or {}
         facts = push.get("facts") or {}
@@ -104,7 +144,7 @@ def render_trail(trail: Dict[str, Any]) -> str:
         lines += [
             "",
             f"{push['reference']}  ({_short(push.get('digest'))}, {push['matched_by']})",
-            f"  pushed     {push.get('pushed_at') or '-'}",
+            f"  pushed     {utc_iso(push.get('pushed_at')) or '-'}",
             f"  pipeline   {push['organization']} / {push['project']} / {pipeline}"
             f"{_tag(facts, 'organization', 'project', 'pipeline')}",
             f"  run        {run.get('number') or run['id']} (attempt {run['attempt']}){_tag(facts, 'run')}  "
@@ -120,7 +160,7 @@ def render_trail(trail: Dict[str, Any]) -> str:
                                      else None) if p)
         lines.append(f"  requester  {owner or '-'}{_tag(facts, 'requester')}")
         evidence = push["evidence"]
-        lines.append(f"  evidence   report {_short(evidence['report_id'])} received {evidence['received_at']} "
+        lines.append(f"  evidence   report {_short(evidence['report_id'])} received {utc_iso(evidence['received_at'])} "
                      f"from {evidence['identity_kind']}")
         if facts:
             lines += _evidence_lines(facts)
@@ -134,7 +174,7 @@ def render_trail(trail: Dict[str, Any]) -> str:
 
 def _who(event: Dict[str, Any]) -> str:
     return (f"{event.get('actor') or 'anonymous'} from {event.get('source_addr') or '?'} "
-            f"({event.get('user_agent') or 'unknown client'}) at {event['pushed_at']}")
+            f"({event.get('user_agent') or 'unknown client'}) at {utc_iso(event['pushed_at'])}")
 
 
 def _registry_side(trail: Dict[str, Any]) -> List[str]:
@@ -163,5 +203,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ApiError as exc:
         print(f"imagetrail trace: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(trail, indent=2) if args.json else render_trail(trail))
+    if args.format == "text":
+        print(render_trail(trail))
+    else:
+        rows = push_rows(trail, wide=args.wide or args.format == "csv")
+        empty = hidden_note(trail) or "no push of this image is known from a pipeline (or none you may read)"
+        more = f"older pushes exist: rerun with --all, or a larger --limit (at most {MAX_LIMIT})"
+        emit(args, trail, rows, PUSH_COLUMNS, more if trail.get("has_more") else "", empty=empty)
     return 0 if trail.get("pushes") or trail.get("registry_pushes") else 3

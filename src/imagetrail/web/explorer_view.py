@@ -10,27 +10,23 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
 from typing import Dict, Iterator, List, Mapping, Optional
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from imagetrail.queries.columns import EXPLORER_HEADER, explorer_record, utc_iso  # noqa: F401 (pages' times)
 from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, decode_cursor, run_query
-from imagetrail.queries.filters import ExplorerFilters, MAX_PAGE
+from imagetrail.queries.filters import DEFAULT_SORT, FILTER_FIELDS, MAX_PAGE, SORT_LABELS, ExplorerFilters
 from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
-from imagetrail.facts import summary
 from imagetrail.sanitize import csv_cell
 from imagetrail.auth import Principal
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
-DEFAULT_SORT = "-severity"
 CSV_BATCH = 500
-TEXT_FIELDS = ("cve", "cluster", "namespace", "registry", "org", "project", "pipeline")
-FORM_FIELDS = ("exposed", "running", "min_severity", "fix_available", "untraced_push", "pushed_after",
-               "pushed_before") + TEXT_FIELDS
+FORM_FIELDS = tuple(spec.name for spec in FILTER_FIELDS)
 
 # Column header -> sort key (None: not sortable). Severity toggles between descending and ascending.
 COLUMNS = [
@@ -43,17 +39,6 @@ COLUMNS = [
     ("Commit", None),
     ("Owner", None),
 ]
-SORT_LABELS = {
-    "-severity": "severity (worst first)",
-    "severity": "severity (least first)",
-    "cluster": "cluster",
-    "namespace": "namespace",
-    "workload": "workload",
-    "image": "image",
-    "digest": "digest",
-}
-
-
 @dataclass
 class ExplorerRequest:
     form: Dict[str, str]
@@ -79,32 +64,24 @@ class ExplorerRequest:
         if page_size not in PAGE_SIZES:
             errors.append(f"page_size: must be one of {', '.join(map(str, PAGE_SIZES))}, not {page_size}")
             page_size = DEFAULT_PAGE_SIZE
-        values: Dict[str, object] = {name: form[name] for name in TEXT_FIELDS if form[name]}
-        for name in ("exposed", "running"):
-            if form[name] not in ("", "true", "false"):
-                errors.append(f"{name}: must be true, false or empty, not {form[name]!r}")
-            elif form[name]:
-                values[name] = form[name] == "true"
-        if form["min_severity"]:
-            values["min_severity"] = form["min_severity"]
-        values["fix_available"] = form["fix_available"] in ("true", "on", "1")
-        values["untraced_push"] = form["untraced_push"] in ("true", "on", "1")
-        for name in ("pushed_after", "pushed_before"):
-            if form[name]:
-                parsed = _date(form[name])
-                if parsed is None:
-                    errors.append(
-                        f"{name}: expected a date like 2024-05-31 or an RFC 3339 time, not {form[name]!r}"
-                    )
-                else:
-                    values[name] = parsed
+        values: Dict[str, object] = {}
+        for spec in FILTER_FIELDS:
+            raw = form[spec.name]
+            if spec.surface.widget == "flag":
+                values[spec.name] = raw in ("true", "on", "1")
+            elif spec.surface.widget == "tristate" and raw not in ("", "true", "false"):
+                errors.append(f"{spec.name}: must be true, false or empty, not {raw[:30]!r}")
+            elif spec.surface.widget == "tristate" and raw:
+                values[spec.name] = raw == "true"
+            elif raw:
+                values[spec.name] = raw
         filters = None
         try:
             filters = ExplorerFilters(**values)
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"]) or "filters"
-                errors.append(f"{where}: {error['msg']}")
+                errors.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         cursors: Dict[str, Optional[str]] = {}
         for name in ("after", "before"):
             raw = params.get(name) or None
@@ -173,16 +150,6 @@ def pipeline_href(query: ExplorerRequest, report: PipelineReport, row: PipelineV
     )
 
 
-def _date(raw: str) -> Optional[datetime]:
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if len(raw) == 10:  # a bare date from <input type=date>: the start of that day, UTC
-        parsed = datetime.combine(parsed.date(), time.min)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def run(session: Session, principal: Principal, query: ExplorerRequest) -> ExplorerPage:
     assert query.filters is not None
     cursor = {"after": query.after} if query.after else {"before": query.before} if query.before else {}
@@ -216,11 +183,39 @@ def _columns(query: ExplorerRequest) -> List[Dict[str, Optional[str]]]:
     return columns
 
 
+def form_fields() -> List[Dict[str, object]]:
+    """The query builder's inputs, one per filter of ``ExplorerFilters`` (the template loops over them)."""
+    fields: List[Dict[str, object]] = []
+    for spec in FILTER_FIELDS:
+        surface = spec.surface
+        choices: List[tuple] = []
+        if surface.widget == "tristate":
+            choices = list(zip(("", "true", "false"), surface.choices))
+        elif surface.widget == "choice":
+            choices = [("", "any")] + [(value, value) for value in spec.choices]
+        fields.append({
+            "id": "f-" + spec.name.replace("_", "-"),
+            "name": spec.name,
+            "label": surface.label,
+            "widget": surface.widget,
+            "choices": choices,
+            "placeholder": surface.placeholder,
+            "maxlength": spec.max_length,
+            "title": spec.description,
+        })
+    return fields
+
+
+FORM = form_fields()
+RUNNING_CHOICES = next(f["choices"] for f in FORM if f["name"] == "running")
+
+
 def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str, object]:
     pages = max(math.ceil(result.total / result.page_size), 1) if result else 1
     page = result.page if result else 1
     return {
         "form": query.form,
+        "fields": FORM,
         "errors": query.errors,
         "result": result,
         "sort": query.sort,
@@ -244,84 +239,11 @@ def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str,
 
 # --- CSV --------------------------------------------------------------------------------------
 
-CSV_HEADER = [
-    "cluster",
-    "namespace",
-    "workload_kind",
-    "workload",
-    "pod",
-    "container",
-    "container_kind",
-    "image",
-    "digest",
-    "digest_error",
-    "exposed",
-    "exposure",
-    "critical",
-    "high",
-    "medium",
-    "low",
-    "max_severity",
-    "top_cves",
-    "organization",
-    "project",
-    "pipeline",
-    "run",
-    "run_url",
-    "repository",
-    "branch",
-    "commit",
-    "owner",
-    "owner_email",
-    "evidence",
-    "running",
-    "owner_source",
-    "owners",
-]
+CSV_HEADER = EXPLORER_HEADER  # the same columns as imagetrail query --format csv (queries/columns.py)
 
 
 def csv_row(row: ExplorerRow) -> List[str]:
-    v, t = row.vulnerabilities, row.trail
-    counts = v.counts if v else None
-    top = "; ".join(
-        f"{c.id} {c.package} {c.installed_version or ''}->{c.fixed_version or 'no fix'}"
-        for c in (v.top if v else [])
-    )
-    values = [
-        row.cluster,
-        row.namespace,
-        row.workload_kind,
-        row.workload_name,
-        row.pod,
-        row.container,
-        row.container_kind,
-        row.image,
-        row.digest,
-        row.digest_error,
-        "yes" if row.exposed else "no",
-        "; ".join(e.reason + (f" ({e.address})" if e.address else "") for e in row.exposure),
-        counts.critical if counts else "",
-        counts.high if counts else "",
-        counts.medium if counts else "",
-        counts.low if counts else "",
-        v.max_severity if v else "",
-        top,
-        t.organization if t else "",
-        t.project if t else "",
-        (t.pipeline or t.pipeline_id) if t else "",
-        (t.run_number or t.run_id) if t else "",
-        t.run_url if t else "",
-        t.repository if t else "",
-        t.branch if t else "",
-        t.commit if t else "",
-        t.owner_name if t else "",
-        t.owner_email if t else "",
-        summary(t.evidence) if t else "",
-        "yes" if row.running else "no",
-        t.owners[0].source if t and t.owners else "",
-        "; ".join(f"{o.label} ({o.source})" for o in t.owners) if t else "",
-    ]
-    return [csv_cell(value) for value in values]
+    return [csv_cell(value) for value in explorer_record(row).values()]
 
 
 def csv_lines(sessions: sessionmaker, principal: Principal, query: ExplorerRequest) -> Iterator[str]:

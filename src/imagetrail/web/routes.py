@@ -375,6 +375,8 @@ def pipeline_risk_page(request: Request, web: WebSession = Depends(web_reader)) 
         errors=query.errors,
         report=report,
         pipeline_href=lambda row: explorer_view.pipeline_href(query, report, row),
+        running_choices=explorer_view.RUNNING_CHOICES,
+        utc=explorer_view.utc_iso,
     )
 
 
