@@ -4,8 +4,6 @@ and who owns the fix. The newest ``--limit`` pushes; older pages only with ``--a
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
