@@ -15,7 +15,7 @@ from imagetrail.queries.trace import (
     MAX_LIST,
     MAX_PUSHES,
     ImageRow,
-    Trail,
+    TraceAnswer,
     TraceQueryError,
     list_images,
     trail_for_digest,
@@ -40,7 +40,7 @@ BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value 
                                                  "(pushes older than it)")
 
 
-@router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
+@router.get("/v1/images/{digest}/trail", response_model=TraceAnswer, responses=ERRORS,
             summary="Which runs pushed this image (following index <-> platform manifests), newest first, "
                     "one page at a time")
 def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
@@ -53,7 +53,7 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
             raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/v1/trail", response_model=Trail, responses=ERRORS,
+@router.get("/v1/trail", response_model=TraceAnswer, responses=ERRORS,
             summary="The pushes of an image reference (registry/repository:tag), newest first, one page at a time")
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
                     limit: int = LIMIT, before: Optional[str] = BEFORE,
