@@ -18,10 +18,13 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from sqlalchemy import delete
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.parsers.codeowners import CodeownersError, match, parse_text
+from imagetrail.parsers.attribution import KIND_PROVENANCE
+from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError, match, parse_text
+from imagetrail.store.models.pipeline import Push
+from imagetrail.store.models.registry import RegistryAttribution
 from imagetrail.queries.trail import OwnerEntry, Trail
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
@@ -181,6 +184,24 @@ def ordered(
             *([requester] if requester else []),
         ]
     )
+
+
+def dockerfile_path(session: Session, digest: str) -> str:
+    """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
+    the entry point BuildKit's provenance attestation names (recorded by the registry side), else
+    ``Dockerfile`` at the root."""
+    row = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).first()
+    labelled = ((row[0] if row else None) or {}).get(DOCKERFILE_LABEL)
+    if labelled:
+        return labelled
+    for facts in session.execute(
+        select(RegistryAttribution.facts).where(
+            RegistryAttribution.digest == digest, RegistryAttribution.kind == KIND_PROVENANCE
+        )
+    ).scalars():
+        if isinstance(facts, dict) and isinstance(facts.get("entry_point"), str) and facts["entry_point"]:
+            return facts["entry_point"]
+    return DEFAULT_DOCKERFILE
 
 
 def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> None:
