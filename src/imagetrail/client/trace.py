@@ -97,7 +97,9 @@ def render_trail(trail: Dict[str, Any]) -> str:
         lines.append(f"  {what}: {related['digest']}")
     pushes = trail.get("pushes") or []
     if not pushes:
-        lines.append("no push of this image is known from a pipeline (or none you may read)")
+        lines.append("no push you may read; pushes in organisations your permissions hide exist"
+                     if trail.get("hidden_by_permissions") else
+                     "no push of this image is known from a pipeline (or none you may read)")
     for push in pushes:
         run, source, requester = push["run"], push["source"], push.get("requester") or {}
         facts = push.get("facts") or {}
