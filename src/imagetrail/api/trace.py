@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from imagetrail.queries.registry_trail import with_registry
 from imagetrail.auth import Principal
@@ -23,6 +24,17 @@ from imagetrail.queries.trace import (
 )
 
 router = APIRouter(tags=["trace"])
+
+
+def _read_session(request: Request) -> Session:
+    """A session for the trace's few reads. On PostgreSQL without a transaction (autocommit, set client
+    side): no BEGIN and ROLLBACK round trips around two or three SELECTs, which read committed rows
+    anyway. SQLite keeps its sessions (its engine begins every transaction itself)."""
+    sessions = request.app.state.sessions
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return sessions()
+    return Session(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 IMAGE_ROWS = TypeAdapter(List[ImageRow])
 
 
@@ -45,7 +57,7 @@ BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value 
                     "one page at a time")
 def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
                 principal: Principal = Depends(authorized)) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             trail = trail_for_digest(session, digest, principal, limit=limit, before=before)
             return _json(with_registry(session, trail, principal, request.app.state.settings).model_dump_json())
@@ -58,7 +70,7 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
                     limit: int = LIMIT, before: Optional[str] = BEFORE,
                     principal: Principal = Depends(authorized)) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             trail = trail_for_reference(session, reference, principal, limit=limit, before=before)
             return _json(with_registry(session, trail, principal, request.app.state.settings,
@@ -80,7 +92,7 @@ def images(
     offset: int = Query(0, ge=0, le=1_000_000),
     principal: Principal = Depends(authorized),
 ) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             return _json(IMAGE_ROWS.dump_json(list_images(
                 session, principal, repository=repository, organization=organization, project=project,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
-from sqlalchemy import case, or_, select
+from sqlalchemy import String, case, literal, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
@@ -31,8 +32,8 @@ from imagetrail.queries.trail import (
     Trail,
     attach_owners,
     pushes_joined,
-    related_digests,
-    trail_from_row,
+    with_related,
+    trails_from_rows,
     trail_select,
 )
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
@@ -168,8 +169,15 @@ def _utc(value: Optional[datetime]) -> Optional[datetime]:
 
 # -- links ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=4096)
+def _safe_url(url: Optional[str]) -> Optional[str]:
+    """``safe_url``, remembered: a page repeats the same few server and repository URLs (urlsplit each time
+    was a tenth of building a page)."""
+    return safe_url(url)
+
+
 def run_link(system: str, server_url: Optional[str], project: str, run_id: str, reported: Optional[str]) -> Optional[str]:
-    base = safe_url(server_url)
+    base = _safe_url(server_url)
     if base and system == "azure-devops" and run_id.isdigit():
         return f"{base.rstrip('/')}/{quote(project)}/_build/results?buildId={run_id}"
     if base and system == "github" and run_id.isdigit():
@@ -182,8 +190,8 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
     if not commit or not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
         return None
     kind = (repo_type or "").lower()
-    uri = safe_url(repo_uri)
-    if system == "github" and safe_url(server_url) and (not uri or kind in ("", "github")):
+    uri = _safe_url(repo_uri)
+    if system == "github" and _safe_url(server_url) and (not uri or kind in ("", "github")):
         return f"{server_url.rstrip('/')}/{project}/commit/{commit}"
     if not uri:
         return None
@@ -237,34 +245,52 @@ class Cursor:
         return cls(pushed_at, int(push_id))
 
 
-# Whether the run has resolved owners, and (digest trace) whether the registry side has anything for
-# the traced digests: asked in the push statement itself, so the usual trail costs two round trips
-# (related digests, pushes) instead of five.
+# Whether the run has resolved owners: asked in the push statement itself, so the owners query runs only
+# when there are some.
 _HAS_OWNERS = select(RunOwner.id).where(RunOwner.run_id == m.Run.id).exists().label("has_owners")
 
 
-def _registry_flags(family: Sequence[str]) -> Tuple[Any, Any]:
-    digests = sorted(family)
-    return (select(RegistryEvent.id).where(RegistryEvent.digest.in_(digests)).exists().label("has_events"),
-            select(RegistryAttribution.id).where(RegistryAttribution.digest.in_(digests)).exists()
-            .label("has_claims"))
+def _relatives(session: Session, digest: str) -> Tuple[List[RelatedDigest], Tuple[bool, bool]]:
+    """The digests related to ``digest`` and whether the registry side has events / claims for any of the
+    family: one statement (a one-row select left-joined to the relations, so the flags come back even when
+    nothing is related) instead of three."""
+    one = select(literal(1).label("one")).subquery("one_row")
+    family = with_related(select(literal(digest, String).label("digest")))
+    rows = session.execute(
+        select(m.ImageRelation.index_digest, m.ImageRelation.manifest_digest, m.ImageRelation.os,
+               m.ImageRelation.architecture, m.ImageRelation.variant,
+               select(RegistryEvent.id).where(RegistryEvent.digest.in_(family)).exists().label("has_events"),
+               select(RegistryAttribution.id).where(RegistryAttribution.digest.in_(family)).exists()
+               .label("has_claims"))
+        .select_from(one)
+        .outerjoin(m.ImageRelation, or_(m.ImageRelation.index_digest == digest,
+                                        m.ImageRelation.manifest_digest == digest))
+    ).all()
+    related: Dict[str, RelatedDigest] = {}
+    for row in rows:
+        if row.index_digest is None:
+            continue
+        if row.manifest_digest == digest:
+            related.setdefault(row.index_digest, RelatedDigest(digest=row.index_digest, relation="index"))
+        else:
+            related.setdefault(row.manifest_digest, RelatedDigest(
+                digest=row.manifest_digest, relation="platform", os=row.os, architecture=row.architecture,
+                variant=row.variant))
+    return sorted(related.values(), key=lambda r: (r.relation, r.digest)), \
+        (bool(rows[0].has_events), bool(rows[0].has_claims))
 
 
 @dataclass
 class _Page:
     trails: List[Trail]
     next: Optional[Cursor]
-    registry_seen: Optional[Tuple[bool, bool]] = None
 
 
 def _select_pushes(session: Session, principal: Principal, conditions: Sequence[Any], *, limit: int,
-                   before: Optional[Cursor] = None, offset: int = 0,
-                   family: Optional[Sequence[str]] = None) -> _Page:
+                   before: Optional[Cursor] = None, offset: int = 0) -> _Page:
     """One page of the newest pushes matching ``conditions`` (on any joined table) that the principal may
-    read, as trails with their owners and competing values. ``family``: the traced digests, whose
-    registry side the same statement looks for."""
-    flags = _registry_flags(family) if family else ()
-    query = trail_select(_HAS_OWNERS, *flags).where(*conditions, organization_condition(principal))
+    read, as trails with their owners and competing values."""
+    query = trail_select(_HAS_OWNERS).where(*conditions, organization_condition(principal))
     if before is not None:
         # "<=" first so the index range scan stops at the cursor; ties broken by id.
         query = query.where(m.Push.pushed_at <= before.pushed_at,
@@ -277,11 +303,10 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     rows = rows[:limit]
     last = rows[-1] if more else None
     cursor = Cursor(_utc(last.pushed_at), last.push_key) if last is not None and last.pushed_at is not None else None
-    trails = [trail_from_row(row) for row in rows]
+    trails = trails_from_rows(rows)
     _competing(session, rows, trails)
     attach_owners(session, trails, stored=any(row.has_owners for row in rows))
-    seen = (bool(rows[0].has_events), bool(rows[0].has_claims)) if family and rows else None
-    return _Page(trails, cursor, seen)
+    return _Page(trails, cursor)
 
 
 def _hidden(session: Session, principal: Principal, conditions: Sequence[Any]) -> bool:
@@ -319,32 +344,35 @@ def _competing(session: Session, rows: Sequence[Any], trails: List[Trail]) -> No
 
 
 def trail_push(trail: Trail, matched_by: str = "reference") -> TrailPush:
-    """The trace API's JSON shape of a trail. Built without validation (every value is typed already): a
-    page has up to 500 pushes and validating ~15 nested models each cost more than the query."""
+    """The trace API's JSON shape of a trail."""
+    return TrailPush.model_validate(_push_fields(trail, matched_by))
+
+
+def _push_fields(trail: Trail, matched_by: str) -> Dict[str, Any]:
+    # Plain dicts validated in one call per answer: constructing ~15 nested models per push one by one
+    # cost more than the query (``model_construct`` is slower still: it runs in Python).
     system, server_url, project = trail.system, trail.server_url, trail.project
-    return TrailPush.model_construct(
+    return dict(
         reference=trail.pushed_reference, registry=trail.registry, repository=trail.image_repository,
         tag=trail.tag, digest=trail.pushed_digest, matched_by=matched_by, pushed_at=trail.pushed_at,
         system=system, organization=trail.organization, project=project,
-        pipeline=Named.model_construct(id=trail.pipeline_id, name=trail.pipeline),
-        run=RunInfo.model_construct(id=trail.run_id, number=trail.run_number, attempt=trail.run_attempt,
-                                    reason=trail.reason,
-                                    url=run_link(system, server_url, project, trail.run_id, trail.run_url)),
-        job=JobInfo.model_construct(id=trail.job_id, name=trail.job_name, attempt=trail.job_attempt,
-                                    stage=trail.stage, agent=trail.agent),
-        source=SourceInfo.model_construct(
+        pipeline=dict(id=trail.pipeline_id, name=trail.pipeline),
+        run=dict(id=trail.run_id, number=trail.run_number, attempt=trail.run_attempt, reason=trail.reason,
+                 url=run_link(system, server_url, project, trail.run_id, trail.run_url)),
+        job=dict(id=trail.job_id, name=trail.job_name, attempt=trail.job_attempt, stage=trail.stage,
+                 agent=trail.agent),
+        source=dict(
             repository=trail.repository_name, uri=trail.repository_uri, type=trail.repository_type,
             branch=trail.branch, commit=trail.commit,
             commit_url=commit_link(system, server_url, project, trail.repository_uri, trail.repository_type,
                                    trail.commit)),
-        requester=(PersonInfo.model_construct(name=trail.owner_name, email=trail.owner_email)
-                   if trail.has_requester else None),
+        requester=dict(name=trail.owner_name, email=trail.owner_email) if trail.has_requester else None,
         owners=trail.owners,
-        evidence=Evidence.model_construct(report_id=trail.report_id, received_at=trail.received_at,
-                                          identity_kind=trail.identity_kind,
-                                          identity_subject=trail.identity_subject),
-        facts={fact: FactEvidence.model_construct(evidence=level, competing=trail.competing.get(fact, []))
+        evidence=dict(report_id=trail.report_id, received_at=trail.received_at, identity_kind=trail.identity_kind,
+                      identity_subject=trail.identity_subject),
+        facts={fact: dict(evidence=level, competing=trail.competing.get(fact, []))
                for fact, level in trail.evidence.items()},
+        # given, not defaulted: a mutable default is deep-copied per push
         sources=["collector"], registry_events=[],
     )
 
@@ -355,12 +383,12 @@ def _page_bounds(limit: int, before: Optional[str]) -> Optional[Cursor]:
     return Cursor.parse(before) if before else None
 
 
-def _answer(query: str, digest: Optional[str], related: List[RelatedDigest], page: _Page,
-            pushes: List[TrailPush], hidden: bool) -> TraceAnswer:
-    return TraceAnswer.model_construct(
+def _answer(query: str, digest: Optional[str], related: List[RelatedDigest], registry_seen: Optional[Tuple[bool, bool]],
+            page: _Page, pushes: List[Dict[str, Any]], hidden: bool) -> TraceAnswer:
+    return TraceAnswer.model_validate(dict(
         query=query, digest=digest, related=related, pushes=pushes, has_more=page.next is not None,
         next=str(page.next) if page.next else None, hidden_by_permissions=hidden, registry_pushes=[], claims=[],
-        registry_seen=page.registry_seen)
+        registry_seen=registry_seen))
 
 
 def trail_for_digest(session: Session, digest: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
@@ -371,14 +399,14 @@ def trail_for_digest(session: Session, digest: str, principal: Principal, *, lim
     if not DIGEST_RE.match(digest):
         raise TraceQueryError(f"{digest[:100]!r} is not an image digest; write it as sha256:<64 hex digits>")
     cursor = _page_bounds(limit, before)
-    related = related_digests(session, [digest])[digest]
+    related, registry_seen = _relatives(session, digest)
     relation_of: Dict[str, str] = {digest: "digest", **{r.digest: r.relation for r in related}}
     condition = (m.Push.digest == digest if len(relation_of) == 1
                  else m.Push.digest.in_(sorted(relation_of)))
-    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor, family=list(relation_of))
-    pushes = [trail_push(trail, relation_of[trail.pushed_digest]) for trail in page.trails]
+    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
+    pushes = [_push_fields(trail, relation_of[trail.pushed_digest]) for trail in page.trails]
     hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
-    return _answer(digest, digest, related, page, pushes, hidden)
+    return _answer(digest, digest, related, registry_seen, page, pushes, hidden)
 
 
 def trail_for_reference(session: Session, reference: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
@@ -403,11 +431,11 @@ def trail_for_reference(session: Session, reference: str, principal: Principal, 
         m.ImageReference.tag == (parsed.tag or "latest")).scalar_subquery()
     condition = m.Push.reference_id == reference_id
     page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
-    pushes = [trail_push(trail) for trail in page.trails]
-    newest = next((p.digest for p in pushes if p.digest), None)
+    pushes = [_push_fields(trail, "reference") for trail in page.trails]
+    newest = next((t.pushed_digest for t in page.trails if t.pushed_digest), None)
     hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
-    return _answer(reference, newest, related_digests(session, [newest])[newest] if newest else [], page, pushes,
-                   hidden)
+    related, registry_seen = _relatives(session, newest) if newest else ([], None)
+    return _answer(reference, newest, related, registry_seen, page, pushes, hidden)
 
 
 def list_images(session: Session, principal: Principal, *, repository: Optional[str] = None,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy import Select, func, or_, select, union
 from sqlalchemy.orm import Session
 
@@ -123,7 +123,7 @@ class Trail(BaseModel):
     owner_name: Optional[str] = None
     owner_email: Optional[str] = None
     pushed_reference: str
-    pushed_digest: str
+    pushed_digest: Optional[str]  # None only for a push whose digest could not be read (a reference trace)
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
     evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
@@ -196,12 +196,20 @@ def _utc(value: Optional[datetime]) -> Optional[datetime]:
 
 
 def trail_from_row(row: Any) -> Trail:
-    """A ``Trail`` from a row of ``trail_select`` (columns read by name). Built without validation: every
-    value comes typed from the database, and a trail page has up to 500 of them."""
+    """A ``Trail`` from a row of ``trail_select`` (columns read by name)."""
+    return Trail(**_trail_fields(row))
+
+
+def trails_from_rows(rows: Sequence[Any]) -> List[Trail]:
+    """``trail_from_row`` of each row, validated in one call (a trail page has up to 500)."""
+    return _TRAILS.validate_python([_trail_fields(row) for row in rows])
+
+
+def _trail_fields(row: Any) -> Dict[str, Any]:
     evidence = push_evidence(row.report_evidence, row.identity_kind,
                              {fact: (getattr(row, column), getattr(row, f"{fact}_evidence"))
                               for fact, column in FACT_VALUES.items()})
-    return Trail.model_construct(
+    return dict(
         system=row.system, organization=row.organization, project=row.project, pipeline=row.pipeline,
         pipeline_id=row.pipeline_id, run_id=row.run_id, run_number=row.run_number, run_url=row.run_url,
         repository=row.repository_uri or row.repository_name, branch=row.branch, commit=row.commit,
@@ -215,6 +223,9 @@ def trail_from_row(row: Any) -> Trail:
         report_id=row.report_id, received_at=_utc(row.received_at), identity_kind=row.identity_kind,
         identity_subject=row.identity_subject, competing={},
     )
+
+
+_TRAILS = TypeAdapter(List[Trail])
 
 
 def trail_conditions(filters: ExplorerFilters, principal: Principal) -> list:
@@ -277,8 +288,8 @@ def find_trails(
     conditions = trail_conditions(filters or ExplorerFilters(), principal or EVERY_ORGANIZATION)
     by_digest: Dict[str, List[Trail]] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
-        for row in session.execute(trail_select().where(Push.digest.in_(chunk), *conditions)).all():
-            by_digest[row.digest].append(trail_from_row(row))
+        for trail in trails_from_rows(session.execute(trail_select().where(Push.digest.in_(chunk), *conditions)).all()):
+            by_digest[trail.pushed_digest].append(trail)
     trails: Dict[str, Trail] = {}
     for digest, family in related.items():
         best = None
@@ -307,7 +318,7 @@ def stored_owners(session: Session, run_keys: Iterable[int]) -> Dict[int, List[O
             .where(RunOwner.run_id.in_(chunk))
             .order_by(RunOwner.run_id, RunOwner.position)
         ).all():
-            found.setdefault(owner.run_id, []).append(OwnerEntry.model_construct(
+            found.setdefault(owner.run_id, []).append(OwnerEntry(
                 source=owner.source, name=owner.name, email=owner.email, login=owner.login, detail=owner.detail,
                 evidence=owner.evidence))
     return found
