@@ -13,7 +13,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
