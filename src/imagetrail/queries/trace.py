@@ -26,12 +26,15 @@ from imagetrail.facts import DISPUTED
 from imagetrail.queries.registry_views import ClaimInfo, RegistryEventInfo
 from imagetrail.queries.trail import (
     FACT_VALUES,
+    RELATION_COLUMNS,
     OwnerEntry,
     RelatedDigest,
     Stated,
     Trail,
     attach_owners,
     pushes_joined,
+    relate,
+    relation_condition,
     with_related,
     trails_from_rows,
     trail_select,
@@ -257,27 +260,14 @@ def _relatives(session: Session, digest: str) -> Tuple[List[RelatedDigest], Tupl
     one = select(literal(1).label("one")).subquery("one_row")
     family = with_related(select(literal(digest, String).label("digest")))
     rows = session.execute(
-        select(m.ImageRelation.index_digest, m.ImageRelation.manifest_digest, m.ImageRelation.os,
-               m.ImageRelation.architecture, m.ImageRelation.variant,
+        select(*RELATION_COLUMNS,
                select(RegistryEvent.id).where(RegistryEvent.digest.in_(family)).exists().label("has_events"),
                select(RegistryAttribution.id).where(RegistryAttribution.digest.in_(family)).exists()
                .label("has_claims"))
         .select_from(one)
-        .outerjoin(m.ImageRelation, or_(m.ImageRelation.index_digest == digest,
-                                        m.ImageRelation.manifest_digest == digest))
+        .outerjoin(m.ImageRelation, relation_condition([digest]))
     ).all()
-    related: Dict[str, RelatedDigest] = {}
-    for row in rows:
-        if row.index_digest is None:
-            continue
-        if row.manifest_digest == digest:
-            related.setdefault(row.index_digest, RelatedDigest(digest=row.index_digest, relation="index"))
-        else:
-            related.setdefault(row.manifest_digest, RelatedDigest(
-                digest=row.manifest_digest, relation="platform", os=row.os, architecture=row.architecture,
-                variant=row.variant))
-    return sorted(related.values(), key=lambda r: (r.relation, r.digest)), \
-        (bool(rows[0].has_events), bool(rows[0].has_claims))
+    return relate([digest], rows)[digest], (bool(rows[0].has_events), bool(rows[0].has_claims))
 
 
 @dataclass

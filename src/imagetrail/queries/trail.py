@@ -244,28 +244,44 @@ def trail_conditions(filters: ExplorerFilters, principal: Principal) -> list:
     return conditions
 
 
-def related_digests(session: Session, digests: Iterable[str]) -> Dict[str, List[RelatedDigest]]:
-    """For each digest: the indexes that list it (relation "index") and the platform manifests it lists
-    ("platform", with os/architecture/variant), sorted by relation then digest; one statement per 500."""
-    wanted = sorted(set(digests))
+# The columns ``relate`` reads; a caller may select more beside them.
+RELATION_COLUMNS = (ImageRelation.index_digest, ImageRelation.manifest_digest, ImageRelation.os,
+                    ImageRelation.architecture, ImageRelation.variant)
+
+
+def relation_condition(digests: Sequence[str]) -> Any:
+    """Relations in which any of ``digests`` is the index or the manifest."""
+    if len(digests) == 1:
+        return or_(ImageRelation.index_digest == digests[0], ImageRelation.manifest_digest == digests[0])
+    return or_(ImageRelation.index_digest.in_(digests), ImageRelation.manifest_digest.in_(digests))
+
+
+def relate(wanted: Iterable[str], rows: Iterable[Any]) -> Dict[str, List[RelatedDigest]]:
+    """For each wanted digest, its relatives among ``rows`` (of ``RELATION_COLUMNS``; a row whose
+    index_digest is None is skipped): the indexes that list it ("index") and the platform manifests it
+    lists ("platform", with os/architecture/variant), sorted by relation then digest."""
     found: Dict[str, Dict[str, RelatedDigest]] = {d: {} for d in wanted}
-    for chunk in _chunks(wanted, 500):
-        condition = (or_(ImageRelation.index_digest == chunk[0], ImageRelation.manifest_digest == chunk[0])
-                     if len(chunk) == 1 else
-                     or_(ImageRelation.index_digest.in_(chunk), ImageRelation.manifest_digest.in_(chunk)))
-        rows = session.execute(
-            select(ImageRelation.index_digest, ImageRelation.manifest_digest, ImageRelation.os,
-                   ImageRelation.architecture, ImageRelation.variant).where(condition)
-        ).all()
-        for row in rows:
-            if row.manifest_digest in found:
-                found[row.manifest_digest].setdefault(
-                    row.index_digest, RelatedDigest(digest=row.index_digest, relation="index"))
-            if row.index_digest in found:
-                found[row.index_digest].setdefault(row.manifest_digest, RelatedDigest(
-                    digest=row.manifest_digest, relation="platform", os=row.os, architecture=row.architecture,
-                    variant=row.variant))
+    for row in rows:
+        if row.index_digest is None:
+            continue
+        if row.manifest_digest in found:
+            found[row.manifest_digest].setdefault(
+                row.index_digest, RelatedDigest(digest=row.index_digest, relation="index"))
+        if row.index_digest in found:
+            found[row.index_digest].setdefault(row.manifest_digest, RelatedDigest(
+                digest=row.manifest_digest, relation="platform", os=row.os, architecture=row.architecture,
+                variant=row.variant))
     return {d: sorted(family.values(), key=lambda r: (r.relation, r.digest)) for d, family in found.items()}
+
+
+def related_digests(session: Session, digests: Iterable[str]) -> Dict[str, List[RelatedDigest]]:
+    """For each digest: the indexes that list it and the platform manifests it lists (see ``relate``);
+    one statement per 500 digests. The one relation lookup (the trace adds its registry flags to it)."""
+    wanted = sorted(set(digests))
+    rows: List[Any] = []
+    for chunk in _chunks(wanted, 500):
+        rows += session.execute(select(*RELATION_COLUMNS).where(relation_condition(chunk))).all()
+    return relate(wanted, rows)
 
 
 def digest_family(session: Session, digest: str) -> Set[str]:
