@@ -64,6 +64,8 @@ def newest_scan(session: Session, digests: Set[str], digest: str) -> Optional[Ne
     ).all()
     if not rows:
         return None
-    summary, scanner = sorted(rows, key=lambda r: (r[0].digest == digest, r[0].scanned_at), reverse=True)[0]
+    # the digest's own scan first, then the newest of a relative's
+    summary, scanner = max(((summary, scanner) for summary, scanner in rows),
+                           key=lambda found: (found[0].digest == digest, found[0].scanned_at))
     return NewestScan(summary.digest, summary.critical, summary.high, summary.medium, summary.low,
                       [dict(item) for item in summary.top or []], scanner, summary.scanned_at)

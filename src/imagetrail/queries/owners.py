@@ -190,8 +190,8 @@ def dockerfile_path(session: Session, digest: str) -> str:
     """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
     the entry point BuildKit's provenance attestation names (recorded by the registry side), else
     ``Dockerfile`` at the root."""
-    row = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).first()
-    labelled = ((row[0] if row else None) or {}).get(DOCKERFILE_LABEL)
+    labels = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).scalar()
+    labelled = (labels or {}).get(DOCKERFILE_LABEL)
     if labelled:
         return labelled
     for facts in session.execute(
