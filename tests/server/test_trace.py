@@ -123,3 +123,26 @@ def test_an_empty_answer_says_when_permissions_hid_pushes(client, admin, stored)
     assert visible["pushes"] and visible["hidden_by_permissions"] is False
     fabrikam = client.get(f"/v1/images/{only_fabrikam}/trail", headers=admin).json()
     assert [p["run"]["id"] for p in fabrikam["pushes"]] == ["8"] and fabrikam["hidden_by_permissions"] is False
+
+
+def test_search_says_when_permissions_hid_every_match(client, admin, stored):
+    from imagetrail.auth import Principal
+    from imagetrail.web.lookup import resolve
+
+    only_fabrikam = digest("fabrikam-search")
+    report = ado_report(org="fabrikam", org_id="00000000-1111-4222-8333-444444444444", run_id="9",
+                        pushes=[push("127.0.0.1:5000/fab/tool:1.0", only_fabrikam, pushed_at="2024-06-05T10:00:00Z")])
+    assert client.post("/v1/reports", json=body(report), headers=admin).status_code == 201
+    contoso = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organizations=frozenset({"contoso"}))
+    everyone = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organizations=None)
+    prefix = only_fabrikam[:30]
+    with client.app.state.sessions() as session:
+        hidden = resolve(session, contoso, prefix)
+        by_reference = resolve(session, contoso, "127.0.0.1:5000/fab/tool:1.0")
+        nothing = resolve(session, contoso, digest("nobody")[:30])
+        admin_view = resolve(session, everyone, prefix)
+    assert hidden.candidates == [] and hidden.hidden_by_permissions and "hidden by your permissions" in hidden.message
+    assert "fabrikam" not in hidden.message and "fab/tool" not in hidden.message
+    assert by_reference.candidates == [] and by_reference.hidden_by_permissions
+    assert nothing.candidates == [] and not nothing.hidden_by_permissions
+    assert admin_view.redirect == f"/images/{only_fabrikam}" and not admin_view.hidden_by_permissions
