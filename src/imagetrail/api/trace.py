@@ -34,7 +34,13 @@ def _read_session(request: Request) -> Session:
     engine = sessions.kw["bind"]
     if engine.dialect.name != "postgresql":
         return sessions()
-    return Session(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    # one option engine (same pool) per app, not one per request
+    autocommit = getattr(request.app.state, "trace_autocommit_engine", None)
+    if autocommit is None:
+        autocommit = request.app.state.trace_autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Session(bind=autocommit, expire_on_commit=False)
+
+
 IMAGE_ROWS = TypeAdapter(List[ImageRow])
 
 
