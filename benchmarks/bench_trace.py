@@ -1,10 +1,12 @@
 """Trace latency on PostgreSQL with 1,000,000 stored pushes, over HTTP, next to a plain
 indexed SELECT of the same pushes in the same run. Target (docs/backend.md): p99 < 20 ms.
 
-    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400] [--before-src DIR]
+    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400] [--before-src DIR] [--output FILE]
 
 ``--before-src DIR`` also measures a server run from another source tree on the same data
 (e.g. the previous commit: ``git archive HEAD src | tar -x -C DIR``) for before/after rows.
+``--output FILE`` writes the table there instead of ``benchmarks/results/bench_trace.md`` (trial runs,
+small scale, or figures taken while other work runs, which must not replace the recorded ones).
 
 The pushes are bulk-loaded with COPY (not through the API), with a realistic spread: 20
 organisations, 2,000 pipelines, one report per job, two pushes per job (a version tag and
@@ -26,10 +28,13 @@ import http.client
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 from urllib.parse import quote, urlsplit
@@ -198,11 +203,27 @@ def fmt(values: List[float]) -> Tuple[str, str]:
     return f"{statistics.median(values) * 1000:.2f} ms", f"{percentile(values, 0.99) * 1000:.2f} ms"
 
 
+def _write_elsewhere(path: Path, name: str, title: str, rows, notes) -> None:
+    """``write_results`` into ``path``: it writes under the repository's benchmarks/results, so it is pointed
+    at a scratch tree for the call."""
+    import bench_ingest
+
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "benchmarks" / "results").mkdir(parents=True)
+        saved, bench_ingest.ROOT = bench_ingest.ROOT, Path(scratch)
+        try:
+            write_results(name, title, rows, notes)
+        finally:
+            bench_ingest.ROOT = saved
+        shutil.copyfile(Path(scratch) / "benchmarks" / "results" / f"{name}.md", path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pushes", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--before-src", default="", help="also measure a server from this source tree")
+    parser.add_argument("--output", default="", help="write the results to this file, not benchmarks/results/")
     args = parser.parse_args(argv)
     with fresh_schema() as url:
         migrate(url)
@@ -247,7 +268,8 @@ def main(argv=None) -> int:
     for name, values in measured.items():
         p50, p99 = fmt(values)
         rows.append((name, p50, p99, f"{percentile(values, 0.99) / percentile(floor, 0.99):.1f}"))
-    write_results("bench_trace", f"Trace latency on PostgreSQL, {args.pushes:,} stored pushes", rows, [
+    write = write_results if not args.output else partial(_write_elsewhere, Path(args.output))
+    write("bench_trace", f"Trace latency on PostgreSQL, {args.pushes:,} stored pushes", rows, [
         f"{args.pushes:,} pushes ({args.pushes // 2:,} jobs and reports, {ORGS} organisations, "
         f"{ORGS * PROJECTS_PER_ORG * PIPELINES_PER_PROJECT:,} pipelines, {REPOSITORIES:,} image repositories of "
         f"very unequal popularity: the busiest tag has {samples['max pushes per reference'][0]} pushes) loaded with "

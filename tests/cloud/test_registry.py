@@ -117,8 +117,10 @@ def test_resolved_relations_let_the_explorer_match_either_digest(registry, multi
         ],
     }
     assert api.client.post("/v1/image-relations", json=body).json() == {"received": 2, "new": 2}
-    from imagetrail.queries.trail import related_digests
+    from imagetrail.queries.trail import digest_family, related_digests
 
     with api.app.state.sessions() as session:
-        family = related_digests(session, [platforms["arm64"]["digest"]])
-    assert family[platforms["arm64"]["digest"]] == {platforms["arm64"]["digest"], index_digest}
+        family = digest_family(session, platforms["arm64"]["digest"])
+        related = related_digests(session, [platforms["arm64"]["digest"]])
+    assert family == {platforms["arm64"]["digest"], index_digest}
+    assert [(r.digest, r.relation) for r in related[platforms["arm64"]["digest"]]] == [(index_digest, "index")]

@@ -101,3 +101,48 @@ def test_links_are_only_made_from_http_urls():
 def test_org_ids_are_not_confused_with_names(client, admin, stored):
     reader = new_key(client, ADO_ORG_ID, "read")
     assert client.get("/v1/images", params={"run": "100"}, headers=reader).json() == []
+
+
+def test_an_empty_answer_says_when_permissions_hid_pushes(client, admin, stored):
+    # Only fabrikam pushed this digest: a contoso reader sees nothing, and is told why (not by whom).
+    only_fabrikam = digest("fabrikam-only")
+    report = ado_report(org="fabrikam", org_id="00000000-1111-4222-8333-444444444444", run_id="8",
+                        pushes=[push("127.0.0.1:5000/fab/app:2.0", only_fabrikam, pushed_at="2024-06-04T10:00:00Z")])
+    assert client.post("/v1/reports", json=body(report), headers=admin).status_code == 201
+    contoso = new_key(client, "contoso", "read")
+    hidden = client.get(f"/v1/images/{only_fabrikam}/trail", headers=contoso).json()
+    assert hidden["pushes"] == [] and hidden["hidden_by_permissions"] is True
+    assert "fabrikam" not in str(hidden) and "/fab/app" not in str(hidden)
+    by_reference = client.get("/v1/trail", params={"reference": "127.0.0.1:5000/fab/app:2.0"}, headers=contoso).json()
+    assert by_reference["pushes"] == [] and by_reference["hidden_by_permissions"] is True
+    assert "fabrikam" not in str(by_reference)
+    # Nothing anywhere, or nothing hidden: no such word.
+    nowhere = client.get(f"/v1/images/{digest('nowhere')}/trail", headers=contoso).json()
+    assert nowhere["pushes"] == [] and nowhere["hidden_by_permissions"] is False
+    visible = client.get(f"/v1/images/{digest('newer')}/trail", headers=contoso).json()
+    assert visible["pushes"] and visible["hidden_by_permissions"] is False
+    fabrikam = client.get(f"/v1/images/{only_fabrikam}/trail", headers=admin).json()
+    assert [p["run"]["id"] for p in fabrikam["pushes"]] == ["8"] and fabrikam["hidden_by_permissions"] is False
+
+
+def test_search_says_when_permissions_hid_every_match(client, admin, stored):
+    from imagetrail.auth import Principal
+    from imagetrail.web.lookup import resolve
+
+    only_fabrikam = digest("fabrikam-search")
+    report = ado_report(org="fabrikam", org_id="00000000-1111-4222-8333-444444444444", run_id="9",
+                        pushes=[push("127.0.0.1:5000/fab/tool:1.0", only_fabrikam, pushed_at="2024-06-05T10:00:00Z")])
+    assert client.post("/v1/reports", json=body(report), headers=admin).status_code == 201
+    contoso = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organizations=frozenset({"contoso"}))
+    everyone = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organizations=None)
+    prefix = only_fabrikam[:30]
+    with client.app.state.sessions() as session:
+        hidden = resolve(session, contoso, prefix)
+        by_reference = resolve(session, contoso, "127.0.0.1:5000/fab/tool:1.0")
+        nothing = resolve(session, contoso, digest("nobody")[:30])
+        admin_view = resolve(session, everyone, prefix)
+    assert hidden.candidates == [] and hidden.hidden_by_permissions and "hidden by your permissions" in hidden.message
+    assert "fabrikam" not in hidden.message and "fab/tool" not in hidden.message
+    assert by_reference.candidates == [] and by_reference.hidden_by_permissions
+    assert nothing.candidates == [] and not nothing.hidden_by_permissions
+    assert admin_view.redirect == f"/images/{only_fabrikam}" and not admin_view.hidden_by_permissions

@@ -280,6 +280,23 @@ def test_reader_without_a_grant_does_not_see_other_organisations(web_server, bro
     assert "api-key · contoso" in browser.find_element(By.CSS_SELECTOR, ".who").text
 
 
+def test_an_empty_page_says_when_permissions_hid_the_image(web_server):
+    # The sidecar was pushed by fabrikam only: a contoso reader is told its permissions hide it, not by whom.
+    reader = web_server.headers(web_server.contoso_reader)
+    page = requests.get(web_server.url + "/images/" + dataset.SIDECAR, headers=reader, timeout=30)
+    assert page.status_code == 404 and "hide from you" in page.text and "fabrikam" not in page.text
+    found = requests.get(web_server.url + "/search", params={"q": "quay.io/kiwigrid/k8s-sidecar:1.22.0"},
+                         headers=reader, allow_redirects=False, timeout=30)
+    assert found.status_code == 404 and "hidden by your permissions" in found.text
+    assert "fabrikam" not in found.text and "Kim Lee" not in found.text
+    nothing = requests.get(web_server.url + "/search", params={"q": "quay.io/nobody/pushed-this:1"},
+                           headers=reader, allow_redirects=False, timeout=30)
+    assert nothing.status_code == 404 and "hidden by your permissions" not in nothing.text
+    admin = requests.get(web_server.url + "/images/" + dataset.SIDECAR,
+                         headers=web_server.headers(web_server.admin_key), timeout=30)
+    assert admin.status_code == 200 and "hide from you" not in admin.text
+
+
 def test_sign_in_rejects_bad_keys_and_keys_without_read(web_server, browser):
     browser.get(web_server.url + "/explorer")
     browser.find_element(By.ID, "api-key").send_keys("itk_0000000000000000_not-a-real-key", Keys.ENTER)

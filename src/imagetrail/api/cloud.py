@@ -37,12 +37,13 @@ from imagetrail.parsers.scans import ScanFormatError, parse_report
 from imagetrail.auth import Principal
 from imagetrail.auth.dependencies import authorized
 from imagetrail.auth.errors import forbidden
+from imagetrail.queries.visibility import reads_every_organization
 from imagetrail.store.db import transaction
 
 router = APIRouter(tags=["cloud"])
 
 def _all_organizations(principal: Principal, what: str) -> None:
-    if principal.organizations is not None:
+    if not reads_every_organization(principal):
         raise forbidden(
             f"{what} concern every organisation: use a credential granted all organisations "
             "(imagetrail keys create --org '*' --scope ingest)"

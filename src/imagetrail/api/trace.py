@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from imagetrail.queries.registry_trail import with_registry
 from imagetrail.queries.resolve import ResolveError, resolve_target
@@ -16,7 +17,7 @@ from imagetrail.queries.trace import (
     MAX_LIST,
     MAX_PUSHES,
     ImageRow,
-    Trail,
+    TraceAnswer,
     TraceQueryError,
     list_images,
     trail_for_digest,
@@ -24,6 +25,23 @@ from imagetrail.queries.trace import (
 )
 
 router = APIRouter(tags=["trace"])
+
+
+def _read_session(request: Request) -> Session:
+    """A session for the trace's few reads. On PostgreSQL without a transaction (autocommit, set client
+    side): no BEGIN and ROLLBACK round trips around two or three SELECTs, which read committed rows
+    anyway. SQLite keeps its sessions (its engine begins every transaction itself)."""
+    sessions = request.app.state.sessions
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return sessions()
+    # one option engine (same pool) per app, not one per request
+    autocommit = getattr(request.app.state, "trace_autocommit_engine", None)
+    if autocommit is None:
+        autocommit = request.app.state.trace_autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Session(bind=autocommit, expire_on_commit=False)
+
+
 IMAGE_ROWS = TypeAdapter(List[ImageRow])
 
 
@@ -41,12 +59,12 @@ BEFORE = Query(None, max_length=100, description="page cursor: the 'next' value 
                                                  "(pushes older than it)")
 
 
-@router.get("/v1/images/{digest}/trail", response_model=Trail, responses=ERRORS,
+@router.get("/v1/images/{digest}/trail", response_model=TraceAnswer, responses=ERRORS,
             summary="Which runs pushed this image (following index <-> platform manifests), newest first, "
                     "one page at a time")
 def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optional[str] = BEFORE,
                 principal: Principal = Depends(authorized)) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             digest = resolve_target(session, principal, digest).value  # a short digest the CLI printed
             trail = trail_for_digest(session, digest, principal, limit=limit, before=before)
@@ -55,12 +73,12 @@ def image_trail(digest: str, request: Request, limit: int = LIMIT, before: Optio
             raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/v1/trail", response_model=Trail, responses=ERRORS,
+@router.get("/v1/trail", response_model=TraceAnswer, responses=ERRORS,
             summary="The pushes of an image reference (registry/repository:tag), newest first, one page at a time")
 def reference_trail(request: Request, reference: str = Query(..., min_length=1, max_length=1100),
                     limit: int = LIMIT, before: Optional[str] = BEFORE,
                     principal: Principal = Depends(authorized)) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             target = resolve_target(session, principal, reference)  # short digest, or no registry named
             if target.kind == "digest":
@@ -87,7 +105,7 @@ def images(
     offset: int = Query(0, ge=0, le=1_000_000),
     principal: Principal = Depends(authorized),
 ) -> Response:
-    with request.app.state.sessions() as session:
+    with _read_session(request) as session:
         try:
             return _json(IMAGE_ROWS.dump_json(list_images(
                 session, principal, repository=repository, organization=organization, project=project,

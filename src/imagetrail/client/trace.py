@@ -98,15 +98,10 @@ def push_rows(trail: Dict[str, Any], wide: bool = False) -> List[Dict[str, str]]
 
 
 def hidden_note(trail: Dict[str, Any]) -> str:
-    """What the backend says it left out for lack of permission (absent from older backends)."""
-    hidden = trail.get("hidden")
-    if not hidden:
+    """What the backend says its reader's permissions hid (``hidden_by_permissions``; absent from older backends)."""
+    if not trail.get("hidden_by_permissions"):
         return ""
-    if isinstance(hidden, bool):
-        return "some pushes of this image exist that your permissions do not let you read"
-    if isinstance(hidden, int):
-        return f"{hidden} push(es) of this image exist that your permissions do not let you read"
-    return f"hidden by your permissions: {hidden}"
+    return "no push you may read; pushes in organisations your permissions hide exist"
 
 
 def _tag(facts: Dict[str, Any], *names: str) -> str:

@@ -14,7 +14,7 @@ from imagetrail.auth import Principal
 from imagetrail.queries.filters import ExplorerFilters, check_paging
 from imagetrail.queries.reconcile_status import ReconcileStatus, reconcile_status
 from imagetrail.queries.trail import pushes_joined
-from imagetrail.queries.visibility import organization_condition
+from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.reference import normalize_registry
 from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer
 from imagetrail.store.models.pipeline import DigestOrganization, ImageReference, Organization, Project, Push
@@ -100,7 +100,7 @@ def coverage_gaps(
     Container-side filters (exposed, cluster, namespace, registry, repository) apply.
     """
     check_paging(page, page_size)
-    if principal.organizations is not None:
+    if not reads_every_organization(principal):
         return GapPage(gaps=[], total=0, page=page, page_size=page_size)
     filters = filters or ExplorerFilters()
     query = _untraced()
@@ -169,7 +169,7 @@ def _pushed_registries(session: Session) -> Set[str]:
 
 def coverage_summary(session: Session, principal: Principal) -> CoverageSummary:
     """Which clusters, registries, projects and scanners report, and when each last did."""
-    everything = principal.organizations is None
+    everything = reads_every_organization(principal)
     clusters: List[ClusterCoverage] = []
     if everything:
         untraced = dict(

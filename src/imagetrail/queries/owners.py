@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
-from sqlalchemy import delete
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.parsers.codeowners import CodeownersError, match, parse_text
+from imagetrail.parsers.attribution import KIND_PROVENANCE
+from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError, match, parse_text
+from imagetrail.store.models.pipeline import Push
+from imagetrail.store.models.registry import RegistryAttribution
 from imagetrail.queries.trail import OwnerEntry, Trail
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
@@ -55,6 +59,12 @@ def _wildcard(pattern: str) -> "re.Pattern[str]":
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE)
 
 
+@lru_cache(maxsize=32)
+def _service_identity_pattern(patterns: Tuple[str, ...]) -> "re.Pattern[str]":
+    """Every service-identity pattern as one compiled alternation (a trail page checks each push's requester)."""
+    return re.compile("|".join(f"(?:{_wildcard(p).pattern})" for p in patterns), re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class OwnerPolicy:
     service_identities: Tuple[str, ...] = DEFAULT_SERVICE_IDENTITIES
@@ -70,8 +80,8 @@ class OwnerPolicy:
         )
 
     def is_service_identity(self, *values: Optional[str]) -> bool:
-        patterns = [_wildcard(p) for p in self.service_identities]
-        return any(value and any(p.fullmatch(value.strip()) for p in patterns) for value in values)
+        pattern = _service_identity_pattern(self.service_identities)
+        return any(value and pattern.fullmatch(value.strip()) for value in values)
 
     def keep(self, owners: Iterable[OwnerEntry]) -> List[OwnerEntry]:
         """``owners`` without service identities and repeats, in order, at most MAX_OWNERS."""
@@ -176,6 +186,24 @@ def ordered(
     )
 
 
+def dockerfile_path(session: Session, digest: str) -> str:
+    """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
+    the entry point BuildKit's provenance attestation names (recorded by the registry side), else
+    ``Dockerfile`` at the root."""
+    labels = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).scalar()
+    labelled = (labels or {}).get(DOCKERFILE_LABEL)
+    if labelled:
+        return labelled
+    for facts in session.execute(
+        select(RegistryAttribution.facts).where(
+            RegistryAttribution.digest == digest, RegistryAttribution.kind == KIND_PROVENANCE
+        )
+    ).scalars():
+        if isinstance(facts, dict) and isinstance(facts.get("entry_point"), str) and facts["entry_point"]:
+            return facts["entry_point"]
+    return DEFAULT_DOCKERFILE
+
+
 def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> None:
     """Replace the run's stored owners (one transaction)."""
     from imagetrail.store.models.owners import RunOwner
@@ -197,33 +225,6 @@ def store(sessions: sessionmaker, run_key: int, owners: List[OwnerEntry]) -> Non
                     resolved_at=now,
                 )
             )
-
-
-def stored_owners(session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry]]:
-    """The resolved owners of these runs (runs.id), in order; runs never resolved are absent."""
-    from sqlalchemy import select
-
-    from imagetrail.store.models.owners import RunOwner
-
-    keys = sorted(set(run_keys))
-    found: Dict[int, List[OwnerEntry]] = {}
-    for start in range(0, len(keys), 500):
-        for owner in session.execute(
-            select(RunOwner)
-            .where(RunOwner.run_id.in_(keys[start : start + 500]))
-            .order_by(RunOwner.run_id, RunOwner.position)
-        ).scalars():
-            found.setdefault(owner.run_id, []).append(
-                OwnerEntry(
-                    source=owner.source,
-                    name=owner.name,
-                    email=owner.email,
-                    login=owner.login,
-                    detail=owner.detail,
-                    evidence=owner.evidence,
-                )
-            )
-    return found
 
 
 __all__ = ["OwnerPolicy", "requester_owner", "from_codeowners", "ordered", "store", "CodeownersError"]

@@ -2,10 +2,10 @@
 
 * A registry event with the same registry, repository, tag and digest as a collector push is that
   push's second source (``TrailPush.sources == ["collector", "registry"]``), never a second push.
-* Other registry events of the traced digests are ``Trail.registry_pushes``.
+* Other registry events of the traced digests are ``TraceAnswer.registry_pushes``.
 * A reference no collector pushed but a registry reported (e.g. a ``skopeo copy`` promotion) is
   traced through the digest the registry reported: the same trail as the original reference.
-* Claims (labels, provenance) of the traced digests are ``Trail.claims``, each with the known
+* Claims (labels, provenance) of the traced digests are ``TraceAnswer.claims``, each with the known
   runs it names (by run id) or, failing that, the runs of the commit it names.
 """
 
@@ -18,13 +18,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.reference import InvalidReference, parse_reference
-from imagetrail.queries.visibility import registry_condition, visible_registries
+from imagetrail.queries.visibility import organization_condition, registry_condition, visible_registries
 from imagetrail.queries.registry_views import ClaimedRun, ClaimInfo, RegistryEventInfo
 from imagetrail.auth import Principal
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.registry import RegistryAttribution, RegistryEvent
 from imagetrail.settings import Settings
-from imagetrail.queries.trace import Trail, run_link, trail_for_digest
+from imagetrail.queries.trace import TraceAnswer, run_link, trail_for_digest
 
 MAX_EVENTS = 200
 MAX_CLAIMS = 50
@@ -60,20 +60,26 @@ def _reference_digest(session: Session, reference: str, visible: Optional[Set[st
                            .limit(1)).scalar()
 
 
-def with_registry(session: Session, trail: Trail, principal: Principal, settings: Settings,
-                  reference: Optional[str] = None) -> Trail:
+def with_registry(session: Session, trail: TraceAnswer, principal: Principal, settings: Settings,
+                  reference: Optional[str] = None) -> TraceAnswer:
     """``trail`` with its registry side joined in (see the module docstring)."""
     visible = visible_registries(principal, settings)
     if reference is not None and not trail.pushes and not trail.has_more:
         digest = _reference_digest(session, reference, visible)
         if digest:
-            trail = trail_for_digest(session, digest, principal).model_copy(update={"query": reference})
+            hidden = trail.hidden_by_permissions
+            trail = trail_for_digest(session, digest, principal)
+            trail.query = reference
+            trail.hidden_by_permissions = trail.hidden_by_permissions or hidden
     if trail.digest is None:
         return trail
     digests = sorted({trail.digest, *(r.digest for r in trail.related)})
+    # The push statement already asked whether the registry side has anything: no statement when not.
+    has_events, has_claims = trail.registry_seen or (True, True)
     events = session.execute(
         select(RegistryEvent).where(RegistryEvent.digest.in_(digests))
-        .order_by(RegistryEvent.occurred_at.desc(), RegistryEvent.id.desc()).limit(MAX_EVENTS)).scalars().all()
+        .order_by(RegistryEvent.occurred_at.desc(), RegistryEvent.id.desc()).limit(MAX_EVENTS)
+    ).scalars().all() if has_events else []
     by_push: Dict[Tuple[str, str, str, str], List[RegistryEvent]] = {}
     for event in events:
         by_push.setdefault((event.registry_host, event.repository, event.tag, event.digest), []).append(event)
@@ -87,7 +93,7 @@ def with_registry(session: Session, trail: Trail, principal: Principal, settings
             matched.update(e.id for e in found)
     trail.registry_pushes = [_event_info(e) for e in events
                              if e.id not in matched and (visible is None or e.registry_host in visible)]
-    trail.claims = _claims(session, digests, principal, visible)
+    trail.claims = _claims(session, digests, principal, visible) if has_claims else []
     return trail
 
 
@@ -118,12 +124,12 @@ def _normal_uri(uri: Optional[str]) -> str:
 def claimed_runs(session: Session, facts: Dict[str, Any], principal: Principal) -> List[ClaimedRun]:
     """Known runs a claim names: by run id (with its organisation, system and project when given),
     else by commit (and repository, when given). Only organisations the principal may read."""
+    # Runs, not pushes: a claim may name a run that pushed nothing ImageTrail recorded.
     query = (select(*_RUN_COLUMNS, m.Repository.uri).join(m.Pipeline, m.Run.pipeline_id == m.Pipeline.id)
              .join(m.Project, m.Pipeline.project_id == m.Project.id)
              .join(m.Organization, m.Project.organization_id == m.Organization.id)
-             .outerjoin(m.Repository, m.Run.repository_id == m.Repository.id))
-    if principal.organizations is not None:
-        query = query.where(m.Organization.name.in_(sorted(principal.organizations)))
+             .outerjoin(m.Repository, m.Run.repository_id == m.Repository.id)
+             .where(organization_condition(principal)))
     if facts.get("run_id"):
         matched_by = "run"
         query = query.where(m.Run.external_id == str(facts["run_id"]))

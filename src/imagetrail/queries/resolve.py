@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 from imagetrail.auth import Principal
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
-from imagetrail.reference import DIGEST_RE
+from imagetrail.queries import search
+from imagetrail.reference import DIGEST_RE, SHORT_DIGEST_LENGTH
 from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
 
-MIN_PREFIX = 12  # hex digits: what the CLI and the web print (sha256: + 12)
+MIN_PREFIX = SHORT_DIGEST_LENGTH  # hex digits: what the CLI and the web print (sha256: + 12)
 MAX_CANDIDATES = 10  # listed in an ambiguity error
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -64,7 +65,7 @@ def digest_candidates(session: Session, principal: Principal, prefix: str, limit
     """Visible digests starting with ``sha256:<prefix>``: pushed ones, and platform manifests of a visible
     pushed index (what a cluster runs). At most ``limit``, sorted."""
     pattern = "sha256:" + prefix + "%"  # hex only: nothing to escape
-    pushed = pushes_joined(Push.digest).where(Push.digest.like(pattern), organization_condition(principal))
+    pushed = pushes_joined(Push.digest).where(*search.digest_prefix("sha256:" + prefix), organization_condition(principal))
     visible_index = pushes_joined(Push.digest).where(organization_condition(principal))
     manifests = select(ImageRelation.manifest_digest).where(
         ImageRelation.manifest_digest.like(pattern), ImageRelation.index_digest.in_(visible_index)

@@ -11,24 +11,41 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from pydantic import BaseModel
-from sqlalchemy import case, or_, select
+from pydantic import BaseModel, Field
+from sqlalchemy import String, case, literal, or_, select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.trail import OwnerEntry
+from imagetrail.auth import Principal
+from imagetrail.auth.report_claims import BOUND_KINDS
+from imagetrail.facts import DISPUTED
+from imagetrail.queries.registry_views import ClaimInfo, RegistryEventInfo
+from imagetrail.queries.trail import (
+    FACT_VALUES,
+    RELATION_COLUMNS,
+    OwnerEntry,
+    RelatedDigest,
+    Stated,
+    Trail,
+    attach_owners,
+    pushes_joined,
+    relate,
+    relation_condition,
+    with_related,
+    trails_from_rows,
+    trail_select,
+)
+from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
-from imagetrail.queries.registry_views import ClaimInfo, RegistryEventInfo
-from imagetrail.auth import Principal
-from imagetrail.facts import DISPUTED
-from imagetrail.auth.report_claims import BOUND_KINDS
-from imagetrail.auth.evidence import push_evidence
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
+from imagetrail.store.models.owners import RunOwner
+from imagetrail.store.models.registry import RegistryAttribution, RegistryEvent
 
 MAX_PUSHES = 500
 MAX_LIST = 1000
@@ -81,15 +98,6 @@ class Evidence(BaseModel):
     identity_subject: str
 
 
-class Stated(BaseModel):
-    """One value of a fact, and the credential that stated it."""
-
-    value: str
-    evidence: str  # verified | claimed
-    credential_kind: str  # azure-devops | github | azure-devops-api | api-key | entra | legacy
-    credential_id: str  # key:<id>, the token's subject, the app's id
-
-
 class FactEvidence(BaseModel):
     evidence: str  # verified | claimed | disputed
     competing: List[Stated] = []  # a disputed fact: every value stated, and who stated it
@@ -124,24 +132,23 @@ class TrailPush(BaseModel):
     registry_events: List[RegistryEventInfo] = []
 
 
-class RelatedDigest(BaseModel):
-    digest: str
-    relation: str  # "index": an index listing the traced digest; "platform": a manifest the traced index lists
-    os: Optional[str] = None
-    architecture: Optional[str] = None
-    variant: Optional[str] = None
+class TraceAnswer(BaseModel):
+    """The answer of a trace: one page of the pushes of a digest (and its relatives) or a reference."""
 
-
-class Trail(BaseModel):
     query: str
     digest: Optional[str] = None
     related: List[RelatedDigest] = []
     pushes: List[TrailPush] = []  # one page, newest first
     has_more: bool = False  # older pushes exist: ask again with before=next
     next: Optional[str] = None  # the cursor of the next (older) page
+    # Nothing visible was found, but pushes of organisations the reader may not read match: the answer
+    # says so (never which organisations, nor anything of those pushes).
+    hidden_by_permissions: bool = False
     # Registry side: pushes only a registry reported, and what the images claim (labels, provenance).
     registry_pushes: List[RegistryEventInfo] = []
     claims: List[ClaimInfo] = []
+    # What the push statement already learnt of the registry side (None: not asked; queries.registry_trail).
+    registry_seen: Optional[Tuple[bool, bool]] = Field(default=None, exclude=True)
 
 
 class ImageRow(BaseModel):
@@ -164,8 +171,15 @@ def _utc(value: Optional[datetime]) -> Optional[datetime]:
 
 # -- links ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=4096)
+def _safe_url(url: Optional[str]) -> Optional[str]:
+    """``safe_url``, remembered: a page repeats the same few server and repository URLs (urlsplit each time
+    was a tenth of building a page)."""
+    return safe_url(url)
+
+
 def run_link(system: str, server_url: Optional[str], project: str, run_id: str, reported: Optional[str]) -> Optional[str]:
-    base = safe_url(server_url)
+    base = _safe_url(server_url)
     if base and system == "azure-devops" and run_id.isdigit():
         return f"{base.rstrip('/')}/{quote(project)}/_build/results?buildId={run_id}"
     if base and system == "github" and run_id.isdigit():
@@ -178,8 +192,8 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
     if not commit or not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
         return None
     kind = (repo_type or "").lower()
-    uri = safe_url(repo_uri)
-    if system == "github" and safe_url(server_url) and (not uri or kind in ("", "github")):
+    uri = _safe_url(repo_uri)
+    if system == "github" and _safe_url(server_url) and (not uri or kind in ("", "github")):
         return f"{server_url.rstrip('/')}/{project}/commit/{commit}"
     if not uri:
         return None
@@ -233,47 +247,39 @@ class Cursor:
         return cls(pushed_at, int(push_id))
 
 
+# Whether the run has resolved owners: asked in the push statement itself, so the owners query runs only
+# when there are some.
+_HAS_OWNERS = select(RunOwner.id).where(RunOwner.run_id == m.Run.id).exists().label("has_owners")
+
+
+def _relatives(session: Session, digest: str) -> Tuple[List[RelatedDigest], Tuple[bool, bool]]:
+    """The digests related to ``digest`` and whether the registry side has events / claims for any of the
+    family: one statement (a one-row select left-joined to the relations, so the flags come back even when
+    nothing is related) instead of three."""
+    one = select(literal(1).label("one")).subquery("one_row")
+    family = with_related(select(literal(digest, String).label("digest")))
+    rows = session.execute(
+        select(*RELATION_COLUMNS,
+               select(RegistryEvent.id).where(RegistryEvent.digest.in_(family)).exists().label("has_events"),
+               select(RegistryAttribution.id).where(RegistryAttribution.digest.in_(family)).exists()
+               .label("has_claims"))
+        .select_from(one)
+        .outerjoin(m.ImageRelation, relation_condition([digest]))
+    ).all()
+    return relate([digest], rows)[digest], (bool(rows[0].has_events), bool(rows[0].has_claims))
+
+
 @dataclass
-class Page:
-    pushes: List[TrailPush]
+class _Page:
+    trails: List[Trail]
     next: Optional[Cursor]
 
 
-_PUSH_COLUMNS = (
-    m.Push.id, m.Push.reference, m.Push.digest, m.Push.pushed_at, m.ImageReference.registry_host,
-    m.ImageReference.repository, m.ImageReference.tag, m.Job.external_id.label("job_id"),
-    m.Job.name.label("job_name"), m.Job.attempt.label("job_attempt"), m.Job.stage, m.Job.agent_name,
-    m.Run.external_id.label("run_id"), m.Run.number, m.Run.attempt.label("run_attempt"), m.Run.reason,
-    m.Run.url.label("run_url"), m.Run.branch, m.Run.commit,
-    m.Pipeline.external_id.label("pipeline_id"), m.Pipeline.name.label("pipeline_name"),
-    m.Project.name.label("project"), m.Organization.name.label("organization"), m.Organization.system,
-    m.Organization.server_url, m.Repository.name.label("repository_name"), m.Repository.uri.label("repository_uri"),
-    m.Repository.type.label("repository_type"), m.Person.name.label("person_name"),
-    m.Person.email.label("person_email"), m.Person.id.label("person_pk"),
-    m.Report.id.label("report_id"), m.Report.received_at, m.Report.identity_kind, m.Report.identity_subject,
-    m.Report.evidence.label("report_evidence"), m.Run.id.label("run_pk"), m.Run.repository_evidence,
-    m.Run.branch_evidence, m.Run.commit_evidence, m.Run.requester_evidence,
-)
-
-
 def _select_pushes(session: Session, principal: Principal, conditions: Sequence[Any], *, limit: int,
-                   before: Optional[Cursor] = None, offset: int = 0) -> Page:
-    """One page of the newest pushes matching ``conditions`` (on any joined table) that the
-    principal may read, as trail entries (``matched_by`` is set by the caller)."""
-    query = (
-        select(*_PUSH_COLUMNS)
-        .join(m.ImageReference, m.Push.reference_id == m.ImageReference.id)
-        .join(m.Job, m.Push.job_id == m.Job.id).join(m.Run, m.Job.run_id == m.Run.id)
-        .join(m.Pipeline, m.Run.pipeline_id == m.Pipeline.id)
-        .join(m.Project, m.Pipeline.project_id == m.Project.id)
-        .join(m.Organization, m.Project.organization_id == m.Organization.id)
-        .join(m.Report, m.Push.report_id == m.Report.id)
-        .outerjoin(m.Repository, m.Run.repository_id == m.Repository.id)
-        .outerjoin(m.Person, m.Run.requester_id == m.Person.id)
-        .where(*conditions)
-    )
-    if principal.organizations is not None:
-        query = query.where(m.Organization.name.in_(sorted(principal.organizations)))
+                   before: Optional[Cursor] = None, offset: int = 0) -> _Page:
+    """One page of the newest pushes matching ``conditions`` (on any joined table) that the principal may
+    read, as trails with their owners and competing values."""
+    query = trail_select(_HAS_OWNERS).where(*conditions, organization_condition(principal))
     if before is not None:
         # "<=" first so the index range scan stops at the cursor; ties broken by id.
         query = query.where(m.Push.pushed_at <= before.pushed_at,
@@ -285,44 +291,29 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more else None
-    cursor = Cursor(_utc(last.pushed_at), last.id) if last is not None and last.pushed_at is not None else None
-    competing = _competing(session, rows)
-    pushes = [_trail_push(row, competing) for row in rows]
-    _owners(session, rows, pushes)
-    return Page(pushes, cursor)
+    cursor = Cursor(_utc(last.pushed_at), last.push_key) if last is not None and last.pushed_at is not None else None
+    trails = trails_from_rows(rows)
+    _competing(session, rows, trails)
+    attach_owners(session, trails, stored=any(row.has_owners for row in rows))
+    return _Page(trails, cursor)
 
 
-def _owners(session: Session, rows: Sequence[Any], pushes: List["TrailPush"]) -> None:
-    from imagetrail.queries.owners import SOURCE_REQUESTER, OwnerPolicy, stored_owners
-
-    stored = stored_owners(session, [row.run_pk for row in rows])
-    for row, push in zip(rows, pushes):
-        if row.run_pk in stored:
-            push.owners = stored[row.run_pk]
-        elif push.requester is not None:
-            requester = OwnerEntry(source=SOURCE_REQUESTER, name=push.requester.name, email=push.requester.email,
-                                   login=push.requester.name if push.system == "github" else None,
-                                   evidence=push.facts["requester"].evidence if "requester" in push.facts else "claimed")
-            push.owners = OwnerPolicy().keep([requester])
+def _hidden(session: Session, principal: Principal, conditions: Sequence[Any]) -> bool:
+    """Whether pushes matching ``conditions`` exist in organisations ``principal`` may not read (asked only
+    when it found none it may read)."""
+    if reads_every_organization(principal):
+        return False
+    return session.execute(select(pushes_joined(m.Push.id).where(*conditions).exists())).scalar() is True
 
 
 # -- evidence ---------------------------------------------------------------------------
 
-_SOURCE_VALUES = {"repository": "repository_uri", "branch": "branch", "commit": "commit", "requester": "person_pk"}
-
-
-def _levels(row: Any) -> Dict[str, str]:
-    return push_evidence(row.report_evidence, row.identity_kind,
-                         {fact: (getattr(row, column), getattr(row, f"{fact}_evidence"))
-                          for fact, column in _SOURCE_VALUES.items()})
-
-
-def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], List[Stated]]:
+def _competing(session: Session, rows: Sequence[Any], trails: List[Trail]) -> None:
     """Every value stated for the disputed facts of these rows' runs (one query, only when any is)."""
-    disputed = {(row.run_pk, fact) for row in rows for fact in _SOURCE_VALUES
+    disputed = {(row.run_key, fact) for row in rows for fact in FACT_VALUES
                 if getattr(row, f"{fact}_evidence") == DISPUTED}
     if not disputed:
-        return {}
+        return
     found: Dict[Tuple[int, str], List[Stated]] = {}
     statements = session.execute(
         select(FactStatement).where(FactStatement.run_id.in_(sorted({run for run, _ in disputed})),
@@ -336,47 +327,43 @@ def _competing(session: Session, rows: Sequence[Any]) -> Dict[Tuple[int, str], L
             found.setdefault((statement.run_id, statement.fact), []).append(Stated(
                 value=statement.value, evidence=statement.evidence, credential_kind=statement.credential_kind,
                 credential_id=statement.credential_id))
-    return found
+    for trail in trails:
+        trail.competing = {fact: found[(trail.run_key, fact)] for fact in FACT_VALUES
+                           if (trail.run_key, fact) in found}
 
 
-def _trail_push(row: Any, competing: Dict[Tuple[int, str], List[Stated]]) -> TrailPush:
-    system, server_url, project = row.system, row.server_url, row.project
-    return TrailPush(
-        reference=row.reference, registry=row.registry_host, repository=row.repository, tag=row.tag or None,
-        digest=row.digest, matched_by="reference", pushed_at=_utc(row.pushed_at), system=system,
-        organization=row.organization, project=project,
-        pipeline=Named(id=row.pipeline_id, name=row.pipeline_name),
-        run=RunInfo(id=row.run_id, number=row.number, attempt=row.run_attempt, reason=row.reason,
-                    url=run_link(system, server_url, project, row.run_id, row.run_url)),
-        job=JobInfo(id=row.job_id, name=row.job_name, attempt=row.job_attempt, stage=row.stage,
-                    agent=row.agent_name),
-        source=SourceInfo(
-            repository=row.repository_name, uri=row.repository_uri, type=row.repository_type, branch=row.branch,
-            commit=row.commit,
-            commit_url=commit_link(system, server_url, project, row.repository_uri, row.repository_type, row.commit)),
-        requester=(PersonInfo(name=row.person_name, email=row.person_email)
-                   if row.person_pk is not None else None),
-        evidence=Evidence(report_id=row.report_id, received_at=_utc(row.received_at),
-                          identity_kind=row.identity_kind, identity_subject=row.identity_subject),
-        facts={fact: FactEvidence(evidence=level, competing=competing.get((row.run_pk, fact), []))
-               for fact, level in _levels(row).items()},
+def trail_push(trail: Trail, matched_by: str = "reference") -> TrailPush:
+    """The trace API's JSON shape of a trail."""
+    return TrailPush.model_validate(_push_fields(trail, matched_by))
+
+
+def _push_fields(trail: Trail, matched_by: str) -> Dict[str, Any]:
+    # Plain dicts validated in one call per answer: constructing ~15 nested models per push one by one
+    # cost more than the query (``model_construct`` is slower still: it runs in Python).
+    system, server_url, project = trail.system, trail.server_url, trail.project
+    return dict(
+        reference=trail.pushed_reference, registry=trail.registry, repository=trail.image_repository,
+        tag=trail.tag, digest=trail.pushed_digest, matched_by=matched_by, pushed_at=trail.pushed_at,
+        system=system, organization=trail.organization, project=project,
+        pipeline=dict(id=trail.pipeline_id, name=trail.pipeline),
+        run=dict(id=trail.run_id, number=trail.run_number, attempt=trail.run_attempt, reason=trail.reason,
+                 url=run_link(system, server_url, project, trail.run_id, trail.run_url)),
+        job=dict(id=trail.job_id, name=trail.job_name, attempt=trail.job_attempt, stage=trail.stage,
+                 agent=trail.agent),
+        source=dict(
+            repository=trail.repository_name, uri=trail.repository_uri, type=trail.repository_type,
+            branch=trail.branch, commit=trail.commit,
+            commit_url=commit_link(system, server_url, project, trail.repository_uri, trail.repository_type,
+                                   trail.commit)),
+        requester=dict(name=trail.owner_name, email=trail.owner_email) if trail.has_requester else None,
+        owners=trail.owners,
+        evidence=dict(report_id=trail.report_id, received_at=trail.received_at, identity_kind=trail.identity_kind,
+                      identity_subject=trail.identity_subject),
+        facts={fact: dict(evidence=level, competing=trail.competing.get(fact, []))
+               for fact, level in trail.evidence.items()},
+        # given, not defaulted: a mutable default is deep-copied per push
+        sources=["collector"], registry_events=[],
     )
-
-
-def related_digests(session: Session, digest: str) -> List[RelatedDigest]:
-    rows = session.execute(
-        select(m.ImageRelation).where(or_(m.ImageRelation.index_digest == digest,
-                                          m.ImageRelation.manifest_digest == digest))
-    ).scalars()
-    related: Dict[str, RelatedDigest] = {}
-    for rel in rows:
-        if rel.manifest_digest == digest:
-            related.setdefault(rel.index_digest, RelatedDigest(digest=rel.index_digest, relation="index"))
-        else:
-            related.setdefault(rel.manifest_digest, RelatedDigest(
-                digest=rel.manifest_digest, relation="platform", os=rel.os, architecture=rel.architecture,
-                variant=rel.variant))
-    return sorted(related.values(), key=lambda r: (r.relation, r.digest))
 
 
 def _page_bounds(limit: int, before: Optional[str]) -> Optional[Cursor]:
@@ -385,27 +372,34 @@ def _page_bounds(limit: int, before: Optional[str]) -> Optional[Cursor]:
     return Cursor.parse(before) if before else None
 
 
+def _answer(query: str, digest: Optional[str], related: List[RelatedDigest], registry_seen: Optional[Tuple[bool, bool]],
+            page: _Page, pushes: List[Dict[str, Any]], hidden: bool) -> TraceAnswer:
+    return TraceAnswer.model_validate(dict(
+        query=query, digest=digest, related=related, pushes=pushes, has_more=page.next is not None,
+        next=str(page.next) if page.next else None, hidden_by_permissions=hidden, registry_pushes=[], claims=[],
+        registry_seen=registry_seen))
+
+
 def trail_for_digest(session: Session, digest: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
-                     before: Optional[str] = None) -> Trail:
+                     before: Optional[str] = None) -> TraceAnswer:
     """Pushes of this digest, of an index that lists it, or of a platform manifest it lists:
     the newest ``limit`` (older than the ``before`` cursor)."""
     digest = digest.strip().lower()
     if not DIGEST_RE.match(digest):
         raise TraceQueryError(f"{digest[:100]!r} is not an image digest; write it as sha256:<64 hex digits>")
     cursor = _page_bounds(limit, before)
-    related = related_digests(session, digest)
+    related, registry_seen = _relatives(session, digest)
     relation_of: Dict[str, str] = {digest: "digest", **{r.digest: r.relation for r in related}}
     condition = (m.Push.digest == digest if len(relation_of) == 1
                  else m.Push.digest.in_(sorted(relation_of)))
     page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
-    for push in page.pushes:
-        push.matched_by = relation_of[push.digest]
-    return Trail(query=digest, digest=digest, related=related, pushes=page.pushes,
-                 has_more=page.next is not None, next=str(page.next) if page.next else None)
+    pushes = [_push_fields(trail, relation_of[trail.pushed_digest]) for trail in page.trails]
+    hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
+    return _answer(digest, digest, related, registry_seen, page, pushes, hidden)
 
 
 def trail_for_reference(session: Session, reference: str, principal: Principal, *, limit: int = DEFAULT_PAGE,
-                        before: Optional[str] = None) -> Trail:
+                        before: Optional[str] = None) -> TraceAnswer:
     """The pushes of ``registry/repository:tag``, newest first, ``limit`` per page
     (``@sha256:..`` traces that digest). ``digest`` is the newest pushed digest of the page."""
     try:
@@ -414,8 +408,9 @@ def trail_for_reference(session: Session, reference: str, principal: Principal, 
         raise TraceQueryError(f"{exc}; write it as registry/repository:tag or registry/repository@sha256:...") \
             from None
     if parsed.digest:
-        trail = trail_for_digest(session, parsed.digest, principal, limit=limit, before=before)
-        return trail.model_copy(update={"query": reference})
+        answer = trail_for_digest(session, parsed.digest, principal, limit=limit, before=before)
+        answer.query = reference
+        return answer
     cursor = _page_bounds(limit, before)
     # The reference id is a scalar subquery of the same statement, not a join condition: only
     # "reference_id = <one value>" lets PostgreSQL read the (reference_id, pushed_at) index
@@ -423,10 +418,13 @@ def trail_for_reference(session: Session, reference: str, principal: Principal, 
     reference_id = select(m.ImageReference.id).where(
         m.ImageReference.registry_host == parsed.registry, m.ImageReference.repository == parsed.repository,
         m.ImageReference.tag == (parsed.tag or "latest")).scalar_subquery()
-    page = _select_pushes(session, principal, [m.Push.reference_id == reference_id], limit=limit, before=cursor)
-    newest = next((p.digest for p in page.pushes if p.digest), None)
-    return Trail(query=reference, digest=newest, related=related_digests(session, newest) if newest else [],
-                 pushes=page.pushes, has_more=page.next is not None, next=str(page.next) if page.next else None)
+    condition = m.Push.reference_id == reference_id
+    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
+    pushes = [_push_fields(trail, "reference") for trail in page.trails]
+    newest = next((t.pushed_digest for t in page.trails if t.pushed_digest), None)
+    hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
+    related, registry_seen = _relatives(session, newest) if newest else ([], None)
+    return _answer(reference, newest, related, registry_seen, page, pushes, hidden)
 
 
 def list_images(session: Session, principal: Principal, *, repository: Optional[str] = None,
@@ -458,10 +456,11 @@ def list_images(session: Session, principal: Principal, *, repository: Optional[
     page = _select_pushes(session, principal, conditions, limit=max(1, min(limit, MAX_LIST)),
                           offset=max(0, offset))
     result = []
-    for push in page.pushes:
+    for trail in page.trails:
+        push = trail_push(trail)
         result.append(ImageRow(
             digest=push.digest, reference=push.reference, pushed_at=push.pushed_at, organization=push.organization,
             project=push.project, pipeline=push.pipeline, run=push.run, commit=push.source.commit,
             requester=(push.requester.email or push.requester.name) if push.requester else None,
-            evidence={fact: known.evidence for fact, known in push.facts.items()}))
+            evidence=dict(trail.evidence)))
     return result

@@ -1,16 +1,20 @@
-"""The push/trail join: a pushed digest up through its job, run, pipeline and project to its organisation.
+"""The push/trail join and the one model of "a push and its trail".
 
 Every reader of pushes (trace, explorer, web search, coverage, remediation) starts from ``pushes_joined`` and
 restricts it with ``imagetrail.queries.visibility.organization_condition``; nothing else spells this join.
+``trail_select`` adds the columns of a whole trail (reference, report, repository, requester), each named
+(``TRAIL_COLUMNS``), and ``trail_from_row`` reads one such row into a ``Trail``: the explorer rows, the
+remediation plan, the trace API (``queries.trace.TrailPush`` is its JSON shape) and the web trail page all
+start from it. ``related_digests`` is the one index <-> platform-manifest lookup.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy import Select, func, or_, select, union
 from sqlalchemy.orm import Session
 
@@ -19,7 +23,9 @@ from imagetrail.auth.evidence import push_evidence
 from imagetrail.facts import VERIFIED
 from imagetrail.queries.filters import ExplorerFilters
 from imagetrail.queries.visibility import organization_condition
+from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.pipeline import (
+    ImageReference,
     ImageRelation,
     Job,
     Organization,
@@ -78,7 +84,31 @@ class OwnerEntry(BaseModel):
         return self.name or self.login or self.email or "?"
 
 
+class Stated(BaseModel):
+    """One value of a fact, and the credential that stated it."""
+
+    value: str
+    evidence: str  # verified | claimed
+    credential_kind: str  # azure-devops | github | azure-devops-api | api-key | entra | legacy
+    credential_id: str  # key:<id>, the token's subject, the app's id
+
+
+class RelatedDigest(BaseModel):
+    digest: str
+    relation: str  # "index": an index listing the traced digest; "platform": a manifest the traced index lists
+    os: Optional[str] = None
+    architecture: Optional[str] = None
+    variant: Optional[str] = None
+
+
 class Trail(BaseModel):
+    """A push and its trail: the run, pipeline, project and organisation that pushed it, the source it was
+    built from, who asked for it, who owns it and how each fact is known.
+
+    The fields not excluded are the explorer's ``trail`` JSON; the excluded ones complete the trace
+    (``queries.trace.TrailPush`` is the trace API's JSON of the same trail).
+    """
+
     system: str = "azure-devops"  # azure-devops | github: the CI system of the run (and its tracker)
     organization: str
     project: str
@@ -86,14 +116,14 @@ class Trail(BaseModel):
     pipeline_id: Optional[str] = None
     run_id: str
     run_number: Optional[str] = None
-    run_url: Optional[str] = None
+    run_url: Optional[str] = None  # as reported (queries.trace.run_link makes the link shown)
     repository: Optional[str] = None
     branch: Optional[str] = None
     commit: Optional[str] = None
     owner_name: Optional[str] = None
     owner_email: Optional[str] = None
     pushed_reference: str
-    pushed_digest: str
+    pushed_digest: Optional[str]  # None only for a push whose digest could not be read (a reference trace)
     pushed_at: Optional[datetime] = None
     server_url: Optional[str] = None
     evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
@@ -102,6 +132,100 @@ class Trail(BaseModel):
     pipeline_key: Optional[int] = Field(default=None, exclude=True)  # pipelines.id, for the server only
     run_key: Optional[int] = Field(default=None, exclude=True)  # runs.id
     repository_name: Optional[str] = Field(default=None, exclude=True)
+    # -- the rest of the trace (not in the explorer's JSON) --
+    push_key: int = Field(default=0, exclude=True)  # pushes.id
+    registry: str = Field(default="", exclude=True)
+    image_repository: str = Field(default="", exclude=True)
+    tag: Optional[str] = Field(default=None, exclude=True)
+    job_id: str = Field(default="", exclude=True)
+    job_name: Optional[str] = Field(default=None, exclude=True)
+    job_attempt: int = Field(default=1, exclude=True)
+    stage: Optional[str] = Field(default=None, exclude=True)
+    agent: Optional[str] = Field(default=None, exclude=True)
+    run_attempt: int = Field(default=1, exclude=True)
+    reason: Optional[str] = Field(default=None, exclude=True)
+    repository_uri: Optional[str] = Field(default=None, exclude=True)
+    repository_type: Optional[str] = Field(default=None, exclude=True)
+    has_requester: bool = Field(default=False, exclude=True)
+    report_id: str = Field(default="", exclude=True)
+    received_at: Optional[datetime] = Field(default=None, exclude=True)
+    identity_kind: str = Field(default="", exclude=True)
+    identity_subject: str = Field(default="", exclude=True)
+    # a disputed fact: every value stated, and who stated it (filled by the trace, only when disputed)
+    competing: Dict[str, List[Stated]] = Field(default_factory=dict, exclude=True)
+
+
+# The columns of a trail, named: ``trail_from_row`` reads them by name, never by position.
+TRAIL_COLUMNS = (
+    Push.id.label("push_key"), Push.reference, Push.digest, Push.pushed_at,
+    ImageReference.registry_host.label("registry"), ImageReference.repository.label("image_repository"),
+    ImageReference.tag,
+    Job.external_id.label("job_id"), Job.name.label("job_name"), Job.attempt.label("job_attempt"), Job.stage,
+    Job.agent_name,
+    Run.id.label("run_key"), Run.external_id.label("run_id"), Run.number.label("run_number"),
+    Run.attempt.label("run_attempt"), Run.reason, Run.url.label("run_url"), Run.branch, Run.commit,
+    Run.repository_id, Run.requester_id,
+    Run.repository_evidence, Run.branch_evidence, Run.commit_evidence, Run.requester_evidence,
+    Pipeline.id.label("pipeline_key"), Pipeline.external_id.label("pipeline_id"), Pipeline.name.label("pipeline"),
+    Project.name.label("project"), Organization.name.label("organization"), Organization.system,
+    Organization.server_url,
+    Repository.name.label("repository_name"), Repository.uri.label("repository_uri"),
+    Repository.type.label("repository_type"),
+    Person.name.label("person_name"), Person.email.label("person_email"),
+    Report.id.label("report_id"), Report.received_at, Report.identity_kind, Report.identity_subject,
+    Report.evidence.label("report_evidence"),
+)
+# Facts whose evidence the run records per fact, with the column holding the fact's value.
+FACT_VALUES = {"repository": "repository_id", "branch": "branch", "commit": "commit", "requester": "requester_id"}
+
+
+def trail_select(*extra: Any) -> Select:
+    """``pushes_joined`` with every ``TRAIL_COLUMNS`` (and ``extra``); callers add conditions and order."""
+    return (
+        pushes_joined(*TRAIL_COLUMNS, *extra)
+        .join(ImageReference, ImageReference.id == Push.reference_id)
+        .join(Report, Report.id == Push.report_id)
+        .outerjoin(Repository, Repository.id == Run.repository_id)
+        .outerjoin(Person, Person.id == Run.requester_id)
+    )
+
+
+def _utc(value: Optional[datetime]) -> Optional[datetime]:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def trail_from_row(row: Any) -> Trail:
+    """A ``Trail`` from a row of ``trail_select`` (columns read by name)."""
+    return Trail(**_trail_fields(row))
+
+
+def trails_from_rows(rows: Sequence[Any]) -> List[Trail]:
+    """``trail_from_row`` of each row, validated in one call (a trail page has up to 500)."""
+    return _TRAILS.validate_python([_trail_fields(row) for row in rows])
+
+
+def _trail_fields(row: Any) -> Dict[str, Any]:
+    evidence = push_evidence(row.report_evidence, row.identity_kind,
+                             {fact: (getattr(row, column), getattr(row, f"{fact}_evidence"))
+                              for fact, column in FACT_VALUES.items()})
+    return dict(
+        system=row.system, organization=row.organization, project=row.project, pipeline=row.pipeline,
+        pipeline_id=row.pipeline_id, run_id=row.run_id, run_number=row.run_number, run_url=row.run_url,
+        repository=row.repository_uri or row.repository_name, branch=row.branch, commit=row.commit,
+        owner_name=row.person_name, owner_email=row.person_email, pushed_reference=row.reference,
+        pushed_digest=row.digest, pushed_at=_utc(row.pushed_at), server_url=row.server_url, evidence=evidence,
+        owners=[], pipeline_key=row.pipeline_key, run_key=row.run_key, repository_name=row.repository_name,
+        push_key=row.push_key, registry=row.registry, image_repository=row.image_repository, tag=row.tag or None,
+        job_id=row.job_id, job_name=row.job_name, job_attempt=row.job_attempt, stage=row.stage,
+        agent=row.agent_name, run_attempt=row.run_attempt, reason=row.reason, repository_uri=row.repository_uri,
+        repository_type=row.repository_type, has_requester=row.requester_id is not None,
+        report_id=row.report_id, received_at=_utc(row.received_at), identity_kind=row.identity_kind,
+        identity_subject=row.identity_subject, competing={},
+    )
+
+
+_TRAILS = TypeAdapter(List[Trail])
 
 
 def trail_conditions(filters: ExplorerFilters, principal: Principal) -> list:
@@ -120,23 +244,49 @@ def trail_conditions(filters: ExplorerFilters, principal: Principal) -> list:
     return conditions
 
 
+# The columns ``relate`` reads; a caller may select more beside them.
+RELATION_COLUMNS = (ImageRelation.index_digest, ImageRelation.manifest_digest, ImageRelation.os,
+                    ImageRelation.architecture, ImageRelation.variant)
 
-def related_digests(session: Session, digests: Iterable[str]) -> Dict[str, Set[str]]:
-    """For each digest: itself, the indexes that list it and the manifests it lists."""
+
+def relation_condition(digests: Sequence[str]) -> Any:
+    """Relations in which any of ``digests`` is the index or the manifest."""
+    if len(digests) == 1:
+        return or_(ImageRelation.index_digest == digests[0], ImageRelation.manifest_digest == digests[0])
+    return or_(ImageRelation.index_digest.in_(digests), ImageRelation.manifest_digest.in_(digests))
+
+
+def relate(wanted: Iterable[str], rows: Iterable[Any]) -> Dict[str, List[RelatedDigest]]:
+    """For each wanted digest, its relatives among ``rows`` (of ``RELATION_COLUMNS``; a row whose
+    index_digest is None is skipped): the indexes that list it ("index") and the platform manifests it
+    lists ("platform", with os/architecture/variant), sorted by relation then digest."""
+    found: Dict[str, Dict[str, RelatedDigest]] = {d: {} for d in wanted}
+    for row in rows:
+        if row.index_digest is None:
+            continue
+        if row.manifest_digest in found:
+            found[row.manifest_digest].setdefault(
+                row.index_digest, RelatedDigest(digest=row.index_digest, relation="index"))
+        if row.index_digest in found:
+            found[row.index_digest].setdefault(row.manifest_digest, RelatedDigest(
+                digest=row.manifest_digest, relation="platform", os=row.os, architecture=row.architecture,
+                variant=row.variant))
+    return {d: sorted(family.values(), key=lambda r: (r.relation, r.digest)) for d, family in found.items()}
+
+
+def related_digests(session: Session, digests: Iterable[str]) -> Dict[str, List[RelatedDigest]]:
+    """For each digest: the indexes that list it and the platform manifests it lists (see ``relate``);
+    one statement per 500 digests. The one relation lookup (the trace adds its registry flags to it)."""
     wanted = sorted(set(digests))
-    related: Dict[str, Set[str]] = {d: {d} for d in wanted}
+    rows: List[Any] = []
     for chunk in _chunks(wanted, 500):
-        rows = session.execute(
-            select(ImageRelation.index_digest, ImageRelation.manifest_digest).where(
-                or_(ImageRelation.index_digest.in_(chunk), ImageRelation.manifest_digest.in_(chunk))
-            )
-        ).all()
-        for index_digest, manifest_digest in rows:
-            if index_digest in related:
-                related[index_digest].add(manifest_digest)
-            if manifest_digest in related:
-                related[manifest_digest].add(index_digest)
-    return related
+        rows += session.execute(select(*RELATION_COLUMNS).where(relation_condition(chunk))).all()
+    return relate(wanted, rows)
+
+
+def digest_family(session: Session, digest: str) -> Set[str]:
+    """``digest`` and every digest related to it."""
+    return {digest, *(r.digest for r in related_digests(session, [digest])[digest])}
 
 
 def find_trails(
@@ -147,113 +297,64 @@ def find_trails(
 ) -> Dict[str, Trail]:
     """The newest matching push for each digest (an exact digest match wins over a related one, then a
     push of a verified run over a claimed one)."""
-    related = related_digests(session, digests)
+    related = {d: {d, *(r.digest for r in family)} for d, family in related_digests(session, digests).items()}
     candidates = sorted(set().union(*related.values())) if related else []
     if not candidates:
         return {}
     conditions = trail_conditions(filters or ExplorerFilters(), principal or EVERY_ORGANIZATION)
-    columns = [
-        Push.digest,
-        Push.reference,
-        Push.pushed_at,
-        Organization.name,
-        Organization.server_url,
-        Project.name,
-        Pipeline.name,
-        Pipeline.external_id,
-        Run.external_id,
-        Run.number,
-        Run.url,
-        Run.branch,
-        Run.commit,
-        Repository.name,
-        Repository.uri,
-        Person.name,
-        Person.email,
-        Push.id,
-        Report.identity_kind,
-        Report.evidence,
-        Run.repository_evidence,
-        Run.branch_evidence,
-        Run.commit_evidence,
-        Run.requester_evidence,
-        Run.requester_id,
-        Run.repository_id,
-        Organization.system,
-        Pipeline.id,
-        Run.id,
-    ]
-    by_digest: Dict[str, list] = defaultdict(list)
+    by_digest: Dict[str, List[Trail]] = defaultdict(list)
     for chunk in _chunks(candidates, 500):
-        query = (
-            pushes_joined(*columns)
-            .join(Report, Report.id == Push.report_id)
-            .outerjoin(Repository, Repository.id == Run.repository_id)
-            .outerjoin(Person, Person.id == Run.requester_id)
-            .where(Push.digest.in_(chunk), *conditions)
-        )
-        for row in session.execute(query).all():
-            by_digest[row[0]].append(row)
+        for trail in trails_from_rows(session.execute(trail_select().where(Push.digest.in_(chunk), *conditions)).all()):
+            by_digest[trail.pushed_digest].append(trail)
     trails: Dict[str, Trail] = {}
     for digest, family in related.items():
         best = None
         for candidate in family:
-            for row in by_digest.get(candidate, ()):
+            for trail in by_digest.get(candidate, ()):
                 # A push whose run is verified (sent by the run's own job token) wins over a claimed one:
                 # an ingest key cannot make a running image point at another run by reporting it later.
-                evidence = _row_evidence(row)
-                key = (candidate == digest, evidence["run"] == VERIFIED, row[2] or datetime.min, row[17])
+                key = (candidate == digest, trail.evidence.get("run") == VERIFIED,
+                       trail.pushed_at or datetime.min.replace(tzinfo=timezone.utc), trail.push_key)
                 if best is None or key > best[0]:
-                    best = (key, row, evidence)
+                    best = (key, trail)
         if best is not None:
-            _, row, evidence = best
-            trails[digest] = Trail(
-                system=row[26],
-                pipeline_key=row[27],
-                run_key=row[28],
-                repository_name=row[13],
-                pushed_digest=row[0],
-                pushed_reference=row[1],
-                pushed_at=row[2],
-                organization=row[3],
-                server_url=row[4],
-                project=row[5],
-                pipeline=row[6],
-                pipeline_id=row[7],
-                run_id=row[8],
-                run_number=row[9],
-                run_url=row[10],
-                branch=row[11],
-                commit=row[12],
-                repository=row[14] or row[13],
-                owner_name=row[15],
-                owner_email=row[16],
-                evidence=evidence,
-            )
-    _attach_owners(session, trails.values())
+            trails[digest] = best[1]
+    attach_owners(session, trails.values())
     return trails
 
 
-def _attach_owners(session: Session, trails: Iterable[Trail]) -> None:
-    """Each trail's resolved owners, else its requester (never a service identity)."""
-    from imagetrail.queries.owners import requester_owner, stored_owners
+def stored_owners(session: Session, run_keys: Iterable[int]) -> Dict[int, List[OwnerEntry]]:
+    """The resolved owners of these runs (runs.id), in order; runs never resolved are absent."""
+    keys = sorted(set(run_keys))
+    found: Dict[int, List[OwnerEntry]] = {}
+    for chunk in _chunks(keys, 500):
+        for owner in session.execute(
+            select(RunOwner.run_id, RunOwner.source, RunOwner.name, RunOwner.email, RunOwner.login,
+                   RunOwner.detail, RunOwner.evidence)
+            .where(RunOwner.run_id.in_(chunk))
+            .order_by(RunOwner.run_id, RunOwner.position)
+        ).all():
+            found.setdefault(owner.run_id, []).append(OwnerEntry(
+                source=owner.source, name=owner.name, email=owner.email, login=owner.login, detail=owner.detail,
+                evidence=owner.evidence))
+    return found
+
+
+def attach_owners(session: Session, trails: Iterable[Trail], *, stored: bool = True) -> None:
+    """Each trail's resolved owners, else its requester (never a service identity). ``stored=False``: the
+    caller knows no run of these trails has resolved owners (no query)."""
+    from imagetrail.queries.owners import requester_owner
 
     trails = list(trails)
-    stored = stored_owners(session, [t.run_key for t in trails if t.run_key is not None])
+    found = stored_owners(session, [t.run_key for t in trails if t.run_key is not None]) if stored else {}
     for trail in trails:
-        if trail.run_key in stored:
-            trail.owners = stored[trail.run_key]
+        if trail.run_key in found:
+            trail.owners = found[trail.run_key]
         else:
             requester = requester_owner(trail)
             trail.owners = [requester] if requester else []
 
 
-def _row_evidence(row: Sequence) -> Dict[str, str]:
-    """How each fact of a find_trails row is known (columns: see find_trails)."""
-    return push_evidence(row[19], row[18], {"repository": (row[25], row[20]), "branch": (row[11], row[21]),
-                                            "commit": (row[12], row[22]), "requester": (row[24], row[23])})
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -19,6 +19,11 @@ from imagetrail.settings import Settings
 from imagetrail.store.models.pipeline import DigestOrganization, Organization
 
 
+def reads_every_organization(principal: Principal) -> bool:
+    """Whether ``principal`` is granted every organisation (and so also sees rows that name none)."""
+    return principal.organizations is None
+
+
 def visible_organizations(principal: Principal) -> Optional[Set[str]]:
     """The organisation names ``principal`` may read, lower case; None means every organisation."""
     return None if principal.organizations is None else {o.lower() for o in principal.organizations}
@@ -54,7 +59,7 @@ def digest_condition(principal: Principal, column: Any) -> Any:
 
 def visible_registries(principal: Principal, settings: Settings) -> Optional[Set[str]]:
     """Registries whose pushes ``principal`` may read; None means every registry."""
-    if principal.organizations is None:
+    if reads_every_organization(principal):
         return None
     return {host for host, orgs in settings.registry_organizations.items()
             if "*" in orgs or principal.organizations.intersection(orgs)}

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.queries import owners as owner_list
@@ -25,9 +24,6 @@ from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Po
 from imagetrail.remote.trackers import TrackerError
 from imagetrail.facts import CLAIMED, DISPUTED
 from imagetrail.auth import Principal
-from imagetrail.parsers.attribution import KIND_PROVENANCE
-from imagetrail.store.models.pipeline import Push
-from imagetrail.store.models.registry import RegistryAttribution
 from imagetrail.settings import Settings
 
 
@@ -53,24 +49,6 @@ def _repository(destination: Destination, trail: Trail, settings: Settings):
     )
 
 
-def _dockerfile(session, digest: str) -> str:
-    """The image's Dockerfile, repository-relative: the push's ``dev.imagetrail.dockerfile`` label, else
-    the entry point BuildKit's provenance attestation names (recorded by the registry side), else
-    ``Dockerfile`` at the root."""
-    row = session.execute(select(Push.labels).where(Push.digest == digest).limit(1)).first()
-    labelled = ((row[0] if row else None) or {}).get(owner_list.DOCKERFILE_LABEL)
-    if labelled:
-        return labelled
-    for facts in session.execute(
-        select(RegistryAttribution.facts).where(
-            RegistryAttribution.digest == digest, RegistryAttribution.kind == KIND_PROVENANCE
-        )
-    ).scalars():
-        if isinstance(facts, dict) and isinstance(facts.get("entry_point"), str) and facts["entry_point"]:
-            return facts["entry_point"]
-    return DEFAULT_DOCKERFILE
-
-
 def resolve(
     sessions: sessionmaker,
     settings: Settings,
@@ -85,7 +63,7 @@ def resolve(
         paths: Dict[str, str] = {}
         for digest, image in images.items():
             if image.trail is not None:
-                paths[digest] = _dockerfile(session, image.trail.pushed_digest)
+                paths[digest] = owner_list.dockerfile_path(session, image.trail.pushed_digest)
     done: Dict[int, ResolvedRun] = {}
     for digest, image in images.items():
         trail = image.trail

@@ -12,16 +12,10 @@ from datetime import datetime
 from typing import List, Optional
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.visibility import visible_organizations
-from imagetrail.reference import normalize_registry
 from imagetrail.auth import Principal
-from imagetrail.store.models.cloud import Finding, RemediationItem, VulnerabilitySummary
-from imagetrail.store.models.pipeline import ImageReference, Job, Push, Run
-
-MAX_ITEMS = 5000
+from imagetrail.queries import remediation as reads
 
 
 class CloseSuggestion(BaseModel):
@@ -39,37 +33,10 @@ class CloseSuggestion(BaseModel):
     reason: str
 
 
-def _pushes(session: Session, pipeline_id: int, image_repository: str):
-    """(digest, reference, pushed_at) of the pipeline's pushes to ``registry/repository``, newest first."""
-    registry, _, repository = image_repository.partition("/")
-    return session.execute(
-        select(Push.digest, Push.reference, Push.pushed_at)
-        .join(Job, Job.id == Push.job_id)
-        .join(Run, Run.id == Job.run_id)
-        .join(ImageReference, ImageReference.id == Push.reference_id)
-        .where(
-            Run.pipeline_id == pipeline_id,
-            Push.digest.is_not(None),
-            ImageReference.registry_host == normalize_registry(registry),
-            ImageReference.repository == repository,
-        )
-        .order_by(Push.pushed_at.desc(), Push.id.desc())
-    ).all()
-
-
 def close_suggestions(session: Session, principal: Principal) -> List[CloseSuggestion]:
-    allowed = visible_organizations(principal)
-    items = session.execute(
-        select(RemediationItem)
-        .where(RemediationItem.pipeline_id.is_not(None), RemediationItem.image_repository.is_not(None))
-        .order_by(RemediationItem.created_at, RemediationItem.id)
-        .limit(MAX_ITEMS)
-    ).scalars()
     suggestions: List[CloseSuggestion] = []
-    for item in items:
-        if allowed is not None and item.organization.lower() not in allowed:
-            continue
-        pushes = _pushes(session, item.pipeline_id, item.image_repository)
+    for item in reads.items_with_pipeline(session, principal):
+        pushes = reads.pipeline_pushes(session, principal, item.pipeline_id, item.image_repository)
         filed = [p for p in pushes if p.digest == item.digest]
         if not filed:
             continue
@@ -82,19 +49,14 @@ def close_suggestions(session: Session, principal: Principal) -> List[CloseSugge
                 and since is not None
                 and p.pushed_at is not None
                 and p.pushed_at > since
-                and session.get(VulnerabilitySummary, p.digest) is not None
+                and reads.scan_summary(session, p.digest) is not None
             ),
             None,
         )
         if newer is None:
             continue
-        summary = session.get(VulnerabilitySummary, newer.digest)
-        remaining = session.execute(
-            select(Finding.vulnerability_id)
-            .where(Finding.scan_id == summary.scan_id, Finding.vulnerability_id.in_(item.cve_ids))
-            .limit(1)
-        ).first()
-        if remaining is not None:
+        summary = reads.scan_summary(session, newer.digest)
+        if reads.scan_has_any(session, summary.scan_id, item.cve_ids):
             continue
         suggestions.append(
             CloseSuggestion(

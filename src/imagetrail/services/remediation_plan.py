@@ -11,9 +11,8 @@ import hashlib
 import html
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -23,7 +22,7 @@ from imagetrail.queries.trail import Trail
 from imagetrail.facts import DISPUTED, summary
 from imagetrail.sanitize import safe_url
 from imagetrail.auth import Principal
-from imagetrail.store.models.cloud import Finding, RemediationItem, VulnerabilitySummary
+from imagetrail.queries import remediation as reads
 
 DEFAULT_MIN_SEVERITY = "high"
 MAX_ROWS = 5000
@@ -75,22 +74,12 @@ def images(
         page += 1
 
 
-def findings(session: Session, digest: str, filters: ExplorerFilters) -> List[Finding]:
+def findings(session: Session, digest: str, filters: ExplorerFilters) -> List[Any]:
     """The findings at ``filters.min_severity`` or above in the image's newest scan (``cve`` narrows)."""
-    latest = session.get(VulnerabilitySummary, digest)
-    if latest is None:
-        return []
-    query = select(Finding).where(
-        Finding.scan_id == latest.scan_id, Finding.severity >= sev.parse_filter(filters.min_severity)
-    )
-    if filters.fix_available:
-        query = query.where(Finding.fixed_version.is_not(None))
-    if filters.cve:
-        query = query.where(Finding.vulnerability_id == filters.cve)
-    return list(session.execute(query.order_by(Finding.severity.desc(), Finding.vulnerability_id)).scalars())
+    return reads.findings(session, digest, filters)
 
 
-def title(image: PlannedImage, found: List[Finding]) -> str:
+def title(image: PlannedImage, found: List[Any]) -> str:
     top = sev.NAMES[max(f.severity for f in found)]
     count = len({f.vulnerability_id for f in found})
     return f"[ImageTrail] {count} {top}+ vulnerabilities in {image.rows[0].repository}@{image.digest[:19]}"[
@@ -98,11 +87,11 @@ def title(image: PlannedImage, found: List[Finding]) -> str:
     ]
 
 
-def top_severity(found: List[Finding]) -> str:
+def top_severity(found: List[Any]) -> str:
     return sev.NAMES[max(f.severity for f in found)]
 
 
-def _unique(found: List[Finding]) -> List[Finding]:
+def _unique(found: List[Any]) -> List[Any]:
     seen, unique = set(), []
     for finding in found[:MAX_LISTED_CVES]:
         key = (finding.vulnerability_id, finding.package)
@@ -114,8 +103,8 @@ def _unique(found: List[Finding]) -> List[Finding]:
 
 def html_description(
     image: PlannedImage,
-    found: List[Finding],
-    previous: Optional[RemediationItem],
+    found: List[Any],
+    previous: Optional[Any],
     owners: List[Tuple[str, str]],
 ) -> str:
     """The Azure DevOps work item's ``System.Description``."""
@@ -176,8 +165,8 @@ def _code(value: Optional[str]) -> str:
 
 def markdown_body(
     image: PlannedImage,
-    found: List[Finding],
-    previous: Optional[RemediationItem],
+    found: List[Any],
+    previous: Optional[Any],
     owners: List[Tuple[str, str]],
     item_marker: str,
 ) -> str:

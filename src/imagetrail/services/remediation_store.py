@@ -5,28 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import List, Optional
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
+from imagetrail.queries import remediation as reads
 from imagetrail.store.models.cloud import RemediationItem
 
 
-def existing(session: Session, digest: str, cve_hash: str) -> Optional[RemediationItem]:
-    return session.execute(
-        select(RemediationItem).where(
-            RemediationItem.digest == digest, RemediationItem.cve_set_hash == cve_hash
-        )
-    ).scalar_one_or_none()
-
-
-def previous(session: Session, digest: str) -> Optional[RemediationItem]:
-    """The newest item filed for this image (with another CVE set)."""
-    return session.execute(
-        select(RemediationItem)
-        .where(RemediationItem.digest == digest)
-        .order_by(RemediationItem.created_at.desc(), RemediationItem.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+# The reads live in the read layer; this module keeps the one write (an item filed).
+existing = reads.filed_item
+previous = reads.newest_item
 
 
 def record(

@@ -1,6 +1,6 @@
 """Resolve a search text to pages: each reading from ``search.classify`` is looked up.
 
-Every lookup is filtered by what the principal may read: pipeline-side rows by their
+The SQL is imagetrail.queries.search; every lookup is filtered by what the principal may read: pipeline-side rows by their
 organisation, running workloads (which carry no organisation) only for principals granted
 every organisation, the rule the explorer applies to untraced workloads.
 """
@@ -11,21 +11,10 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.store.models.cloud import RunningContainer
-from imagetrail.store.models.pipeline import (
-    ImageRelation,
-    Job,
-    Organization,
-    Pipeline,
-    Project,
-    Push,
-    Repository,
-    Run,
-)
+from imagetrail.queries import search as found_in
 from imagetrail.queries.trace import ImageRow, TraceQueryError, list_images
 from imagetrail.web.search import Kind, Reading, classify
 
@@ -46,101 +35,53 @@ class SearchOutcome:
     candidates: List[Candidate]
     message: str = ""
     truncated: bool = False
+    hidden_by_permissions: bool = False  # nothing visible, but matches exist where the reader may not look
+
+
+HIDDEN_NOTE = " Some matches are hidden by your permissions (organisations you may not read)."
 
 
 def image_href(digest: str) -> str:
     return "/images/" + quote(digest, safe=":")
 
 
-def _visible_pushes(principal: Principal) -> Select:
-    """Pushes joined up to their organisation, restricted to what the principal may read."""
-    query = (
-        select(Push, Run, Pipeline, Project, Organization)
-        .join(Job, Push.job_id == Job.id)
-        .join(Run, Job.run_id == Run.id)
-        .join(Pipeline, Run.pipeline_id == Pipeline.id)
-        .join(Project, Pipeline.project_id == Project.id)
-        .join(Organization, Project.organization_id == Organization.id)
-        .where(Push.digest.is_not(None))
-    )
-    if principal.organizations is not None:
-        query = query.where(Organization.name.in_(sorted(principal.organizations)))
-    return query
-
-
-def _push_candidates(session: Session, query: Select) -> List[Candidate]:
+def _push_candidates(matches: Iterable[found_in.PushMatch]) -> List[Candidate]:
     """One candidate per digest, newest push first."""
-    seen: dict[str, Candidate] = {}
-    rows = session.execute(
-        query.order_by(Push.pushed_at.desc().nulls_last(), Push.id.desc()).limit(MAX_CANDIDATES * 4)
-    )
-    for push, run, pipeline, project, org in rows:
-        if push.digest in seen:
-            continue
-        when = push.pushed_at.strftime("%Y-%m-%d %H:%M") if push.pushed_at else "time unknown"
-        seen[push.digest] = Candidate(
+    candidates = []
+    for match in matches:
+        when = match.pushed_at.strftime("%Y-%m-%d %H:%M") if match.pushed_at else "time unknown"
+        candidates.append(Candidate(
             "image",
-            f"{push.reference} ({push.digest[:19]}…)",
-            image_href(push.digest),
-            f"pushed {when} by {org.name}/{project.name} · {pipeline.name or pipeline.external_id} "
-            f"run {run.number or run.external_id}",
-        )
-    return list(seen.values())
+            f"{match.reference} ({match.digest[:19]}…)",
+            image_href(match.digest),
+            f"pushed {when} by {match.organization}/{match.project} · {match.pipeline} run {match.run}",
+        ))
+    return candidates
 
 
-def _all_organizations(principal: Principal) -> bool:
-    return principal.organizations is None
-
-
-def _workload_candidates(session: Session, principal: Principal, condition) -> List[Candidate]:
-    if not _all_organizations(principal):
-        return []
-    rows = session.execute(
-        select(
-            RunningContainer.namespace,
-            RunningContainer.workload_kind,
-            RunningContainer.workload_name,
-            RunningContainer.container,
-            RunningContainer.image,
-            RunningContainer.digest,
-        )
-        .where(condition)
-        .order_by(RunningContainer.namespace, RunningContainer.workload_name)
-        .limit(MAX_CANDIDATES * 4)
-    ).all()
+def _workload_candidates(workloads: Iterable[found_in.WorkloadMatch]) -> List[Candidate]:
     seen: dict[tuple, Candidate] = {}
-    for namespace, kind, name, container, image, digest in rows:
-        key = (namespace, name, digest)
-        if key in seen or digest is None:
+    for w in workloads:
+        key = (w.namespace, w.name, w.digest)
+        if key in seen or w.digest is None:
             continue
         seen[key] = Candidate(
-            "workload", f"{namespace}/{name} · {container}", image_href(digest), f"{kind} running {image}"
+            "workload", f"{w.namespace}/{w.name} · {w.container}", image_href(w.digest), f"{w.kind} running {w.image}"
         )
     return list(seen.values())
 
 
 def _digest_prefix(session: Session, principal: Principal, prefix: str) -> List[Candidate]:
-    pattern = prefix + "%"
-    found = _push_candidates(session, _visible_pushes(principal).where(Push.digest.like(pattern)))
+    found = _push_candidates(found_in.pushes(session, principal, found_in.digest_prefix(prefix)))
     known = {c.href for c in found}
     # A platform manifest of a pushed index: the trail page follows the relation.
-    relations = session.execute(
-        select(ImageRelation.manifest_digest, ImageRelation.index_digest)
-        .where(ImageRelation.manifest_digest.like(pattern))
-        .limit(MAX_CANDIDATES)
-    ).all()
-    visible_indexes = {
-        c.href
-        for c in _push_candidates(
-            session, _visible_pushes(principal).where(Push.digest.in_({r.index_digest for r in relations}))
-        )
-    }
-    for manifest, index in relations:
-        href = image_href(manifest)
-        if href not in known and image_href(index) in visible_indexes:
-            found.append(Candidate("platform manifest", manifest, href, f"listed by index {index[:19]}…"))
+    for platform in found_in.platforms(session, principal, prefix, MAX_CANDIDATES):
+        href = image_href(platform.manifest)
+        if href not in known:
+            found.append(Candidate("platform manifest", platform.manifest, href,
+                                   f"listed by index {platform.index[:19]}…"))
             known.add(href)
-    for candidate in _workload_candidates(session, principal, RunningContainer.digest.like(pattern)):
+    for candidate in _workload_candidates(found_in.workloads_by_digest_prefix(session, principal, prefix)):
         if candidate.href not in known:
             found.append(candidate)
             known.add(candidate.href)
@@ -174,14 +115,7 @@ def _image_reference(session: Session, principal: Principal, reference: str) -> 
         rows = []
     found = _image_row_candidates(rows)
     name = reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
-    found += _workload_candidates(
-        session,
-        principal,
-        or_(
-            RunningContainer.image == reference,
-            RunningContainer.image.like(_like_escape(name) + ":%", escape="\\"),
-        ),
-    )
+    found += _workload_candidates(found_in.workloads_by_image(session, principal, reference, name))
     return found
 
 
@@ -195,65 +129,56 @@ def _normalise_repo_url(url: str) -> str:
     return url.lower()
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-
-
 def _repository_url(session: Session, principal: Principal, url: str) -> List[Candidate]:
     """Images built from a source repository, matched on its clone URL without scheme, user or .git."""
-    host_and_path = _like_escape(_normalise_repo_url(url).split("://", 1)[-1])
-    lowered = func.lower(Repository.uri)
-    condition = or_(
-        lowered.like("%" + host_and_path, escape="\\"),
-        lowered.like("%" + host_and_path + ".git", escape="\\"),
-    )
-    query = _visible_pushes(principal).join(Repository, Run.repository_id == Repository.id).where(condition)
-    return _push_candidates(session, query)
+    return _push_candidates(found_in.pushes(session, principal, found_in.repository_url(_host_and_path(url))))
+
+
+def _host_and_path(url: str) -> str:
+    return _normalise_repo_url(url).split("://", 1)[-1]
 
 
 def _workload(session: Session, principal: Principal, text: str) -> List[Candidate]:
     namespace, name = text.split("/", 1)
-    return _workload_candidates(
-        session,
-        principal,
-        (RunningContainer.namespace == namespace)
-        & or_(RunningContainer.workload_name == name, RunningContainer.pod == name),
-    )
+    return _workload_candidates(found_in.workloads_by_name(session, principal, namespace, name))
 
 
 def _pipeline(session: Session, principal: Principal, text: str) -> List[Candidate]:
-    pattern = "%" + _like_escape(text.lower()) + "%"
-    query = (
-        select(Pipeline, Project, Organization)
-        .join(Project, Pipeline.project_id == Project.id)
-        .join(Organization, Project.organization_id == Organization.id)
-        .where(func.lower(Pipeline.name).like(pattern, escape="\\"))
-        .order_by(Pipeline.name)
-        .limit(MAX_CANDIDATES)
-    )
-    if principal.organizations is not None:
-        query = query.where(Organization.name.in_(sorted(principal.organizations)))
-    pipelines = session.execute(query).all()
+    pipelines = found_in.pipelines(session, principal, text, MAX_CANDIDATES)
     if len(pipelines) == 1:  # one pipeline: the images it pushed
-        pipeline, project, org = pipelines[0]
+        only = pipelines[0]
         rows = list_images(
             session,
             principal,
-            organization=org.name,
-            project=project.name,
-            pipeline=pipeline.external_id,
+            organization=only.organization,
+            project=only.project,
+            pipeline=only.external_id,
             limit=MAX_CANDIDATES * 4,
         )
         return _image_row_candidates(rows)
     return [
         Candidate(
             "pipeline",
-            f"{org.name}/{project.name} · {pipeline.name}",
-            "/explorer?" + urlencode({"pipeline": pipeline.name, "project": project.name}),
+            f"{p.organization}/{p.project} · {p.name}",
+            "/explorer?" + urlencode({"pipeline": p.name, "project": p.project}),
             "running images built by this pipeline",
         )
-        for pipeline, project, org in pipelines
+        for p in pipelines
     ]
+
+
+def _hidden(session: Session, principal: Principal, reading: Reading) -> bool:
+    """Whether this reading matches pushes (or pipelines) only in organisations the reader may not read."""
+    if reading.kind is Kind.DIGEST_PREFIX:
+        return found_in.hidden_pushes(session, principal, found_in.digest_prefix(reading.value))
+    if reading.kind is Kind.IMAGE_REFERENCE:
+        conditions = found_in.image_reference(reading.value)
+        return conditions is not None and found_in.hidden_pushes(session, principal, conditions)
+    if reading.kind is Kind.REPOSITORY_URL:
+        return found_in.hidden_pushes(session, principal, found_in.repository_url(_host_and_path(reading.value)))
+    if reading.kind is Kind.PIPELINE:
+        return found_in.hidden_pipelines(session, principal, reading.value)
+    return False
 
 
 def _lookup(session: Session, principal: Principal, reading: Reading) -> List[Candidate]:
@@ -297,6 +222,8 @@ def resolve(session: Session, principal: Principal, text: str) -> SearchOutcome:
         return SearchOutcome(candidates[0].href, candidates)
     if not candidates:
         kinds = " or ".join(r.kind.value.replace("-", " ") for r in readings)
-        return SearchOutcome(None, [], f"Nothing you may read matches {text.strip()!r} as {kinds}.")
+        hidden = any(_hidden(session, principal, reading) for reading in readings)
+        return SearchOutcome(None, [], f"Nothing you may read matches {text.strip()!r} as {kinds}."
+                             + (HIDDEN_NOTE if hidden else ""), hidden_by_permissions=hidden)
     truncated = len(candidates) > MAX_CANDIDATES
     return SearchOutcome(None, candidates[:MAX_CANDIDATES], "Several matches: choose one.", truncated)

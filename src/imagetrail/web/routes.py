@@ -324,7 +324,8 @@ def image_page(request: Request, digest: str, web: WebSession = Depends(web_read
             status_code=404,
             heading="No trail for this image",
             message=f"No pipeline run you may read pushed {digest}, and no workload you may see runs "
-            "it. If it should be here, check the Coverage page.",
+            "it. " + ("It was pushed in organisations your permissions hide from you." if facts.hidden_by_permissions
+                      else "If it should be here, check the Coverage page."),
         )
     nodes, edges = trail_view.build_graph(facts, image_href)
     svg = render_svg(nodes, edges, title=f"Trail of image {digest}", description=trail_view.describe(facts))

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import List, Optional
 
-from imagetrail.reference import DIGEST_PATTERN, HOST_PATTERN, PATH_PATTERN, TAG_PATTERN
+from imagetrail.reference import DIGEST_PATTERN, HOST_PATTERN, PATH_PATTERN, SHORT_DIGEST_LENGTH, TAG_PATTERN
 
-MIN_DIGEST_PREFIX = 12
+MIN_DIGEST_PREFIX = SHORT_DIGEST_LENGTH  # a short digest as printed (imagetrail.reference)
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 _CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3})$", re.IGNORECASE)

@@ -1,4 +1,5 @@
-"""Fill ``TrailFacts`` for one digest: pushes (the backend's trace service), workloads, scans.
+"""Fill ``TrailFacts`` for one digest: pushes (the backend's trace service), workloads, scans (the SQL is in
+``imagetrail.queries``; this module presents it).
 
 Visibility follows the API: pushes of organisations the principal is granted; the
 workloads running the image when the principal may see the image (or every organisation).
@@ -8,16 +9,15 @@ from __future__ import annotations
 
 from typing import List, Optional, Set
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
-from imagetrail.queries.trail import related_digests
-from imagetrail.queries.registry_trail import with_registry
 from imagetrail.auth import Principal
+from imagetrail.queries.image_page import newest_scan, running_workloads
+from imagetrail.queries.registry_trail import with_registry
+from imagetrail.queries.trace import TraceAnswer, TrailPush, trail_for_digest
+from imagetrail.queries.visibility import reads_every_organization
 from imagetrail.settings import Settings
-from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer, VulnerabilitySummary
-from imagetrail.queries.trace import Trail, TrailPush, trail_for_digest
 from imagetrail.web.trail_view import (
     PushFact,
     RelatedDigest,
@@ -28,57 +28,22 @@ from imagetrail.web.trail_view import (
 
 
 def _workloads(session: Session, digests: Set[str]) -> List[WorkloadFact]:
-    rows = session.execute(
-        select(RunningContainer, Cluster.name)
-        .join(Cluster, Cluster.id == RunningContainer.cluster_id)
-        .where(RunningContainer.digest.in_(sorted(digests)))
-        .order_by(
-            RunningContainer.exposed.desc(),
-            Cluster.name,
-            RunningContainer.namespace,
-            RunningContainer.workload_name,
-        )
-        .limit(200)
-    ).all()
     seen: dict[tuple, WorkloadFact] = {}
-    for container, cluster in rows:
-        key = (cluster, container.namespace, container.workload_kind, container.workload_name)
-        exposure = [
-            e.get("reason", "") + (f" · {e['address']}" if e.get("address") else "")
-            for e in container.exposure or []
-        ]
+    for w in running_workloads(session, digests):
+        key = (w.cluster, w.namespace, w.kind, w.name)
+        exposure = [e.get("reason", "") + (f" · {e['address']}" if e.get("address") else "") for e in w.exposure]
         if key not in seen:
-            seen[key] = WorkloadFact(
-                cluster,
-                container.namespace,
-                container.workload_kind,
-                container.workload_name,
-                container.container,
-                container.digest,
-                container.exposed,
-                exposure,
-            )
+            seen[key] = WorkloadFact(w.cluster, w.namespace, w.kind, w.name, w.container, w.digest, w.exposed,
+                                     exposure)
     return list(seen.values())
 
 
 def _vulnerabilities(session: Session, digests: Set[str], digest: str) -> Optional[VulnerabilityFact]:
-    rows = session.execute(
-        select(VulnerabilitySummary, ImageScan.scanner)
-        .join(ImageScan, ImageScan.id == VulnerabilitySummary.scan_id)
-        .where(VulnerabilitySummary.digest.in_(sorted(digests)))
-    ).all()
-    if not rows:
+    scan = newest_scan(session, digests, digest)
+    if scan is None:
         return None
-    summary, scanner = sorted(rows, key=lambda r: (r[0].digest == digest, r[0].scanned_at), reverse=True)[0]
-    return VulnerabilityFact(
-        summary.critical,
-        summary.high,
-        summary.medium,
-        summary.low,
-        [dict(item) for item in summary.top or []],
-        scanner,
-        summary.scanned_at,
-    )
+    return VulnerabilityFact(scan.critical, scan.high, scan.medium, scan.low, scan.top, scan.scanner,
+                             scan.scanned_at)
 
 
 def _push_fact(push: TrailPush) -> PushFact:
@@ -113,7 +78,7 @@ def _push_fact(push: TrailPush) -> PushFact:
     )
 
 
-def _related(trail: Trail) -> List[RelatedDigest]:
+def _related(trail: TraceAnswer) -> List[RelatedDigest]:
     return [
         RelatedDigest(
             r.digest, r.relation, "/".join(p for p in (r.os, r.architecture, r.variant) if p) or None
@@ -127,14 +92,14 @@ def load(session: Session, principal: Principal, digest: str, settings: Optional
     if settings is not None:
         trail = with_registry(session, trail, principal, settings)
     facts = TrailFacts(digest=digest, related=_related(trail), registry_pushes=trail.registry_pushes,
-                       claims=trail.claims)
+                       claims=trail.claims, hidden_by_permissions=trail.hidden_by_permissions)
     facts.pushes = [_push_fact(push) for push in trail.pushes]
     facts.more_pushes = trail.has_more
     facts.references = sorted(
         {p.reference for p in facts.pushes if p.digest == digest} or {p.reference for p in facts.pushes}
     )
-    family = related_digests(session, [digest])[digest]
-    if facts.pushes or principal.organizations is None:
+    family = {digest, *(r.digest for r in trail.related)}
+    if facts.pushes or reads_every_organization(principal):
         facts.workloads = _workloads(session, family)
         facts.vulnerabilities = _vulnerabilities(session, family, digest)
     if facts.vulnerabilities and facts.vulnerabilities.top:

@@ -88,6 +88,8 @@ class TrailFacts:
     # Registry side (imagetrail.queries.registry_views): pushes only a registry reported, and the image's claims.
     registry_pushes: List[Any] = field(default_factory=list)
     claims: List[Any] = field(default_factory=list)
+    # Nothing here the reader may see, but pushes of organisations they may not read exist (never which).
+    hidden_by_permissions: bool = False
 
     @property
     def found(self) -> bool:
