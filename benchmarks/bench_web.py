@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import sqlalchemy as sa  # noqa: E402
 
 from imagetrail.queries.explorer import run_query  # noqa: E402
-from imagetrail.queries.filters import ExplorerFilters  # noqa: E402
+from imagetrail.views.filters import ExplorerFilters  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
 from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
 from imagetrail.auth import Principal  # noqa: E402

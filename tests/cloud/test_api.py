@@ -112,7 +112,7 @@ def test_one_filter_model_drives_the_api_the_cli_and_the_web_form(api):
     import argparse
 
     from imagetrail.client.query import add_filter_arguments
-    from imagetrail.queries.filters import FILTER_FIELDS, FILTER_NAMES
+    from imagetrail.views.filters import FILTER_FIELDS, FILTER_NAMES
     from imagetrail.web.explorer_view import FORM
 
     spec = api.app.openapi()

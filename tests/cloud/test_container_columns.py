@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from imagetrail import severity as sev
 from imagetrail.ingest import cloud as store
 from imagetrail.queries.explorer import run_query
-from imagetrail.queries.filters import ExplorerFilters, SORT_KEYS
+from imagetrail.views.filters import ExplorerFilters, SORT_KEYS
 from imagetrail.gc_pause import paused_gc
 from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.parsers.scans import ParsedFinding, ParsedImage, ParsedReport, parse_report

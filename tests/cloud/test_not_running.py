@@ -14,7 +14,7 @@ import pytest
 
 from imagetrail.ingest import cloud as store
 from imagetrail.queries.explorer import run_query
-from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline
 from imagetrail.parsers.scans import parse_report
 from imagetrail.store.db import transaction

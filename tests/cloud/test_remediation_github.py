@@ -293,7 +293,7 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
 
 
 def test_service_identities_are_never_owners():
-    from imagetrail.queries.trail import OwnerEntry
+    from imagetrail.views.trail import OwnerEntry
     from imagetrail.queries.owners import OwnerPolicy
 
     policy = OwnerPolicy(OwnerPolicy().service_identities + ("svc-*@contoso.example",))

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from imagetrail.client import images, query, trace
-from imagetrail.queries.columns import EXPLORER_HEADER
+from imagetrail.views.columns import EXPLORER_HEADER
 from tests.web import dataset
 from tests.web.sign_in import csrf_token
 

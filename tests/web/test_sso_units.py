@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from imagetrail.client.query import _csv
-from imagetrail.queries.trail import Trail
+from imagetrail.views.trail import Trail
 from imagetrail.services.remediation_plan import _run_link
 from imagetrail.sanitize import safe_href, safe_url
 from imagetrail.settings import Settings, SettingsError, SsoGrant

@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.queries import coverage, explorer
-from imagetrail.queries.filters import (
+from imagetrail.views.explorer import ExplorerPage
+from imagetrail.views.filters import (
     DEFAULT_SORT,
     FILTER_FIELDS,
     MAX_PAGE,
@@ -274,7 +275,7 @@ SEEK_HELP = (
 
 @router.get(
     "/v1/query",
-    response_model=explorer.ExplorerPage,
+    response_model=ExplorerPage,
     summary="Explorer: running containers with exposure, vulnerabilities and their pipeline trail",
 )
 def get_query(
@@ -287,7 +288,7 @@ def get_query(
     after: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "next"),
     before: Optional[str] = Query(None, max_length=explorer.MAX_CURSOR, description=SEEK_HELP % "prev"),
     principal: Principal = Depends(authorized),
-) -> explorer.ExplorerPage:
+) -> ExplorerPage:
     if sort not in SORT_KEYS:
         raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
     with request.app.state.sessions() as session:

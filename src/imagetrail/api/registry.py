@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from imagetrail.parsers.registry_events import DISTRIBUTION_MEDIA_TYPE, EventInvalid, parse
 from imagetrail.queries.untraced import MAX_PAGE_SIZE, untraced_pushes
 from imagetrail.queries.visibility import visible_registries
-from imagetrail.queries.registry_views import UntracedPage
+from imagetrail.views.registry import UntracedPage
 from imagetrail.auth import Principal
 from imagetrail.auth.dependencies import authorized
 from imagetrail.api.request_json import json_body

@@ -16,13 +16,12 @@ from imagetrail.queries.trace import (
     DEFAULT_PAGE,
     MAX_LIST,
     MAX_PUSHES,
-    ImageRow,
-    TraceAnswer,
     TraceQueryError,
     list_images,
     trail_for_digest,
     trail_for_reference,
 )
+from imagetrail.views.trace import ImageRow, TraceAnswer
 
 router = APIRouter(tags=["trace"])
 

@@ -10,8 +10,8 @@ from pydantic import TypeAdapter
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
-from imagetrail.queries.columns import utc_iso
-from imagetrail.queries.trace import ImageRow
+from imagetrail.views.columns import utc_iso
+from imagetrail.views.trace import ImageRow
 
 IMAGE_ROWS = TypeAdapter(List[ImageRow])
 COLUMNS = tuple(Column(n, required=n in ("image", "digest", "run"), whole=n == "digest") for n in (

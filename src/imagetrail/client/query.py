@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest, table
-from imagetrail.queries.columns import EXPLORER_HEADER, explorer_record, utc_iso
-from imagetrail.queries.explorer import ExplorerPage
-from imagetrail.queries.filters import FILTER_FIELDS, SORT_KEYS, DEFAULT_SORT, ExplorerFilters
+from imagetrail.views.columns import EXPLORER_HEADER, explorer_record, utc_iso
+from imagetrail.views.explorer import ExplorerPage
+from imagetrail.views.filters import FILTER_FIELDS, SORT_KEYS, DEFAULT_SORT, ExplorerFilters
 
 
 class FilterError(ValueError):
@@ -21,7 +21,7 @@ class FilterError(ValueError):
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per field of ExplorerFilters (queries/filters.py): flag, help and bounds come from there."""
+    """One option per field of ExplorerFilters (views/filters.py): flag, help and bounds come from there."""
     group = parser.add_argument_group("filters (combined with AND)")
     for spec in FILTER_FIELDS:
         surface = spec.surface

@@ -10,8 +10,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED, summary
-from imagetrail.queries.columns import utc_iso
-from imagetrail.queries.trace import Trail
+from imagetrail.views.columns import utc_iso
+from imagetrail.views.trace import TraceAnswer
 from imagetrail.reference import DIGEST_RE
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
@@ -78,7 +78,7 @@ PUSH_COLUMNS = tuple(Column(n, required=n in ("reference", "digest", "run"), who
 def push_rows(trail: Dict[str, Any], wide: bool = False) -> List[Dict[str, str]]:
     """One row per push, read through the API's response model."""
     rows = []
-    for push in Trail.model_validate(trail).pushes:
+    for push in TraceAnswer.model_validate(trail).pushes:
         requester = push.requester
         rows.append({
             "reference": push.reference,

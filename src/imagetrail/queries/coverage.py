@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.queries.filters import ExplorerFilters, check_paging
+from imagetrail.views.filters import ExplorerFilters, check_paging
 from imagetrail.queries.reconcile_status import ReconcileStatus, reconcile_status
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization

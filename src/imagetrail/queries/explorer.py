@@ -31,17 +31,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.auth import Principal
-from imagetrail.queries.filters import SORT_KEYS, ExplorerFilters, check_paging
-from imagetrail.queries.trail import Trail, find_trails, pushes_joined, trail_conditions, with_related
+from imagetrail.views.filters import SORT_KEYS, ExplorerFilters, check_paging
+from imagetrail.queries.trail import find_trails, pushes_joined, trail_conditions, with_related
+from imagetrail.views.trail import Trail
 from imagetrail.queries.untraced import untraced_digests
 from imagetrail.queries.visibility import digest_condition
 from imagetrail.reference import normalize_registry, registry_and_repository
@@ -54,70 +53,7 @@ from imagetrail.store.models.cloud import (
     sort_columns,
 )
 from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
-
-
-class Exposure(BaseModel):
-    reason: str
-    address: Optional[str] = None
-
-
-class SeverityCounts(BaseModel):
-    critical: int = 0
-    high: int = 0
-    medium: int = 0
-    low: int = 0
-    unknown: int = 0
-
-
-class TopCve(BaseModel):
-    id: str
-    severity: str
-    package: str
-    installed_version: Optional[str] = None
-    fixed_version: Optional[str] = None
-
-
-class Vulnerabilities(BaseModel):
-    counts: SeverityCounts
-    max_severity: str
-    top: List[TopCve] = Field(default_factory=list)
-    scanner: Optional[str] = None
-    scanned_at: Optional[datetime] = None
-    scanned_digest: Optional[str] = None  # differs from the row's digest when matched over an index
-
-
-class ExplorerRow(BaseModel):
-    # The container fields are None on a row for an image no cluster runs (running=False).
-    running: bool = True
-    cluster: Optional[str] = None
-    namespace: Optional[str] = None
-    workload_kind: Optional[str] = None
-    workload_name: Optional[str] = None
-    owner_note: Optional[str] = None
-    pod: Optional[str] = None
-    container: Optional[str] = None
-    container_kind: Optional[str] = None
-    image: str
-    registry: str
-    repository: str
-    digest: Optional[str] = None
-    digest_error: Optional[str] = None
-    exposed: bool
-    exposure: List[Exposure] = Field(default_factory=list)
-    vulnerabilities: Optional[Vulnerabilities] = None
-    trail: Optional[Trail] = None
-
-
-class ExplorerPage(BaseModel):
-    rows: List[ExplorerRow]
-    total: int
-    page: int
-    page_size: int
-    sort: str
-    # Seek cursors (see run_query): the page after this one starts after next_cursor, the page before ends
-    # before prev_cursor. None where the neighbouring page is reached by its number instead.
-    next_cursor: Optional[str] = Field(default=None, exclude=True)
-    prev_cursor: Optional[str] = Field(default=None, exclude=True)
+from imagetrail.views.explorer import ExplorerPage, ExplorerRow, Exposure, SeverityCounts, TopCve, Vulnerabilities
 
 
 def _conditions(filters: ExplorerFilters, principal: Principal) -> list:

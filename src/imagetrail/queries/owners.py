@@ -25,7 +25,7 @@ from imagetrail.parsers.attribution import KIND_PROVENANCE
 from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError, match, parse_text
 from imagetrail.store.models.pipeline import Push
 from imagetrail.store.models.registry import RegistryAttribution
-from imagetrail.queries.trail import OwnerEntry, Trail
+from imagetrail.views.trail import OwnerEntry, Trail
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
 SOURCE_CODEOWNERS = "codeowners"

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from imagetrail.queries.explorer import pushed_images, running_digests
-from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.auth import Principal
 from imagetrail.store.models.cloud import VulnerabilitySummary
 from imagetrail.store.models.pipeline import Organization, Pipeline, Project, Push

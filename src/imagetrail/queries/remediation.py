@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.auth import Principal
-from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import normalize_registry

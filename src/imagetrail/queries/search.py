@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.collector.references import InvalidReference, parse_reference
+from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.store.models.cloud import RunningContainer

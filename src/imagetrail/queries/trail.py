@@ -4,7 +4,7 @@ Every reader of pushes (trace, explorer, web search, coverage, remediation) star
 restricts it with ``imagetrail.queries.visibility.organization_condition``; nothing else spells this join.
 ``trail_select`` adds the columns of a whole trail (reference, report, repository, requester), each named
 (``TRAIL_COLUMNS``), and ``trail_from_row`` reads one such row into a ``Trail``: the explorer rows, the
-remediation plan, the trace API (``queries.trace.TrailPush`` is its JSON shape) and the web trail page all
+remediation plan, the trace API (``views.trace.TrailPush`` is its JSON shape) and the web trail page all
 start from it. ``related_digests`` is the one index <-> platform-manifest lookup.
 """
 
@@ -14,14 +14,14 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import TypeAdapter
 from sqlalchemy import Select, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.auth.evidence import push_evidence
 from imagetrail.facts import VERIFIED
-from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.pipeline import (
@@ -37,6 +37,7 @@ from imagetrail.store.models.pipeline import (
     Repository,
     Run,
 )
+from imagetrail.views.trail import OwnerEntry, RelatedDigest, Trail
 
 
 def pushes_joined(*columns: Any) -> Select:
@@ -67,92 +68,6 @@ def with_related(digests: Select) -> Select:
 
 # A reader of every organisation, for callers that apply no visibility (the server's own jobs).
 EVERY_ORGANIZATION = Principal(kind="server", subject="imagetrail", scopes=frozenset(), organizations=None)
-
-
-class OwnerEntry(BaseModel):
-    """One owner of an image, in order, with where it came from (cloud/owners.py)."""
-
-    source: str  # codeowners | commit-author | team-mapping | requester
-    name: Optional[str] = None
-    email: Optional[str] = None
-    login: Optional[str] = None  # GitHub login or @org/team, when the source names one
-    detail: Optional[str] = None  # the CODEOWNERS rule, or the team
-    evidence: str = "claimed"  # verified | claimed | disputed (imagetrail.facts)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.login or self.email or "?"
-
-
-class Stated(BaseModel):
-    """One value of a fact, and the credential that stated it."""
-
-    value: str
-    evidence: str  # verified | claimed
-    credential_kind: str  # azure-devops | github | azure-devops-api | api-key | entra | legacy
-    credential_id: str  # key:<id>, the token's subject, the app's id
-
-
-class RelatedDigest(BaseModel):
-    digest: str
-    relation: str  # "index": an index listing the traced digest; "platform": a manifest the traced index lists
-    os: Optional[str] = None
-    architecture: Optional[str] = None
-    variant: Optional[str] = None
-
-
-class Trail(BaseModel):
-    """A push and its trail: the run, pipeline, project and organisation that pushed it, the source it was
-    built from, who asked for it, who owns it and how each fact is known.
-
-    The fields not excluded are the explorer's ``trail`` JSON; the excluded ones complete the trace
-    (``queries.trace.TrailPush`` is the trace API's JSON of the same trail).
-    """
-
-    system: str = "azure-devops"  # azure-devops | github: the CI system of the run (and its tracker)
-    organization: str
-    project: str
-    pipeline: Optional[str] = None
-    pipeline_id: Optional[str] = None
-    run_id: str
-    run_number: Optional[str] = None
-    run_url: Optional[str] = None  # as reported (queries.trace.run_link makes the link shown)
-    repository: Optional[str] = None
-    branch: Optional[str] = None
-    commit: Optional[str] = None
-    owner_name: Optional[str] = None
-    owner_email: Optional[str] = None
-    pushed_reference: str
-    pushed_digest: Optional[str]  # None only for a push whose digest could not be read (a reference trace)
-    pushed_at: Optional[datetime] = None
-    server_url: Optional[str] = None
-    evidence: Dict[str, str] = {}  # fact -> verified | claimed | disputed (imagetrail.facts)
-    # Ordered, each with its source; the requester alone until owners are resolved (imagetrail owners).
-    owners: List[OwnerEntry] = Field(default_factory=list)
-    pipeline_key: Optional[int] = Field(default=None, exclude=True)  # pipelines.id, for the server only
-    run_key: Optional[int] = Field(default=None, exclude=True)  # runs.id
-    repository_name: Optional[str] = Field(default=None, exclude=True)
-    # -- the rest of the trace (not in the explorer's JSON) --
-    push_key: int = Field(default=0, exclude=True)  # pushes.id
-    registry: str = Field(default="", exclude=True)
-    image_repository: str = Field(default="", exclude=True)
-    tag: Optional[str] = Field(default=None, exclude=True)
-    job_id: str = Field(default="", exclude=True)
-    job_name: Optional[str] = Field(default=None, exclude=True)
-    job_attempt: int = Field(default=1, exclude=True)
-    stage: Optional[str] = Field(default=None, exclude=True)
-    agent: Optional[str] = Field(default=None, exclude=True)
-    run_attempt: int = Field(default=1, exclude=True)
-    reason: Optional[str] = Field(default=None, exclude=True)
-    repository_uri: Optional[str] = Field(default=None, exclude=True)
-    repository_type: Optional[str] = Field(default=None, exclude=True)
-    has_requester: bool = Field(default=False, exclude=True)
-    report_id: str = Field(default="", exclude=True)
-    received_at: Optional[datetime] = Field(default=None, exclude=True)
-    identity_kind: str = Field(default="", exclude=True)
-    identity_subject: str = Field(default="", exclude=True)
-    # a disputed fact: every value stated, and who stated it (filled by the trace, only when disputed)
-    competing: Dict[str, List[Stated]] = Field(default_factory=dict, exclude=True)
 
 
 # The columns of a trail, named: ``trail_from_row`` reads them by name, never by position.

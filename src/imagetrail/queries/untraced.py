@@ -12,7 +12,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.queries.registry_views import Count, UntracedPage, UntracedPush
+from imagetrail.views.registry import Count, UntracedPage, UntracedPush
 from imagetrail.queries.visibility import registry_condition, visible_registries
 from imagetrail.settings import Settings
 from imagetrail.store.models.pipeline import ImageRelation, Push

@@ -17,8 +17,8 @@ from sqlalchemy.orm import sessionmaker
 from imagetrail.queries import owners as owner_list
 from imagetrail.services import remediation_plan as plan
 from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError
-from imagetrail.queries.filters import ExplorerFilters
-from imagetrail.queries.trail import OwnerEntry, Trail
+from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.trail import OwnerEntry, Trail
 from imagetrail.remote.owner_sources import AzureRepository, GitHubRepository
 from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Policy, route
 from imagetrail.remote.trackers import TrackerError

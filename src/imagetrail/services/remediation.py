@@ -7,7 +7,7 @@ from a name. This module sequences the steps; each concern has its own module:
 * planning query (read-only): ``cloud/remediation_plan.py``;
 * trust policy (which tracker, where credentials may go): ``cloud/remediation_trust.py``;
 * tracker clients: ``cloud/trackers.py``;
-* writes (items filed): ``cloud/remediation_store.py``.
+* writes (items filed): ``ingest/remediation_items.py``; their reads: ``queries/remediation.py``.
 
 An item is never filed twice for the same image and CVE set: ``remediation_items`` is keyed by digest +
 SHA-256 of the sorted CVE ids, and a GitHub issue's body carries a marker the repository's
@@ -24,9 +24,10 @@ from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.services import remediation_plan as plan
-from imagetrail.services import remediation_store as store
-from imagetrail.queries.filters import ExplorerFilters
-from imagetrail.queries.trail import Trail
+from imagetrail.ingest import remediation_items
+from imagetrail.queries import remediation as remediation_reads
+from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.trail import Trail
 from imagetrail.queries.owners import OwnerPolicy
 from imagetrail.services.remediation_plan import DEFAULT_MIN_SEVERITY, cve_set_hash
 from imagetrail.services.remediation_trust import (
@@ -178,8 +179,8 @@ def remediate(
                 )
                 continue
             cve_hash = cve_set_hash(cve_ids)
-            existing = store.existing(session, digest, cve_hash)
-            previous = store.previous(session, digest)
+            existing = remediation_reads.filed_item(session, digest, cve_hash)
+            previous = remediation_reads.newest_item(session, digest)
         top = plan.top_severity(found)
         base.update(title=plan.title(image, found), cve_ids=cve_ids)
         if existing is not None:
@@ -284,7 +285,7 @@ def _create_work_item(
 def _record(
     sessions, destination: Destination, trail: Trail, image, digest, cve_hash, cve_ids, item, item_type
 ):
-    store.record(
+    remediation_items.record(
         sessions,
         tracker=destination.tracker,
         digest=digest,

@@ -16,9 +16,10 @@ from typing import Any, List, Optional, Tuple
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
-from imagetrail.queries.explorer import ExplorerRow, run_query
-from imagetrail.queries.filters import ExplorerFilters
-from imagetrail.queries.trail import Trail
+from imagetrail.queries.explorer import run_query
+from imagetrail.views.explorer import ExplorerRow
+from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.trail import Trail
 from imagetrail.facts import DISPUTED, summary
 from imagetrail.sanitize import safe_url
 from imagetrail.auth import Principal

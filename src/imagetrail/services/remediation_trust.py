@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import FrozenSet, Iterable, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from imagetrail.queries.trail import Trail
+from imagetrail.views.trail import Trail
 from imagetrail.facts import DISPUTED
 
 SYSTEM_AZURE_DEVOPS = "azure-devops"

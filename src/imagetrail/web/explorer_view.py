@@ -16,9 +16,10 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.queries.columns import EXPLORER_HEADER, explorer_record, utc_iso  # noqa: F401 (pages' times)
-from imagetrail.queries.explorer import ExplorerPage, ExplorerRow, decode_cursor, run_query
-from imagetrail.queries.filters import DEFAULT_SORT, FILTER_FIELDS, MAX_PAGE, SORT_LABELS, ExplorerFilters
+from imagetrail.views.columns import EXPLORER_HEADER, explorer_record, utc_iso  # noqa: F401 (pages' times)
+from imagetrail.queries.explorer import decode_cursor, run_query
+from imagetrail.views.explorer import ExplorerPage, ExplorerRow
+from imagetrail.views.filters import DEFAULT_SORT, FILTER_FIELDS, MAX_PAGE, SORT_LABELS, ExplorerFilters
 from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
 from imagetrail.sanitize import csv_cell
 from imagetrail.auth import Principal
@@ -239,7 +240,7 @@ def context(query: ExplorerRequest, result: Optional[ExplorerPage]) -> Dict[str,
 
 # --- CSV --------------------------------------------------------------------------------------
 
-CSV_HEADER = EXPLORER_HEADER  # the same columns as imagetrail query --format csv (queries/columns.py)
+CSV_HEADER = EXPLORER_HEADER  # the same columns as imagetrail query --format csv (views/columns.py)
 
 
 def csv_row(row: ExplorerRow) -> List[str]:

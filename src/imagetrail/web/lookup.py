@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.queries import search as found_in
-from imagetrail.queries.trace import ImageRow, TraceQueryError, list_images
+from imagetrail.queries.trace import TraceQueryError, list_images
+from imagetrail.views.trace import ImageRow
 from imagetrail.web.search import Kind, Reading, classify
 
 MAX_CANDIDATES = 50

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.queries.explorer import run_query
-from imagetrail.queries.filters import ExplorerFilters
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.trail import find_trails
 from imagetrail.services.remediation import (
     DEFAULT_MIN_SEVERITY,

@@ -463,7 +463,7 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
     from imagetrail.queries.coverage import coverage_gaps, coverage_summary
-    from imagetrail.queries.filters import MAX_PAGE
+    from imagetrail.views.filters import MAX_PAGE
     from imagetrail.queries.untraced import untraced_pushes
 
     page = min(max(page, 1), MAX_PAGE)  # a hand-edited ?page= shows the first or the deepest page

@@ -85,7 +85,7 @@ class TrailFacts:
     workloads: List[WorkloadFact] = field(default_factory=list)
     vulnerabilities: Optional[VulnerabilityFact] = None
     more_pushes: bool = False  # the trail API has older pushes than this first page
-    # Registry side (imagetrail.queries.registry_views): pushes only a registry reported, and the image's claims.
+    # Registry side (imagetrail.views.registry): pushes only a registry reported, and the image's claims.
     registry_pushes: List[Any] = field(default_factory=list)
     claims: List[Any] = field(default_factory=list)
     # Nothing here the reader may see, but pushes of organisations they may not read exist (never which).

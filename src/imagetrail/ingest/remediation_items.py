@@ -1,4 +1,5 @@
-"""Remediation writes: the record of items filed, so an image and CVE set never gets a second one."""
+"""Remediation writes: the record of items filed, so an image and CVE set never gets a second one (the reads are
+``imagetrail.queries.remediation``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,7 @@ from typing import List, Optional
 
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.queries import remediation as reads
 from imagetrail.store.models.cloud import RemediationItem
-
-
-# The reads live in the read layer; this module keeps the one write (an item filed).
-existing = reads.filed_item
-previous = reads.newest_item
 
 
 def record(

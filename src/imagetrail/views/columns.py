@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from imagetrail.facts import summary
-from imagetrail.queries.explorer import ExplorerRow
+from imagetrail.views.explorer import ExplorerRow
 
 
 def utc_iso(value: Union[datetime, str, None]) -> str:
