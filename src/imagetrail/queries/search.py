@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.reference import InvalidReference, parse_reference
-from imagetrail.queries.trail import pushes_joined
+from imagetrail.queries.trail import pushes_hidden, pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.store.models.pipeline import (
@@ -123,10 +123,7 @@ def pushes(session: Session, principal: Principal, conditions: Sequence[Any]) ->
 
 def hidden_pushes(session: Session, principal: Principal, conditions: Sequence[Any]) -> bool:
     """Whether pushes matching ``conditions`` exist that ``principal`` may not read (never which)."""
-    if reads_every_organization(principal):
-        return False
-    invisible = pushes_joined(Push.id).where(Push.digest.is_not(None), *conditions)
-    return session.execute(select(invisible.exists())).scalar() is True
+    return pushes_hidden(session, principal, [Push.digest.is_not(None), *conditions])
 
 
 def platforms(session: Session, principal: Principal, prefix: str, limit: int) -> List[PlatformMatch]:

@@ -26,7 +26,7 @@ from imagetrail.queries.trail import (
     FACT_VALUES,
     RELATION_COLUMNS,
     attach_owners,
-    pushes_joined,
+    pushes_hidden,
     relate,
     relation_condition,
     with_related,
@@ -34,7 +34,7 @@ from imagetrail.queries.trail import (
     trail_select,
 )
 from imagetrail.views.trail import RelatedDigest, Stated, Trail
-from imagetrail.queries.visibility import organization_condition, reads_every_organization
+from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
 from imagetrail.store.models import pipeline as m
@@ -190,14 +190,6 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     return _Page(trails, cursor)
 
 
-def _hidden(session: Session, principal: Principal, conditions: Sequence[Any]) -> bool:
-    """Whether pushes matching ``conditions`` exist in organisations ``principal`` may not read (asked only
-    when it found none it may read)."""
-    if reads_every_organization(principal):
-        return False
-    return session.execute(select(pushes_joined(m.Push.id).where(*conditions).exists())).scalar() is True
-
-
 # -- evidence ---------------------------------------------------------------------------
 
 def _competing(session: Session, rows: Sequence[Any], trails: List[Trail]) -> None:
@@ -286,7 +278,7 @@ def trail_for_digest(session: Session, digest: str, principal: Principal, *, lim
                  else m.Push.digest.in_(sorted(relation_of)))
     page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
     pushes = [_push_fields(trail, relation_of[trail.pushed_digest]) for trail in page.trails]
-    hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
+    hidden = not pushes and cursor is None and pushes_hidden(session, principal, [condition])
     return _answer(digest, digest, related, registry_seen, page, pushes, hidden)
 
 
@@ -314,7 +306,7 @@ def trail_for_reference(session: Session, reference: str, principal: Principal, 
     page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
     pushes = [_push_fields(trail, "reference") for trail in page.trails]
     newest = next((t.pushed_digest for t in page.trails if t.pushed_digest), None)
-    hidden = not pushes and cursor is None and _hidden(session, principal, [condition])
+    hidden = not pushes and cursor is None and pushes_hidden(session, principal, [condition])
     related, registry_seen = _relatives(session, newest) if newest else ([], None)
     return _answer(reference, newest, related, registry_seen, page, pushes, hidden)
 

@@ -22,7 +22,7 @@ from imagetrail.auth import Principal
 from imagetrail.auth.evidence import push_evidence
 from imagetrail.facts import VERIFIED
 from imagetrail.views.filters import ExplorerFilters
-from imagetrail.queries.visibility import organization_condition
+from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.pipeline import (
     ImageReference,
@@ -273,3 +273,12 @@ def attach_owners(session: Session, trails: Iterable[Trail], *, stored: bool = T
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def pushes_hidden(session: Session, principal: Principal, conditions: Sequence[Any]) -> bool:
+    """Whether pushes matching ``conditions`` exist in organisations ``principal`` may not read (never which).
+
+    Asked only after a search found nothing the reader may read, so an empty answer can say why."""
+    if reads_every_organization(principal):
+        return False
+    return session.execute(select(pushes_joined(Push.id).where(*conditions).exists())).scalar() is True
