@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.services.reconcile import lease
+from imagetrail.store import lease
 from imagetrail.services.reconcile.runner import Reconciler, SourceOutcome
 from imagetrail.settings import Settings
 
