@@ -64,21 +64,13 @@ KNOWN_EXCEPTIONS: FrozenSet[Tuple[str, str]] = frozenset({
     ("imagetrail.web.trail_source", "imagetrail.store.models.cloud"),
     # api/health reports the schema revision through store.migrate rather than store.db.
     ("imagetrail.api.health", "imagetrail.store.migrate"),
-    # services read and write tables directly (remediation*, owner_resolve: branch "readlayer"; the
-    # reconcile runner and lease, the attribution worker: not yet assigned).
+    # services read and write tables directly (remediation*, owner_resolve: branch "readlayer").
     ("imagetrail.services.remediation_plan", "imagetrail.store.models.cloud"),
     ("imagetrail.services.remediation_store", "imagetrail.store.models.cloud"),
     ("imagetrail.services.remediation_close", "imagetrail.store.models.cloud"),
     ("imagetrail.services.remediation_close", "imagetrail.store.models.pipeline"),
     ("imagetrail.services.owner_resolve", "imagetrail.store.models.pipeline"),
     ("imagetrail.services.owner_resolve", "imagetrail.store.models.registry"),
-    ("imagetrail.services.attribution_worker", "imagetrail.store.models.registry"),
-    ("imagetrail.services.reconcile.runner", "imagetrail.store.models.pipeline"),
-    ("imagetrail.services.reconcile.runner", "imagetrail.store.models.reconcile"),
-    ("imagetrail.services.reconcile.lease", "imagetrail.store.models.reconcile"),
-    # the demo seeds clusters and runs through the models; not yet assigned.
-    ("imagetrail.demo.sample", "imagetrail.store.models.cloud"),
-    ("imagetrail.demo.sample", "imagetrail.store.models.pipeline"),
 })
 
 
