@@ -57,16 +57,8 @@ COLLECTOR_MAY_IMPORT = frozenset({"imagetrail", "imagetrail.report", "imagetrail
 
 # Imports that break a rule today and are being removed on other branches (issue 11). Each entry is
 # (importing module, imported module); test_known_exceptions_are_still_needed fails when one is gone,
-# so this set only shrinks. The lead empties it after merging.
-KNOWN_EXCEPTIONS: FrozenSet[Tuple[str, str]] = frozenset({
-    # the reconcile runner and lease, the attribution worker and the demo still use tables directly.
-    ("imagetrail.services.attribution_worker", "imagetrail.store.models.registry"),
-    ("imagetrail.services.reconcile.runner", "imagetrail.store.models.pipeline"),
-    ("imagetrail.services.reconcile.runner", "imagetrail.store.models.reconcile"),
-    ("imagetrail.services.reconcile.lease", "imagetrail.store.models.reconcile"),
-    ("imagetrail.demo.sample", "imagetrail.store.models.cloud"),
-    ("imagetrail.demo.sample", "imagetrail.store.models.pipeline"),
-})
+# so this set only shrinks. It is empty: every rule holds.
+KNOWN_EXCEPTIONS: FrozenSet[Tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
 def test_only_one_process_reconciles_at_a_time(database_url, holders):
     from imagetrail.store.db import make_engine, make_sessionmaker
     from imagetrail.store.migrate import upgrade
-    from imagetrail.services.reconcile import lease
+    from imagetrail.store import lease
 
     engines = [make_engine(database_url) for _ in range(holders)]
     upgrade(engines[0])

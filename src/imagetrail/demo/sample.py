@@ -17,13 +17,14 @@ from typing import Dict, List, Optional
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail import report as r
-from imagetrail.ingest import cloud as store
-from imagetrail.parsers.k8s_inventory import normalize
-from imagetrail.reference import parse_reference
-from imagetrail.parsers.scans import parse_report
 from imagetrail.auth import SCOPE_INGEST, Principal
-from imagetrail.store.db import transaction
+from imagetrail.ingest import cloud as store
 from imagetrail.ingest.reports import ingest_report
+from imagetrail.ingest.seeding import holds_runs_or_clusters
+from imagetrail.parsers.k8s_inventory import normalize
+from imagetrail.parsers.scans import parse_report
+from imagetrail.reference import parse_reference
+from imagetrail.store.db import transaction
 
 CLUSTER = "demo-aks"
 # The digests of the public scan reports in data/.
@@ -151,13 +152,7 @@ class Loaded:
 
 
 def is_empty(session: Session) -> bool:
-    from sqlalchemy import func, select
-
-    from imagetrail.store.models.cloud import Cluster
-    from imagetrail.store.models.pipeline import Run
-
-    return not session.execute(select(func.count()).select_from(Run)).scalar_one() and not session.execute(
-        select(func.count()).select_from(Cluster)).scalar_one()
+    return not holds_runs_or_clusters(session)
 
 
 def load(sessions: sessionmaker, now: Optional[datetime] = None) -> Loaded:

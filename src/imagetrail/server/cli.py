@@ -47,7 +47,7 @@ def _mark_boot(settings: Settings) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from imagetrail.store.db import make_engine
-    from imagetrail.services.reconcile.lease import mark_boot
+    from imagetrail.store.lease import mark_boot
 
     engine = make_engine(settings.database_url)
     try:

@@ -1,9 +1,9 @@
 """Attribution off the request path: read each newly pushed digest from its registry, keep its claims.
 
 ``POST /v1/registry-events`` stores the events and a ``registry_artifacts`` row per new digest
-(status ``pending``), answers, and wakes this worker. The queue is the table, so nothing is lost
-on a restart and several server processes can share it: a row is claimed by a conditional update
-(``pending``/``failed`` -> ``working``) and retried with backoff when the registry fails.
+(status ``pending``), answers, and wakes this worker. The queue is the table (``ingest.attribution_queue``),
+so nothing is lost on a restart and several server processes can share it: a row is claimed by a
+conditional update (``pending``/``failed`` -> ``working``) and retried with backoff when the registry fails.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from imagetrail.ingest import attribution_queue as queue
 from imagetrail.remote.oci_registry import RegistryClient, RegistryError, RegistryNotAllowed
 from imagetrail.services.registry_inspect import Inspector
-from imagetrail.ingest.registry_events import now, record_claims
-from imagetrail.store.db import transaction
-from imagetrail.store.models.registry import RegistryArtifact
 from imagetrail.settings import Settings
 
 log = logging.getLogger("imagetrail.registry")
@@ -71,11 +68,7 @@ class AttributionWorker:
         """Digests refused because their registry was not allowed are read once it is."""
         if not self.settings.registries:
             return
-        with transaction(self.sessions) as session:
-            session.execute(update(RegistryArtifact)
-                            .where(RegistryArtifact.status == "not-allowed",
-                                   RegistryArtifact.registry_host.in_(self.settings.registries))
-                            .values(status="pending", attempts=0, next_attempt_at=now()))
+        queue.requeue_not_allowed(self.sessions, self.settings.registries)
 
     def _run(self) -> None:
         errors = 0
@@ -98,43 +91,19 @@ class AttributionWorker:
             if not done:
                 self._wake.wait(POLL_SECONDS)
 
-    def _claim(self) -> list:
-        current = now()
-        with transaction(self.sessions) as session:
-            candidates = session.execute(
-                select(RegistryArtifact.id, RegistryArtifact.status, RegistryArtifact.attempts)
-                .where(RegistryArtifact.status.in_(("pending", "failed", "working")),
-                       RegistryArtifact.next_attempt_at <= current, RegistryArtifact.attempts < MAX_ATTEMPTS)
-                .order_by(RegistryArtifact.next_attempt_at).limit(BATCH)).all()
-        claimed = []
-        for row_id, status, attempts in candidates:
-            with transaction(self.sessions) as session:
-                changed = session.execute(
-                    update(RegistryArtifact)
-                    .where(RegistryArtifact.id == row_id, RegistryArtifact.status == status,
-                           RegistryArtifact.attempts == attempts)
-                    .values(status="working", attempts=attempts + 1, next_attempt_at=current + CLAIM_LEASE)
-                ).rowcount
-            if changed:
-                claimed.append(row_id)
-        return claimed
-
     def process_due(self) -> int:
         """Attribute the digests that are due; returns how many were handled."""
-        claimed = self._claim()
+        claimed = queue.claim_due(self.sessions, limit=BATCH, max_attempts=MAX_ATTEMPTS, lease=CLAIM_LEASE)
         if not claimed:
             return 0
         client = registry_client(self.settings)
         inspector = Inspector(client)
         for row_id in claimed:
-            with self.sessions() as session:
-                artifact = session.get(RegistryArtifact, row_id)
-                target = (artifact.registry_host, artifact.repository, artifact.digest, artifact.attempts)
-            self._attribute(inspector, row_id, *target)
+            self._attribute(inspector, queue.queued_digest(self.sessions, row_id))
         return len(claimed)
 
-    def _attribute(self, inspector: Inspector, row_id: int, registry: str, repository: str, digest: str,
-                   attempts: int) -> None:
+    def _attribute(self, inspector: Inspector, target: queue.QueuedDigest) -> None:
+        registry, repository, digest = target.registry, target.repository, target.digest
         status, detail, claims = "done", None, []
         try:
             inspector.client.check_allowed(registry)
@@ -146,12 +115,7 @@ class AttributionWorker:
         except Exception as exc:  # a malformed image must not stop the worker
             log.exception("attribution of %s/%s@%s failed", registry, repository, digest)
             status, detail = "failed", f"{type(exc).__name__}: {str(exc)[:500]}"
-        with transaction(self.sessions) as session:
-            artifact = session.get(RegistryArtifact, row_id)
-            if claims:
-                record_claims(session, artifact, claims)
-            artifact.status, artifact.detail, artifact.checked_at = status, detail, now()
-            if status == "failed":
-                artifact.next_attempt_at = now() + RETRY_BASE * (2 ** (attempts - 1))
+        retry_after = RETRY_BASE * (2 ** (target.attempts - 1)) if status == "failed" else None
+        queue.finish(self.sessions, target.row_id, status, detail, claims, retry_after)
         if status != "done":
             log.info("attribution of %s/%s@%s: %s", registry, repository, digest, detail)

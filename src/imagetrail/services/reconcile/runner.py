@@ -18,25 +18,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.auth.report_claims import report_conflict
-from imagetrail.store.bulk import insert_many
+from imagetrail.ingest.reconcile_sources import PassRecord, record_pass
 from imagetrail.ingest.reports import ingest_report
-from imagetrail.store.models.pipeline import Organization, Project
-from imagetrail.store.models.reconcile import ReconcileSource
+from imagetrail.ingest.validation import ReportInvalid, validate_report
+from imagetrail.queries.reconcile_sources import covered_from, reporting_organizations
+from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.services.reconcile.sources import KeptReport, SourceError
 from imagetrail.settings import Settings
-from imagetrail.ingest.validation import ReportInvalid, validate_report
 
 log = logging.getLogger("imagetrail.services.reconcile")
 
 # Runs that were still finishing when the previous pass listed them are listed again.
 MARGIN = timedelta(minutes=15)
-T_SOURCES = ReconcileSource.__table__
 
 
 @dataclass
@@ -85,27 +82,19 @@ class Reconciler:
             wanted.append(SYSTEM_GITHUB)
         if not wanted:
             return []
-        found: Dict[Tuple[str, str], Source] = {}
         with self.sessions() as session:
-            rows = session.execute(
-                select(Organization.system, Organization.name, Organization.server_url, Organization.last_report_at,
-                       Project.name)
-                .outerjoin(Project, Project.organization_id == Organization.id)
-                .where(Organization.system.in_(wanted))
-                .order_by(Organization.system, Organization.name, Project.name)).all()
-        for system, name, server_url, last_report_at, project in rows:
-            source = found.setdefault((system, name), Source(system, name, server_url, _aware(last_report_at), []))
-            if project:
-                source.projects.append(project)
+            reporting = reporting_organizations(session, wanted)
+        found: Dict[Tuple[str, str], Source] = {
+            (o.system, o.name): Source(o.system, o.name, o.server_url, _aware(o.last_report_at), o.projects)
+            for o in reporting}
         if SYSTEM_AZURE_DEVOPS in wanted:
             for name in self.settings.reconcile_azure_devops_orgs:
                 found.setdefault((SYSTEM_AZURE_DEVOPS, name), Source(SYSTEM_AZURE_DEVOPS, name, None, None, []))
         return list(found.values())
 
     def _window_start(self, session: Session, source: Source, now: datetime) -> datetime:
-        row = session.execute(select(ReconcileSource.covered_from).where(
-            ReconcileSource.system == source.system, ReconcileSource.organization == source.organization)).first()
-        start = _aware(row[0]) if row and row[0] else source.last_report_at
+        covered = covered_from(session, source.system, source.organization)
+        start = _aware(covered) if covered else source.last_report_at
         oldest = now - timedelta(days=self.settings.reconcile_max_days)
         return oldest if start is None else max(start - MARGIN, oldest)
 
@@ -136,8 +125,8 @@ class Reconciler:
     def _kept(self, source: Source, since: datetime) -> Iterable[KeptReport]:
         limit = self.settings.max_report_bytes
         if source.system == SYSTEM_AZURE_DEVOPS:
-            from imagetrail.services.remediation import trusted_organization_url
             from imagetrail.services.reconcile import azure_devops
+            from imagetrail.services.remediation import trusted_organization_url
 
             org_url = trusted_organization_url(self.settings.azure_devops_url, self._servers, source.organization,
                                                source.server_url)
@@ -196,19 +185,9 @@ class Reconciler:
         return text
 
     def _record(self, source: Source, started: datetime, outcome: SourceOutcome) -> None:
-        complete = outcome.error is None and outcome.pending == 0
         message = outcome.error or ("; ".join(outcome.refused[:5])[:2000] if outcome.refused else None)
-        engine = self.sessions.kw["bind"]
-        with engine.begin() as conn:
-            insert_many(conn, T_SOURCES, [{"system": source.system, "organization": source.organization,
-                                           "pending": 0, "reconciled": 0}],
-                        skip_conflicts_on=("system", "organization"))
-            values = {"last_run_at": started, "last_error": message,
-                      "reconciled": T_SOURCES.c.reconciled + outcome.stored}
-            if outcome.error is None:  # a source that could not be listed keeps its last count
-                values["pending"] = outcome.pending
-            if complete:
-                values["covered_from"] = started
-            conn.execute(T_SOURCES.update().where(T_SOURCES.c.system == source.system,
-                                                  T_SOURCES.c.organization == source.organization).values(values))
-
+        record_pass(self.sessions, PassRecord(
+            system=source.system, organization=source.organization, started=started, stored=outcome.stored,
+            pending=outcome.pending, message=message,
+            listed=outcome.error is None,  # a source that could not be listed keeps its last count
+            complete=outcome.error is None and outcome.pending == 0))

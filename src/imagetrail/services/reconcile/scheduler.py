@@ -18,9 +18,9 @@ from typing import List, Optional
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.services.reconcile import lease
 from imagetrail.services.reconcile.runner import Reconciler, SourceOutcome
 from imagetrail.settings import Settings
+from imagetrail.store import lease
 
 log = logging.getLogger("imagetrail.services.reconcile")
 

@@ -5,6 +5,9 @@ Works the same on SQLite and PostgreSQL (the UPDATE is atomic on both), and acro
 died does not block reconcile for longer than ``ttl``; ``spacing`` keeps the processes from
 each running a pass right after another one finished. A second row (``boot``) holds when the
 latest ``imagetrail serve`` started, so that its workers run ONE startup pass between them.
+
+A storage helper (like ``store.bulk``), so the reconcile scheduler in ``services`` takes the lease
+without touching the table itself.
 """
 
 from __future__ import annotations
