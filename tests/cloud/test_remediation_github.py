@@ -277,7 +277,7 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
     api.app.dependency_overrides[web_reader] = lambda: WebSession(api.principal, "csrf", via_cookie=False)
     header, line = api.client.get("/explorer.csv", params={"running": "false"}).text.splitlines()[:2]
     assert (
-        header.endswith(",running,owner_source,owners")
+        header.endswith(",running,owner_source,owners,pushed_at,scanned_at")
         and ",codeowners,'@octo/api-team (codeowners);" in line
     )  # '@: guarded
     page = api.client.get("/explorer", params={"running": "false"}).text
