@@ -94,12 +94,12 @@ def main() -> int:
     args = parser.parse_args()
     from fastapi.testclient import TestClient
 
-    from imagetrail.parsers.k8s_inventory import load_objects, normalize
-    from imagetrail.server.app import create_app
     from imagetrail.auth import Principal
     from imagetrail.auth.dependencies import require_ingest
-    from imagetrail.store.migrate import upgrade
+    from imagetrail.parsers.k8s_inventory import load_objects, normalize
+    from imagetrail.server.app import create_app
     from imagetrail.settings import Settings
+    from imagetrail.store.migrate import upgrade
 
     text = cluster_json(args.pods)
     gc_time = GcTime()

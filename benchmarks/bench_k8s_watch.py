@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sqlalchemy as sa  # noqa: E402
-
 from bench_k8s_sync import DEFAULT_URL, cluster_json  # noqa: E402
 
 

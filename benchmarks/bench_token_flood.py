@@ -40,8 +40,8 @@ import jwt  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from imagetrail.store.migrate import upgrade  # noqa: E402
-from tests.support.oidc_provider import new_key  # noqa: E402
 from tests.support.live_server import server_process  # noqa: E402
+from tests.support.oidc_provider import new_key  # noqa: E402
 
 ORG_ID = "6a1c7f52-0d1e-4e8b-9a55-3f0c2b7d9e11"
 RESULTS = ROOT / "benchmarks" / "results" / "bench_token_flood.md"

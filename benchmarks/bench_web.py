@@ -28,14 +28,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from imagetrail.queries.explorer import run_query  # noqa: E402
-from imagetrail.views.filters import ExplorerFilters  # noqa: E402
-from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
-from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
 from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402
+from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
+from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
+from imagetrail.queries.explorer import run_query  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from imagetrail.store.migrate import upgrade  # noqa: E402
+from imagetrail.views.filters import ExplorerFilters  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = Principal(kind="api-key", subject="bench", scopes=frozenset({"admin"}), organizations=None)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.github.runner import NODE, ActionRun, job_env
+from tests.github.runner import NODE, ActionRun, job_env  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "github_action.md"
 

@@ -49,7 +49,7 @@ def read_pins(path: Path = REQUIREMENTS) -> List[Pin]:
     text = path.read_text(encoding="utf-8")
     logical = re.sub(r"\\\n", " ", text)
     pins: List[Pin] = []
-    for number, line in enumerate(logical.splitlines(), start=1):
+    for line in logical.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

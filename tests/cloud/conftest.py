@@ -39,8 +39,8 @@ def api(database_url) -> Iterator[AppHandle]:
     """
     from fastapi.testclient import TestClient
 
-    from imagetrail.server.app import create_app
     from imagetrail.auth.dependencies import authorized
+    from imagetrail.server.app import create_app
     from imagetrail.settings import Settings
 
     app = create_app(Settings(database_url=database_url))

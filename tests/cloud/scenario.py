@@ -11,9 +11,9 @@ import json
 from typing import Optional
 
 from imagetrail import report as r
+from imagetrail.ingest.cloud import InventoryIn
 from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.parsers.scans import parse_report
-from imagetrail.ingest.cloud import InventoryIn
 from tests.cloud.support import FIXTURES, digest, pipeline_report, push
 
 WEB, API_INDEX, API_AMD64, SVC, NGINX, TOOL = (digest(n) for n in (1, 2, 3, 4, 5, 6))
@@ -116,8 +116,8 @@ def scans():
 def load(sessions, server_url: Optional[str] = None) -> None:
     """Everything through the product's own write paths (ingest, sync, scan ingest)."""
     from imagetrail.ingest import cloud as store
-    from imagetrail.store.db import transaction
     from imagetrail.ingest.reports import ingest_report
+    from imagetrail.store.db import transaction
     from tests.cloud.support import ingester
 
     for body in reports(server_url):

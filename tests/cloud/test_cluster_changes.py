@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from imagetrail.parsers.scans import ScanFormatError, parse_report
 from imagetrail.auth import Principal
+from imagetrail.parsers.scans import ScanFormatError, parse_report
 from tests.cloud import scenario
 from tests.cloud.support import FIXTURES, digest, reader
 

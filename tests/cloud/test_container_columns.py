@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy import select, update
 
 from imagetrail import severity as sev
-from imagetrail.ingest import cloud as store
-from imagetrail.queries.explorer import run_query
-from imagetrail.views.filters import ExplorerFilters, SORT_KEYS
 from imagetrail.gc_pause import paused_gc
+from imagetrail.ingest import cloud as store
 from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.parsers.scans import ParsedFinding, ParsedImage, ParsedReport, parse_report
+from imagetrail.queries.explorer import run_query
 from imagetrail.store.db import transaction
 from imagetrail.store.models.cloud import Cluster, RunningContainer, VulnerabilitySummary
+from imagetrail.views.filters import SORT_KEYS, ExplorerFilters
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, digest
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.client.k8s_live import fetch_objects
+from imagetrail.parsers.k8s_inventory import normalize
 from tests.cloud import scenario
 from tests.cloud.kube_api_server import KubeApiServer
 from tests.cloud.support import FIXTURES

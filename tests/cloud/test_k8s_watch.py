@@ -21,8 +21,8 @@ import sqlalchemy as sa
 import yaml
 
 from imagetrail.client.api import ApiClient
-from imagetrail.parsers.k8s_inventory import normalize
 from imagetrail.client.k8s_watch import ApiSink, ClusterWatch, WatchOptions
+from imagetrail.parsers.k8s_inventory import normalize
 from tests.cloud import scenario
 from tests.cloud.kube_api_server import KubeApiServer
 from tests.cloud.support import FIXTURES

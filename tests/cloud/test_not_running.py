@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from imagetrail.ingest import cloud as store
-from imagetrail.queries.explorer import run_query
-from imagetrail.views.filters import ExplorerFilters
-from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline
-from imagetrail.parsers.scans import parse_report
-from imagetrail.store.db import transaction
 from imagetrail.ingest.reports import ingest_report
+from imagetrail.parsers.scans import parse_report
+from imagetrail.queries.explorer import run_query
+from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline
+from imagetrail.store.db import transaction
+from imagetrail.views.filters import ExplorerFilters
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, FIXTURES, digest, ingester, pipeline_report, push, reader
 

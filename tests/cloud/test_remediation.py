@@ -11,8 +11,8 @@ import pytest
 
 from imagetrail.settings import Settings
 from tests.cloud import scenario
-from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import ingester
+from tests.support.azure_devops import AzureDevOpsServer
 
 PAT = "test-pat-0123456789"
 
@@ -73,9 +73,9 @@ class RecordingServer:
 def load_estate(api, server_url: Optional[str], per_organization: Optional[Dict[str, str]] = None):
     """The scenario; each run reports ``server_url`` (or its organisation's URL) as its serverUrl."""
     from imagetrail.ingest import cloud as store
+    from imagetrail.ingest.reports import ingest_report
     from imagetrail.parsers.scans import parse_report
     from imagetrail.store.db import transaction
-    from imagetrail.ingest.reports import ingest_report
 
     sessions = api.app.state.sessions
     for body in scenario.reports(server_url=server_url + "/" if server_url else None):
@@ -240,9 +240,9 @@ def test_only_configured_organisation_urls_are_trusted(organization, server_url,
 
 def test_work_items_say_how_facts_are_known_and_never_assign_a_disputed_owner(api, devops):
     """issue 9, Why 1: a second credential named another requester for run 101; nobody is assigned."""
-    from imagetrail.report import compute_report_id
     from imagetrail.auth import SCOPE_INGEST, Principal
     from imagetrail.ingest.reports import ingest_report
+    from imagetrail.report import compute_report_id
     from tests.cloud.support import pipeline_report
 
     load_estate(api, devops.url)

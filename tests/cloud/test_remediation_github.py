@@ -13,13 +13,13 @@ import pytest
 
 from imagetrail import report as r
 from imagetrail.ingest import cloud as store
+from imagetrail.ingest.reports import ingest_report
 from imagetrail.parsers.scans import parse_report
 from imagetrail.store.db import transaction
-from imagetrail.ingest.reports import ingest_report
 from imagetrail.store.models.cloud import RemediationItem
 from tests.cloud import scenario
-from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import digest, ingester, pipeline_report, push
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.support.github_api import GitHubApi
 
 TOKEN = "ghp_test0123456789abcdef"
@@ -293,8 +293,8 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
 
 
 def test_service_identities_are_never_owners():
-    from imagetrail.views.trail import OwnerEntry
     from imagetrail.queries.owners import OwnerPolicy
+    from imagetrail.views.trail import OwnerEntry
 
     policy = OwnerPolicy(OwnerPolicy().service_identities + ("svc-*@contoso.example",))
     names = [
@@ -313,8 +313,8 @@ def test_service_identities_are_never_owners():
 
 
 def test_azure_repos_owners_come_from_the_repository_at_the_commit_and_assign_by_e_mail(api, devops):
-    from imagetrail.parsers.attribution import from_provenance
     from imagetrail.ingest.registry_events import record_claims
+    from imagetrail.parsers.attribution import from_provenance
     from imagetrail.store.models.registry import RegistryArtifact
 
     commit = "d" * 40

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from imagetrail.ingest import cloud as store
+from imagetrail.parsers.scans import parse_report
 from imagetrail.queries.coverage import coverage_gaps, coverage_summary
 from imagetrail.queries.explorer import run_query
-from imagetrail.views.filters import ExplorerFilters
-from imagetrail.parsers.scans import parse_report
 from imagetrail.store.db import transaction
 from imagetrail.store.models.cloud import ImageScan, RunningContainer, ScanDigest
+from imagetrail.views.filters import ExplorerFilters
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, reader
 

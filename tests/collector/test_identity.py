@@ -22,8 +22,8 @@ from tests.collector.support import (
     HttpStub,
     QuietEngine,
     azure_env,
-    entra_stand_in,
     collect,
+    entra_stand_in,
     json_reply,
     self_signed_certificate,
 )

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from tests.github.images import build_image, push, registry_digest, remove_images
-from tests.support.oidc_provider import LocalIssuer, github_claims
 from tests.github.runner import REPO_ROOT, ActionRun, StepResult, job_env
 from tests.support.live_server import running_server
+from tests.support.oidc_provider import LocalIssuer, github_claims
 
 pytestmark = pytest.mark.e2e
 

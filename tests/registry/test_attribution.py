@@ -8,7 +8,6 @@ import time
 
 import sqlalchemy as sa
 
-from imagetrail.remote.oci_registry import RegistryClient, RegistryNotAllowed, _endpoint
 from imagetrail.parsers.attribution import (
     KIND_AZURE,
     KIND_OCI,
@@ -17,6 +16,7 @@ from imagetrail.parsers.attribution import (
     from_labels,
     from_provenance,
 )
+from imagetrail.remote.oci_registry import RegistryClient, RegistryNotAllowed, _endpoint
 from tests.registry.oci import github_provenance
 from tests.registry.test_api import envelope, post, push_event
 from tests.server.conftest import new_key

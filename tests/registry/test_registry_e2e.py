@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from tests.registry.support import Containers, USERS, cli, create_key, notifying_registry
+from tests.registry.support import USERS, Containers, cli, create_key, notifying_registry
 from tests.server.reports import ado_report, body, github_report, push
 from tests.support.live_server import free_port, running_server
 

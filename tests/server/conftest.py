@@ -8,11 +8,11 @@ from typing import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from imagetrail.server.app import create_app
 from imagetrail.auth.api_keys import create_key
+from imagetrail.server.app import create_app
+from imagetrail.settings import Settings
 from imagetrail.store.db import make_engine, transaction
 from imagetrail.store.migrate import upgrade
-from imagetrail.settings import Settings
 from tests.support.oidc_provider import LocalIssuer
 
 

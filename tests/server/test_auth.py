@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.server.conftest import new_key
-from tests.support.oidc_provider import new_key as new_rsa_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, github_report
+from tests.support.oidc_provider import new_key as new_rsa_key
 
 TENANT = "9b1c2d3e-0000-4000-8000-00000000aaaa"
 OTHER_ORG_ID = "00000000-1111-4222-8333-444444444444"

@@ -10,10 +10,10 @@ from typing import Any, Dict
 
 import pytest
 
-from imagetrail.report import Person
 from imagetrail.auth import SCOPE_INGEST, Principal
-from imagetrail.facts import CLAIMED, VERIFIED
 from imagetrail.auth.report_claims import assess
+from imagetrail.facts import CLAIMED, VERIFIED
+from imagetrail.report import Person
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
 from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)

@@ -16,10 +16,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.support.azure_devops import AzureDevOpsServer
 from tests.cloud.support import FIXTURES
 from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, push
+from tests.support.azure_devops import AzureDevOpsServer
 
 PAT = "fuzz-pat-0123456789"
 MANIFEST = "sha256:86abe662dfa3746038eea6b0db91092b0767d78b8b8938a343d614cd1579adc2"

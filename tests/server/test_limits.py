@@ -11,8 +11,8 @@ from typing import Iterator, Tuple
 
 import pytest
 
-from imagetrail.auth.route_scopes import ROUTE_SCOPES
 from imagetrail.api.limits import DEFAULT_BODY_BYTES, body_limits
+from imagetrail.auth.route_scopes import ROUTE_SCOPES
 from imagetrail.settings import Settings
 from tests.support.live_server import server_process
 

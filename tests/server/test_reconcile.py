@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from tests.collector.support import HttpStub, entra_stand_in, self_signed_certificate
 from tests.server.conftest import migrate
-from tests.support.azure_devops import AzureDevOpsServer
 from tests.server.reports import ADO_PROJECT_ID, ado_report, body, digest, push
 from tests.server.test_serve_e2e import cli, create_key
+from tests.support.azure_devops import AzureDevOpsServer
 from tests.support.live_server import running_server
 
 pytestmark = pytest.mark.e2e
@@ -148,9 +148,9 @@ def test_the_backend_reconciles_kept_reports_on_its_own(database_url, tmp_path):
 
 @pytest.mark.parametrize("holders", [4])
 def test_only_one_process_reconciles_at_a_time(database_url, holders):
+    from imagetrail.store import lease
     from imagetrail.store.db import make_engine, make_sessionmaker
     from imagetrail.store.migrate import upgrade
-    from imagetrail.store import lease
 
     engines = [make_engine(database_url) for _ in range(holders)]
     upgrade(engines[0])

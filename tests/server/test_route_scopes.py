@@ -17,11 +17,16 @@ from imagetrail.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, SCOPE_REGISTR
 from imagetrail.auth.dependencies import authorized
 from imagetrail.auth.route_scopes import PUBLIC, ROUTE_SCOPES
 from imagetrail.web.session import web_reader
-from tests.web.sign_in import csrf_token
 from tests.server.conftest import new_key
 from tests.server.reports import digest
-from tests.server.test_auth import ado_token, bearer, entra_token, gh_token
-from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
+from tests.server.test_auth import (
+    ado_token,
+    bearer,
+    entra_token,
+    gh_token,
+    trusted,  # noqa: F401  (fixture: the app trusting the local issuer)
+)
+from tests.web.sign_in import csrf_token
 
 GUARDS = (authorized, web_reader)
 ALL = frozenset({SCOPE_INGEST, SCOPE_READ, SCOPE_REMEDIATE, SCOPE_REGISTRY, SCOPE_ADMIN})

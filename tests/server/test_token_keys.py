@@ -14,9 +14,9 @@ import jwt
 import pytest
 
 from tests.server.conftest import new_key
-from tests.support.oidc_provider import new_key as new_rsa_key
 from tests.server.reports import ADO_ORG_ID
 from tests.server.test_auth import ado_token, bearer
+from tests.support.oidc_provider import new_key as new_rsa_key
 from tests.web.sign_in import csrf_token
 
 WAIT_MS = 300

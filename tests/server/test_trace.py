@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagetrail.report import Platform
 from imagetrail.queries.trace import commit_link, run_link
+from imagetrail.report import Platform
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ado_report, body, digest, github_report, push
 

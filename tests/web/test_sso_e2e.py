@@ -16,8 +16,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support.oidc_provider import new_key
-from tests.support.oidc_provider import LocalOidcProvider
+from tests.support.oidc_provider import LocalOidcProvider, new_key
 from tests.web import dataset
 from tests.web.conftest import screenshot
 from tests.web.sign_in import (

@@ -21,8 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from imagetrail.settings import Settings
 from imagetrail.web.sso import EntraProvider, SsoFailed
-from tests.support.oidc_provider import new_key
-from tests.support.oidc_provider import LocalCertificate, LocalOidcProvider, make_certificate
+from tests.support.oidc_provider import LocalCertificate, LocalOidcProvider, make_certificate, new_key
 from tests.web.conftest import screenshot
 from tests.web.sign_in import SsoServer, approve, serving_with_sso, sso_in_browser, start_sso, well_behaved
 

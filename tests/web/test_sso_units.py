@@ -10,15 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from imagetrail.client.query import _csv
-from imagetrail.views.trail import Trail
-from imagetrail.services.remediation_plan import _run_link
-from imagetrail.sanitize import safe_href, safe_url
-from imagetrail.settings import Settings, SettingsError, SsoGrant
-from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
 from imagetrail.auth.sso_grants import NoAccess, principal_for
-from tests.support.oidc_provider import LocalIssuer
-from tests.support.oidc_provider import LocalOidcProvider
+from imagetrail.client.query import _csv
+from imagetrail.sanitize import safe_href, safe_url
+from imagetrail.services.remediation_plan import _run_link
+from imagetrail.settings import Settings, SettingsError, SsoGrant
+from imagetrail.views.trail import Trail
+from imagetrail.web.sso import OidcProvider, SsoFailed, _check_endpoint
+from tests.support.oidc_provider import LocalIssuer, LocalOidcProvider
 from tests.web.sign_in import approve
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "imagetrail" / "web" / "templates"

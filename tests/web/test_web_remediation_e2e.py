@@ -164,7 +164,8 @@ def test_work_items_are_created_once_per_image_from_the_explorer(estate, browser
     for row in browser.find_elements(By.CSS_SELECTOR, "#created-items tbody tr"):
         digest = row.find_element(By.CSS_SELECTOR, "td a").get_attribute("href").rsplit("/", 1)[-1]
         statuses[digest] = row.find_element(By.CLASS_NAME, "status").text
-        links.update({digest: a for a in row.find_elements(By.CSS_SELECTOR, "a.work-item-link")})
+        for link in row.find_elements(By.CSS_SELECTOR, "a.work-item-link"):
+            links[digest] = link
     assert statuses == {dataset.CLAMAV: "created", dataset.SIDECAR: "created"}  # what the confirmation listed
     assert set(links) == set(planned)
     hrefs = set()

@@ -17,13 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from imagetrail.server.app import create_app
+from imagetrail.auth import browser_sessions as session_store
 from imagetrail.auth.api_keys import create_key, revoke_key
+from imagetrail.server.app import create_app
+from imagetrail.settings import Settings
 from imagetrail.store.db import make_engine, transaction
 from imagetrail.store.migrate import upgrade
 from imagetrail.store.models.web_session import BrowserSession
-from imagetrail.settings import Settings
-from imagetrail.auth import browser_sessions as session_store
 from tests.web import dataset
 from tests.web.sign_in import csrf_token, links, unsafe_links
 

@@ -15,7 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from imagetrail.queries import coverage, explorer
+from imagetrail.auth import Principal
+from imagetrail.auth.dependencies import authorized
+from imagetrail.auth.errors import forbidden
+from imagetrail.gc_pause import paused_gc
+from imagetrail.ingest import cloud as store
+from imagetrail.inventory import Changes, Inventory
+from imagetrail.parsers.scans import ScanFormatError, parse_report
+from imagetrail.queries import coverage, explorer, pipeline_risk
+from imagetrail.queries.visibility import reads_every_organization
+from imagetrail.reference import is_digest
+from imagetrail.services import owner_resolve, remediation, remediation_close
+from imagetrail.store.db import transaction
 from imagetrail.views.explorer import ExplorerPage
 from imagetrail.views.filters import (
     DEFAULT_SORT,
@@ -26,20 +37,6 @@ from imagetrail.views.filters import (
     ExplorerFilters,
     FilterField,
 )
-from imagetrail.services import owner_resolve
-from imagetrail.queries import pipeline_risk
-from imagetrail.services import remediation
-from imagetrail.services import remediation_close
-from imagetrail.ingest import cloud as store
-from imagetrail.gc_pause import paused_gc
-from imagetrail.inventory import Changes, Inventory
-from imagetrail.reference import is_digest
-from imagetrail.parsers.scans import ScanFormatError, parse_report
-from imagetrail.auth import Principal
-from imagetrail.auth.dependencies import authorized
-from imagetrail.auth.errors import forbidden
-from imagetrail.queries.visibility import reads_every_organization
-from imagetrail.store.db import transaction
 
 router = APIRouter(tags=["cloud"])
 

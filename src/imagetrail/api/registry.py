@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from imagetrail.api.request_json import json_body
+from imagetrail.auth import Principal
+from imagetrail.auth.dependencies import authorized
 from imagetrail.parsers.registry_events import DISTRIBUTION_MEDIA_TYPE, EventInvalid, parse
 from imagetrail.queries.untraced import MAX_PAGE_SIZE, untraced_pushes
 from imagetrail.queries.visibility import visible_registries
 from imagetrail.views.registry import UntracedPage
-from imagetrail.auth import Principal
-from imagetrail.auth.dependencies import authorized
-from imagetrail.api.request_json import json_body
 
 router = APIRouter(tags=["registry"])
 

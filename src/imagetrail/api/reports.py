@@ -10,12 +10,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from imagetrail.api.request_json import json_body
 from imagetrail.auth import Principal
 from imagetrail.auth.dependencies import authorized, bearer
-from imagetrail.report import Report
 from imagetrail.auth.report_claims import assess
 from imagetrail.ingest.reports import ReportConflict, Submission
-from imagetrail.api.request_json import json_body
 from imagetrail.ingest.validation import (
     ReportInvalid,
     check_report_id,
@@ -23,6 +22,7 @@ from imagetrail.ingest.validation import (
     report_schema,
     schema_error,
 )
+from imagetrail.report import Report
 
 router = APIRouter(tags=["reports"])
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.registry_trail import with_registry
-from imagetrail.queries.resolve import ResolveError, resolve_target
 from imagetrail.auth import Principal
 from imagetrail.auth.dependencies import authorized
+from imagetrail.queries.registry_trail import with_registry
+from imagetrail.queries.resolve import ResolveError, resolve_target
 from imagetrail.queries.trace import (
     DEFAULT_PAGE,
     MAX_LIST,

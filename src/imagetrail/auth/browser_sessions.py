@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.auth import Principal
+from imagetrail.settings import Settings
 from imagetrail.store.db import transaction
 from imagetrail.store.models.auth import ApiKey
 from imagetrail.store.models.web_session import BrowserSession, PendingSignIn
-from imagetrail.settings import Settings
 
 ALL_ORGANIZATIONS = "*"
 KIND_API_KEY = "api-key"

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from imagetrail.facts import CLAIMED, DISPUTED, IDENTITY_FACTS, VERIFIED
 from imagetrail.auth.report_claims import BOUND_KINDS
+from imagetrail.facts import CLAIMED, DISPUTED, IDENTITY_FACTS, VERIFIED
 
 
 @dataclass(frozen=True)

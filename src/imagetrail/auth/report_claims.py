@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-from imagetrail.facts import CLAIMED, FACTS, IDENTITY_FACTS, VERIFIED
-from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 from imagetrail.auth import Principal
 from imagetrail.auth.tokens import (
     KIND_AZURE_DEVOPS,
@@ -29,6 +27,8 @@ from imagetrail.auth.tokens import (
     KIND_GITHUB_API,
     parse_pipeline_subject,
 )
+from imagetrail.facts import CLAIMED, FACTS, IDENTITY_FACTS, VERIFIED
+from imagetrail.report import SYSTEM_AZURE_DEVOPS, SYSTEM_GITHUB
 
 # KIND_AZURE_DEVOPS_API: Azure DevOps build facts confirmed with the CI system's REST API ("Builds -
 # Get"), with the job token's claim names (org_id, prj_id, def_id, run_id, rpo_id, rpo_uri, rpo_ver,

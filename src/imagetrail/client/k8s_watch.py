@@ -19,19 +19,19 @@ the running container its labels name.
 from __future__ import annotations
 
 import copy
-from collections import deque
 import json
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
+from imagetrail.client.k8s_live import GATEWAY_GROUP, ClusterAccessError, core_lists, custom_list, list_all
 from imagetrail.inventory import MAX_CHANGED_PODS, Changes, Container, Inventory, PodContainers, PodRef
 from imagetrail.parsers.k8s_inventory import normalize
-from imagetrail.client.k8s_live import GATEWAY_GROUP, ClusterAccessError, core_lists, custom_list, list_all
 from imagetrail.reference import running_digest
 
 log = logging.getLogger("imagetrail.k8s.watch")

@@ -13,7 +13,7 @@ from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest, table
 from imagetrail.views.columns import EXPLORER_HEADER, explorer_record, utc_iso
 from imagetrail.views.explorer import ExplorerPage
-from imagetrail.views.filters import FILTER_FIELDS, SORT_KEYS, DEFAULT_SORT, ExplorerFilters
+from imagetrail.views.filters import DEFAULT_SORT, FILTER_FIELDS, SORT_KEYS, ExplorerFilters
 
 
 class FilterError(ValueError):

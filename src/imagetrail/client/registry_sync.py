@@ -119,7 +119,7 @@ def sync(client: RegistryClient, registry: str, post: Callable[[List[Dict[str, A
         known: Dict[str, str] = entry["repositories"].setdefault(name, {})
         events, seen = [], {}
         try:
-            tags = list(_pages(lambda last: client.tags(registry, name, last), None))
+            tags = list(_pages(lambda last, name=name: client.tags(registry, name, last), None))
         except RegistryError as exc:
             warn(str(exc))
             result.failed += 1

@@ -10,9 +10,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
 from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED, summary
+from imagetrail.reference import DIGEST_RE
 from imagetrail.views.columns import utc_iso
 from imagetrail.views.trace import TraceAnswer
-from imagetrail.reference import DIGEST_RE
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # the API's default and largest page
 

@@ -27,11 +27,11 @@ from imagetrail.collector.deadline import Deadline
 from imagetrail.collector.docker_endpoint import DockerEndpoint, EndpointError, resolve_endpoint
 from imagetrail.collector.docker_events import DockerUnavailable, unix_push_events
 from imagetrail.collector.events import PushEvent, ReferenceHistory, Resolution, rfc3339
-from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.collector.settings import Settings
 from imagetrail.collector.shared_engine import process_alive
 from imagetrail.collector.state import JobFiles, JobRecord, read_job_record, read_lines
 from imagetrail.collector.watchdog import Watchdog
+from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.report import CollectorInfo, PipelineContext, Platform, Push, Report
 
 if TYPE_CHECKING:

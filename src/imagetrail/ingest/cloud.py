@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
-from imagetrail.reference import registry_and_repository
+from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.inventory import Changes, Container, Exposure, Inventory, PodContainers, PodRef
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
-from imagetrail.ingest.digest_organizations import refresh_digest_organizations
+from imagetrail.reference import registry_and_repository
 from imagetrail.store.models.cloud import (
     Cluster,
     Finding,

@@ -49,13 +49,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
 from imagetrail.auth import Principal
+from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
+from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
+from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
-from imagetrail.auth.evidence import Statement, resolve
-from imagetrail.ingest.digest_organizations import refresh_digest_organizations
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
 

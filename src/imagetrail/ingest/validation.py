@@ -20,8 +20,8 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from imagetrail.report import compute_report_id
 from imagetrail.json_input import JsonInputError, check_depth, field_path
+from imagetrail.report import compute_report_id
 
 MAX_MESSAGE_CHARS = 400
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
+from imagetrail import json_input
 from imagetrail import severity as sev
 from imagetrail.reference import is_digest
-from imagetrail import json_input
-
 
 OPERATOR_KINDS = ("VulnerabilityReport", "ClusterVulnerabilityReport")
 # Where each format keeps a finding's id, package, installed and fixed versions, and severity.

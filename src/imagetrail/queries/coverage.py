@@ -11,13 +11,13 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.views.filters import ExplorerFilters, check_paging
 from imagetrail.queries.reconcile_status import ReconcileStatus, reconcile_status
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.reference import normalize_registry
 from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer
 from imagetrail.store.models.pipeline import DigestOrganization, ImageReference, Organization, Project, Push
+from imagetrail.views.filters import ExplorerFilters, check_paging
 
 
 class Gap(BaseModel):

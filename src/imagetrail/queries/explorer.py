@@ -38,9 +38,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.auth import Principal
-from imagetrail.views.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.queries.trail import find_trails, pushes_joined, trail_conditions, with_related
-from imagetrail.views.trail import Trail
 from imagetrail.queries.untraced import untraced_digests
 from imagetrail.queries.visibility import digest_condition
 from imagetrail.reference import normalize_registry, registry_and_repository
@@ -53,7 +51,16 @@ from imagetrail.store.models.cloud import (
     sort_columns,
 )
 from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
-from imagetrail.views.explorer import ExplorerPage, ExplorerRow, Exposure, SeverityCounts, TopCve, Vulnerabilities
+from imagetrail.views.explorer import (
+    ExplorerPage,
+    ExplorerRow,
+    Exposure,
+    SeverityCounts,
+    TopCve,
+    Vulnerabilities,
+)
+from imagetrail.views.filters import SORT_KEYS, ExplorerFilters, check_paging
+from imagetrail.views.trail import Trail
 
 
 def _conditions(filters: ExplorerFilters, principal: Principal) -> list:

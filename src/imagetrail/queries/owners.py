@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Iterable, List, Optional, Tuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 from imagetrail.parsers.attribution import KIND_PROVENANCE
 from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError, match, parse_text
 from imagetrail.store.models.pipeline import Push
 from imagetrail.store.models.registry import RegistryAttribution
 from imagetrail.views.trail import OwnerEntry, Trail
-from imagetrail.facts import CLAIMED, DISPUTED, VERIFIED
 
 SOURCE_CODEOWNERS = "codeowners"
 SOURCE_COMMIT_AUTHOR = "commit-author"

@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from imagetrail.queries.explorer import pushed_images, running_digests
-from imagetrail.views.filters import ExplorerFilters
 from imagetrail.auth import Principal
+from imagetrail.queries.explorer import pushed_images, running_digests
 from imagetrail.store.models.cloud import VulnerabilitySummary
 from imagetrail.store.models.pipeline import Organization, Pipeline, Project, Push
+from imagetrail.views.filters import ExplorerFilters
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366

@@ -17,14 +17,14 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from imagetrail.reference import InvalidReference, parse_reference
-from imagetrail.queries.visibility import organization_condition, registry_condition, visible_registries
-from imagetrail.views.registry import ClaimedRun, ClaimInfo, RegistryEventInfo
 from imagetrail.auth import Principal
+from imagetrail.queries.trace import run_link, trail_for_digest
+from imagetrail.queries.visibility import organization_condition, registry_condition, visible_registries
+from imagetrail.reference import InvalidReference, parse_reference
+from imagetrail.settings import Settings
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.registry import RegistryAttribution, RegistryEvent
-from imagetrail.settings import Settings
-from imagetrail.queries.trace import run_link, trail_for_digest
+from imagetrail.views.registry import ClaimedRun, ClaimInfo, RegistryEventInfo
 from imagetrail.views.trace import TraceAnswer
 
 MAX_EVENTS = 200

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.auth import Principal
-from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import normalize_registry
 from imagetrail.store.models.cloud import Finding, RemediationItem, VulnerabilitySummary
 from imagetrail.store.models.pipeline import ImageReference, Pipeline, Push
+from imagetrail.views.filters import ExplorerFilters
 
 MAX_ITEMS = 5000
 

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
+from imagetrail.queries import search
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
-from imagetrail.queries import search
 from imagetrail.reference import DIGEST_RE, SHORT_DIGEST_LENGTH
 from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.queries.trail import pushes_hidden, pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
+from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.store.models.pipeline import (
     ImageReference,

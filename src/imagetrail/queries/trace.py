@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
@@ -29,11 +29,10 @@ from imagetrail.queries.trail import (
     pushes_hidden,
     relate,
     relation_condition,
-    with_related,
-    trails_from_rows,
     trail_select,
+    trails_from_rows,
+    with_related,
 )
-from imagetrail.views.trail import RelatedDigest, Stated, Trail
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
@@ -46,6 +45,7 @@ from imagetrail.views.trace import (
     TraceAnswer,
     TrailPush,
 )
+from imagetrail.views.trail import RelatedDigest, Stated, Trail
 
 MAX_PUSHES = 500
 MAX_LIST = 1000

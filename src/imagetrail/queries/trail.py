@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from imagetrail.auth import Principal
 from imagetrail.auth.evidence import push_evidence
 from imagetrail.facts import VERIFIED
-from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.pipeline import (
@@ -37,6 +36,7 @@ from imagetrail.store.models.pipeline import (
     Repository,
     Run,
 )
+from imagetrail.views.filters import ExplorerFilters
 from imagetrail.views.trail import OwnerEntry, RelatedDigest, Trail
 
 

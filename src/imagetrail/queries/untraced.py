@@ -12,11 +12,11 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.views.registry import Count, UntracedPage, UntracedPush
 from imagetrail.queries.visibility import registry_condition, visible_registries
 from imagetrail.settings import Settings
 from imagetrail.store.models.pipeline import ImageRelation, Push
 from imagetrail.store.models.registry import RegistryArtifact, RegistryAttribution, RegistryEvent
+from imagetrail.views.registry import Count, UntracedPage, UntracedPush
 
 MAX_PAGE_SIZE = 500
 

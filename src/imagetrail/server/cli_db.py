@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from imagetrail.settings import Settings, SettingsError
 from imagetrail.store.db import make_engine
 from imagetrail.store.migrate import current_revisions, head_revisions, upgrade
-from imagetrail.settings import Settings, SettingsError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

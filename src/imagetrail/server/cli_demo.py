@@ -28,11 +28,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("IMAGETRAIL_DATABASE_URL", DEMO_DATABASE_URL)
-    from imagetrail.demo import sample
     from imagetrail.auth.api_keys import create_key
+    from imagetrail.demo import sample
+    from imagetrail.settings import Settings, SettingsError
     from imagetrail.store.db import make_engine, make_sessionmaker, transaction
     from imagetrail.store.migrate import upgrade
-    from imagetrail.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()

@@ -9,9 +9,9 @@ from typing import Optional, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from imagetrail.auth.api_keys import SCOPES, ApiKeyError, create_key, list_keys, revoke_key
+from imagetrail.settings import Settings, SettingsError
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction
 from imagetrail.store.migrate import upgrade
-from imagetrail.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,17 +14,17 @@ from typing import Dict, List, Optional
 from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.queries import owners as owner_list
-from imagetrail.services import remediation_plan as plan
+from imagetrail.auth import Principal
+from imagetrail.facts import CLAIMED, DISPUTED
 from imagetrail.parsers.codeowners import DEFAULT_DOCKERFILE, CodeownersError
+from imagetrail.queries import owners as owner_list
+from imagetrail.remote.owner_sources import AzureRepository, GitHubRepository
+from imagetrail.remote.trackers import TrackerError
+from imagetrail.services import remediation_plan as plan
+from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Policy, route
+from imagetrail.settings import Settings
 from imagetrail.views.filters import ExplorerFilters
 from imagetrail.views.trail import OwnerEntry, Trail
-from imagetrail.remote.owner_sources import AzureRepository, GitHubRepository
-from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Policy, route
-from imagetrail.remote.trackers import TrackerError
-from imagetrail.facts import CLAIMED, DISPUTED
-from imagetrail.auth import Principal
-from imagetrail.settings import Settings
 
 
 class ResolvedRun(BaseModel):

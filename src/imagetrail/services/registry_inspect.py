@@ -13,8 +13,8 @@ import base64
 import json
 from typing import Any, Dict, List, Optional
 
-from imagetrail.remote.oci_registry import Manifest, RegistryClient, RegistryError
 from imagetrail.parsers.attribution import Claim, from_labels, from_provenance
+from imagetrail.remote.oci_registry import Manifest, RegistryClient, RegistryError
 
 INTOTO = "application/vnd.in-toto+json"
 SIGSTORE_BUNDLE_PREFIX = "application/vnd.dev.sigstore.bundle"

@@ -23,12 +23,13 @@ from typing import List, Literal, Optional, Tuple
 from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
-from imagetrail.services import remediation_plan as plan
+from imagetrail.auth import Principal
+from imagetrail.facts import DISPUTED
 from imagetrail.ingest import remediation_items
 from imagetrail.queries import remediation as remediation_reads
-from imagetrail.views.filters import ExplorerFilters
-from imagetrail.views.trail import Trail
 from imagetrail.queries.owners import OwnerPolicy
+from imagetrail.remote.trackers import ISSUE_LABEL, AzureDevOpsBoards, GitHubIssues, TrackerError
+from imagetrail.services import remediation_plan as plan
 from imagetrail.services.remediation_plan import DEFAULT_MIN_SEVERITY, cve_set_hash
 from imagetrail.services.remediation_trust import (
     GITHUB_TOKEN_VARIABLE,
@@ -42,10 +43,9 @@ from imagetrail.services.remediation_trust import (
     server_collection_urls,
     trusted_organization_url,
 )
-from imagetrail.remote.trackers import ISSUE_LABEL, AzureDevOpsBoards, GitHubIssues, TrackerError
-from imagetrail.facts import DISPUTED
-from imagetrail.auth import Principal
 from imagetrail.settings import Settings
+from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.trail import Trail
 
 # "Bug" exists in the Agile (the default), Scrum and CMMI processes; Basic projects have "Issue" instead.
 DEFAULT_WORK_ITEM_TYPE = "Bug"

@@ -16,14 +16,14 @@ from typing import Any, List, Optional, Tuple
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
+from imagetrail.auth import Principal
+from imagetrail.facts import DISPUTED, summary
+from imagetrail.queries import remediation as reads
 from imagetrail.queries.explorer import run_query
+from imagetrail.sanitize import safe_url
 from imagetrail.views.explorer import ExplorerRow
 from imagetrail.views.filters import ExplorerFilters
 from imagetrail.views.trail import Trail
-from imagetrail.facts import DISPUTED, summary
-from imagetrail.sanitize import safe_url
-from imagetrail.auth import Principal
-from imagetrail.queries import remediation as reads
 
 DEFAULT_MIN_SEVERITY = "high"
 MAX_ROWS = 5000

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import FrozenSet, Iterable, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from imagetrail.views.trail import Trail
 from imagetrail.facts import DISPUTED
+from imagetrail.views.trail import Trail
 
 SYSTEM_AZURE_DEVOPS = "azure-devops"
 SYSTEM_GITHUB = "github"

@@ -81,7 +81,7 @@ def _order_layers(columns: List[List[Node]], edges: Sequence[Edge]) -> None:
         order = range(1, len(columns)) if sweep % 2 == 0 else range(len(columns) - 2, -1, -1)
         for col in order:
 
-            def barycentre(node: Node, col: int = col) -> float:
+            def barycentre(node: Node, col: int = col, position: Dict[str, int] = position) -> float:
                 linked = [position[n] for n in neighbours.get(node.id, []) if n in position]
                 return sum(linked) / len(linked) if linked else position[node.id]
 

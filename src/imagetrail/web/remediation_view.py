@@ -15,8 +15,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set
 from pydantic import ValidationError
 from sqlalchemy.orm import sessionmaker
 
+from imagetrail.auth import Principal
 from imagetrail.queries.explorer import run_query
-from imagetrail.views.filters import ExplorerFilters
 from imagetrail.queries.trail import find_trails
 from imagetrail.services.remediation import (
     DEFAULT_MIN_SEVERITY,
@@ -24,8 +24,8 @@ from imagetrail.services.remediation import (
     RemediationConfigError,
     remediate,
 )
-from imagetrail.auth import Principal
 from imagetrail.settings import Settings
+from imagetrail.views.filters import ExplorerFilters
 
 # The explorer filters that decide the CVE set of a work item; carried from the explorer form.
 CVE_FILTERS = ("min_severity", "cve", "fix_available")

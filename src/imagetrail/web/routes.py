@@ -23,14 +23,13 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail import __version__
-from imagetrail.queries import pipeline_risk
-from imagetrail.sanitize import safe_url
-from imagetrail.auth import Principal
+from imagetrail.auth import Principal, sso_grants
+from imagetrail.auth import browser_sessions as session_store
 from imagetrail.auth.api_keys import looks_like_api_key
 from imagetrail.auth.dependencies import authenticate_request
+from imagetrail.queries import pipeline_risk
+from imagetrail.sanitize import safe_url
 from imagetrail.web import explorer_view, remediation_view, sso, trail_view
-from imagetrail.auth import browser_sessions as session_store
-from imagetrail.auth import sso_grants
 from imagetrail.web.graph import render_svg
 from imagetrail.web.lookup import image_href, resolve
 from imagetrail.web.session import (
@@ -463,8 +462,8 @@ async def remediation_create(request: Request, web: WebSession = Depends(web_rea
 @router.get("/coverage", name="web_coverage")
 def coverage(request: Request, page: int = 1, web: WebSession = Depends(web_reader)) -> HTMLResponse:
     from imagetrail.queries.coverage import coverage_gaps, coverage_summary
-    from imagetrail.views.filters import MAX_PAGE
     from imagetrail.queries.untraced import untraced_pushes
+    from imagetrail.views.filters import MAX_PAGE
 
     page = min(max(page, 1), MAX_PAGE)  # a hand-edited ?page= shows the first or the deepest page
     with request.app.state.sessions() as session:

@@ -22,8 +22,8 @@ from fastapi import HTTPException, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
 
 from imagetrail.auth import Principal
-from imagetrail.auth.dependencies import authenticate, authorize, bearer
 from imagetrail.auth import browser_sessions as session_store
+from imagetrail.auth.dependencies import authenticate, authorize, bearer
 
 SESSION_COOKIE = "imagetrail_session"
 # Identifies a browser that is signing in: the sign-in forms' CSRF token and the pending single

@@ -16,9 +16,9 @@ from imagetrail.auth import Principal
 from imagetrail.queries.image_page import newest_scan, running_workloads
 from imagetrail.queries.registry_trail import with_registry
 from imagetrail.queries.trace import trail_for_digest
-from imagetrail.views.trace import TraceAnswer, TrailPush
 from imagetrail.queries.visibility import reads_every_organization
 from imagetrail.settings import Settings
+from imagetrail.views.trace import TraceAnswer, TrailPush
 from imagetrail.web.trail_view import (
     PushFact,
     RelatedDigest,

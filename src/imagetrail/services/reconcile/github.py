@@ -13,9 +13,9 @@ import zipfile
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, Optional
 
-from imagetrail.bounded_read import BodyTooLarge, read_within
 from imagetrail.auth import SCOPE_INGEST, Principal
 from imagetrail.auth.tokens import KIND_GITHUB_API
+from imagetrail.bounded_read import BodyTooLarge, read_within
 from imagetrail.services.reconcile.sources import KeptReport, SourceError
 
 ARTIFACT_PREFIX = "imagetrail-report-"
