@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from imagetrail.auth.sso_grants import NoAccess, principal_for
-from imagetrail.client.query import _csv
+from imagetrail.client.output import csv_text
 from imagetrail.sanitize import safe_href, safe_url
 from imagetrail.services.remediation_plan import _run_link
 from imagetrail.settings import Settings, SettingsError, SsoGrant
@@ -181,6 +181,7 @@ def test_work_item_text_links_only_http_run_urls():
 
 
 def test_cli_csv_guards_formulas_behind_leading_whitespace():
-    text = _csv([{"workload": " =HYPERLINK(\"http://evil\")", "owner": "\t@SUM(1)", "image": "nginx:1.25"}])
+    text = csv_text([{"workload": " =HYPERLINK(\"http://evil\")", "owner": "\t@SUM(1)", "image": "nginx:1.25"}],
+                    ["workload", "owner", "image"])
     row = next(csv.DictReader(io.StringIO(text)))
     assert row == {"workload": "' =HYPERLINK(\"http://evil\")", "owner": "'\t@SUM(1)", "image": "nginx:1.25"}
