@@ -143,8 +143,9 @@ def test_images_the_reader_may_not_see_resolve_as_unknown(server, capsys, monkey
 
 
 def test_an_empty_answer_says_when_permissions_hid_rows():
-    hidden = {"query": "x", "pushes": [], "hidden": 2}
-    assert "2 push(es) of this image exist that your permissions" in trace.render_trail(hidden)
+    # The API's flag (tests/server/test_trace.py checks the server sets it and names no organisation).
+    hidden = {"query": "x", "pushes": [], "hidden_by_permissions": True}
+    assert "pushes in organisations your permissions hide exist" in trace.render_trail(hidden)
     assert "no push of this image is known" in trace.render_trail({"query": "x", "pushes": []})
 
 

@@ -121,6 +121,15 @@ class ExplorerFilters(BaseModel):
     # Rows running one of these digests (the web explorer's selections); no Surface: not a query parameter.
     digests: Optional[List[str]] = Field(default=None, max_length=MAX_PAGE_SIZE)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value):
+        # PostgreSQL text cannot hold NUL: refused here with the field named, not as a database error.
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain a NUL character")
+        return value
+
     @field_validator("min_severity", mode="before")
     @classmethod
     def _lower(cls, value):
