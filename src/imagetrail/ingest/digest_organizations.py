@@ -118,3 +118,28 @@ def rebuild_digest_organizations(target: Union[Connection, Session]) -> int:
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
+
+
+def add_pushes_of_reports(conn: Connection, report_ids: Iterable[str]) -> int:
+    """Insert the rows the pushes of these newly stored reports add; returns rows inserted.
+
+    A new push only ever adds organisations, so this reads the batch's own pushes rather than every push of
+    their digests: a base image pushed by every build would otherwise be re-read by each batch (ingest
+    slowed as that digest's pushes grew). Removals go through ``refresh_digest_organizations``.
+    """
+    wanted = sorted(set(report_ids))
+    inserted = 0
+    for chunk in _chunks(wanted):
+        pushed_by = _pushed_by()
+        mine = Push.report_id.in_(chunk)
+        itself = select(Push.digest, Project.organization_id).select_from(pushed_by).where(mine, Push.digest.is_not(None))
+        via_index = select(ImageRelation.manifest_digest, Project.organization_id).select_from(
+            pushed_by.join(ImageRelation, ImageRelation.index_digest == Push.digest)).where(mine)
+        via_manifest = select(ImageRelation.index_digest, Project.organization_id).select_from(
+            pushed_by.join(ImageRelation, ImageRelation.manifest_digest == Push.digest)).where(mine)
+        pairs = sorted({tuple(row) for row in conn.execute(union(itself, via_index, via_manifest))})
+        if pairs:
+            inserted += len(insert_many(conn, DigestOrganization.__table__,
+                                        [{"digest": d, "organization_id": o} for d, o in pairs],
+                                        skip_conflicts_on=("digest", "organization_id")) or [])
+    return inserted

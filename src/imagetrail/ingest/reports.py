@@ -53,7 +53,7 @@ from imagetrail.auth import Principal
 from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
-from imagetrail.ingest.digest_organizations import refresh_digest_organizations
+from imagetrail.ingest.digest_organizations import add_pushes_of_reports, refresh_digest_organizations
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.store.models import pipeline as m
@@ -288,11 +288,6 @@ def _timestamp(value: Optional[str]) -> Optional[datetime]:
         return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     except (ValueError, OverflowError):
         return None
-
-
-def _push_digests(push: Push) -> List[str]:
-    """The digests a push names: its own and, for an index, its platform manifests."""
-    return [d for d in [push.digest, *(platform.digest for platform in push.platforms or [])] if d]
 
 
 def _unique_pushes(pushes: List[Push]) -> List[Push]:
@@ -583,7 +578,9 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
            if rid not in stored or rid in replaced]
     created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
     # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
-    refresh_digest_organizations(conn, dropped | {d for p in new for q in p.pushes for d in _push_digests(q)})
+    if dropped:
+        refresh_digest_organizations(conn, dropped)
+    add_pushes_of_reports(conn, created)
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id
