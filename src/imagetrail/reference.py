@@ -84,9 +84,15 @@ def normalize_registry(host: str) -> str:
     return DOCKER_HUB if host in _HUB_ALIASES else host
 
 
+def names_registry(name: str) -> bool:
+    """Whether ``name``'s first component is a registry host (a dot, a port, ``localhost`` or capitals)."""
+    first, slash, _ = name.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost" or first.lower() != first)
+
+
 def _split_registry(name: str) -> Tuple[str, str]:
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+    if names_registry(name):
+        first, _, rest = name.partition("/")
         return first, rest
     return DOCKER_HUB, name
 

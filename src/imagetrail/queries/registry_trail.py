@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from datetime import timezone
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from sqlalchemy import or_, select
@@ -22,6 +21,7 @@ from imagetrail.queries.trace import run_link, trail_for_digest
 from imagetrail.queries.visibility import organization_condition, registry_condition, visible_registries
 from imagetrail.reference import InvalidReference, parse_reference
 from imagetrail.settings import Settings
+from imagetrail.store.db import as_utc
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.registry import RegistryAttribution, RegistryEvent
 from imagetrail.views.registry import ClaimedRun, ClaimInfo, RegistryEventInfo
@@ -32,15 +32,11 @@ MAX_CLAIMS = 50
 MAX_RUNS = 20
 
 
-def _utc(value):
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-
-
 def _event_info(event: RegistryEvent) -> RegistryEventInfo:
     return RegistryEventInfo(
         registry=event.registry_host, repository=event.repository, tag=event.tag or None, digest=event.digest,
         media_type=event.media_type, actor=event.actor, source_addr=event.source_addr, user_agent=event.user_agent,
-        pushed_at=_utc(event.occurred_at), received_at=_utc(event.received_at), format=event.format,
+        pushed_at=as_utc(event.occurred_at), received_at=as_utc(event.received_at), format=event.format,
         event_id=event.event_id)
 
 
@@ -108,7 +104,7 @@ def _claims(session: Session, digests: List[str], principal: Principal,
     for row in session.execute(query.order_by(RegistryAttribution.id).limit(MAX_CLAIMS)).scalars():
         claims.append(ClaimInfo(kind=row.kind, evidence=row.evidence, source=row.source, registry=row.registry_host,
                                 repository=row.repository, digest=row.digest, facts=row.facts,
-                                recorded_at=_utc(row.recorded_at),
+                                recorded_at=as_utc(row.recorded_at),
                                 runs=claimed_runs(session, row.facts or {}, principal)))
     return claims
 

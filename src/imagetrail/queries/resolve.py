@@ -19,7 +19,7 @@ from imagetrail.auth import Principal
 from imagetrail.queries import search
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition
-from imagetrail.reference import DIGEST_RE, SHORT_DIGEST_LENGTH
+from imagetrail.reference import DIGEST_RE, SHORT_DIGEST_LENGTH, names_registry
 from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
 
 MIN_PREFIX = SHORT_DIGEST_LENGTH  # hex digits: what the CLI and the web print (sha256: + 12)
@@ -75,12 +75,6 @@ def digest_candidates(session: Session, principal: Principal, prefix: str, limit
     return sorted(found)[:limit]
 
 
-def _registry_less(reference: str) -> bool:
-    """Docker's rule: the first component names a registry when it has a dot or a port, or is localhost."""
-    first, slash, _ = reference.partition("/")
-    return not (slash and ("." in first or ":" in first or first == "localhost"))
-
-
 def registry_candidates(session: Session, principal: Principal, reference: str,
                         limit: int = MAX_CANDIDATES + 1) -> List[str]:
     """``registry/repository[:tag]`` of visible pushes of a reference written without a registry."""
@@ -120,7 +114,7 @@ def resolve_target(session: Session, principal: Principal, text: str) -> Target:
             raise ResolveError(f"no image you may read has a digest starting with sha256:{prefix}")
         raise ResolveError(f"sha256:{prefix} matches {'more than ' if len(found) > MAX_CANDIDATES else ''}"
                            f"{min(len(found), MAX_CANDIDATES)} images; give more digits: {_listed(found)}")
-    if _registry_less(text):
+    if not names_registry(text):
         found = registry_candidates(session, principal, text)
         if len(found) == 1:
             return Target("reference", found[0])

@@ -36,6 +36,7 @@ from imagetrail.queries.trail import (
 from imagetrail.queries.visibility import organization_condition
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
+from imagetrail.store.db import as_utc
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
 from imagetrail.store.models.owners import RunOwner
@@ -54,11 +55,6 @@ MAX_COMPETING = 20  # values listed per disputed fact (the first stated): a key 
 
 class TraceQueryError(ValueError):
     """The digest or reference cannot be understood; the message says how to write it."""
-
-
-def _utc(value: Optional[datetime]) -> Optional[datetime]:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 # -- links ------------------------------------------------------------------------------
@@ -183,7 +179,7 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more else None
-    cursor = Cursor(_utc(last.pushed_at), last.push_key) if last is not None and last.pushed_at is not None else None
+    cursor = Cursor(as_utc(last.pushed_at), last.push_key) if last is not None and last.pushed_at is not None else None
     trails = trails_from_rows(rows)
     _competing(session, rows, trails)
     attach_owners(session, trails, stored=any(row.has_owners for row in rows))

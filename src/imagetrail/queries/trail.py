@@ -22,6 +22,7 @@ from imagetrail.auth import Principal
 from imagetrail.auth.evidence import push_evidence
 from imagetrail.facts import VERIFIED
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
+from imagetrail.store.db import as_utc
 from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.pipeline import (
     ImageReference,
@@ -105,11 +106,6 @@ def trail_select(*extra: Any) -> Select:
     )
 
 
-def _utc(value: Optional[datetime]) -> Optional[datetime]:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-
-
 def trail_from_row(row: Any) -> Trail:
     """A ``Trail`` from a row of ``trail_select`` (columns read by name)."""
     return Trail(**_trail_fields(row))
@@ -129,13 +125,13 @@ def _trail_fields(row: Any) -> Dict[str, Any]:
         pipeline_id=row.pipeline_id, run_id=row.run_id, run_number=row.run_number, run_url=row.run_url,
         repository=row.repository_uri or row.repository_name, branch=row.branch, commit=row.commit,
         owner_name=row.person_name, owner_email=row.person_email, pushed_reference=row.reference,
-        pushed_digest=row.digest, pushed_at=_utc(row.pushed_at), server_url=row.server_url, evidence=evidence,
+        pushed_digest=row.digest, pushed_at=as_utc(row.pushed_at), server_url=row.server_url, evidence=evidence,
         owners=[], pipeline_key=row.pipeline_key, run_key=row.run_key, repository_name=row.repository_name,
         push_key=row.push_key, registry=row.registry, image_repository=row.image_repository, tag=row.tag or None,
         job_id=row.job_id, job_name=row.job_name, job_attempt=row.job_attempt, stage=row.stage,
         agent=row.agent_name, run_attempt=row.run_attempt, reason=row.reason, repository_uri=row.repository_uri,
         repository_type=row.repository_type, has_requester=row.requester_id is not None,
-        report_id=row.report_id, received_at=_utc(row.received_at), identity_kind=row.identity_kind,
+        report_id=row.report_id, received_at=as_utc(row.received_at), identity_kind=row.identity_kind,
         identity_subject=row.identity_subject, competing={},
     )
 

@@ -5,7 +5,6 @@ A registry event matching a collector push the reader may see is shown with that
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import List, Optional
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 from imagetrail.auth import Principal
 from imagetrail.queries.visibility import registry_condition, visible_registries
 from imagetrail.settings import Settings
+from imagetrail.store.db import as_utc
 from imagetrail.store.models.pipeline import ImageRelation, Push
 from imagetrail.store.models.registry import RegistryArtifact, RegistryAttribution, RegistryEvent
 from imagetrail.views.registry import Count, UntracedPage, UntracedPush
@@ -35,10 +35,6 @@ def _traced(digest_column):
 def untraced_digests():
     """Digests registries reported pushed that no collector push, label or provenance explains (a subquery)."""
     return select(RegistryEvent.digest).where(~_traced(RegistryEvent.digest))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def untraced_pushes(session: Session, principal: Principal, settings: Settings, *, registry: Optional[str] = None,
@@ -72,7 +68,7 @@ def untraced_pushes(session: Session, principal: Principal, settings: Settings, 
     return UntracedPage(
         pushes=[UntracedPush(registry=e.registry_host, repository=e.repository, tag=e.tag or None, digest=e.digest,
                              actor=e.actor, source_addr=e.source_addr, user_agent=e.user_agent,
-                             pushed_at=_utc(e.occurred_at), attribution=status or "pending", detail=detail)
+                             pushed_at=as_utc(e.occurred_at), attribution=status or "pending", detail=detail)
                 for e, status, detail in rows],
         total=total, page=page, page_size=page_size,
         by_registry=counts(RegistryEvent.registry_host), by_actor=counts(RegistryEvent.actor))
