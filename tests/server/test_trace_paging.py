@@ -113,3 +113,28 @@ def test_cursor_text_round_trips():
     assert Cursor.parse("2024-06-03T12:00:00+02:00,1") == Cursor.parse("2024-06-03T10:00:00Z,1")
     with pytest.raises(TraceQueryError, match="^before:"):
         Cursor.parse("")
+
+
+@pytest.mark.parametrize("path, params", [(f"/v1/images/{SHARED}/trail", {}),
+                                          ("/v1/trail", {"reference": REFERENCE})])
+def test_statements_built_once_bind_each_readers_organisations(client, admin, busy, path, params):
+    # The trace's statements are built once and reused: readers taking turns (and pages by cursor) must each
+    # get their own organisations bound, never the previous caller's.
+    other = ado_report(org="fabrikam", org_id="00000000-1111-4222-8333-444444444444", run_id="99",
+                       pushes=[push(REFERENCE, SHARED, pushed_at="2024-06-09T10:00:00Z")])
+    assert client.post("/v1/reports", json=body(other), headers=admin).status_code == 201
+    readers = {"admin": admin, "contoso": new_key(client, "contoso", "read"),
+               "fabrikam": new_key(client, "fabrikam", "read")}
+    expected = {"admin": {"99", *TIMES}, "contoso": set(TIMES), "fabrikam": {"99"}}
+    for _ in range(3):  # past psycopg's prepare threshold (5 executions) on PostgreSQL
+        for name, headers in readers.items():
+            runs = {p["run"]["id"] for page in _all_pages(client, headers, path, {**params, "limit": 2})
+                    for p in page["pushes"]}
+            assert runs == expected[name], name
+
+
+def test_a_reader_of_no_organisation_sees_no_push(client, busy):
+    nobody = Principal(kind="api-key", subject="k", scopes=frozenset({"read"}), organizations=frozenset())
+    with client.app.state.sessions() as session:
+        answer = trail_for_digest(session, SHARED, nobody)
+    assert answer.pushes == [] and answer.hidden_by_permissions is True

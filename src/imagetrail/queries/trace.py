@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from sqlalchemy import String, case, literal, or_, select
+from sqlalchemy import Select, String, bindparam, case, literal, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
@@ -29,11 +29,17 @@ from imagetrail.queries.trail import (
     pushes_hidden,
     relate,
     relation_condition,
+    row_records,
     trail_select,
-    trails_from_rows,
+    trails_from_records,
     with_related,
 )
-from imagetrail.queries.visibility import organization_condition
+from imagetrail.queries.visibility import (
+    organization_condition,
+    organization_parameter_condition,
+    organization_parameters,
+    reads_every_organization,
+)
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
 from imagetrail.store.db import as_utc
@@ -98,10 +104,10 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
 # One statement per page: the pushes matching the filter, newest first, joined with their
 # reference, job, run, report, pipeline, project, organisation, repository and requester, as
 # plain columns (building ten ORM objects per row cost more than the query). PostgreSQL needs
-# ~10 ms to PLAN this join for ~0.3 ms of execution, but the statement text is constant, so
-# psycopg prepares it server-side after 5 executions (``prepare_threshold``) and PostgreSQL then
-# reuses a generic plan: the planning is paid during a connection's first ~10 trails only
-# (benchmarks/results/bench_trace.md).
+# ~10 ms to PLAN this join for ~0.3 ms of execution, but the trace's statement text is constant
+# (built once per shape, ``_pushes_statement``), so psycopg prepares it server-side after 5
+# executions (``prepare_threshold``) and PostgreSQL then reuses a generic plan: the planning is
+# paid during a connection's first ~10 trails only (benchmarks/results/bench_trace.md).
 # Pages are cut by a keyset cursor on (pushed_at, id), never by OFFSET, so page 200 of a busy
 # tag costs what page 1 does: the (digest, pushed_at) / (reference_id, pushed_at) indexes lead.
 
@@ -140,20 +146,26 @@ class Cursor:
 _HAS_OWNERS = select(RunOwner.id).where(RunOwner.run_id == m.Run.id).exists().label("has_owners")
 
 
-def _relatives(session: Session, digest: str) -> Tuple[List[RelatedDigest], Tuple[bool, bool]]:
-    """The digests related to ``digest`` and whether the registry side has events / claims for any of the
-    family: one statement (a one-row select left-joined to the relations, so the flags come back even when
-    nothing is related) instead of three."""
+@lru_cache(maxsize=None)
+def _relatives_statement() -> Select:
+    """The digests related to the ``digest`` parameter and whether the registry side has events / claims for
+    any of the family: one statement (a one-row select left-joined to the relations, so the flags come back
+    even when nothing is related) instead of three. Built once (see ``_pushes_statement``)."""
+    digest = bindparam("digest", type_=String)
     one = select(literal(1).label("one")).subquery("one_row")
-    family = with_related(select(literal(digest, String).label("digest")))
-    rows = session.execute(
+    family = with_related(select(digest.label("digest")))
+    return (
         select(*RELATION_COLUMNS,
                select(RegistryEvent.id).where(RegistryEvent.digest.in_(family)).exists().label("has_events"),
                select(RegistryAttribution.id).where(RegistryAttribution.digest.in_(family)).exists()
                .label("has_claims"))
         .select_from(one)
         .outerjoin(m.ImageRelation, relation_condition([digest]))
-    ).all()
+    )
+
+
+def _relatives(session: Session, digest: str) -> Tuple[List[RelatedDigest], Tuple[bool, bool]]:
+    rows = session.connection().execute(_relatives_statement(), {"digest": digest}).all()
     return relate([digest], rows)[digest], (bool(rows[0].has_events), bool(rows[0].has_claims))
 
 
@@ -164,34 +176,82 @@ class _Page:
 
 
 def _select_pushes(session: Session, principal: Principal, conditions: Sequence[Any], *, limit: int,
-                   before: Optional[Cursor] = None, offset: int = 0) -> _Page:
+                   offset: int = 0) -> _Page:
     """One page of the newest pushes matching ``conditions`` (on any joined table) that the principal may
-    read, as trails with their owners and competing values."""
-    query = trail_select(_HAS_OWNERS).where(*conditions, organization_condition(principal))
-    if before is not None:
-        # "<=" first so the index range scan stops at the cursor; ties broken by id.
-        query = query.where(m.Push.pushed_at <= before.pushed_at,
-                            or_(m.Push.pushed_at < before.pushed_at, m.Push.id < before.push_id))
-    query = query.order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(limit + 1)
+    read, as trails with their owners and competing values (listings: any filter, built per call)."""
+    query = (trail_select(_HAS_OWNERS).where(*conditions, organization_condition(principal))
+             .order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(limit + 1))
     if offset:
         query = query.offset(offset)
-    rows = session.execute(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if more else None
-    cursor = Cursor(as_utc(last.pushed_at), last.push_key) if last is not None and last.pushed_at is not None else None
-    trails = trails_from_rows(rows)
-    _competing(session, rows, trails)
-    attach_owners(session, trails, stored=any(row.has_owners for row in rows))
+    return _page(session, session.execute(query).all(), limit)
+
+
+# The trace's own statements are built once per shape and bound per call: building this 11-table select and
+# its cache key cost more CPU (~1.7 ms a page) than PostgreSQL spends running it; a statement object reused
+# keeps its cache key and compiled form.
+def _reference_id(registry: Any, repository: Any, tag: Any) -> Any:
+    """The id of a reference as a scalar subquery, not a join condition: only "reference_id = <one value>" lets
+    PostgreSQL read the (reference_id, pushed_at) index backwards and stop after one page (as a join it sorted
+    all 12,000 pushes of a busy tag)."""
+    return select(m.ImageReference.id).where(
+        m.ImageReference.registry_host == registry, m.ImageReference.repository == repository,
+        m.ImageReference.tag == tag).scalar_subquery()
+
+
+@lru_cache(maxsize=None)
+def _pushes_statement(match: str, scoped: bool, paged: bool) -> Select:
+    """The newest pushes of the ``digest`` parameter (``match="digest"``), of any of ``digests`` ("digests") or
+    of the reference ``registry``/``repository``/``tag`` ("reference"), readable by a reader of the
+    ``VISIBLE_ORGANIZATIONS`` (``scoped``; a reader of every organisation has no such condition), older than
+    the cursor ``before_at``/``before_id`` (``paged``), at most ``rows``."""
+    if match == "digest":
+        condition = m.Push.digest == bindparam("digest")
+    elif match == "digests":
+        condition = m.Push.digest.in_(bindparam("digests", expanding=True))
+    else:
+        condition = m.Push.reference_id == _reference_id(
+            bindparam("registry"), bindparam("repository"), bindparam("tag"))
+    query = trail_select(_HAS_OWNERS).where(condition)
+    if scoped:
+        query = query.where(organization_parameter_condition())
+    if paged:
+        # "<=" first so the index range scan stops at the cursor; ties broken by id.
+        before_at = bindparam("before_at")
+        query = query.where(m.Push.pushed_at <= before_at,
+                            or_(m.Push.pushed_at < before_at, m.Push.id < bindparam("before_id")))
+    return query.order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(bindparam("rows"))
+
+
+def _trace_pushes(session: Session, principal: Principal, match: str, params: Dict[str, Any], *, limit: int,
+                  before: Optional[Cursor]) -> _Page:
+    """A page of the trace from its statement built once (see ``_pushes_statement``)."""
+    statement = _pushes_statement(match, not reads_every_organization(principal), before is not None)
+    params = {**params, **organization_parameters(principal), "rows": limit + 1}
+    if before is not None:
+        params.update(before_at=before.pushed_at, before_id=before.push_id)
+    return _page(session, session.connection().execute(statement, params).all(), limit)
+
+
+def _page(session: Session, rows: Sequence[Any], limit: int) -> _Page:
+    """Rows of up to ``limit + 1`` pushes as a page of trails (the extra row says there is a next page)."""
+    records = row_records(rows)
+    more = len(records) > limit
+    records = records[:limit]
+    last = records[-1] if more else None
+    cursor = (Cursor(as_utc(last["pushed_at"]), last["push_key"])
+              if last is not None and last["pushed_at"] is not None else None)
+    trails = trails_from_records(records)
+    _competing(session, records, trails)
+    attach_owners(session, trails, stored=any(record["has_owners"] for record in records))
     return _Page(trails, cursor)
 
 
 # -- evidence ---------------------------------------------------------------------------
 
-def _competing(session: Session, rows: Sequence[Any], trails: List[Trail]) -> None:
+def _competing(session: Session, records: Sequence[Dict[str, Any]], trails: List[Trail]) -> None:
     """Every value stated for the disputed facts of these rows' runs (one query, only when any is)."""
-    disputed = {(row.run_key, fact) for row in rows for fact in FACT_VALUES
-                if getattr(row, f"{fact}_evidence") == DISPUTED}
+    disputed = {(record["run_key"], fact) for record in records for fact in FACT_VALUES
+                if record[f"{fact}_evidence"] == DISPUTED}
     if not disputed:
         return
     found: Dict[Tuple[int, str], List[Stated]] = {}
@@ -270,11 +330,11 @@ def trail_for_digest(session: Session, digest: str, principal: Principal, *, lim
     cursor = _page_bounds(limit, before)
     related, registry_seen = _relatives(session, digest)
     relation_of: Dict[str, str] = {digest: "digest", **{r.digest: r.relation for r in related}}
-    condition = (m.Push.digest == digest if len(relation_of) == 1
-                 else m.Push.digest.in_(sorted(relation_of)))
-    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
+    family = sorted(relation_of)
+    match, params = ("digest", {"digest": digest}) if len(family) == 1 else ("digests", {"digests": family})
+    page = _trace_pushes(session, principal, match, params, limit=limit, before=cursor)
     pushes = [_push_fields(trail, relation_of[trail.pushed_digest]) for trail in page.trails]
-    hidden = not pushes and cursor is None and pushes_hidden(session, principal, [condition])
+    hidden = not pushes and cursor is None and pushes_hidden(session, principal, [m.Push.digest.in_(family)])
     return _answer(digest, digest, related, registry_seen, page, pushes, hidden)
 
 
@@ -292,17 +352,12 @@ def trail_for_reference(session: Session, reference: str, principal: Principal, 
         answer.query = reference
         return answer
     cursor = _page_bounds(limit, before)
-    # The reference id is a scalar subquery of the same statement, not a join condition: only
-    # "reference_id = <one value>" lets PostgreSQL read the (reference_id, pushed_at) index
-    # backwards and stop after one page (as a join it sorted all 12,000 pushes of a busy tag).
-    reference_id = select(m.ImageReference.id).where(
-        m.ImageReference.registry_host == parsed.registry, m.ImageReference.repository == parsed.repository,
-        m.ImageReference.tag == (parsed.tag or "latest")).scalar_subquery()
-    condition = m.Push.reference_id == reference_id
-    page = _select_pushes(session, principal, [condition], limit=limit, before=cursor)
+    named = {"registry": parsed.registry, "repository": parsed.repository, "tag": parsed.tag or "latest"}
+    page = _trace_pushes(session, principal, "reference", named, limit=limit, before=cursor)
     pushes = [_push_fields(trail, "reference") for trail in page.trails]
     newest = next((t.pushed_digest for t in page.trails if t.pushed_digest), None)
-    hidden = not pushes and cursor is None and pushes_hidden(session, principal, [condition])
+    hidden = not pushes and cursor is None and pushes_hidden(
+        session, principal, [m.Push.reference_id == _reference_id(**named)])
     related, registry_seen = _relatives(session, newest) if newest else ([], None)
     return _answer(reference, newest, related, registry_seen, page, pushes, hidden)
 

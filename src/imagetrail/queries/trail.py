@@ -108,31 +108,45 @@ def trail_select(*extra: Any) -> Select:
 
 def trail_from_row(row: Any) -> Trail:
     """A ``Trail`` from a row of ``trail_select`` (columns read by name)."""
-    return Trail(**_trail_fields(row))
+    return Trail(**_trail_fields(row._asdict()))
 
 
 def trails_from_rows(rows: Sequence[Any]) -> List[Trail]:
     """``trail_from_row`` of each row, validated in one call (a trail page has up to 500)."""
-    return _TRAILS.validate_python([_trail_fields(row) for row in rows])
+    return trails_from_records(row_records(rows))
 
 
-def _trail_fields(row: Any) -> Dict[str, Any]:
-    evidence = push_evidence(row.report_evidence, row.identity_kind,
-                             {fact: (getattr(row, column), getattr(row, f"{fact}_evidence"))
-                              for fact, column in FACT_VALUES.items()})
+def trails_from_records(records: Sequence[Dict[str, Any]]) -> List[Trail]:
+    """``trails_from_rows`` of rows already read as ``row_records``."""
+    return _TRAILS.validate_python([_trail_fields(record) for record in records])
+
+
+def row_records(rows: Sequence[Any]) -> List[Dict[str, Any]]:
+    """Rows as dicts keyed by column label. Reading ~45 columns as row attributes cost ~55 us a row (a
+    SQLAlchemy ``Row`` attribute is ~1.2 us); one dict per row, keys taken once, ~5 us."""
+    if not rows:
+        return []
+    keys = rows[0]._fields
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def _trail_fields(row: Dict[str, Any]) -> Dict[str, Any]:
+    evidence = push_evidence(row["report_evidence"], row["identity_kind"],
+                             {fact: (row[column], row[f"{fact}_evidence"]) for fact, column in FACT_VALUES.items()})
     return dict(
-        system=row.system, organization=row.organization, project=row.project, pipeline=row.pipeline,
-        pipeline_id=row.pipeline_id, run_id=row.run_id, run_number=row.run_number, run_url=row.run_url,
-        repository=row.repository_uri or row.repository_name, branch=row.branch, commit=row.commit,
-        owner_name=row.person_name, owner_email=row.person_email, pushed_reference=row.reference,
-        pushed_digest=row.digest, pushed_at=as_utc(row.pushed_at), server_url=row.server_url, evidence=evidence,
-        owners=[], pipeline_key=row.pipeline_key, run_key=row.run_key, repository_name=row.repository_name,
-        push_key=row.push_key, registry=row.registry, image_repository=row.image_repository, tag=row.tag or None,
-        job_id=row.job_id, job_name=row.job_name, job_attempt=row.job_attempt, stage=row.stage,
-        agent=row.agent_name, run_attempt=row.run_attempt, reason=row.reason, repository_uri=row.repository_uri,
-        repository_type=row.repository_type, has_requester=row.requester_id is not None,
-        report_id=row.report_id, received_at=as_utc(row.received_at), identity_kind=row.identity_kind,
-        identity_subject=row.identity_subject, competing={},
+        system=row["system"], organization=row["organization"], project=row["project"], pipeline=row["pipeline"],
+        pipeline_id=row["pipeline_id"], run_id=row["run_id"], run_number=row["run_number"], run_url=row["run_url"],
+        repository=row["repository_uri"] or row["repository_name"], branch=row["branch"], commit=row["commit"],
+        owner_name=row["person_name"], owner_email=row["person_email"], pushed_reference=row["reference"],
+        pushed_digest=row["digest"], pushed_at=as_utc(row["pushed_at"]), server_url=row["server_url"],
+        evidence=evidence, owners=[], pipeline_key=row["pipeline_key"], run_key=row["run_key"],
+        repository_name=row["repository_name"], push_key=row["push_key"], registry=row["registry"],
+        image_repository=row["image_repository"], tag=row["tag"] or None, job_id=row["job_id"],
+        job_name=row["job_name"], job_attempt=row["job_attempt"], stage=row["stage"], agent=row["agent_name"],
+        run_attempt=row["run_attempt"], reason=row["reason"], repository_uri=row["repository_uri"],
+        repository_type=row["repository_type"], has_requester=row["requester_id"] is not None,
+        report_id=row["report_id"], received_at=as_utc(row["received_at"]), identity_kind=row["identity_kind"],
+        identity_subject=row["identity_subject"], competing={},
     )
 
 
