@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from sqlalchemy import Select, String, bindparam, case, literal, or_, select
+from sqlalchemy import Select, String, bindparam, case, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
@@ -42,7 +42,7 @@ from imagetrail.queries.visibility import (
 )
 from imagetrail.reference import DIGEST_RE, InvalidReference, parse_reference
 from imagetrail.sanitize import safe_url
-from imagetrail.store.db import as_utc
+from imagetrail.store.db import UTCDateTime, as_utc
 from imagetrail.store.models import pipeline as m
 from imagetrail.store.models.evidence import FactStatement
 from imagetrail.store.models.owners import RunOwner
@@ -215,10 +215,9 @@ def _pushes_statement(match: str, scoped: bool, paged: bool) -> Select:
     if scoped:
         query = query.where(organization_parameter_condition())
     if paged:
-        # "<=" first so the index range scan stops at the cursor; ties broken by id.
-        before_at = bindparam("before_at")
-        query = query.where(m.Push.pushed_at <= before_at,
-                            or_(m.Push.pushed_at < before_at, m.Push.id < bindparam("before_id")))
+        # A row comparison: an index condition on (.., pushed_at, id), so the scan starts at the cursor.
+        query = query.where(tuple_(m.Push.pushed_at, m.Push.id)
+                            < tuple_(bindparam("before_at", type_=UTCDateTime()), bindparam("before_id")))
     return query.order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(bindparam("rows"))
 
 

@@ -171,8 +171,9 @@ class Push(Base):
     __tablename__ = "pushes"
     __table_args__ = (
         UniqueConstraint("report_id", "reference", "digest"),
-        Index("ix_pushes_digest_pushed_at", "digest", "pushed_at"),
-        Index("ix_pushes_reference_id_pushed_at", "reference_id", "pushed_at"),
+        # (.., pushed_at, id): the trace's page order, so a page is read in order and the LIMIT stops the scan
+        Index("ix_pushes_digest_pushed_at_id", "digest", "pushed_at", "id"),
+        Index("ix_pushes_reference_id_pushed_at_id", "reference_id", "pushed_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
