@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Optional
@@ -31,6 +32,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # the app): registry attribution picks up what a restart left queued, and a reconcile pass at
     # startup covers the backend's own downtime.
     app.state.attribution.start()
+    _freeze_startup_objects()
     scheduler = app.state.reconcile_scheduler
     if scheduler is not None:
         scheduler.start()
@@ -40,6 +42,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
         app.state.attribution.stop()
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move what startup allocated (modules, routes, models: ~140,000 objects) out of the cyclic collector's
+    reach, once per process. Each full collection otherwise walks them all: ~90 ms on this machine, a pause
+    that lands on whichever request triggers it (CPython's ``gc.freeze``, meant for exactly this)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
