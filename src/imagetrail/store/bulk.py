@@ -74,9 +74,13 @@ def _insert_sql(quote: Callable[[str], str], table: str, columns: Tuple[str, ...
 @lru_cache(maxsize=64)
 def _select_sql(quote: Callable[[str], str], table: str, key_columns: Tuple[str, ...],
                 columns: Tuple[str, ...]) -> str:
-    keys = ", ".join(quote(name) for name in key_columns)
-    return (f"SELECT {', '.join(quote(name) for name in columns)} FROM {quote(table)} WHERE ({keys}) IN "
-            f"(SELECT {keys} FROM json_populate_recordset(NULL::{quote(table)}, %s::json))")
+    # One index lookup per key, whatever the table's statistics say: a LATERAL subquery that OFFSET 0
+    # keeps from being flattened runs as a nested loop. As a plain join or IN, the planner took a
+    # sequential scan of a table that grew since it was last analysed (every batch of a fresh install).
+    match = " AND ".join(f"{quote(table)}.{quote(name)} = wanted.{quote(name)}" for name in key_columns)
+    return (f"SELECT found.* FROM json_populate_recordset(NULL::{quote(table)}, %s::json) AS wanted, "
+            f"LATERAL (SELECT {', '.join(quote(name) for name in columns)} FROM {quote(table)} "
+            f"WHERE {match} OFFSET 0) AS found")
 
 
 def insert_many(conn: Connection, table: Table, rows: Rows, *, skip_conflicts_on: Optional[Sequence[str]] = None,
@@ -103,7 +107,8 @@ def insert_many(conn: Connection, table: Table, rows: Rows, *, skip_conflicts_on
 
 def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], keys: Sequence[Tuple[Any, ...]],
                    columns: Sequence[str]) -> List[Any]:
-    """``columns`` of the rows whose ``key_columns`` equal one of ``keys``."""
+    """``columns`` of the rows whose ``key_columns`` equal one of ``keys`` (distinct keys of a unique index:
+    a row is returned once per key that matches it)."""
     if not keys:
         return []
     if not _postgres(conn):
@@ -112,3 +117,4 @@ def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], k
         return conn.execute(select(*(table.c[name] for name in columns)).where(where)).all()
     sql = _select_sql(conn.dialect.identifier_preparer.quote, table.name, tuple(key_columns), tuple(columns))
     return _execute(conn, sql, (_rows_json(dict(zip(key_columns, key)) for key in keys),)).fetchall()
+
