@@ -13,6 +13,7 @@ from imagetrail.queries.coverage import coverage_gaps, coverage_summary
 from imagetrail.queries.explorer import run_query
 from imagetrail.store.db import transaction
 from imagetrail.store.models.cloud import ImageScan, RunningContainer, ScanDigest
+from imagetrail.store.models.pipeline import Organization
 from imagetrail.views.filters import ExplorerFilters
 from tests.cloud import scenario
 from tests.cloud.support import ADMIN, reader
@@ -258,3 +259,38 @@ def test_visibility_rows_equal_the_rule_after_a_push_is_removed_and_on_rebuild(e
         assert refresh_digest_organizations(session, [scenario.API_INDEX]) == 2
     assert "api" not in _visible_pods(estate, reader("contoso"))
     _assert_matches_the_rule(estate, "contoso", "fabrikam")
+
+
+def test_a_batch_adds_the_visibility_rows_of_its_pushes_and_their_relatives(estate):
+    """Ingest adds rows from the batch's own pushes only: they must equal a full recompute, for a relation
+    stored before the push (either direction) and for the platforms a report lists itself."""
+    from imagetrail.ingest.digest_organizations import rebuild_digest_organizations
+    from imagetrail.ingest.reports import store_reports
+    from imagetrail.report import Platform
+    from imagetrail.store.models.pipeline import DigestOrganization
+    from tests.cloud.support import digest, ingester, pipeline_report, push
+
+    def rows():
+        with estate() as session:
+            return set(session.execute(select(DigestOrganization.digest, DigestOrganization.organization_id)).all())
+
+    index, manifest, other_index, other_manifest = digest(901), digest(902), digest(903), digest(904)
+    with transaction(estate) as session:
+        assert store.record_relations(session, [(index, manifest, "linux", "amd64")], source="registry") == 1
+    outcomes = store_reports(estate, [
+        # the platform manifest is pushed: the index it belongs to becomes contoso's too
+        (pipeline_report("contoso", "shop", "301", [push(f"{scenario.REGISTRY}/shop/m:1", manifest)]), ingester()),
+        # an index with its platforms in the report: the relation is written by the same transaction
+        (pipeline_report("fabrikam", "pay", "302", [push(f"{scenario.REGISTRY}/pay/i:1", other_index,
+                                                         platforms=[Platform(other_manifest, "linux", "arm64")])]),
+         ingester()),
+    ])
+    assert [o.created for o in outcomes] == [True, True]
+    added = rows()
+    with estate() as session:
+        ids = dict(session.execute(select(Organization.name, Organization.id)).all())
+    assert {(index, ids["contoso"]), (manifest, ids["contoso"]), (other_index, ids["fabrikam"]),
+            (other_manifest, ids["fabrikam"])} <= added
+    with transaction(estate) as session:
+        rebuild_digest_organizations(session)
+    assert rows() == added

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Set, Tuple, Union
 from sqlalchemy import Connection, delete, func, or_, select, tuple_, union
 from sqlalchemy.orm import Session
 
-from imagetrail.store.bulk import insert_many
+from imagetrail.store.bulk import execute_with_rows, insert_many, rows_source
 from imagetrail.store.models.pipeline import (
     DigestOrganization,
     ImageRelation,
@@ -120,26 +120,32 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def add_pushes_of_reports(conn: Connection, report_ids: Iterable[str]) -> int:
-    """Insert the rows the pushes of these newly stored reports add; returns rows inserted.
+def add_pushed(conn: Connection, pushed: Iterable[Tuple[str, int]]) -> int:
+    """Insert the rows that newly stored pushes add, in one statement; ``pushed`` holds (digest, id of the
+    pushing organisation) of each. Returns rows inserted.
 
-    A new push only ever adds organisations, so this reads the batch's own pushes rather than every push of
-    their digests: a base image pushed by every build would otherwise be re-read by each batch (ingest
-    slowed as that digest's pushes grew). Removals go through ``refresh_digest_organizations``.
+    A new push only ever adds organisations, to its digest and to the digest's relatives (``image_relations``
+    as this transaction sees them, its own rows included), so the batch's own pushes are all it reads: a base
+    image pushed by every build would otherwise be re-read by each batch. Removals go through
+    ``refresh_digest_organizations``.
     """
-    wanted = sorted(set(report_ids))
-    inserted = 0
-    for chunk in _chunks(wanted):
-        pushed_by = _pushed_by()
-        mine = Push.report_id.in_(chunk)
-        itself = select(Push.digest, Project.organization_id).select_from(pushed_by).where(mine, Push.digest.is_not(None))
-        via_index = select(ImageRelation.manifest_digest, Project.organization_id).select_from(
-            pushed_by.join(ImageRelation, ImageRelation.index_digest == Push.digest)).where(mine)
-        via_manifest = select(ImageRelation.index_digest, Project.organization_id).select_from(
-            pushed_by.join(ImageRelation, ImageRelation.manifest_digest == Push.digest)).where(mine)
-        pairs = sorted({tuple(row) for row in conn.execute(union(itself, via_index, via_manifest))})
-        if pairs:
-            inserted += len(insert_many(conn, DigestOrganization.__table__,
-                                        [{"digest": d, "organization_id": o} for d, o in pairs],
-                                        skip_conflicts_on=("digest", "organization_id")) or [])
-    return inserted
+    rows = [{"digest": d, "organization_id": o} for d, o in sorted(set(pushed)) if d]
+    if not rows:
+        return 0
+    return execute_with_rows(conn, _add_sql(conn), rows)
+
+
+def _add_sql(conn: Connection) -> str:
+    table = DigestOrganization.__table__
+    pushed = rows_source(conn, table, ("digest", "organization_id"))
+    # WHERE true: SQLite reads an ON right after a FROM as part of a join
+    return f"""WITH pushed AS (SELECT digest, organization_id FROM {pushed})
+        INSERT INTO digest_organizations (digest, organization_id)
+        SELECT digest, organization_id FROM (
+            SELECT digest, organization_id FROM pushed
+            UNION SELECT r.manifest_digest, p.organization_id FROM pushed p
+                JOIN image_relations r ON r.index_digest = p.digest
+            UNION SELECT r.index_digest, p.organization_id FROM pushed p
+                JOIN image_relations r ON r.manifest_digest = p.digest) AS added
+        WHERE true ORDER BY digest, organization_id
+        ON CONFLICT (digest, organization_id) DO NOTHING"""

@@ -53,7 +53,7 @@ from imagetrail.auth import Principal
 from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
-from imagetrail.ingest.digest_organizations import add_pushes_of_reports, refresh_digest_organizations
+from imagetrail.ingest.digest_organizations import add_pushed, refresh_digest_organizations
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.store.models import pipeline as m
@@ -576,11 +576,13 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
     dropped = _drop_reports(conn, replaced) if replaced else set()
     new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items())
            if rid not in stored or rid in replaced]
-    created: Set[str] = _store_new(conn, new, cache, learned, now) if new else set()
+    org_of = _store_new(conn, new, cache, learned, now) if new else {}
+    created = set(org_of)
     # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
     if dropped:
         refresh_digest_organizations(conn, dropped)
-    add_pushes_of_reports(conn, created)
+    add_pushed(conn, [(q.digest, org_of[p.report_id]) for p in new if p.report_id in org_of
+                      for q in p.pushes if q.digest])
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id
@@ -594,8 +596,8 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
 
 
 def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, learned: _Learned,
-               now: datetime) -> Set[str]:
-    """Rows of reports not stored yet; returns the ids of the reports this transaction inserted."""
+               now: datetime) -> Dict[str, int]:
+    """Rows of reports not stored yet; returns the reports this transaction inserted: id -> organisation id."""
     # organisations
     orgs = {}
     for p in new:
@@ -681,8 +683,9 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
           "evidence": {fact: p.evidence[fact] for fact in IDENTITY_FACTS}} for p in new],
         skip_conflicts_on=("id",), returning=("id",))}
     stored = [p for p in new if p.report_id in inserted]
+    org_of = {p.report_id: org_ids[p.org] for p in stored}
     if not stored:
-        return inserted
+        return org_of
 
     # images, references, pushes, index -> platform relations
     digests = sorted({q.digest for p in stored for q in p.pushes if q.digest}
@@ -708,4 +711,4 @@ def _store_new(conn: Connection, new: List[_Pending], cache: DimensionCache, lea
                   "architecture": pl.architecture, "variant": pl.variant, "source": "collector",
                   "recorded_at": now} for (index, manifest), pl in relations],
                 skip_conflicts_on=("index_digest", "manifest_digest"))
-    return inserted
+    return org_of
