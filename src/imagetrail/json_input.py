@@ -1,9 +1,10 @@
 """Reading JSON bodies: bounded nesting, and only text that can be stored.
 
-``json.loads`` accepts two things the rest of the server cannot handle: nesting so deep that a
-recursive step (the parser itself, ``repr``, a validator) runs out of stack, and ``\\ud800``-style
-escapes of lone UTF-16 surrogates, which make Python strings no database driver can encode.
-Both are refused here with a message naming where, as a client error.
+``json.loads`` accepts three things the rest of the server cannot handle: nesting so deep that a
+recursive step (the parser itself, ``repr``, a validator) runs out of stack, ``\\ud800``-style
+escapes of lone UTF-16 surrogates, which make Python strings no database driver can encode, and
+``NaN`` / ``Infinity``, which are not JSON (RFC 8259) and which no stored JSON column can hold as sent.
+All are refused here with a message naming where, as a client error.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ def loads(raw: Union[bytes, str]) -> Any:
     """``json.loads`` that raises JsonInputError for nesting past the parser's recursion limit
     and for lone surrogates; other errors are ``json.loads``' own (ValueError)."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         raise JsonInputError(f"(body): nested deeper than {MAX_DEPTH} levels") from None
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if _SURROGATE_ESCAPE.search(data):
         _check_text(value)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonInputError(f"(body): {name} is not a JSON number (RFC 8259); send a number or null")
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:

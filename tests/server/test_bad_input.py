@@ -75,6 +75,17 @@ def test_a_lone_surrogate_is_422_naming_the_field_and_valid_pairs_are_stored(cli
         assert conn.execute(sa.text("SELECT name FROM people")).scalar_one() == "Ann \U0001F600 Owner"
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_422_and_nothing_is_stored(client, admin, constant):
+    # json.loads accepts them, but they are not JSON: stored JSON would hold null or be refused by the database
+    raw = _raw(_report("8"), '"Ann Owner"', constant)
+    answer = client.post("/v1/reports", content=raw, headers={**admin, "Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert constant in answer.json()["detail"] and "RFC 8259" in answer.json()["detail"]
+    with client.app.state.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM reports")).scalar_one() == 0
+
+
 def test_a_lone_surrogate_in_a_scan_is_422(client):
     scan = b'{"SchemaVersion": 2, "ArtifactName": "app\\udc00", "Metadata": {"RepoDigests": []}}'
     answer = client.post("/v1/scans", params={"file_name": "s.json"}, content=scan,
