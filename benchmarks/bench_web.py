@@ -212,6 +212,8 @@ def load(engine, containers: int) -> None:
                 for i in range(1, containers + 1)
             ),
         )
+        with db.cursor() as cursor:
+            cursor.execute("ANALYZE")  # statistics first: the derived tables are computed from these
         db.commit()
         # Copied columns and pushing organisations, as sync, scan and report ingest write them.
         with transaction(make_sessionmaker(engine)) as session:

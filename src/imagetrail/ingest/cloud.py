@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
-from imagetrail.ingest.digest_organizations import refresh_digest_organizations
+from imagetrail.ingest.digest_organizations import (
+    fill_container_organizations,
+    lock_container_organizations,
+    refresh_digest_organizations,
+)
 from imagetrail.inventory import Changes, Container, Exposure, Inventory, PodContainers, PodRef
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
 from imagetrail.reference import registry_and_repository
@@ -72,6 +76,13 @@ class InventoryResult:
     containers: int
     exposed: int
     replaced: int  # containers of the previous view that were removed
+
+
+def fill_cluster_organizations(session: Session, cluster: str) -> int:
+    """After a sync committed: the organisations of its new containers (their ``organization_ids``), in the
+    caller's next transaction. Until then organisation-scoped readers see them through a slower exact lookup."""
+    cluster_id = session.execute(select(Cluster.id).where(Cluster.name == cluster)).scalar_one_or_none()
+    return 0 if cluster_id is None else fill_container_organizations(session, cluster_id)
 
 
 def replace_inventory(
@@ -487,6 +498,8 @@ def ingest_scan(
     """
     now = now or datetime.now(timezone.utc)
     scanned_at = report.scanned_at or now
+    # Before any running_containers row is written: the relations below may edit their organisations.
+    lock_container_organizations(session)
     results = [
         _store_image(session, report, image, file_name, image.scanned_at or scanned_at, now)
         for image in report.images
@@ -535,6 +548,8 @@ def record_relations(
             ).all()
         )
     new = [key for key in wanted if key not in known]
+    if new:  # before propagate_summaries writes running_containers rows
+        lock_container_organizations(session)
     for index_digest, manifest_digest in new:
         os_name, architecture = wanted[(index_digest, manifest_digest)]
         session.add(

@@ -19,7 +19,7 @@ vulnerabilities", running or not).
 Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
 granted. Running containers with no trail belong to no organisation, so only readers granted every
 organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps. For running
-containers the rule is ``visibility.digest_condition`` (one indexed lookup in ``digest_organizations``).
+containers the rule is ``visibility.container_condition`` (the container's copy of ``digest_organizations``).
 
 Paging: a page of running containers is read in its sort's index, either past an OFFSET of ids (a typed page
 number) or from a seek cursor of the neighbouring page (``after`` / ``before``), which costs the same on any
@@ -40,7 +40,7 @@ from imagetrail import severity as sev
 from imagetrail.auth import Principal
 from imagetrail.queries.trail import find_trails, pushes_joined, trail_conditions, with_related
 from imagetrail.queries.untraced import untraced_digests
-from imagetrail.queries.visibility import digest_condition
+from imagetrail.queries.visibility import container_condition
 from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -63,7 +63,7 @@ from imagetrail.views.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.views.trail import Trail
 
 
-def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
+def _conditions(session: Session, filters: ExplorerFilters, principal: Principal) -> list:
     """WHERE conditions on running_containers alone (its copied cluster and vulnerability columns)."""
     c = RunningContainer
     conditions: list = []
@@ -86,8 +86,8 @@ def _conditions(filters: ExplorerFilters, principal: Principal) -> list:
         pushed = pushes_joined(Push.digest).where(*trail_conditions(filters, principal))
         conditions.append(c.digest.in_(with_related(pushed)))
     elif principal.organizations is not None:
-        # Visibility alone: one lookup in digest_organizations, not a join up from every push.
-        conditions.append(digest_condition(principal, c.digest))
+        # Visibility alone: the container's copy of its digest's organisations, not a join up from every push.
+        conditions.append(container_condition(session, principal))
     return conditions
 
 
@@ -329,7 +329,7 @@ def run_query(
     if filters.running is False:
         total, rows = _not_running_page(session, filters, principal, offset, page_size, sort)
         return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
-    conditions = _conditions(filters, principal)
+    conditions = _conditions(session, filters, principal)
     # Exact total: the web explorer pages and exports by it. One table, so an index or a seq scan.
     total = session.execute(
         select(func.count()).select_from(RunningContainer).where(*conditions)

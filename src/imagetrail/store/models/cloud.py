@@ -109,6 +109,9 @@ class RunningContainer(Base):
     high_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     scan_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: scans are never deleted alone
+    # The digest's digest_organizations ids as ",1,7," ("," for none); NULL until filled after a sync. Readers
+    # limited to some organisations filter on it (imagetrail.queries.visibility.container_condition).
+    organization_ids: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class ImageScan(Base):
