@@ -32,6 +32,7 @@ from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
 from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
+from imagetrail.ingest.running_images import rebuild_pushed_digests  # noqa: E402
 from imagetrail.queries.explorer import run_query  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from imagetrail.store.migrate import upgrade  # noqa: E402
@@ -219,6 +220,7 @@ def load(engine, containers: int) -> None:
         with transaction(make_sessionmaker(engine)) as session:
             refresh_container_columns(session)
             rebuild_digest_organizations(session)
+            rebuild_pushed_digests(session)
         with db.cursor() as cursor:
             cursor.execute("ANALYZE")
         db.commit()

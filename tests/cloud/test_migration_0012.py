@@ -1,5 +1,5 @@
-"""Migration 0012 (running_containers.organization_ids) fills the copy from digest_organizations, matches the
-models and downgrades, on SQLite and PostgreSQL."""
+"""Migration 0012 (running_containers.organization_ids, pushed_digests) fills the copy from digest_organizations
+and the pushed digests from pushes, matches the models and downgrades, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.cloud.test_migration_0010 import INDEX, MANIFEST, OTHER, ROWS
 ALONE = "sha256:" + "9" * 64  # no organisation pushed it
 
 
-def test_0012_fills_the_containers_copy_matches_the_models_and_downgrades(database_url):
+def test_0012_fills_the_copies_matches_the_models_and_downgrades(database_url):
     engine = make_engine(database_url)
     containers = [("a", INDEX), ("b", MANIFEST), ("c", OTHER), ("d", ALONE), ("e", None)]
     try:
@@ -37,10 +37,12 @@ def test_0012_fills_the_containers_copy_matches_the_models_and_downgrades(databa
         upgrade(engine)
         with engine.connect() as conn:
             copied = dict(conn.exec_driver_sql("SELECT pod, organization_ids FROM running_containers").all())
+            pushed = set(conn.exec_driver_sql("SELECT digest, running FROM pushed_digests").all())
             diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
-                    if "organization_ids" in repr(d)]
+                    if "organization_ids" in repr(d) or "pushed_digests" in repr(d)]
         assert {pod: sorted(v.strip(",").split(",")) if v.strip(",") else [] for pod, v in copied.items()} == {
             "a": ["1", "3"], "b": ["1"], "c": ["2"], "d": [], "e": []}
+        assert pushed == {(INDEX, None), (OTHER, None)}  # whether they run: filled by the next sync
         assert diff == []
         with engine.begin() as conn:
             config = alembic_config(database_url)
@@ -49,5 +51,6 @@ def test_0012_fills_the_containers_copy_matches_the_models_and_downgrades(databa
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("running_containers")}
             assert "organization_ids" not in columns
+            assert "pushed_digests" not in sa.inspect(conn).get_table_names()
     finally:
         engine.dispose()

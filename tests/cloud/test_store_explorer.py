@@ -309,6 +309,6 @@ def test_filled_organisation_copies_follow_removed_pushes_and_syncs(estate):
         store.replace_inventory(session, scenario.inventory())
     _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
     with transaction(estate) as session:
-        assert store.fill_cluster_organizations(session, "prod") > 0
+        assert store.fill_after_sync(session, "prod") > 0
     _assert_copies_exact(estate)
     _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")

@@ -89,11 +89,11 @@ async def _write_cluster(request: Request, cluster: str, write):
     def run():
         with transaction(request.app.state.sessions) as session:
             result = write(session)
-        try:  # a second, short transaction: an organisation-scoped reader's fast path (exact either way)
+        try:  # a second, short transaction: the explorer's fast paths (exact either way)
             with transaction(request.app.state.sessions) as session:
-                store.fill_cluster_organizations(session, cluster)
+                store.fill_after_sync(session, cluster)
         except DBAPIError:
-            log.warning("filling the organisations of cluster %s's containers failed; the next sync retries",
+            log.warning("filling the explorer's copies after syncing cluster %s failed; the next sync retries",
                         cluster, exc_info=True)
         return result
 

@@ -54,6 +54,7 @@ from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
 from imagetrail.ingest.digest_organizations import add_pushes_of_reports, refresh_digest_organizations
+from imagetrail.ingest.running_images import add_pushed, forget_unpushed
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.store.models import pipeline as m
@@ -580,7 +581,9 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
     # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
     if dropped:
         refresh_digest_organizations(conn, dropped)
+        forget_unpushed(conn, dropped)
     add_pushes_of_reports(conn, created)
+    add_pushed(conn, created)  # and the explorer's list of pushed digests
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id

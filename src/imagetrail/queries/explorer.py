@@ -33,7 +33,7 @@ import binascii
 import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import Select, and_, func, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -46,11 +46,13 @@ from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
     Finding,
     ImageScan,
+    PushedDigest,
     RunningContainer,
     VulnerabilitySummary,
+    running_ways,
     sort_columns,
 )
-from imagetrail.store.models.pipeline import ImageReference, ImageRelation, Push
+from imagetrail.store.models.pipeline import ImageReference, Push
 from imagetrail.views.explorer import (
     ExplorerPage,
     ExplorerRow,
@@ -114,17 +116,28 @@ def running_digests() -> Select:
 
 
 def not_running(digest: Any) -> list:
-    """Conditions: no cluster runs ``digest``, itself or an index / platform-manifest relative of it.
+    """Conditions: no cluster runs ``digest``, itself or an index / platform-manifest relative of it (three NOT
+    EXISTS: anti-joins)."""
+    return [~way for way in running_ways(digest)]
 
-    Three NOT EXISTS, which PostgreSQL runs as anti-joins. ``NOT IN (running_digests())`` meant the same, but
-    once the running digests outgrow work_mem it probes the whole list for every push (minutes at 100,000).
+
+def _not_running_digests(filters: ExplorerFilters, principal: Principal) -> Select:
+    """Distinct pushed digests no cluster runs matching ``filters`` (one column).
+
+    A reader of everything with no trail, registry or repository filter reads ``pushed_digests`` (each pushed
+    digest once, with its maintained ``running``; a NULL one, not filled yet, is checked here) instead of
+    checking every push against the running containers.
     """
-    c, r = RunningContainer, ImageRelation
-    return [
-        ~select(c.id).where(c.digest == digest).exists(),
-        ~select(r.id).join(c, c.digest == r.manifest_digest).where(r.index_digest == digest).exists(),
-        ~select(r.id).join(c, c.digest == r.index_digest).where(r.manifest_digest == digest).exists(),
-    ]
+    if filters.trail_filtered() or principal.organizations is not None or filters.registry or filters.repository:
+        return pushed_images(filters.model_copy(update={"running": False}), principal).distinct()
+    p, vs = PushedDigest, VulnerabilitySummary
+    query = select(p.digest).where(or_(p.running.is_(False), and_(p.running.is_(None), *not_running(p.digest))))
+    if filters.digests:
+        query = query.where(p.digest.in_(sorted(set(filters.digests))))
+    vulnerability = _vulnerability_conditions(filters, vs.scan_id, vs.max_severity, vs.max_fixable_severity)
+    if vulnerability:
+        query = query.join(vs, vs.digest == p.digest).where(*vulnerability)
+    return query
 
 
 def pushed_images(filters: ExplorerFilters, principal: Principal) -> Select:
@@ -163,8 +176,7 @@ def _not_running_page(
     """(total, rows) of pushed images no cluster runs; sorted by severity, else by digest."""
     if filters.container_filtered():
         return 0, []
-    pushed = pushed_images(filters.model_copy(update={"running": False}), principal)
-    digests = pushed.distinct().subquery()
+    digests = _not_running_digests(filters, principal).subquery()
     vs = VulnerabilitySummary
     total = session.execute(select(func.count()).select_from(digests)).scalar_one()
     if limit <= 0 or not total:

@@ -1,10 +1,13 @@
-"""explorer visibility on the container: running_containers.organization_ids copies digest_organizations.
+"""explorer speed: running_containers.organization_ids copies digest_organizations; pushed_digests.
 
 ``organization_ids`` holds the ids of the organisations that pushed the container's digest (or a relative of it)
 as ``,1,7,`` (``,`` for none), so an organisation-scoped reader filters running containers on a column instead
 of looking each candidate up in ``digest_organizations``. NULL means "not filled yet" and is read through that
 lookup (``imagetrail.queries.visibility.container_condition``); kept by ``imagetrail.ingest.digest_organizations``.
-Filled here from the rows already stored.
+
+``pushed_digests`` holds each pushed digest once with whether a cluster runs it (NULL: not known yet, checked by
+the reader), so images no cluster runs are counted without checking every push against the running containers.
+Filled here from the rows already stored (``running`` left NULL: the next sync fills it).
 
 Revision ID: 0012
 Revises: 0010
@@ -28,8 +31,17 @@ def upgrade() -> None:
     op.execute(f"""
         UPDATE running_containers SET organization_ids = ',' || coalesce(
             (SELECT {joined} || ',' FROM digest_organizations d WHERE d.digest = running_containers.digest), '')""")
+    op.create_table('pushed_digests',
+    sa.Column('digest', sa.String(length=71), nullable=False),
+    sa.Column('running', sa.Boolean(), nullable=True),
+    sa.PrimaryKeyConstraint('digest')
+    )
+    op.create_index('ix_pushed_digests_running_digest', 'pushed_digests', ['running', 'digest'], unique=False)
+    op.execute("INSERT INTO pushed_digests (digest) SELECT DISTINCT digest FROM pushes WHERE digest IS NOT NULL")
 
 
 def downgrade() -> None:
+    op.drop_index('ix_pushed_digests_running_digest', table_name='pushed_digests')
+    op.drop_table('pushed_digests')
     with op.batch_alter_table('running_containers') as batch:
         batch.drop_column('organization_ids')
