@@ -33,7 +33,7 @@ import binascii
 import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, and_, false, func, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -131,12 +131,18 @@ def _not_running_digests(filters: ExplorerFilters, principal: Principal) -> Sele
     if filters.trail_filtered() or principal.organizations is not None or filters.registry or filters.repository:
         return pushed_images(filters.model_copy(update={"running": False}), principal).distinct()
     p, vs = PushedDigest, VulnerabilitySummary
-    query = select(p.digest).where(or_(p.running.is_(False), and_(p.running.is_(None), *not_running(p.digest))))
+    # Two disjoint parts, each read from its own index range: an OR of them made one scan with the checks as
+    # per-row subplans (and a cost estimate that had PostgreSQL JIT-compile the statement, ~200 ms).
+    known = select(p.digest).where(p.running == false())  # "= false" reads the index; "IS FALSE" does not
+    unknown = select(p.digest).where(p.running.is_(None), *not_running(p.digest))
     if filters.digests:
-        query = query.where(p.digest.in_(sorted(set(filters.digests))))
+        wanted = sorted(set(filters.digests))
+        known, unknown = known.where(p.digest.in_(wanted)), unknown.where(p.digest.in_(wanted))
+    digests = union_all(known, unknown).subquery()
+    query = select(digests.c.digest)
     vulnerability = _vulnerability_conditions(filters, vs.scan_id, vs.max_severity, vs.max_fixable_severity)
     if vulnerability:
-        query = query.join(vs, vs.digest == p.digest).where(*vulnerability)
+        query = query.join(vs, vs.digest == digests.c.digest).where(*vulnerability)
     return query
 
 
