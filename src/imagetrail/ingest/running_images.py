@@ -41,6 +41,8 @@ def forget_unpushed(target: Union[Connection, Session], digests: Iterable[str]) 
     """Drop the rows of ``digests`` no push names any more (a replaced report's pushes)."""
     conn = _conn(target)
     wanted = sorted(set(digests))
+    if wanted:  # before writing rows a fill may be filling
+        lock_container_organizations(conn)
     for start in range(0, len(wanted), CHUNK):
         conn.execute(delete(TABLE).where(TABLE.c.digest.in_(wanted[start:start + CHUNK]),
                                          ~select(Push.id).where(Push.digest == TABLE.c.digest).exists()))
