@@ -7,7 +7,7 @@ lookup (``imagetrail.queries.visibility.container_condition``); kept by ``imaget
 
 ``pushed_digests`` holds each pushed digest once with whether a cluster runs it (NULL: not known yet, checked by
 the reader), so images no cluster runs are counted without checking every push against the running containers.
-Filled here from the rows already stored (``running`` left NULL: the next sync fills it).
+Filled here from the rows already stored.
 
 Revision ID: 0012
 Revises: 0010
@@ -37,7 +37,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('digest')
     )
     op.create_index('ix_pushed_digests_running_digest', 'pushed_digests', ['running', 'digest'], unique=False)
-    op.execute("INSERT INTO pushed_digests (digest) SELECT DISTINCT digest FROM pushes WHERE digest IS NOT NULL")
+    # Filled set-based here (a NULL row would be filled by the first sync, one lookup per row under its lock).
+    op.execute("INSERT INTO pushed_digests (digest, running) "
+               "SELECT DISTINCT digest, false FROM pushes WHERE digest IS NOT NULL")
+    op.execute("""
+        UPDATE pushed_digests SET running = true WHERE digest IN (
+            SELECT digest FROM running_containers
+            UNION SELECT r.index_digest FROM image_relations r JOIN running_containers c ON c.digest = r.manifest_digest
+            UNION SELECT r.manifest_digest FROM image_relations r JOIN running_containers c ON c.digest = r.index_digest)""")
 
 
 def downgrade() -> None:
