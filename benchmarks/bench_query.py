@@ -27,6 +27,7 @@ import sqlalchemy as sa  # noqa: E402
 from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
 from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
+from imagetrail.ingest.running_images import rebuild_pushed_digests  # noqa: E402
 from imagetrail.queries.explorer import run_query  # noqa: E402
 from imagetrail.queries.pipeline_risk import vulnerable_pushes_by_pipeline  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -194,6 +195,10 @@ def load(engine, scale: float) -> dict:
                 for i in range(1, containers + 1)
             ),
         )
+        with dbapi.cursor() as cursor:
+            # Statistics before the derived tables are computed from the loaded ones: with the empty-table
+            # estimates of a new schema the planner nests loops over 100,000s of pushes (minutes, not seconds).
+            cursor.execute("ANALYZE")
         dbapi.commit()
     finally:
         raw.close()
@@ -202,6 +207,7 @@ def load(engine, scale: float) -> dict:
     with transaction(make_sessionmaker(engine)) as session:
         refresh_container_columns(session)
         rebuild_digest_organizations(session)
+        rebuild_pushed_digests(session)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE")
     return {"containers": containers, "pushes": pushes, "findings": findings}

@@ -32,6 +32,7 @@ from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.auth.api_keys import create_key  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
 from imagetrail.ingest.digest_organizations import rebuild_digest_organizations  # noqa: E402
+from imagetrail.ingest.running_images import rebuild_pushed_digests  # noqa: E402
 from imagetrail.queries.explorer import run_query  # noqa: E402
 from imagetrail.store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from imagetrail.store.migrate import upgrade  # noqa: E402
@@ -212,11 +213,14 @@ def load(engine, containers: int) -> None:
                 for i in range(1, containers + 1)
             ),
         )
+        with db.cursor() as cursor:
+            cursor.execute("ANALYZE")  # statistics first: the derived tables are computed from these
         db.commit()
         # Copied columns and pushing organisations, as sync, scan and report ingest write them.
         with transaction(make_sessionmaker(engine)) as session:
             refresh_container_columns(session)
             rebuild_digest_organizations(session)
+            rebuild_pushed_digests(session)
         with db.cursor() as cursor:
             cursor.execute("ANALYZE")
         db.commit()

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from imagetrail.ingest import cloud as store
 from imagetrail.ingest.reports import ingest_report
@@ -213,3 +214,59 @@ def test_cli_running_filter_and_pipelines_against_the_real_server(database_url):
         assert line.split()[:8] == ["contoso", "shop", "shop-ci", "1", "0", "1", "0", "3"]
         both = cli("query", "--running", "--not-running")
         assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def _assert_listing_is_the_rule(sessions):
+    """Images not running as ``pushed_digests`` lists them (filled or not) = every push checked against the
+    running containers (the rule it stands in for), for the list and for the explorer's total."""
+    from imagetrail.queries.explorer import _not_running_digests, pushed_images
+
+    with sessions() as session:
+        listed = set(session.execute(_not_running_digests(ExplorerFilters(), ADMIN)).scalars())
+        rule = set(session.execute(pushed_images(ExplorerFilters(running=False), ADMIN).distinct()).scalars())
+        high = set(session.execute(_not_running_digests(ExplorerFilters(min_severity="high"), ADMIN)).scalars())
+        rule_high = set(session.execute(
+            pushed_images(ExplorerFilters(running=False, min_severity="high"), ADMIN).distinct()).scalars())
+    assert listed == rule and high == rule_high
+    assert query(sessions, running=False).total == len(rule)
+
+
+def _running_flags(sessions) -> dict:
+    from imagetrail.store.models.cloud import PushedDigest
+
+    with sessions() as session:
+        return dict(session.execute(select(PushedDigest.digest, PushedDigest.running)).all())
+
+
+def test_pushed_digests_follow_syncs_relations_and_pushes(estate):
+    """The maintained list of pushed digests (and whether they run) stays the rule: unknown after a sync or a
+    relation changes what runs, filled after the sync; a new push is listed at once."""
+    _assert_listing_is_the_rule(estate)
+    with transaction(estate) as session:
+        store.fill_after_sync(session, "prod")
+    flags = _running_flags(estate)
+    assert None not in flags.values() and flags[RUBY] is False and flags[scenario.WEB] is True
+    _assert_listing_is_the_rule(estate)
+    # The web pod goes: its digest may have stopped running (unknown), then it is filled as not running.
+    with transaction(estate) as session:
+        store.replace_inventory(session, scenario.inventory(include_web=False))
+    assert _running_flags(estate)[scenario.WEB] is None
+    _assert_listing_is_the_rule(estate)
+    with transaction(estate) as session:
+        store.fill_after_sync(session, "prod")
+    assert _running_flags(estate)[scenario.WEB] is False
+    _assert_listing_is_the_rule(estate)
+    # RUBY turns out to be a platform manifest of an index a cluster runs: it runs now.
+    with transaction(estate) as session:
+        store.record_relations(session, [(scenario.SVC, RUBY, "linux", "amd64")], source="registry")
+    _assert_listing_is_the_rule(estate)
+    with transaction(estate) as session:
+        store.fill_after_sync(session, "prod")
+    assert _running_flags(estate)[RUBY] is True
+    _assert_listing_is_the_rule(estate)
+    # A new push is listed (unknown until the next fill) at once.
+    fresh = digest(77)
+    ingest_report(estate, pipeline_report("contoso", "shop", "140", [push(f"{scenario.REGISTRY}/shop/new:1", fresh)]),
+                  ingester())
+    assert _running_flags(estate)[fresh] is None
+    _assert_listing_is_the_rule(estate)

@@ -206,10 +206,13 @@ def _assert_matches_the_rule(sessions, *organizations):
         assert _visible_pods(sessions, reader(org)) == expected, org
 
 
-def test_reader_visibility_follows_new_pushes_and_relations_at_once(estate):
+@pytest.mark.parametrize("filled", [False, True], ids=["looked-up", "copied"])
+def test_reader_visibility_follows_new_pushes_and_relations_at_once(estate, filled):
     from imagetrail.ingest.reports import ingest_report
     from tests.cloud.support import ingester, pipeline_report, push
 
+    if filled:  # the containers' copy of their organisations, as after a sync through the API
+        _fill(estate)
     assert "tool" not in _visible_pods(estate, reader("contoso")) | _visible_pods(estate, reader("fabrikam"))
     # A fabrikam run pushes the digest the tool pod runs: fabrikam sees it on the next query, contoso never.
     ingest_report(
@@ -232,6 +235,8 @@ def test_reader_visibility_follows_new_pushes_and_relations_at_once(estate):
     assert "nginx" in _visible_pods(estate, reader("contoso"))
     assert "nginx" not in _visible_pods(estate, reader("fabrikam"))
     _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
+    if filled:  # edited in the transactions of the push and the relation
+        _assert_copies_exact(estate)
 
 
 def test_visibility_rows_equal_the_rule_after_a_push_is_removed_and_on_rebuild(estate):
@@ -294,3 +299,52 @@ def test_a_batch_adds_the_visibility_rows_of_its_pushes_and_their_relatives(esta
     with transaction(estate) as session:
         rebuild_digest_organizations(session)
     assert rows() == added
+
+
+def _assert_copies_exact(sessions):
+    """Every filled ``organization_ids`` names exactly its digest's digest_organizations rows."""
+    from imagetrail.store.models.pipeline import DigestOrganization
+
+    with sessions() as session:
+        pairs = session.execute(select(DigestOrganization.digest, DigestOrganization.organization_id)).all()
+        containers = session.execute(select(RunningContainer.pod, RunningContainer.digest,
+                                            RunningContainer.organization_ids)).all()
+    for pod, digest, copied in containers:
+        assert copied is not None, pod  # the fast path is the one under test
+        assert sorted(int(i) for i in copied.strip(",").split(",") if i) == sorted(
+            org for d, org in pairs if d == digest), pod
+
+
+def _fill(sessions):
+    from imagetrail.ingest.digest_organizations import fill_container_organizations
+
+    with transaction(sessions) as session:
+        assert fill_container_organizations(session) == session.execute(
+            select(func.count()).select_from(RunningContainer)).scalar_one()
+    _assert_copies_exact(sessions)
+
+
+def test_filled_organisation_copies_follow_removed_pushes_and_syncs(estate):
+    """The containers' copy of their organisations (the organisation-scoped reader's filter) loses an
+    organisation in the transaction that removes its push, and a sync's new rows, read through
+    digest_organizations until filled, are filled after it: the rule throughout."""
+    from sqlalchemy import delete
+
+    from imagetrail.ingest.digest_organizations import refresh_digest_organizations
+    from imagetrail.store.models.pipeline import Push
+
+    _fill(estate)
+    assert "api" in _visible_pods(estate, reader("contoso"))
+    with transaction(estate) as session:
+        session.execute(delete(Push).where(Push.digest == scenario.API_INDEX))
+        refresh_digest_organizations(session, [scenario.API_INDEX])
+    _assert_copies_exact(estate)
+    assert "api" not in _visible_pods(estate, reader("contoso"))
+    _assert_matches_the_rule(estate, "contoso", "fabrikam")
+    with transaction(estate) as session:
+        store.replace_inventory(session, scenario.inventory())
+    _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
+    with transaction(estate) as session:
+        assert store.fill_after_sync(session, "prod") > 0
+    _assert_copies_exact(estate)
+    _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")

@@ -8,11 +8,12 @@ organisation: they need an ingest credential granted every organisation
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import List, Literal, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.auth import Principal
@@ -38,6 +39,7 @@ from imagetrail.views.filters import (
     FilterField,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["cloud"])
 
 def _all_organizations(principal: Principal, what: str) -> None:
@@ -86,7 +88,14 @@ async def _write_cluster(request: Request, cluster: str, write):
 
     def run():
         with transaction(request.app.state.sessions) as session:
-            return write(session)
+            result = write(session)
+        try:  # a second, short transaction: the explorer's fast paths (exact either way)
+            with transaction(request.app.state.sessions) as session:
+                store.fill_after_sync(session, cluster)
+        except DBAPIError:
+            log.warning("filling the explorer's copies after syncing cluster %s failed; the next sync retries",
+                        cluster, exc_info=True)
+        return result
 
     try:
         return await run_in_threadpool(run)

@@ -17,7 +17,12 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.gc_pause import paused_gc
-from imagetrail.ingest.digest_organizations import refresh_digest_organizations
+from imagetrail.ingest.digest_organizations import (
+    fill_container_organizations,
+    lock_container_organizations,
+    refresh_digest_organizations,
+)
+from imagetrail.ingest.running_images import fill_running, mark_unknown
 from imagetrail.inventory import Changes, Container, Exposure, Inventory, PodContainers, PodRef
 from imagetrail.parsers.scans import ParsedImage, ParsedReport
 from imagetrail.reference import registry_and_repository
@@ -74,6 +79,20 @@ class InventoryResult:
     replaced: int  # containers of the previous view that were removed
 
 
+def fill_after_sync(session: Session, cluster: str) -> int:
+    """After a sync committed, in the caller's next transaction: the organisations of its new containers (their
+    ``organization_ids``) and whether the pushed digests it may have changed run. Until then readers see both
+    through slower exact lookups. Returns the containers filled."""
+    fill_running(session)
+    cluster_id = session.execute(select(Cluster.id).where(Cluster.name == cluster)).scalar_one_or_none()
+    return 0 if cluster_id is None else fill_container_organizations(session, cluster_id)
+
+
+def _began_sync(session: Session) -> None:
+    """First in a sync's transaction, before it writes any row: see ``imagetrail.ingest.running_images``."""
+    lock_container_organizations(session)
+
+
 def replace_inventory(
     session: Session, inventory: Inventory, now: Optional[datetime] = None
 ) -> InventoryResult:
@@ -83,6 +102,7 @@ def replace_inventory(
 
 
 def _replace_inventory(session: Session, inventory: Inventory, now: datetime) -> InventoryResult:
+    _began_sync(session)
     cluster = session.execute(select(Cluster).where(Cluster.name == inventory.cluster)).scalar_one_or_none()
     if cluster is None:
         cluster = Cluster(name=inventory.cluster, source=inventory.source, synced_at=now)
@@ -95,11 +115,12 @@ def _replace_inventory(session: Session, inventory: Inventory, now: datetime) ->
             "has none; nothing was changed. If the cluster really is empty, send it with allow_empty "
             "(imagetrail k8s sync --allow-empty)"
         )
-    removed = session.execute(
+    gone = session.execute(
         delete(RunningContainer.__table__).where(
             RunningContainer.cluster_name == cluster.name, RunningContainer.cluster_id == cluster.id
-        )
-    ).rowcount
+        ).returning(RunningContainer.digest)
+    ).scalars().all()
+    removed = len(gone)
     cluster.source = inventory.source
     cluster.synced_at = now
     cluster.collected_at = inventory.collected_at
@@ -108,6 +129,7 @@ def _replace_inventory(session: Session, inventory: Inventory, now: datetime) ->
     cluster.warnings = inventory.warnings
     rows, exposed = _container_rows(session, cluster, inventory.containers)
     _bulk_insert(session, RunningContainer.__table__, rows)
+    _running_changed(session, gone, rows)
     return InventoryResult(
         cluster=inventory.cluster, containers=len(rows), exposed=exposed, replaced=removed or 0
     )
@@ -172,8 +194,15 @@ class ChangesResult:
     pods_removed: int
 
 
+def _running_changed(session: Session, gone: Sequence[Optional[str]], rows: Sequence[dict]) -> None:
+    """Digests that stopped or started running here (and their relatives) may have changed ``running``."""
+    before, after = {d for d in gone if d}, {row["digest"] for row in rows if row["digest"]}
+    mark_unknown(session, before ^ after)
+
+
 def apply_changes(session: Session, changes: Changes, now: Optional[datetime] = None) -> ChangesResult:
     """Replace the containers of each changed pod and drop removed pods, in the caller's transaction."""
+    _began_sync(session)
     cluster = session.execute(select(Cluster).where(Cluster.name == changes.cluster)).scalar_one_or_none()
     if cluster is None:
         raise UnknownCluster(
@@ -182,16 +211,18 @@ def apply_changes(session: Session, changes: Changes, now: Optional[datetime] = 
         )
     table = RunningContainer.__table__
     touched = sorted({(p.namespace, p.pod) for p in [*changes.pods, *changes.removed]})
+    gone: List[Optional[str]] = []
     for start in range(0, len(touched), _IN_BATCH):
-        session.execute(
+        gone += session.execute(
             delete(table).where(
                 table.c.cluster_id == cluster.id,
                 tuple_(table.c.namespace, table.c.pod).in_(touched[start : start + _IN_BATCH]),
-            )
-        )
+            ).returning(table.c.digest)
+        ).scalars().all()
     containers = [c for pod in changes.pods for c in pod.containers]
     rows, _ = _container_rows(session, cluster, containers)
     _bulk_insert(session, table, rows)
+    _running_changed(session, gone, rows)
     cluster.synced_at = now or datetime.now(timezone.utc)
     if changes.collected_at is not None:
         cluster.collected_at = changes.collected_at
@@ -487,6 +518,8 @@ def ingest_scan(
     """
     now = now or datetime.now(timezone.utc)
     scanned_at = report.scanned_at or now
+    # Before any running_containers row is written: the relations below may edit their organisations.
+    lock_container_organizations(session)
     results = [
         _store_image(session, report, image, file_name, image.scanned_at or scanned_at, now)
         for image in report.images
@@ -535,6 +568,8 @@ def record_relations(
             ).all()
         )
     new = [key for key in wanted if key not in known]
+    if new:  # before propagate_summaries writes running_containers rows
+        lock_container_organizations(session)
     for index_digest, manifest_digest in new:
         os_name, architecture = wanted[(index_digest, manifest_digest)]
         session.add(
@@ -550,8 +585,10 @@ def record_relations(
         )
     session.flush()
     propagate_summaries(session, {d for key in new for d in key})
-    # A new edge shows each side to the organisations that pushed the other (the explorer's visibility).
+    # A new edge shows each side to the organisations that pushed the other (the explorer's visibility), and
+    # makes each side run where the other runs.
     refresh_digest_organizations(session, {d for key in new for d in key})
+    mark_unknown(session, {d for key in new for d in key}, relatives=False)
     return len(new)
 
 

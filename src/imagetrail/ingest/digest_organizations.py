@@ -6,16 +6,41 @@ scanner) calls ``refresh_digest_organizations`` in its own transaction, so a rea
 relation as soon as it is committed. The rows are recomputed from the source tables, not patched: the same
 call serves an insert and a delete. Missing rows are inserted skipping conflicts, so two reports pushing one
 digest at once both land; ``rebuild_digest_organizations`` rewrites everything (bulk loads, repair).
+
+``running_containers.organization_ids`` copies these rows per container, so an organisation-scoped reader
+filters containers on a column instead of probing this table for each. It stays exact under concurrency:
+
+* the write paths here edit it in place (add or remove one organisation id) in the same transaction, on rows
+  already filled; such edits commute, since each applies to the newest version of the row;
+* a sync writes its containers with NULL (the reader's condition looks a NULL row up in this table), and
+  ``fill_container_organizations`` fills them afterwards in its own transaction;
+* on PostgreSQL the fill takes ``VISIBILITY_LOCK`` exclusively and the editors take it shared before they write
+  any running_containers row, so a fill never reads this table while an edit it cannot see is in flight.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Sequence, Set, Tuple, Union
+from collections import defaultdict
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from sqlalchemy import Connection, delete, func, or_, select, tuple_, union
+from sqlalchemy import (
+    Connection,
+    String,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from imagetrail.store.bulk import execute_with_rows, insert_many, rows_source
+from imagetrail.store.bulk import insert_many, returned_with_rows, rows_source
+from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.store.models.pipeline import (
     DigestOrganization,
     ImageRelation,
@@ -27,6 +52,8 @@ from imagetrail.store.models.pipeline import (
 )
 
 CHUNK = 500
+# pg_advisory_xact_lock key: the fill of running_containers.organization_ids against the edits (module docstring).
+VISIBILITY_LOCK = 0x1A6E_0012
 
 
 def _pushed_by():
@@ -101,6 +128,7 @@ def refresh_digest_organizations(target: Union[Connection, Session], digests: It
                 [{"digest": d, "organization_id": o} for d, o in missing],
                 skip_conflicts_on=("digest", "organization_id"),
             )
+        _edit_containers(conn, added=missing, removed=stale)
         changed += len(stale) + len(missing)
     return changed
 
@@ -112,6 +140,8 @@ def rebuild_digest_organizations(target: Union[Connection, Session]) -> int:
     conn.execute(delete(table))
     pairs = _pairs(None).subquery()
     conn.execute(table.insert().from_select(["digest", "organization_id"], select(pairs)))
+    conn.execute(update(RunningContainer.__table__).values(organization_ids=None))
+    fill_container_organizations(conn)
     return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
@@ -120,7 +150,7 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def add_pushed(conn: Connection, pushed: Iterable[Tuple[str, int]]) -> int:
+def add_pushed_organizations(conn: Connection, pushed: Iterable[Tuple[str, int]]) -> int:
     """Insert the rows that newly stored pushes add, in one statement; ``pushed`` holds (digest, id of the
     pushing organisation) of each. Returns rows inserted.
 
@@ -132,7 +162,9 @@ def add_pushed(conn: Connection, pushed: Iterable[Tuple[str, int]]) -> int:
     rows = [{"digest": d, "organization_id": o} for d, o in sorted(set(pushed)) if d]
     if not rows:
         return 0
-    return execute_with_rows(conn, _add_sql(conn), rows)
+    added = returned_with_rows(conn, _add_sql(conn), rows)
+    _edit_containers(conn, added=added, removed=[])
+    return len(added)
 
 
 def _add_sql(conn: Connection) -> str:
@@ -148,4 +180,68 @@ def _add_sql(conn: Connection) -> str:
             UNION SELECT r.index_digest, p.organization_id FROM pushed p
                 JOIN image_relations r ON r.manifest_digest = p.digest) AS added
         WHERE true ORDER BY digest, organization_id
-        ON CONFLICT (digest, organization_id) DO NOTHING"""
+        ON CONFLICT (digest, organization_id) DO NOTHING RETURNING digest, organization_id"""
+
+
+# --- running_containers.organization_ids ------------------------------------------------------------
+
+
+def lock_container_organizations(target: Union[Connection, Session], exclusive: bool = False) -> None:
+    """Hold ``VISIBILITY_LOCK`` until the transaction ends (PostgreSQL; SQLite has one writer at a time).
+
+    Take it before writing any running_containers row in the transaction: a fill waiting for it must never
+    hold a row such a writer waits for.
+    """
+    conn = target.connection() if isinstance(target, Session) else target
+    if conn.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {function}(:key)"), {"key": VISIBILITY_LOCK})
+
+
+def _edit_containers(conn: Connection, added: Sequence[Tuple[str, int]], removed: Sequence[Tuple[str, int]]) -> None:
+    """Add / remove organisation ids on the filled organization_ids of containers running these digests."""
+    if not added and not removed:
+        return
+    lock_container_organizations(conn)
+    column = RunningContainer.__table__.c.organization_ids
+    digest = RunningContainer.__table__.c.digest
+    for pairs, is_added in ((added, True), (removed, False)):
+        by_org: Dict[int, List[str]] = defaultdict(list)
+        for d, org in pairs:
+            by_org[org].append(d)
+        for org, digests in sorted(by_org.items()):
+            marker = f",{int(org)},"
+            if is_added:
+                values, has = column + f"{int(org)},", column.not_like(f"%{marker}%")
+            else:
+                values, has = func.replace(column, marker, ","), column.like(f"%{marker}%")
+            for chunk in _chunks(sorted(set(digests))):
+                conn.execute(update(RunningContainer.__table__)
+                             .where(digest.in_(chunk), column.is_not(None), has)
+                             .values(organization_ids=values))
+
+
+def fill_container_organizations(target: Union[Connection, Session], cluster_id: Optional[int] = None) -> int:
+    """Fill organization_ids of the containers (of one cluster) that have none yet; returns rows filled.
+
+    Its own transaction after the sync's commit (the API's cluster writes), or any later one: until then the
+    reader's condition looks those rows up in digest_organizations, so nothing is shown or hidden wrongly.
+    """
+    conn = target.connection() if isinstance(target, Session) else target
+    lock_container_organizations(conn, exclusive=True)
+    containers = RunningContainer.__table__
+    unfilled = [containers.c.organization_ids.is_(None)]
+    if cluster_id is not None:
+        unfilled.append(containers.c.cluster_id == cluster_id)
+    ids = cast(DigestOrganization.organization_id, String)
+    joined = func.string_agg(ids, ",") if conn.dialect.name == "postgresql" else func.group_concat(ids, ",")
+    found = (
+        select(joined + literal(","))
+        .where(DigestOrganization.digest == containers.c.digest)
+        .scalar_subquery()
+    )
+    return conn.execute(
+        update(containers)
+        .where(*unfilled)
+        .values(organization_ids=literal(",") + func.coalesce(found, ""))
+    ).rowcount

@@ -53,7 +53,8 @@ from imagetrail.auth import Principal
 from imagetrail.auth.evidence import Statement, resolve
 from imagetrail.auth.report_claims import BOUND_KINDS, Assessment, assess
 from imagetrail.facts import IDENTITY_FACTS, SOURCE_FACTS
-from imagetrail.ingest.digest_organizations import add_pushed, refresh_digest_organizations
+from imagetrail.ingest.digest_organizations import add_pushed_organizations, refresh_digest_organizations
+from imagetrail.ingest.running_images import add_pushed, forget_unpushed
 from imagetrail.report import PipelineContext, Push, Report
 from imagetrail.store.bulk import insert_many, select_by_keys
 from imagetrail.store.models import pipeline as m
@@ -581,8 +582,10 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
     # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
     if dropped:
         refresh_digest_organizations(conn, dropped)
-    add_pushed(conn, [(q.digest, org_of[p.report_id]) for p in new if p.report_id in org_of
-                      for q in p.pushes if q.digest])
+        forget_unpushed(conn, dropped)
+    add_pushed_organizations(conn, [(q.digest, org_of[p.report_id]) for p in new if p.report_id in org_of
+                                    for q in p.pushes if q.digest])
+    add_pushed(conn, created)  # and the explorer's list of pushed digests
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id

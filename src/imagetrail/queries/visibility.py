@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Set
 
-from sqlalchemy import bindparam, false, select, true
+from sqlalchemy import and_, bindparam, false, or_, select, true
+from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.settings import Settings
+from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.store.models.pipeline import DigestOrganization, Organization
 
 
@@ -55,24 +57,27 @@ def organization_parameters(principal: Principal) -> Dict[str, List[str]]:
     return {} if visible is None else {VISIBLE_ORGANIZATIONS: sorted(visible)}
 
 
-def digest_condition(principal: Principal, column: Any) -> Any:
-    """A WHERE condition on an image-digest column: true for digests a run of a readable organisation pushed,
-    itself or as its image index / a platform manifest (``digest_organizations``, kept by ingest).
+def container_condition(session: Session, principal: Principal) -> Any:
+    """A WHERE condition on running_containers: true for containers whose digest a run of a readable
+    organisation pushed, itself or as its image index / a platform manifest (``digest_organizations``, kept by
+    ingest): the same rows as ``organization_condition`` over the pushes joined up to their organisation, with
+    the relatives of the pushed digests added.
 
-    The same rows as ``organization_condition`` over the pushes joined up to their organisation, with the
-    relatives of the pushed digests added, but read from one index instead of from every push.
+    Read from the container's copy ``organization_ids`` (a column filter, no lookup per candidate row), or from
+    ``digest_organizations`` while that copy is not filled yet (NULL, just after a sync). The organisation ids
+    are read first, so the condition names them and the planner sees plain filters.
     """
-    visible = visible_organizations(principal)
-    if visible is None:
+    if visible_organizations(principal) is None:
         return true()
-    if not visible:
+    c = RunningContainer
+    ids = sorted(session.execute(select(Organization.id).where(organization_condition(principal))).scalars())
+    if not ids:
         return false()
-    pushed_by = (
-        select(DigestOrganization.digest)
-        .join(Organization, Organization.id == DigestOrganization.organization_id)
-        .where(organization_condition(principal))
-    )
-    return column.in_(pushed_by)
+    listed = [c.organization_ids.like(f"%,{i},%") for i in ids]
+    looked_up = select(DigestOrganization.digest).where(
+        DigestOrganization.digest == c.digest, DigestOrganization.organization_id.in_(ids)
+    ).exists()
+    return or_(*listed, and_(c.organization_ids.is_(None), looked_up))
 
 
 def visible_registries(principal: Principal, settings: Settings) -> Optional[Set[str]]:

@@ -128,7 +128,7 @@ def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], k
 
 def rows_source(conn: Connection, table: Table, columns: Sequence[str]) -> str:
     """SQL of a FROM item that holds the rows passed as the statement's one JSON parameter (a list of
-    objects with ``columns``, typed like ``table``'s): for ``execute_with_rows``."""
+    objects with ``columns``, typed like ``table``'s): for ``returned_with_rows``."""
     if _postgres(conn):
         return f"json_populate_recordset(NULL::{conn.dialect.identifier_preparer.quote(table.name)}, %s::json)"
     quote = conn.dialect.identifier_preparer.quote
@@ -136,8 +136,9 @@ def rows_source(conn: Connection, table: Table, columns: Sequence[str]) -> str:
     return f"(SELECT {picks} FROM json_each(?))"
 
 
-def execute_with_rows(conn: Connection, sql: str, rows: Rows) -> int:
-    """Run ``sql``, whose one parameter is a ``rows_source``, with ``rows``; returns the rows it changed."""
-    if _postgres(conn):
-        return _execute(conn, sql, (_rows_json(rows),)).rowcount
-    return conn.exec_driver_sql(sql, (_rows_json(rows),)).rowcount
+def returned_with_rows(conn: Connection, sql: str, rows: Rows) -> List[Tuple[Any, ...]]:
+    """Run ``sql``, whose one parameter is a ``rows_source``, with ``rows``; returns the rows its RETURNING
+    clause returned."""
+    result = _execute(conn, sql, (_rows_json(rows),)) if _postgres(conn) else \
+        conn.exec_driver_sql(sql, (_rows_json(rows),))
+    return [tuple(row) for row in result.fetchall()]

@@ -8,7 +8,7 @@ Everything joins on image digests (``images.digest`` / ``pushes.digest`` on the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from sqlalchemy import (
     JSON,
@@ -20,12 +20,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imagetrail.store.db import Base, UTCDateTime
-from imagetrail.store.models.pipeline import REF_LEN
+from imagetrail.store.models.pipeline import REF_LEN, ImageRelation
 
 DIGEST_LEN = 71  # sha256:<64 hex>
 
@@ -109,6 +111,42 @@ class RunningContainer(Base):
     high_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     scan_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: scans are never deleted alone
+    # The digest's digest_organizations ids as ",1,7," ("," for none); NULL until filled after a sync. Readers
+    # limited to some organisations filter on it (imagetrail.queries.visibility.container_condition).
+    organization_ids: Mapped[Optional[str]] = mapped_column(Text)
+
+
+def running_ways(digest: Any) -> List[Any]:
+    """Three EXISTS, any of which means a cluster runs ``digest``: itself, a platform manifest of it, or an index
+    listing it. ``NOT`` each, AND-ed, is what PostgreSQL runs as anti-joins (``NOT IN`` a list of running digests
+    meant the same but probes the whole list for every row once it outgrows work_mem)."""
+    c, r = RunningContainer, ImageRelation
+    return [
+        select(c.id).where(c.digest == digest).exists(),
+        select(r.id).join(c, c.digest == r.manifest_digest).where(r.index_digest == digest).exists(),
+        select(r.id).join(c, c.digest == r.index_digest).where(r.manifest_digest == digest).exists(),
+    ]
+
+
+def runs_somewhere(digest: Any) -> Any:
+    """A condition: a cluster runs ``digest``, itself or an index / platform-manifest relative of it."""
+    return or_(*running_ways(digest))
+
+
+class PushedDigest(Base):
+    """A digest some reported run pushed, and whether a cluster runs it (``runs_somewhere``).
+
+    The explorer lists and counts the images no cluster runs from here instead of checking every push against
+    the running containers. ``running`` is NULL when unknown: report ingest adds digests so, a sync or a new
+    relation sets the digests it may change back to NULL, and ``imagetrail.ingest.running_images`` fills them
+    after the sync (readers check a NULL row themselves, so the listing is exact either way).
+    """
+
+    __tablename__ = "pushed_digests"
+    __table_args__ = (Index("ix_pushed_digests_running_digest", "running", "digest"),)
+
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
+    running: Mapped[Optional[bool]] = mapped_column(Boolean)
 
 
 class ImageScan(Base):
