@@ -348,3 +348,17 @@ def test_filled_organisation_copies_follow_removed_pushes_and_syncs(estate):
         assert store.fill_after_sync(session, "prod") > 0
     _assert_copies_exact(estate)
     _assert_matches_the_rule(estate, "contoso", "fabrikam", "nobody")
+
+
+def test_an_empty_answer_says_when_the_readers_permissions_hid_rows(estate):
+    # fabrikam's pay/svc is the only row its organisation filter matches: contoso's reader sees none of it
+    assert query(estate, org="fabrikam").total > 0
+    hidden = query(estate, principal=reader("contoso"), org="fabrikam")
+    assert hidden.total == 0 and hidden.rows == [] and hidden.hidden_by_permissions is True
+    for running in (True, False):  # either list, on its own
+        page = query(estate, principal=reader("contoso"), org="fabrikam", running=running)
+        assert page.hidden_by_permissions is (query(estate, org="fabrikam", running=running).total > 0)
+    # nothing hidden: a filter nothing matches, a reader who sees rows, a reader of every organisation
+    assert query(estate, principal=reader("contoso"), cve="CVE-1999-0001").hidden_by_permissions is False
+    assert query(estate, principal=reader("fabrikam"), org="fabrikam").hidden_by_permissions is False
+    assert query(estate, org="contoso", cve="CVE-1999-0001").hidden_by_permissions is False

@@ -149,6 +149,21 @@ def test_an_empty_answer_says_when_permissions_hid_rows():
     assert "no push of this image is known" in trace.render_trail({"query": "x", "pushes": []})
 
 
+def test_an_empty_explorer_answer_says_when_permissions_hid_rows(server, capsys, monkeypatch):
+    code, out, err = run(query.main, capsys, monkeypatch, server, "--org", "fabrikam")
+    assert code == 0 and "permissions hide" not in out and "0 of 0" not in out, err
+    code, out, err = run(query.main, capsys, monkeypatch, server, "--org", "fabrikam", key=server.contoso_reader)
+    assert code == 0, err
+    assert "0 of 0 rows" in out and "rows in organisations your permissions hide match" in out
+    # the web explorer says it too
+    http = requests.Session()
+    page = http.get(server.url + "/login", timeout=30)
+    assert http.post(server.url + "/login", data={"api_key": server.contoso_reader, "next": "/explorer",
+                                                  "csrf_token": csrf_token(page.text)}, timeout=30).status_code == 200
+    assert 'id="hidden-by-permissions"' in http.get(server.url + "/explorer?org=fabrikam", timeout=30).text
+    assert 'id="hidden-by-permissions"' not in http.get(server.url + "/explorer?org=contoso", timeout=30).text
+
+
 def test_bad_filters_are_refused_naming_the_option(server, capsys, monkeypatch):
     code, _, err = run(query.main, capsys, monkeypatch, server, "--pushed-after", "last week")
     assert code == 2 and "--pushed-after: expected a date like 2024-05-31" in err

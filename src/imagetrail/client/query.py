@@ -198,7 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"imagetrail query: {exc}", file=sys.stderr)
         return 1
     rows = explorer_rows(answer, wide=args.wide, csv=args.format == "csv")
-    emit(args, answer, rows, TABLE_COLUMNS,
-         f"page {answer['page']}: {len(rows)} of {answer['total']} rows (sorted by {answer['sort']})",
-         header=EXPLORER_HEADER)
+    footer = f"page {answer['page']}: {len(rows)} of {answer['total']} rows (sorted by {answer['sort']})"
+    if answer.get("hidden_by_permissions"):  # absent from older backends
+        footer += "; rows in organisations your permissions hide match"
+    emit(args, answer, rows, TABLE_COLUMNS, footer, header=EXPLORER_HEADER)
     return 0

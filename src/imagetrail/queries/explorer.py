@@ -38,9 +38,15 @@ from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
 from imagetrail.auth import Principal
-from imagetrail.queries.trail import find_trails, pushes_joined, trail_conditions, with_related
+from imagetrail.queries.trail import (
+    EVERY_ORGANIZATION,
+    find_trails,
+    pushes_joined,
+    trail_conditions,
+    with_related,
+)
 from imagetrail.queries.untraced import untraced_digests
-from imagetrail.queries.visibility import container_condition
+from imagetrail.queries.visibility import container_condition, reads_every_organization
 from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -346,7 +352,8 @@ def run_query(
     offset = (page - 1) * page_size
     if filters.running is False:
         total, rows = _not_running_page(session, filters, principal, offset, page_size, sort)
-        return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+        return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort,
+                            hidden_by_permissions=_hidden(session, filters, principal, total))
     conditions = _conditions(session, filters, principal)
     # Exact total: the web explorer pages and exports by it. One table, so an index or a seq scan.
     total = session.execute(
@@ -362,12 +369,21 @@ def run_query(
             session, filters, principal, max(0, offset - total), page_size - len(rows), sort
         )
         total, rows = total + rest, rows + more
-    result = ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+    result = ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort,
+                          hidden_by_permissions=_hidden(session, filters, principal, total))
     if containers and page > 1:
         result.prev_cursor = _cursor(sort, containers[0])
     if containers and len(rows) == len(containers) and offset + len(rows) < running:
         result.next_cursor = _cursor(sort, containers[-1])
     return result
+
+
+def _hidden(session: Session, filters: ExplorerFilters, principal: Principal, total: int) -> bool:
+    """Whether an empty answer hides rows the reader's organisations do not cover (asked only then, and only for
+    a reader limited to some organisations: the same query as a reader of every organisation)."""
+    if total or reads_every_organization(principal):
+        return False
+    return run_query(session, filters, EVERY_ORGANIZATION, page_size=1).total > 0
 
 
 def _running_page(

@@ -68,6 +68,8 @@ class ExplorerPage(BaseModel):
     page: int
     page_size: int
     sort: str
+    # Nothing matched that the reader may read, but rows in organisations it may not read match (never which).
+    hidden_by_permissions: bool = False
     # Seek cursors (see run_query): the page after this one starts after next_cursor, the page before ends
     # before prev_cursor. None where the neighbouring page is reached by its number instead.
     next_cursor: Optional[str] = Field(default=None, exclude=True)
