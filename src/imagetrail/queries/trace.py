@@ -211,14 +211,21 @@ def _pushes_statement(match: str, scoped: bool, paged: bool) -> Select:
     else:
         condition = m.Push.reference_id == _reference_id(
             bindparam("registry"), bindparam("repository"), bindparam("tag"))
-    query = trail_select(_HAS_OWNERS).where(condition)
+    newest_first = (m.Push.pushed_at.desc(), m.Push.id.desc())
+    cursor = tuple_(m.Push.pushed_at, m.Push.id) < tuple_(bindparam("before_at", type_=UTCDateTime()),
+                                                         bindparam("before_id"))
     if scoped:
-        query = query.where(organization_parameter_condition())
-    if paged:
+        query = trail_select(_HAS_OWNERS).where(condition, organization_parameter_condition())
         # A row comparison: an index condition on (.., pushed_at, id), so the scan starts at the cursor.
-        query = query.where(tuple_(m.Push.pushed_at, m.Push.id)
-                            < tuple_(bindparam("before_at", type_=UTCDateTime()), bindparam("before_id")))
-    return query.order_by(m.Push.pushed_at.desc(), m.Push.id.desc()).limit(bindparam("rows"))
+        return (query.where(cursor) if paged else query).order_by(*newest_first).limit(bindparam("rows"))
+    # A reader of every organisation: the page's pushes are chosen first, on their own, then joined to their
+    # trail. As one join, PostgreSQL estimated a reference's pushes at the average (9) and, for a busy tag's
+    # second page, joined all 12,000 and sorted them (520 ms, now 4 ms). For a reader of some organisations
+    # the organisation filter needs the joins before the LIMIT, and there the one join measured as fast or
+    # faster (16 ms for both forms on a busy tag's second page; 17 against 33 ms on a busy digest).
+    page = select(m.Push.id).where(condition, *([cursor] if paged else []))
+    page = page.order_by(*newest_first).limit(bindparam("rows")).subquery("page")
+    return trail_select(_HAS_OWNERS, page=page).order_by(*newest_first)
 
 
 def _trace_pushes(session: Session, principal: Principal, match: str, params: Dict[str, Any], *, limit: int,

@@ -41,14 +41,20 @@ from imagetrail.views.filters import ExplorerFilters
 from imagetrail.views.trail import OwnerEntry, RelatedDigest, Trail
 
 
-def pushes_joined(*columns: Any) -> Select:
+def pushes_joined(*columns: Any, page: Optional[Any] = None) -> Select:
     """``SELECT columns FROM pushes JOIN jobs JOIN runs JOIN pipelines JOIN projects JOIN organizations``.
 
     Callers add their own joins (reference, report, repository, requester) and conditions on any of these tables.
+    ``page``: a subquery of push ids (column ``id``) that the join starts from, so PostgreSQL reads those pushes
+    first, whatever it estimates (the trace's pages).
     """
+    query = select(*columns)
+    if page is None:
+        query = query.select_from(Push)
+    else:
+        query = query.select_from(page).join(Push, Push.id == page.c.id)
     return (
-        select(*columns)
-        .select_from(Push)
+        query
         .join(Job, Job.id == Push.job_id)
         .join(Run, Run.id == Job.run_id)
         .join(Pipeline, Pipeline.id == Run.pipeline_id)
@@ -95,10 +101,10 @@ TRAIL_COLUMNS = (
 FACT_VALUES = {"repository": "repository_id", "branch": "branch", "commit": "commit", "requester": "requester_id"}
 
 
-def trail_select(*extra: Any) -> Select:
+def trail_select(*extra: Any, page: Optional[Any] = None) -> Select:
     """``pushes_joined`` with every ``TRAIL_COLUMNS`` (and ``extra``); callers add conditions and order."""
     return (
-        pushes_joined(*TRAIL_COLUMNS, *extra)
+        pushes_joined(*TRAIL_COLUMNS, *extra, page=page)
         .join(ImageReference, ImageReference.id == Push.reference_id)
         .join(Report, Report.id == Push.report_id)
         .outerjoin(Repository, Repository.id == Run.repository_id)
