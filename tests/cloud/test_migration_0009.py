@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagetrail.store.db import Base, make_engine
-from imagetrail.store.migrate import alembic_config, upgrade
+from imagetrail.store.migrate import upgrade
+from tests.support.migrations import downgrade
 
 NEW_COLUMNS = {"tracker", "pipeline_id", "image_repository"}
 
@@ -30,10 +30,7 @@ def test_0009_matches_the_models_and_downgrades(database_url):
                 if "remediation_items" in repr(d) or "run_owners" in repr(d)
             ]
         assert diff == []
-        with engine.begin() as conn:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0007")
+        downgrade(engine, "0007")
         with engine.connect() as conn:
             assert not NEW_COLUMNS & _columns(conn)
             assert "run_owners" not in sa.inspect(conn).get_table_names()

@@ -4,12 +4,12 @@ and downgrades, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagetrail.store.db import Base, make_engine
-from imagetrail.store.migrate import alembic_config, upgrade
+from imagetrail.store.migrate import upgrade
+from tests.support.migrations import downgrade
 
 INDEX, MANIFEST, OTHER, UNPUSHED = (f"sha256:{n:064x}" for n in (1, 2, 3, 4))
 
@@ -51,10 +51,7 @@ def test_0010_fills_from_stored_pushes_matches_the_models_and_downgrades(databas
         # Pushed digests and one relation hop each way; the NULL digest of a failed push is no row.
         assert rows == {(INDEX, 1), (MANIFEST, 1), (OTHER, 2), (UNPUSHED, 2)}
         assert diff == []
-        with engine.begin() as conn:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0009")
+        downgrade(engine, "0009")
         with engine.connect() as conn:
             assert "digest_organizations" not in sa.inspect(conn).get_table_names()
     finally:

@@ -4,13 +4,13 @@ and the pushed digests from pushes, matches the models and downgrades, on SQLite
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagetrail.store.db import Base, make_engine
-from imagetrail.store.migrate import alembic_config, upgrade
+from imagetrail.store.migrate import upgrade
 from tests.cloud.test_migration_0010 import INDEX, MANIFEST, OTHER, ROWS
+from tests.support.migrations import downgrade
 
 ALONE = "sha256:" + "9" * 64  # no organisation pushed it
 
@@ -45,10 +45,7 @@ def test_0012_fills_the_copies_matches_the_models_and_downgrades(database_url):
         # INDEX runs (pod a), OTHER runs nowhere; UNPUSHED (only a relation names it) is no pushed digest
         assert pushed == {(INDEX, True), (OTHER, False)}
         assert diff == []
-        with engine.begin() as conn:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0010")
+        downgrade(engine, "0010")
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("running_containers")}
             assert "organization_ids" not in columns

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagetrail.store.db import Base, make_engine
-from imagetrail.store.migrate import alembic_config, upgrade
+from imagetrail.store.migrate import upgrade
+from tests.support.migrations import downgrade
 
 TABLES = {"registry_events", "registry_artifacts", "registry_attributions"}
 
@@ -22,10 +22,7 @@ def test_0004_matches_the_models_and_downgrades(database_url):
             diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
                     if any(t in repr(d) for t in TABLES)]
         assert diff == []
-        with engine.begin() as conn:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
+        downgrade(engine, "0003")
         with engine.connect() as conn:
             assert not TABLES & set(sa.inspect(conn).get_table_names())
     finally:

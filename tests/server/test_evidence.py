@@ -17,6 +17,7 @@ from imagetrail.report import Person
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
 from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
+from tests.support.migrations import downgrade
 
 GENUINE_URI = "https://dev.azure.com/contoso/Web/_git/web"
 EVIL_URI = "https://evil.example/evil.git"
@@ -318,18 +319,14 @@ def test_in_one_batch_the_job_s_report_wins_over_a_claim_of_the_same_report_id(c
 
 def test_the_evidence_migration_downgrades_and_upgrades_again(database_url):
     import sqlalchemy as sa
-    from alembic import command
 
     from imagetrail.store.db import make_engine
-    from imagetrail.store.migrate import alembic_config, upgrade
+    from imagetrail.store.migrate import upgrade
 
     engine = make_engine(database_url)
     upgrade(engine)
+    downgrade(engine, "0002")
     with engine.connect() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0002")
-        connection.commit()
         inspector = sa.inspect(connection)
         assert "fact_statements" not in inspector.get_table_names()
         assert "commit_evidence" not in {c["name"] for c in inspector.get_columns("runs")}

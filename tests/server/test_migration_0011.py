@@ -4,12 +4,12 @@ models, and downgrade restores the two-column ones."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from imagetrail.store.db import Base, make_engine
-from imagetrail.store.migrate import alembic_config, upgrade
+from imagetrail.store.migrate import upgrade
+from tests.support.migrations import downgrade
 
 
 def _push_indexes(conn) -> dict:
@@ -28,10 +28,7 @@ def test_0011_matches_the_models_and_downgrades(database_url):
             diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
                     if "ix_pushes" in repr(d)]
         assert diff == []
-        with engine.begin() as conn:
-            config = alembic_config(database_url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0010")
+        downgrade(engine, "0010")
         with engine.connect() as conn:
             assert _push_indexes(conn) == {"ix_pushes_digest_pushed_at": ["digest", "pushed_at"],
                                            "ix_pushes_reference_id_pushed_at": ["reference_id", "pushed_at"]}

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from imagetrail.store.bulk import insert_many, returned_with_rows, rows_source
+from imagetrail.store.db import connection_of
 from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.store.models.pipeline import (
     DigestOrganization,
@@ -102,7 +103,7 @@ def refresh_digest_organizations(target: Union[Connection, Session], digests: It
 
     Call it after writing pushes of these digests or relations naming them, in the same transaction.
     """
-    conn = target.connection() if isinstance(target, Session) else target
+    conn = connection_of(target)
     wanted = sorted({d for d in digests if d})
     touched: Set[str] = set()
     for chunk in _chunks(wanted):
@@ -135,7 +136,7 @@ def refresh_digest_organizations(target: Union[Connection, Session], digests: It
 
 def rebuild_digest_organizations(target: Union[Connection, Session]) -> int:
     """Rewrite the whole table from pushes and relations (after a bulk load that bypassed ingest)."""
-    conn = target.connection() if isinstance(target, Session) else target
+    conn = connection_of(target)
     table = DigestOrganization.__table__
     conn.execute(delete(table))
     pairs = _pairs(None).subquery()
@@ -192,7 +193,7 @@ def lock_container_organizations(target: Union[Connection, Session], exclusive: 
     Take it before writing any running_containers row in the transaction: a fill waiting for it must never
     hold a row such a writer waits for.
     """
-    conn = target.connection() if isinstance(target, Session) else target
+    conn = connection_of(target)
     if conn.dialect.name == "postgresql":
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(text(f"SELECT {function}(:key)"), {"key": VISIBILITY_LOCK})
@@ -227,7 +228,7 @@ def fill_container_organizations(target: Union[Connection, Session], cluster_id:
     Its own transaction after the sync's commit (the API's cluster writes), or any later one: until then the
     reader's condition looks those rows up in digest_organizations, so nothing is shown or hidden wrongly.
     """
-    conn = target.connection() if isinstance(target, Session) else target
+    conn = connection_of(target)
     lock_container_organizations(conn, exclusive=True)
     containers = RunningContainer.__table__
     unfilled = [containers.c.organization_ids.is_(None)]

@@ -577,15 +577,14 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
     dropped = _drop_reports(conn, replaced) if replaced else set()
     new = [_pending(items[i][0], items[i][1], pushes_of[i]) for rid, i in sorted(first.items())
            if rid not in stored or rid in replaced]
-    org_of = _store_new(conn, new, cache, learned, now) if new else {}
-    created = set(org_of)
+    org_of = _store_new(conn, new, cache, learned, now) if new else {}  # the reports this batch inserted
     # The explorer's visibility (which organisations pushed each digest) follows these pushes in this transaction.
     if dropped:
         refresh_digest_organizations(conn, dropped)
         forget_unpushed(conn, dropped)
-    add_pushed_organizations(conn, [(q.digest, org_of[p.report_id]) for p in new if p.report_id in org_of
-                                    for q in p.pushes if q.digest])
-    add_pushed(conn, created)  # and the explorer's list of pushed digests
+    pushed = [(q.digest, org_of[p.report_id]) for p in new if p.report_id in org_of for q in p.pushes if q.digest]
+    add_pushed_organizations(conn, pushed)
+    add_pushed(conn, {digest for digest, _ in pushed})  # and the explorer's list of pushed digests
     outcomes: List[Outcome] = []
     for index, (sub, _) in enumerate(items):
         rid = sub.report_id
@@ -593,7 +592,7 @@ def _store_batch(conn: Connection, items: Sequence[_Typed], cache: DimensionCach
         if rid in refused or differences:
             outcomes.append(refused.get(rid) or _conflict(rid, differences))
         else:
-            outcomes.append(IngestResult(rid, created=first[rid] == index and rid in created,
+            outcomes.append(IngestResult(rid, created=first[rid] == index and rid in org_of,
                                          pushes=len(pushes_of[index])))
     return outcomes
 

@@ -15,31 +15,24 @@ from sqlalchemy.orm import Session
 
 from imagetrail.ingest.digest_organizations import CHUNK, lock_container_organizations
 from imagetrail.store.bulk import insert_many
+from imagetrail.store.db import connection_of
 from imagetrail.store.models.cloud import PushedDigest, RunningContainer, runs_somewhere
 from imagetrail.store.models.pipeline import ImageRelation, Push
 
 TABLE = PushedDigest.__table__
 
 
-def _conn(target: Union[Connection, Session]) -> Connection:
-    return target.connection() if isinstance(target, Session) else target
-
-
-def add_pushed(target: Union[Connection, Session], report_ids: Iterable[str]) -> None:
-    """The digests the pushes of these newly stored reports name (running unknown until filled)."""
-    conn = _conn(target)
-    wanted = sorted(set(report_ids))
-    for start in range(0, len(wanted), CHUNK):
-        digests = conn.execute(select(Push.digest).where(
-            Push.report_id.in_(wanted[start:start + CHUNK]), Push.digest.is_not(None)).distinct()).scalars()
-        rows = [{"digest": d} for d in sorted(digests)]
-        if rows:
-            insert_many(conn, TABLE, rows, skip_conflicts_on=("digest",))
+def add_pushed(target: Union[Connection, Session], digests: Iterable[str]) -> None:
+    """Newly pushed ``digests`` (running unknown until filled); those listed already stay as they are."""
+    conn = connection_of(target)
+    rows = [{"digest": d} for d in sorted(set(digests)) if d]
+    for start in range(0, len(rows), CHUNK):
+        insert_many(conn, TABLE, rows[start:start + CHUNK], skip_conflicts_on=("digest",))
 
 
 def forget_unpushed(target: Union[Connection, Session], digests: Iterable[str]) -> None:
     """Drop the rows of ``digests`` no push names any more (a replaced report's pushes)."""
-    conn = _conn(target)
+    conn = connection_of(target)
     wanted = sorted(set(digests))
     if wanted:  # before writing rows a fill may be filling
         lock_container_organizations(conn)
@@ -51,7 +44,7 @@ def forget_unpushed(target: Union[Connection, Session], digests: Iterable[str]) 
 def mark_unknown(target: Union[Connection, Session], digests: Iterable[str], relatives: bool = True) -> None:
     """``running`` of ``digests`` (and of their index / platform relatives) becomes unknown: containers running
     them came or went. Holds ``VISIBILITY_LOCK`` shared, so a fill in flight is over first."""
-    conn = _conn(target)
+    conn = connection_of(target)
     wanted: Set[str] = {d for d in digests if d}
     if not wanted:
         return
@@ -72,7 +65,7 @@ def mark_unknown(target: Union[Connection, Session], digests: Iterable[str], rel
 
 def fill_running(target: Union[Connection, Session]) -> int:
     """Compute ``running`` where it is unknown; returns rows filled. Its own transaction, after a sync."""
-    conn = _conn(target)
+    conn = connection_of(target)
     lock_container_organizations(conn, exclusive=True)
     return conn.execute(update(TABLE).where(TABLE.c.running.is_(None))
                         .values(running=runs_somewhere(TABLE.c.digest))).rowcount
@@ -80,7 +73,7 @@ def fill_running(target: Union[Connection, Session]) -> int:
 
 def rebuild_pushed_digests(target: Union[Connection, Session]) -> int:
     """Rewrite the whole table from pushes and fill it (after a bulk load that bypassed ingest); returns rows."""
-    conn = _conn(target)
+    conn = connection_of(target)
     lock_container_organizations(conn, exclusive=True)
     conn.execute(delete(TABLE))
     pushed = select(Push.digest, false()).where(Push.digest.is_not(None)).distinct()

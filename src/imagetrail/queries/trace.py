@@ -109,7 +109,7 @@ def commit_link(system: str, server_url: Optional[str], project: str, repo_uri: 
 # executions (``prepare_threshold``) and PostgreSQL then reuses a generic plan: the planning is
 # paid during a connection's first ~10 trails only (benchmarks/results/bench_trace.md).
 # Pages are cut by a keyset cursor on (pushed_at, id), never by OFFSET, so page 200 of a busy
-# tag costs what page 1 does: the (digest, pushed_at) / (reference_id, pushed_at) indexes lead.
+# tag costs what page 1 does: the (digest, pushed_at, id) / (reference_id, pushed_at, id) indexes lead.
 
 DEFAULT_PAGE = 50
 
@@ -186,9 +186,6 @@ def _select_pushes(session: Session, principal: Principal, conditions: Sequence[
     return _page(session, session.execute(query).all(), limit)
 
 
-# The trace's own statements are built once per shape and bound per call: building this 11-table select and
-# its cache key cost more CPU (~1.7 ms a page) than PostgreSQL spends running it; a statement object reused
-# keeps its cache key and compiled form.
 def _reference_id(registry: Any, repository: Any, tag: Any) -> Any:
     """The id of a reference as a scalar subquery, not a join condition: only "reference_id = <one value>" lets
     PostgreSQL read the (reference_id, pushed_at) index backwards and stop after one page (as a join it sorted
@@ -198,6 +195,9 @@ def _reference_id(registry: Any, repository: Any, tag: Any) -> Any:
         m.ImageReference.tag == tag).scalar_subquery()
 
 
+# The trace's own statements are built once per shape and bound per call: building this 11-table select and
+# its cache key cost more CPU (~1.7 ms a page) than PostgreSQL spends running it; a statement object reused
+# keeps its cache key and compiled form.
 @lru_cache(maxsize=None)
 def _pushes_statement(match: str, scoped: bool, paged: bool) -> Select:
     """The newest pushes of the ``digest`` parameter (``match="digest"``), of any of ``digests`` ("digests") or

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -48,6 +48,11 @@ class UTCDateTime(TypeDecorator):
 def as_utc(value: Optional[datetime]) -> Optional[datetime]:
     """A time read without its column's type (a label, an aggregate, a raw row): naive means UTC."""
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def connection_of(target: Union[Connection, Session]) -> Connection:
+    """The connection a session's transaction runs on, or ``target`` itself when it is a connection."""
+    return target.connection() if isinstance(target, Session) else target
 
 
 def is_sqlite(database_url: str) -> bool:
