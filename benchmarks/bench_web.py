@@ -10,6 +10,7 @@ both typed (an OFFSET over ids) and reached by page 999's Next link (its seek cu
 Writes benchmarks/results/bench_web.md, or ``--output FILE`` for a scratch run.
 
     python3 benchmarks/bench_web.py [--containers 100000] [--repeat 20] [--database-url postgresql+psycopg://...]
+                                    [--keep-schema] [--output FILE]
 """
 
 from __future__ import annotations
@@ -250,6 +251,7 @@ def main() -> int:
     parser.add_argument("--containers", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--keep-schema", action="store_true", help="leave the loaded schema for EXPLAIN")
     parser.add_argument(
         "--output",
         type=Path,
@@ -345,8 +347,11 @@ def main() -> int:
             rows.append((name, total, size, floor_p50, floor_p95, page_p50, page_p95))
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if args.keep_schema:
+            print(f"kept schema {schema}")
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
     lines = [

@@ -218,17 +218,33 @@ def test_cli_running_filter_and_pipelines_against_the_real_server(database_url):
 
 def _assert_listing_is_the_rule(sessions):
     """Images not running as ``pushed_digests`` lists them (filled or not) = every push checked against the
-    running containers (the rule it stands in for), for the list and for the explorer's total."""
+    running containers (the rule it stands in for), for the list and for the explorer's total. A reader of one
+    organisation gets those of them its organisation pushed, itself or as a relative (``digest_organizations``,
+    the rule its running containers follow): at least every digest a run of its own pushed."""
     from imagetrail.queries.explorer import _not_running_digests, pushed_images
+    from imagetrail.store.models.pipeline import DigestOrganization, Organization
 
     with sessions() as session:
-        listed = set(session.execute(_not_running_digests(ExplorerFilters(), ADMIN)).scalars())
+        listed = set(session.execute(_not_running_digests(session, ExplorerFilters(), ADMIN)).scalars())
         rule = set(session.execute(pushed_images(ExplorerFilters(running=False), ADMIN).distinct()).scalars())
-        high = set(session.execute(_not_running_digests(ExplorerFilters(min_severity="high"), ADMIN)).scalars())
+        high = set(session.execute(
+            _not_running_digests(session, ExplorerFilters(min_severity="high"), ADMIN)).scalars())
         rule_high = set(session.execute(
             pushed_images(ExplorerFilters(running=False, min_severity="high"), ADMIN).distinct()).scalars())
     assert listed == rule and high == rule_high
     assert query(sessions, running=False).total == len(rule)
+    for organization in ("contoso", "fabrikam"):  # contoso pushed the images no cluster runs, fabrikam none
+        principal = reader(organization)
+        with sessions() as session:
+            theirs = set(session.execute(
+                select(DigestOrganization.digest)
+                .join(Organization, Organization.id == DigestOrganization.organization_id)
+                .where(Organization.name == organization)).scalars())
+            listed = set(session.execute(_not_running_digests(session, ExplorerFilters(), principal)).scalars())
+            pushed = set(session.execute(
+                pushed_images(ExplorerFilters(running=False), principal).distinct()).scalars())
+        assert listed == rule & theirs and pushed <= listed
+        assert query(sessions, principal, running=False).total == len(listed)
 
 
 def _running_flags(sessions) -> dict:

@@ -437,6 +437,15 @@ class TcpToUnix:
                 pass
 
     def __exit__(self, *exc: object) -> None:
+        import socket
+
+        # shutdown() first: close() alone leaves a listener blocked in accept() listening (Linux keeps the
+        # socket while a thread waits on it), and it would forward the next stray connection to the engine.
+        for sock in [self._listener, *self._sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

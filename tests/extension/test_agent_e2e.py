@@ -111,8 +111,9 @@ class Backend:
                 backend.errors.append(f"unexpected POST {self.path}")
                 self._reply(404, {"detail": "not found"})
 
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # Port 0: the kernel picks a free port at bind, with no window in which another socket can take it.
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
         self.server.daemon_threads = True  # a hanging request must not hold up close()
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

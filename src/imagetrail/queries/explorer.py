@@ -46,7 +46,7 @@ from imagetrail.queries.trail import (
     with_related,
 )
 from imagetrail.queries.untraced import untraced_digests
-from imagetrail.queries.visibility import container_condition, reads_every_organization
+from imagetrail.queries.visibility import container_condition, digest_condition, reads_every_organization
 from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -127,20 +127,22 @@ def not_running(digest: Any) -> list:
     return [~way for way in running_ways(digest)]
 
 
-def _not_running_digests(filters: ExplorerFilters, principal: Principal) -> Select:
+def _not_running_digests(session: Session, filters: ExplorerFilters, principal: Principal) -> Select:
     """Distinct pushed digests no cluster runs matching ``filters`` (one column).
 
-    A reader of everything with no trail, registry or repository filter reads ``pushed_digests`` (each pushed
-    digest once, with its maintained ``running``; a NULL one, not filled yet, is checked here) instead of
-    checking every push against the running containers.
+    With no trail, registry or repository filter this reads ``pushed_digests`` (each pushed digest once, with its
+    maintained ``running``; a NULL one, not filled yet, is checked here) instead of checking every push against
+    the running containers; a reader of some organisations keeps the digests ``digest_organizations`` gives
+    them, the rule the running containers follow.
     """
-    if filters.trail_filtered() or principal.organizations is not None or filters.registry or filters.repository:
+    if filters.trail_filtered() or filters.registry or filters.repository:
         return pushed_images(filters.model_copy(update={"running": False}), principal).distinct()
     p, vs = PushedDigest, VulnerabilitySummary
+    visible = digest_condition(session, principal, p.digest)
     # Two disjoint parts, each read from its own index range: an OR of them made one scan with the checks as
     # per-row subplans (and a cost estimate that had PostgreSQL JIT-compile the statement, ~200 ms).
-    known = select(p.digest).where(p.running == false())  # "= false" reads the index; "IS FALSE" does not
-    unknown = select(p.digest).where(p.running.is_(None), *not_running(p.digest))
+    known = select(p.digest).where(p.running == false(), visible)  # "= false" reads the index; "IS FALSE" not
+    unknown = select(p.digest).where(p.running.is_(None), visible, *not_running(p.digest))
     if filters.digests:
         wanted = sorted(set(filters.digests))
         known, unknown = known.where(p.digest.in_(wanted)), unknown.where(p.digest.in_(wanted))
@@ -188,7 +190,7 @@ def _not_running_page(
     """(total, rows) of pushed images no cluster runs; sorted by severity, else by digest."""
     if filters.container_filtered():
         return 0, []
-    digests = _not_running_digests(filters, principal).subquery()
+    digests = _not_running_digests(session, filters, principal).subquery()
     vs = VulnerabilitySummary
     total = session.execute(select(func.count()).select_from(digests)).scalar_one()
     if limit <= 0 or not total:

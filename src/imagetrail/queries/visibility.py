@@ -61,23 +61,38 @@ def container_condition(session: Session, principal: Principal) -> Any:
     """A WHERE condition on running_containers: true for containers whose digest a run of a readable
     organisation pushed, itself or as its image index / a platform manifest (``digest_organizations``, kept by
     ingest): the same rows as ``organization_condition`` over the pushes joined up to their organisation, with
-    the relatives of the pushed digests added.
+    the relatives of the pushed digests added (``digest_condition`` on the container's digest).
 
     Read from the container's copy ``organization_ids`` (a column filter, no lookup per candidate row), or from
-    ``digest_organizations`` while that copy is not filled yet (NULL, just after a sync). The organisation ids
-    are read first, so the condition names them and the planner sees plain filters.
+    ``digest_organizations`` while that copy is not filled yet (NULL, just after a sync).
     """
     if visible_organizations(principal) is None:
         return true()
     c = RunningContainer
-    ids = sorted(session.execute(select(Organization.id).where(organization_condition(principal))).scalars())
+    ids = _organization_ids(session, principal)
     if not ids:
         return false()
     listed = [c.organization_ids.like(f"%,{i},%") for i in ids]
-    looked_up = select(DigestOrganization.digest).where(
-        DigestOrganization.digest == c.digest, DigestOrganization.organization_id.in_(ids)
-    ).exists()
-    return or_(*listed, and_(c.organization_ids.is_(None), looked_up))
+    return or_(*listed, and_(c.organization_ids.is_(None), _pushed_by(ids, c.digest)))
+
+
+def digest_condition(session: Session, principal: Principal, digest: Any) -> Any:
+    """A WHERE condition on a digest column: true for images a run of a readable organisation pushed, itself or
+    as its image index / a platform manifest (``digest_organizations``: one index probe per candidate)."""
+    if visible_organizations(principal) is None:
+        return true()
+    ids = _organization_ids(session, principal)
+    return _pushed_by(ids, digest) if ids else false()
+
+
+def _organization_ids(session: Session, principal: Principal) -> List[int]:
+    # Read first, so the conditions name the ids and the planner sees plain filters.
+    return sorted(session.execute(select(Organization.id).where(organization_condition(principal))).scalars())
+
+
+def _pushed_by(ids: List[int], digest: Any) -> Any:
+    return select(DigestOrganization.digest).where(
+        DigestOrganization.digest == digest, DigestOrganization.organization_id.in_(ids)).exists()
 
 
 def visible_registries(principal: Principal, settings: Settings) -> Optional[Set[str]]:

@@ -83,6 +83,19 @@ class RunningContainer(Base):
             text("high_count DESC"),
             *CONTAINER_IDENTITY,
         ),
+        # "Exposed AND high", the usual question: its count and page as index-only scans (migration 0013).
+        Index(
+            "ix_running_containers_exposed_by_severity",
+            text("max_severity DESC"),
+            text("critical_count DESC"),
+            text("high_count DESC"),
+            *CONTAINER_IDENTITY,
+            postgresql_include=["organization_ids", "digest"],
+            postgresql_where=text("exposed IS true"),
+            sqlite_where=text("exposed IS 1"),
+        ),
+        # A reader of some organisations counts its containers from this narrow index alone (migration 0013).
+        Index("ix_running_containers_organization_ids", "organization_ids", postgresql_include=["digest"]),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
