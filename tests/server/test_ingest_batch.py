@@ -76,3 +76,51 @@ def test_the_writer_answers_each_request_after_its_batch_committed(client):
     assert writer.largest_batch > 1 and writer.batches < len(results)  # grouped, not one commit per report
     with client.app.state.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM reports")).scalar_one() == 50
+
+
+def test_two_writers_naming_each_others_runs_do_not_deadlock(postgres_url, caplog):
+    """Writer A states something new about run 100 (so it locks that run) and stores a new job of run 200;
+    writer B the other way round, at the same moment. Each job's foreign-key check locks its run FOR KEY
+    SHARE: against a FOR UPDATE run lock the two deadlocked (PostgreSQL then waited deadlock_timeout, 1 s,
+    and aborted one). Both writers hold their lock before either stores its jobs (a barrier in between)."""
+    import threading
+
+    from imagetrail.store.db import make_engine, make_sessionmaker
+    from imagetrail.store.migrate import upgrade
+
+    engine = make_engine(postgres_url)
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        first = [ado_report(run_id="100", job="A"), ado_report(run_id="200", job="A")]
+        assert all(o.created for o in store_reports(sessions, [(body(r), ADMIN) for r in first]))
+        batches = [[ado_report(run_id="100", job="B", commit="c" * 40), ado_report(run_id="200", job="C")],
+                   [ado_report(run_id="200", job="B", commit="c" * 40), ado_report(run_id="100", job="C")]]
+        both_locked = threading.Barrier(2, timeout=20)
+        waited = set()
+
+        @sa.event.listens_for(engine, "after_cursor_execute")
+        def hold(conn, cursor, statement, *args) -> None:
+            if " FOR " in statement and "UPDATE" in statement and threading.get_ident() not in waited:
+                waited.add(threading.get_ident())  # once per writer: a retried transaction goes on alone
+                both_locked.wait()
+
+        outcomes = {}
+        caplog.set_level("INFO", logger="imagetrail.ingest.reports")
+
+        def write(n: int) -> None:
+            outcomes[n] = store_reports(sessions, [(body(r), ADMIN) for r in batches[n]])
+
+        writers = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(60)
+        assert len(waited) == 2  # both writers took a run lock
+        retried = [r.getMessage() for r in caplog.records if "retried" in r.getMessage()]
+        assert retried == []  # no deadlock (SQLSTATE 40P01), so no retry
+        assert [[o.created for o in outcomes[n]] for n in (0, 1)] == [[True, True], [True, True]]
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 6
+    finally:
+        engine.dispose()

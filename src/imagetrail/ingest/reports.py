@@ -36,6 +36,7 @@ per transaction, so one bad report cannot sink the others.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -79,6 +80,7 @@ T_STATEMENTS: Table = FactStatement.__table__
 LAST_REPORT_RESOLUTION = timedelta(minutes=1)
 # PostgreSQL deadlock_detected / serialization_failure: the transaction is retried whole.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
+log = logging.getLogger("imagetrail.ingest.reports")
 MAX_ATTEMPTS = 3
 # A cache map that grows past this many entries is emptied (it refills from the database).
 CACHE_LIMIT = 200_000
@@ -260,6 +262,8 @@ def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[_Typed]
             sqlstate = getattr(exc.orig, "sqlstate", None)
             if sqlstate not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
                 raise
+            # Rare by design (locks are taken in one order); seen often, it means writers collide.
+            log.info("a batch of %d reports is retried after SQLSTATE %s (attempt %d)", len(items), sqlstate, attempt)
             continue
         cache.learn(learned, time.monotonic())
         return results
@@ -494,10 +498,13 @@ def _record_statements(conn: Connection, statements: Mapping[int, List[Tuple[str
     if not fresh:
         return
     # Lock the runs first (PostgreSQL; SQLite writers are serial anyway): a concurrent report of the
-    # same run waits, then sees this one's statements when it re-resolves.
+    # same run waits, then sees this one's statements when it re-resolves. FOR NO KEY UPDATE, not FOR UPDATE:
+    # the jobs' foreign-key checks take FOR KEY SHARE on every run of a batch, and against FOR UPDATE two
+    # writers each holding a run the other's jobs name deadlocked (a 1 s deadlock_timeout, then a retry).
     existing = sorted(run_id for run_id in fresh if run_id not in created)
     if existing:  # a created run is locked already: this transaction inserted it
-        conn.execute(select(T_RUNS.c.id).where(T_RUNS.c.id.in_(existing)).order_by(T_RUNS.c.id).with_for_update())
+        conn.execute(select(T_RUNS.c.id).where(T_RUNS.c.id.in_(existing)).order_by(T_RUNS.c.id)
+                     .with_for_update(key_share=True))
     rows: Dict[Key, Dict[str, Any]] = {}
     for run_id, found in sorted(fresh.items()):
         for report_id, s in found:
