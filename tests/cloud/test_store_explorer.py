@@ -186,8 +186,8 @@ def test_relation_recorded_after_the_scan_carries_the_summary(sessions):
 def _rule_of_record(session, principal) -> set:
     """Digests a principal may see by the rule itself: pushed by a readable organisation, or one relation hop
     from such a push (the join ``digest_organizations`` stands in for)."""
-    from imagetrail.queries.trail import pushes_joined, trail_conditions, with_related
-    from imagetrail.store.models.pipeline import Push
+    from imagetrail.queries.trail import pushes_joined, trail_conditions
+    from imagetrail.store.models.pipeline import Push, with_related
 
     pushed = pushes_joined(Push.digest).where(*trail_conditions(ExplorerFilters(), principal))
     return set(session.execute(with_related(pushed)).scalars())

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Iterable, Set, Union
 
-from sqlalchemy import Connection, delete, false, func, or_, select, union, update
+from sqlalchemy import Connection, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from imagetrail.ingest.digest_organizations import CHUNK, lock_container_organizations
 from imagetrail.store.bulk import insert_many
 from imagetrail.store.db import connection_of
-from imagetrail.store.models.cloud import PushedDigest, RunningContainer, runs_somewhere
+from imagetrail.store.models.cloud import PushedDigest, running_digests, runs_somewhere
 from imagetrail.store.models.pipeline import ImageRelation, Push
 
 TABLE = PushedDigest.__table__
@@ -79,11 +79,5 @@ def rebuild_pushed_digests(target: Union[Connection, Session]) -> int:
     pushed = select(Push.digest, false()).where(Push.digest.is_not(None)).distinct()
     conn.execute(TABLE.insert().from_select(["digest", "running"], pushed))
     # Set-based (one pass, not three lookups per row): the digests running_ways finds, as a list.
-    c, r = RunningContainer, ImageRelation
-    running = union(
-        select(c.digest),
-        select(r.index_digest).join(c, c.digest == r.manifest_digest),
-        select(r.manifest_digest).join(c, c.digest == r.index_digest),
-    )
-    conn.execute(update(TABLE).where(TABLE.c.digest.in_(running)).values(running=True))
+    conn.execute(update(TABLE).where(TABLE.c.digest.in_(running_digests())).values(running=True))
     return conn.execute(select(func.count()).select_from(TABLE)).scalar_one()

@@ -43,7 +43,6 @@ from imagetrail.queries.trail import (
     find_trails,
     pushes_joined,
     trail_conditions,
-    with_related,
 )
 from imagetrail.queries.untraced import untraced_digests
 from imagetrail.queries.visibility import container_condition, digest_condition, reads_every_organization
@@ -55,10 +54,11 @@ from imagetrail.store.models.cloud import (
     PushedDigest,
     RunningContainer,
     VulnerabilitySummary,
+    running_digests,
     running_ways,
     sort_columns,
 )
-from imagetrail.store.models.pipeline import ImageReference, Push
+from imagetrail.store.models.pipeline import ImageReference, Push, with_related
 from imagetrail.views.explorer import (
     ExplorerPage,
     ExplorerRow,
@@ -114,11 +114,6 @@ def _vulnerability_conditions(filters: ExplorerFilters, scan_id, max_severity, m
     if rank:
         return [max_severity >= rank]
     return []
-
-
-def running_digests() -> Select:
-    """Every digest a cluster runs, with its index / platform-manifest relatives."""
-    return with_related(select(RunningContainer.digest).where(RunningContainer.digest.is_not(None)))
 
 
 def not_running(digest: Any) -> list:

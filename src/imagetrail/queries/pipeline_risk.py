@@ -16,8 +16,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.queries.explorer import pushed_images, running_digests
-from imagetrail.store.models.cloud import VulnerabilitySummary
+from imagetrail.queries.explorer import pushed_images
+from imagetrail.store.models.cloud import VulnerabilitySummary, running_digests
 from imagetrail.store.models.pipeline import Organization, Pipeline, Project, Push
 from imagetrail.views.filters import ExplorerFilters
 

@@ -32,7 +32,6 @@ from imagetrail.queries.trail import (
     row_records,
     trail_select,
     trails_from_records,
-    with_related,
 )
 from imagetrail.queries.visibility import (
     organization_condition,
@@ -153,7 +152,7 @@ def _relatives_statement() -> Select:
     even when nothing is related) instead of three. Built once (see ``_pushes_statement``)."""
     digest = bindparam("digest", type_=String)
     one = select(literal(1).label("one")).subquery("one_row")
-    family = with_related(select(digest.label("digest")))
+    family = m.with_related(select(digest.label("digest")))
     return (
         select(*RELATION_COLUMNS,
                select(RegistryEvent.id).where(RegistryEvent.digest.in_(family)).exists().label("has_events"),

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, func, or_, select, union
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
@@ -62,16 +62,6 @@ def pushes_joined(*columns: Any, page: Optional[Any] = None) -> Select:
         .join(Organization, Organization.id == Project.organization_id)
     )
 
-
-def with_related(digests: Select) -> Select:
-    """The digests of ``digests`` (a one-column select) plus their index / platform-manifest relatives."""
-    base = digests.subquery()
-    column = base.c[0]
-    return union(
-        select(column),
-        select(ImageRelation.manifest_digest).where(ImageRelation.index_digest.in_(select(column))),
-        select(ImageRelation.index_digest).where(ImageRelation.manifest_digest.in_(select(column))),
-    )
 
 # A reader of every organisation, for callers that apply no visibility (the server's own jobs).
 EVERY_ORGANIZATION = Principal(kind="server", subject="imagetrail", scopes=frozenset(), organizations=None)

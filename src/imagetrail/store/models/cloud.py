@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     SmallInteger,
     String,
     Text,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from imagetrail.store.db import Base, UTCDateTime
-from imagetrail.store.models.pipeline import REF_LEN, ImageRelation
+from imagetrail.store.models.pipeline import REF_LEN, ImageRelation, with_related
 
 DIGEST_LEN = 71  # sha256:<64 hex>
 
@@ -144,6 +145,11 @@ def running_ways(digest: Any) -> List[Any]:
 def runs_somewhere(digest: Any) -> Any:
     """A condition: a cluster runs ``digest``, itself or an index / platform-manifest relative of it."""
     return or_(*running_ways(digest))
+
+
+def running_digests() -> Select:
+    """Every digest a cluster runs, with its index / platform-manifest relatives (``runs_somewhere`` as a list)."""
+    return with_related(select(RunningContainer.digest).where(RunningContainer.digest.is_not(None)))
 
 
 class PushedDigest(Base):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Select, String, Text, UniqueConstraint, select, union
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from imagetrail.store.db import Base, UTCDateTime
@@ -209,6 +209,18 @@ class ImageRelation(Base):
     variant: Mapped[Optional[str]] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))  # collector | registry | scanner
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def with_related(digests: Select) -> Select:
+    """The digests of ``digests`` (a one-column select) plus their index / platform-manifest relatives: the one
+    hop the trace, the explorer and the pushed-digests list all follow."""
+    base = digests.subquery()
+    column = base.c[0]
+    return union(
+        select(column),
+        select(ImageRelation.manifest_digest).where(ImageRelation.index_digest.in_(select(column))),
+        select(ImageRelation.index_digest).where(ImageRelation.manifest_digest.in_(select(column))),
+    )
 
 
 class DigestOrganization(Base):
