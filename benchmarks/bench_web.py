@@ -6,7 +6,8 @@ explorer's pages through the real app (in-process ASGI, real API key, real templ
 prints p50/p95 next to the floor measured in the same run: the explorer query function alone
 (``run_query`` for the same page), i.e. the cost of the page beyond fetching its data. Pages: all rows
 worst first, exposed AND high (a reader of everything, and a reader of one organisation), and page 1,000
-both typed (an OFFSET over ids) and reached by page 999's Next link (its seek cursor).
+both typed (an OFFSET over ids) and reached by page 999's Next link (its seek cursor), and a reader of one
+organisation's landing page (all rows).
 Writes benchmarks/results/bench_web.md, or ``--output FILE`` for a scratch run.
 
     python3 benchmarks/bench_web.py [--containers 100000] [--repeat 20] [--database-url postgresql+psycopg://...]
@@ -305,6 +306,15 @@ def main() -> int:
                 "reader of 1 of 5 organisations: exposed AND high, page 1",
                 {"exposed": "true", "min_severity": "high"},
                 ExplorerFilters(exposed=True, min_severity="high"),
+                "-severity",
+                1,
+                None,
+                READER,
+            ),
+            (
+                "reader of 1 of 5 organisations: all rows, worst severity first, page 1",
+                {},
+                ExplorerFilters(),
                 "-severity",
                 1,
                 None,
