@@ -13,10 +13,17 @@ import json
 import re
 from typing import Any, Iterable, List, Tuple, Union
 
+try:  # the server's hot path (every report); the CLI may run without the server's extras
+    import orjson as _fast
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _fast = None
+
 # Reports and scanner output nest fewer than 10 levels.
 MAX_DEPTH = 64
 # A JSON escape of a surrogate code point (U+D800-U+DFFF): only then is the parsed value walked.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# 19 digits in a row may be an integer past 64 bits, which orjson reads as a float (rounded): json.loads then.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 class JsonInputError(Exception):
@@ -33,15 +40,30 @@ def field_path(parts: Iterable[Union[str, int]], whole: str = "(body)") -> str:
 
 def loads(raw: Union[bytes, str]) -> Any:
     """``json.loads`` that raises JsonInputError for nesting past the parser's recursion limit
-    and for lone surrogates; other errors are ``json.loads``' own (ValueError)."""
-    try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise JsonInputError(f"(body): nested deeper than {MAX_DEPTH} levels") from None
+    and for lone surrogates; other errors are ``json.loads``' own (ValueError).
+
+    orjson parses first (a third of ``json.loads``' time on a report). It accepts only RFC 8259 JSON in
+    UTF-8, so whatever it refuses is parsed again by ``json.loads``, whose answer (a value, or the error
+    naming what is wrong) is the one given; a body that may hold an integer past 64 bits goes to
+    ``json.loads`` directly. Both give the same values for what both accept."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _fast is not None and not _LONG_NUMBER.search(data):
+        try:
+            value = _fast.loads(raw)
+        except _fast.JSONDecodeError:
+            value = _strict_loads(raw)
+    else:
+        value = _strict_loads(raw)
     if _SURROGATE_ESCAPE.search(data):
         _check_text(value)
     return value
+
+
+def _strict_loads(raw: Union[bytes, str]) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise JsonInputError(f"(body): nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _refuse_constant(name: str) -> Any:

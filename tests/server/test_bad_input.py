@@ -137,3 +137,28 @@ def test_a_batch_failing_for_a_reason_other_than_the_driver_is_retried_report_by
     assert [type(o) is IngestResult for o in outcomes] == [True, False, True, True]
     assert isinstance(outcomes[1], Exception)
     assert all(o.created for o in outcomes if isinstance(o, IngestResult))
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a": 1, "a": [2, 3.25, -0.0, 1e-7, 1E+300, true, false, null]}',  # a repeated key: the last one wins
+    '{"name": "caf\\u00e9 \\ud83d\\ude00 \u00fc", "tab": "a\\tb", "slash": "\\/"}'.encode(),
+    b"\xef\xbb\xbf" + b'{"bom": 1}',  # UTF-8 with a byte order mark
+    '{"utf16": 1}'.encode("utf-16"),  # json.loads detects UTF-16 and UTF-32 bytes
+    b"[9223372036854775807, -9223372036854775808, 18446744073709551615]",
+    b"[18446744073709551616123, -99999999999999999999999]",  # past 64 bits: exact, never a rounded float
+    b'{"digest": "sha256:1234567890123456789012345678901234567890123456789012345678901234"}',
+    b"[1e400]",
+])
+def test_the_fast_parser_reads_every_body_as_json_loads_does(raw):
+    """Bodies go through orjson first; for every body both parsers accept, the value is json.loads' own, down
+    to the type of each number (an integer past 64 bits stays an exact int)."""
+    from imagetrail.json_input import loads
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {key: typed(child) for key, child in value.items()}
+        if isinstance(value, list):
+            return [typed(child) for child in value]
+        return (type(value).__name__, value)
+
+    assert typed(loads(raw)) == typed(json.loads(raw))
