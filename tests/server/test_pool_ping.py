@@ -43,3 +43,22 @@ def test_an_idle_connection_whose_backend_was_terminated_is_replaced(postgres_ur
     fresh = _backend_pid(engine)
     assert pings and fresh != stale  # pinged, found dead, replaced: the caller never saw the error
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_connections_run_without_jit_and_keep_the_urls_own_options(postgres_url):
+    """JIT is off on every pooled connection (set when it connects), the URL's search_path still applies, and the
+    setting leaves no transaction open on the new connection."""
+    from psycopg.pq import TransactionStatus
+
+    engine = db.make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.connection.driver_connection.info.transaction_status == TransactionStatus.IDLE
+            assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
+            schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+        assert postgres_url.endswith(f"search_path%3D{schema}")
+        with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
+    finally:
+        engine.dispose()

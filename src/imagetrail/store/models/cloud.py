@@ -95,8 +95,6 @@ class RunningContainer(Base):
             postgresql_where=text("exposed IS true"),
             sqlite_where=text("exposed IS 1"),
         ),
-        # A reader of some organisations counts its containers from this narrow index alone (migration 0013).
-        Index("ix_running_containers_organization_ids", "organization_ids", postgresql_include=["digest"]),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
