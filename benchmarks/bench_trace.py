@@ -14,7 +14,9 @@ organisations, 2,000 pipelines, one report per job, two pushes per job (a versio
 ``latest`` tags have thousands of pushes), one job in ten pushing a shared mirror image
 (digests with thousands of pushes) and one digest in ten an index with two platform
 manifests. Report bodies are small stand-ins (the trail never reads them).
-Queries: digests and references of pipeline-built images drawn from the stored pushes (so
+An HTTP floor row times ``GET /healthz`` (no database) on the same kind of connection: the server's fixed cost
+per request, which a faster database does not shrink. Queries: digests and references of pipeline-built images
+drawn from the stored pushes (so
 busy references come up as often as they are pushed), platform digests (found through
 their index), and the busiest references and mirror digests: their first page (the default
 50 pushes), a full page of 500 (``limit=500``; what a server without paging returns) and
@@ -174,7 +176,8 @@ def next_pages(base: str, key: str, paths: Sequence[str]) -> List[str]:
     return pages
 
 
-def http_latencies(base: str, key: str, paths: Sequence[str]) -> List[float]:
+def http_latencies(base: str, key: str, paths: Sequence[str], *, trail: bool = True) -> List[float]:
+    """Wall time of each GET over one keep-alive connection (each answer checked: 200, and pushes for a trail)."""
     host = urlsplit(base)
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
     headers = {"Authorization": f"Bearer {key}"}
@@ -185,7 +188,7 @@ def http_latencies(base: str, key: str, paths: Sequence[str]) -> List[float]:
         response = conn.getresponse()
         payload = response.read()
         times.append(time.perf_counter() - start)
-        if response.status != 200 or not json.loads(payload)["pushes"]:
+        if response.status != 200 or (trail and not json.loads(payload)["pushes"]):
             raise RuntimeError(f"GET {path}: HTTP {response.status} {payload[:200]!r}")
     return times
 
@@ -263,6 +266,9 @@ def main(argv=None) -> int:
                         next_pages(base, key, busy_references) * 3
                     runs["GET /v1/images/{digest}/trail (20 busiest digests, second page by cursor)"] = \
                         next_pages(base, key, busy_digests) * 3
+                if not src:  # the HTTP stack alone: a route that reads nothing, on the same connection kind
+                    measured["GET /healthz (HTTP floor: the server's fixed cost per request)"] = http_latencies(
+                        base, key, ["/healthz"] * args.queries, trail=False)
                 for name, paths in runs.items():
                     measured[label + name] = http_latencies(base, key, paths)
         floor = sql_latencies(libpq_dsn(url), samples["digest"][:args.queries])
