@@ -259,6 +259,15 @@ def warnings_in(output: str) -> List[str]:
     return [line for line in output.splitlines() if "##vso[task.logissue" in line]
 
 
+def listeners() -> str:
+    """Who listens on TCP here (for a failure message: a CI run once had the job's OIDC request answered by
+    the Docker Engine instead of the test's stand-in, and this names the process that held the port)."""
+    try:
+        return subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(ss -ltnp: {exc})"
+
+
 def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -462,7 +471,9 @@ def test_pipeline_variables_cannot_redirect_the_job_token(
     finally:
         attacker.close()
     assert pre.returncode == 0 and post.returncode == 0
-    assert warnings_in(pre.stdout + post.stdout) == [], pre.stdout + post.stdout
+    assert warnings_in(pre.stdout + post.stdout) == [], (
+        f"{pre.stdout}{post.stdout}\nbackend {backend.url}, attacker {attacker.url}, backend saw "
+        f"{len(backend.oidc_requests)} OIDC requests and errors {backend.errors}\n{listeners()}")
     assert attacker.reports == [] and attacker.oidc_requests == [] and attacker.errors == []
     delivered = [body for _, body in backend.reports[before:]]
     assert [push["reference"] for body in delivered for push in body["pushes"]] == [image]
