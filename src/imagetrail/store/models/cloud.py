@@ -58,6 +58,11 @@ def sort_columns(leading: str) -> Tuple[str, ...]:
     return (leading, *(c for c in CONTAINER_IDENTITY if c != leading))
 
 
+def _severity_order() -> Tuple[Any, ...]:
+    """The "-severity" sort's index columns, worst first, then the identity (new clauses per index)."""
+    return (text("max_severity DESC"), text("critical_count DESC"), text("high_count DESC"), *CONTAINER_IDENTITY)
+
+
 class RunningContainer(Base):
     """One container (main, init, sidecar or ephemeral) of one pod, as last seen in its cluster.
 
@@ -77,20 +82,11 @@ class RunningContainer(Base):
         Index("ix_running_containers_by_workload", *sort_columns("workload_name")),
         Index("ix_running_containers_by_image", *sort_columns("image")),
         Index("ix_running_containers_by_digest", *sort_columns("digest")),
-        Index(
-            "ix_running_containers_by_severity",
-            text("max_severity DESC"),
-            text("critical_count DESC"),
-            text("high_count DESC"),
-            *CONTAINER_IDENTITY,
-        ),
+        Index("ix_running_containers_by_severity", *_severity_order()),
         # "Exposed AND high", the usual question: its count and page as index-only scans (migration 0013).
         Index(
             "ix_running_containers_exposed_by_severity",
-            text("max_severity DESC"),
-            text("critical_count DESC"),
-            text("high_count DESC"),
-            *CONTAINER_IDENTITY,
+            *_severity_order(),
             postgresql_include=["organization_ids", "digest"],
             postgresql_where=text("exposed IS true"),
             sqlite_where=text("exposed IS 1"),
