@@ -362,3 +362,26 @@ def test_an_empty_answer_says_when_the_readers_permissions_hid_rows(estate):
     assert query(estate, principal=reader("contoso"), cve="CVE-1999-0001").hidden_by_permissions is False
     assert query(estate, principal=reader("fabrikam"), org="fabrikam").hidden_by_permissions is False
     assert query(estate, org="contoso", cve="CVE-1999-0001").hidden_by_permissions is False
+
+
+def test_a_readers_page_reads_its_organisation_ids_once(estate):
+    """The running containers' condition and the images-not-running condition share the reader's organisation
+    ids, read once per session; the answer is the one two lookups gave."""
+    import sqlalchemy as sa
+
+    lookups = []
+    with estate() as session:
+        engine = session.get_bind()
+
+        def count(conn, cursor, statement, *args) -> None:
+            if statement.lstrip().startswith("SELECT organizations.id"):
+                lookups.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            page = run_query(session, ExplorerFilters(), reader("contoso"), page_size=100)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(lookups) == 1
+    assert page.total == len(page.rows) == 2
+    assert {r.trail.organization for r in page.rows} == {"contoso"}

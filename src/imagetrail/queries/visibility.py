@@ -86,8 +86,15 @@ def digest_condition(session: Session, principal: Principal, digest: Any) -> Any
 
 
 def _organization_ids(session: Session, principal: Principal) -> List[int]:
-    # Read first, so the conditions name the ids and the planner sees plain filters.
-    return sorted(session.execute(select(Organization.id).where(organization_condition(principal))).scalars())
+    # Read first, so the conditions name the ids and the planner sees plain filters; once per session (a
+    # reader's explorer page builds both conditions). An organisation created later in a long session is
+    # left out: rows hidden, never shown.
+    visible = frozenset(visible_organizations(principal) or ())
+    known: Dict[frozenset, List[int]] = session.info.setdefault("visible_organization_ids", {})
+    if visible not in known:
+        known[visible] = sorted(session.execute(
+            select(Organization.id).where(organization_condition(principal))).scalars())
+    return known[visible]
 
 
 def _pushed_by(ids: List[int], digest: Any) -> Any:
