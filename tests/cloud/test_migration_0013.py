@@ -22,12 +22,12 @@ ADMIN = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organ
 READER = Principal(kind="api-key", subject="t", scopes=frozenset({"read"}), organizations=frozenset({"contoso"}))
 
 
-def _plan(conn, statement, index: str = INDEX) -> str:
+def _plan(conn, statement) -> str:
     """How the database would run ``statement`` with this index: SQLite is made to use it (``INDEXED BY``
     fails when the WHERE clause does not imply the index's); PostgreSQL is kept off the table."""
     if conn.dialect.name == "sqlite":
         sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
-        sql = sql.replace("FROM running_containers", f"FROM running_containers INDEXED BY {index}", 1)
+        sql = sql.replace("FROM running_containers", f"FROM running_containers INDEXED BY {INDEX}", 1)
         return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
     conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
