@@ -2,6 +2,8 @@
 database floor (the same rows written by plain psycopg COPY batches), with the CPU split
 between load generator, server and PostgreSQL, and the time from a collector's send until
 the image is traceable. Targets (docs/backend.md): >= 1,000 reports/s; traceable within 5 s.
+A second floor is the HTTP stack alone: the same POSTs, with wrk, to a route that answers 405
+without reading them, on the same server.
 
     python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2] [--output FILE]
 
@@ -232,6 +234,7 @@ function setup(thread)
 end
 function init(args)
   local path, nthreads = args[1], tonumber(args[2])
+  target = args[4] or "/v1/reports"
   bodies, index, created, duplicate, other = {}, 0, 0, 0, 0
   local i = 0
   for line in io.lines(path) do
@@ -242,7 +245,7 @@ function init(args)
 end
 function request()
   index = index % #bodies + 1
-  return wrk.format("POST", "/v1/reports", headers, bodies[index])
+  return wrk.format("POST", target, headers, bodies[index])
 end
 function response(status, headers, body)
   if status == 201 then created = created + 1
@@ -273,13 +276,13 @@ def ensure_wrk() -> bool:
 
 
 def run_wrk(base: str, key: str, bodies: List[dict], seconds: float, connections: int, threads: int,
-            on_start=None) -> dict:
+            on_start=None, path: str = "/v1/reports") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         script, data = Path(tmp, "post.lua"), Path(tmp, "bodies.jsonl")
         script.write_text(WRK_SCRIPT)
         data.write_text("\n".join(json.dumps(b, separators=(",", ":")) for b in bodies) + "\n")
         process = subprocess.Popen(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s",
-                                    "--timeout", "30s", "-s", str(script), base, "--", str(data), str(threads), key],
+                                    "--timeout", "30s", "-s", str(script), base, "--", str(data), str(threads), key, path],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if on_start:
             on_start(process.pid)
@@ -381,8 +384,13 @@ def main(argv=None) -> int:
                           on_start=lambda pid: client.update(pid=pid))
             after = cpu_by_group({"server": server_pid, "load generator": os.getpid()})
             traceable = send_to_traceable(base, key)
+            # The same POSTs to a GET-only route: the server answers 405 without reading the body, so
+            # this is what the HTTP stack alone (uvicorn, Starlette, the sockets) allows on these cores.
+            stack = run_wrk(base, key, bodies, seconds=args.seconds, connections=args.connections, threads=2,
+                            path="/healthz") if use_wrk else None
     elapsed = result["duration_us"] / 1e6
     rate = result["created"] / elapsed
+    stack_rate = stack["requests"] / (stack["duration_us"] / 1e6) if stack else 0.0
     cpu = {name: after[name] - before[name] for name in after}
     cores = os.cpu_count() or 1
     split = ", ".join(f"{name} {cpu[name] / elapsed / cores:.0%}" for name in
@@ -397,6 +405,9 @@ def main(argv=None) -> int:
         (f"POST /v1/reports, {args.connections} connections, {args.workers} workers", f"{rate:,.0f} reports/s",
          f"{rate / floor_rate:.2f}"),
         ("request latency", f"p50 {result['p50_us'] / 1000:.2f} ms, p99 {result['p99_us'] / 1000:.2f} ms", ""),
+        *([("HTTP stack alone: the same POSTs to GET-only /healthz (405, body unread)",
+            f"{stack_rate:,.0f} requests/s", f"{stack_rate / floor_rate:.2f}"),
+           ("ingest against the HTTP stack alone", "", f"{rate / stack_rate:.2f}")] if stack else []),
         ("CPU, share of all cores", split, ""),
         ("CPU per stored report", per_report, ""),
         ("send -> traceable (one report, then poll the trail)", summary(traceable), ""),

@@ -23,7 +23,10 @@ MAX_DEPTH = 64
 # A JSON escape of a surrogate code point (U+D800-U+DFFF): only then is the parsed value walked.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 # 19 digits in a row may be an integer past 64 bits, which orjson reads as a float (rounded): json.loads then.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Found by mapping every digit to "0" and searching for 19 zeros: the regex [0-9]{19} did the same at 10x
+# the cost (22 of a report's 32 us), as it restarts at every digit of every hex digest.
+_LONG_RUN = b"0" * 19
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"0" * 9)
 
 
 class JsonInputError(Exception):
@@ -47,7 +50,7 @@ def loads(raw: Union[bytes, str]) -> Any:
     naming what is wrong) is the one given; a body that may hold an integer past 64 bits goes to
     ``json.loads`` directly. Both give the same values for what both accept."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if _fast is not None and not _LONG_NUMBER.search(data):
+    if _fast is not None and not _may_hold_long_integer(data):
         try:
             value = _fast.loads(raw)
         except _fast.JSONDecodeError:
@@ -57,6 +60,11 @@ def loads(raw: Union[bytes, str]) -> Any:
     if _SURROGATE_ESCAPE.search(data):
         _check_text(value)
     return value
+
+
+def _may_hold_long_integer(data: bytes) -> bool:
+    """True when ``data`` has 19 or more digits in a row (an integer that may not fit in 64 bits)."""
+    return _LONG_RUN in data.translate(_DIGITS_TO_ZERO)
 
 
 def _strict_loads(raw: Union[bytes, str]) -> Any:

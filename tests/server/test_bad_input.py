@@ -139,6 +139,25 @@ def test_a_batch_failing_for_a_reason_other_than_the_driver_is_retried_report_by
     assert all(o.created for o in outcomes if isinstance(o, IngestResult))
 
 
+def test_the_long_integer_check_finds_exactly_the_runs_of_19_digits():
+    """The check that sends a body to json.loads (orjson would round the integer) matches the regex it stands
+    for on every input: 18 digits, 19, runs broken by any other byte, and random bytes."""
+    import random
+    import re
+
+    from imagetrail.json_input import _may_hold_long_integer
+
+    spelled = re.compile(rb"[0-9]{19}")
+    cases = [b"1" * 18, b"1" * 19, b"0" * 19, b"x" + b"9" * 19 + b"x", b"123456789.1234567890", b"-" + b"5" * 18,
+             b"sha256:" + b"0123456789" * 2, b"12345678901234567890"[:18] + b"a" + b"1" * 18, b""]
+    rng = random.Random(11)
+    alphabet = b"0123456789" * 6 + b"ab.,-e "  # mostly digits: runs of every length around 19
+    cases += [bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 400))) for _ in range(2000)]
+    for data in cases:
+        assert _may_hold_long_integer(data) == bool(spelled.search(data)), data
+    assert [_may_hold_long_integer(b"1" * n) for n in (18, 19, 20)] == [False, True, True]
+
+
 @pytest.mark.parametrize("raw", [
     b'{"a": 1, "a": [2, 3.25, -0.0, 1e-7, 1E+300, true, false, null]}',  # a repeated key: the last one wins
     '{"name": "caf\\u00e9 \\ud83d\\ude00 \u00fc", "tab": "a\\tb", "slash": "\\/"}'.encode(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Coroutine, Dict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -60,7 +60,7 @@ def _request_body_schema() -> Dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-async def post_report(request: Request, principal: Principal = Depends(authorized)) -> JSONResponse:
+async def post_report(request: Request, principal: Principal = Depends(authorized)) -> Response:
     body = await json_body(request)
     # The compiled validator accepts a valid report in microseconds, on the event loop; only a
     # refused one goes to the (slow) reference validator, off the loop, to word the error.
@@ -86,7 +86,9 @@ async def post_report(request: Request, principal: Principal = Depends(authorize
         request.app.state.reconcile_scheduler.note_report()  # the first report after a gap wakes reconcile
     answer = IngestAnswer(status="created" if result.created else "duplicate", reportId=result.report_id,
                           pushes=result.pushes)
-    return JSONResponse(answer.model_dump(), status_code=201 if result.created else 200)
+    # Encoded by pydantic's own serializer: JSONResponse's dict and json.dumps cost more on this hot path.
+    return Response(answer.model_dump_json(), status_code=201 if result.created else 200,
+                    media_type="application/json")
 
 
 router.add_api_route(

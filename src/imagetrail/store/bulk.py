@@ -49,6 +49,12 @@ def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
                                   dialect=conn.dialect) from exc
 
 
+def execute_fixed(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
+    """PostgreSQL only: run a fixed statement text (psycopg ``%s`` placeholders) in ``conn``'s transaction and
+    return its cursor; for hot-path statements whose SQLAlchemy compilation costs more than their execution."""
+    return _execute(conn, sql, params)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

@@ -23,7 +23,7 @@ class FactStatement(Base):
     __table_args__ = (UniqueConstraint("run_id", "fact", "value", "credential_kind", "credential_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))  # indexed by the unique key
     fact: Mapped[str] = mapped_column(String(16))  # repository | branch | commit | requester
     value: Mapped[str] = mapped_column(String(REF_LEN))  # clone URI, ref, commit, person key
     ref_id: Mapped[Optional[int]] = mapped_column(Integer)  # repositories.id / people.id of that value

@@ -107,7 +107,7 @@ class Run(Base):
     __table_args__ = (UniqueConstraint("pipeline_id", "external_id", "attempt"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"), index=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))  # indexed by the unique key
     external_id: Mapped[str] = mapped_column(String(255))
     attempt: Mapped[int] = mapped_column(Integer, default=1)  # GitHub run attempt; 1 on Azure DevOps
     number: Mapped[Optional[str]] = mapped_column(String(255))
@@ -133,7 +133,7 @@ class Job(Base):
     __table_args__ = (UniqueConstraint("run_id", "external_id", "attempt"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))  # indexed by the unique key
     external_id: Mapped[str] = mapped_column(String(255))  # job id, else job name
     name: Mapped[Optional[str]] = mapped_column(String(512))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -177,7 +177,7 @@ class Push(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"))  # indexed by the unique key
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     reference_id: Mapped[int] = mapped_column(ForeignKey("image_references.id"))
     digest: Mapped[Optional[str]] = mapped_column(ForeignKey("images.digest"))  # None only with digest_error
@@ -202,7 +202,7 @@ class ImageRelation(Base):
     __table_args__ = (UniqueConstraint("index_digest", "manifest_digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    index_digest: Mapped[str] = mapped_column(String(71), index=True)
+    index_digest: Mapped[str] = mapped_column(String(71))  # indexed by the unique key
     manifest_digest: Mapped[str] = mapped_column(String(71), index=True)
     os: Mapped[Optional[str]] = mapped_column(String(64))
     architecture: Mapped[Optional[str]] = mapped_column(String(64))
