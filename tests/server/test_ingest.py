@@ -133,6 +133,20 @@ def test_report_id_must_match_the_content(client, admin):
     assert response.json()["detail"].startswith("reportId: ")
 
 
+def test_the_report_id_of_a_fixed_report_never_changes():
+    """The reportId is a contract with every collector already deployed: the same job's report must keep its
+    id across server and collector versions (non-ASCII names, a missing digest, pushes out of order)."""
+    from imagetrail.report import compute_report_id
+
+    report = {"context": {"system": "azure-devops", "organization": {"id": None, "name": "Contoso \u00dcn\u00efcode"},
+                          "project": {"id": "p1"}, "pipeline": {"id": "12"}, "run": {"id": "420", "attempt": 2},
+                          "job": {"name": "Build \u2603"}},
+              "pushes": [{"reference": "r.io/b:1", "digest": None},
+                         {"reference": "r.io/a:1", "digest": "sha256:" + "a" * 64},
+                         {"reference": "r.io/a:1", "digest": "sha256:" + "0" * 64}]}
+    assert compute_report_id(report) == "sha256:997c50543d1b9ff6339045b1a9ecab9d314a0306ef6f7f1f96432a0a80026290"
+
+
 @pytest.mark.parametrize("raw", [b"{not json", json.dumps(body(ado_report())).encode()[:-40], b"\xff\xfe",
                                  b""])
 def test_bodies_that_are_not_json_are_400(client, admin, raw):
