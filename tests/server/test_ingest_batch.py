@@ -124,3 +124,49 @@ def test_two_writers_naming_each_others_runs_do_not_deadlock(postgres_url, caplo
             assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 6
     finally:
         engine.dispose()
+
+
+def test_a_batch_meeting_connections_the_database_dropped_is_written_on_new_ones(postgres_url, caplog):
+    """After a database restart or pg_terminate_backend, every pooled connection is dead, and one back from its
+    last batch moments ago is not pinged. The batch that meets one is written again on a new connection (the
+    pool replaces all its older ones), instead of answering 503 once per dead connection."""
+    import threading
+
+    from imagetrail.store.db import make_engine, make_sessionmaker
+    from imagetrail.store.migrate import upgrade
+
+    name = "imagetrail-dropped-test"
+    engine = make_engine(postgres_url + f"&application_name={name}")
+    admin = sa.create_engine(postgres_url.split("?")[0], isolation_level="AUTOCOMMIT")
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        # several connections in the pool, all checked in moments ago
+        barrier = threading.Barrier(3, timeout=20)
+
+        def hold_a_connection(n: int) -> None:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                barrier.wait()
+
+        holders = [threading.Thread(target=hold_a_connection, args=(n,)) for n in range(3)]
+        for holder in holders:
+            holder.start()
+        for holder in holders:
+            holder.join(30)
+        assert engine.pool.checkedin() >= 3
+        with admin.connect() as conn:
+            dropped = conn.execute(sa.text(
+                "WITH server AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE application_name = :name) "
+                "SELECT pid FROM server WHERE pg_terminate_backend(pid)"), {"name": name}).scalars().all()
+        assert len(dropped) >= 3
+        caplog.set_level("INFO", logger="imagetrail.ingest.reports")
+        for n in range(3):  # one batch per dead connection, had each been found one at a time
+            outcomes = store_reports(sessions, [(body(ado_report(run_id=f"30{n}", job="A")), ADMIN)])
+            assert [type(o).__name__ for o in outcomes] == ["IngestResult"], outcomes
+            assert outcomes[0].created
+        assert [r.getMessage() for r in caplog.records if "lost connection" in r.getMessage()] == [
+            "a batch of 1 reports is retried after a lost connection (attempt 1)"]
+    finally:
+        engine.dispose()
+        admin.dispose()

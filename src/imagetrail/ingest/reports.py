@@ -260,10 +260,14 @@ def _store_with_retries(sessions: sessionmaker[Session], items: Sequence[_Typed]
                 results = _store_batch(conn, items, cache, learned)
         except DBAPIError as exc:
             sqlstate = getattr(exc.orig, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+            # A pooled connection found dead (a database restart, pg_terminate_backend): the pool replaces its
+            # older connections and the batch is written again on a new one. Safe because ingest is idempotent:
+            # if the lost connection had committed, the reports come back as duplicates of themselves.
+            if (sqlstate not in RETRYABLE_SQLSTATES and not exc.connection_invalidated) or attempt == MAX_ATTEMPTS:
                 raise
             # Rare by design (locks are taken in one order); seen often, it means writers collide.
-            log.info("a batch of %d reports is retried after SQLSTATE %s (attempt %d)", len(items), sqlstate, attempt)
+            log.info("a batch of %d reports is retried after %s (attempt %d)", len(items),
+                     f"SQLSTATE {sqlstate}" if sqlstate in RETRYABLE_SQLSTATES else "a lost connection", attempt)
             continue
         cache.learn(learned, time.monotonic())
         return results

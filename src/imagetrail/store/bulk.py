@@ -35,7 +35,10 @@ def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
 
     These fixed statements skip SQLAlchemy's per-statement work (result metadata...), which cost
     more CPU than the statement did in PostgreSQL; errors are translated the way SQLAlchemy does
-    it (DBAPIError subclasses; a lost connection is invalidated), so callers see no difference.
+    it (DBAPIError subclasses), so callers see no difference. A lost connection is handled as
+    SQLAlchemy handles it for its own statements: the pool's connections made before now are
+    replaced on their next checkout (a restart or pg_terminate_backend took them all), and this
+    one is invalidated.
     """
     import psycopg
 
@@ -44,6 +47,9 @@ def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
     except psycopg.Error as exc:
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
         if lost:
+            # Pool._invalidate is what SQLAlchemy's Connection calls on a disconnect; no public call
+            # marks the pool's older connections stale without closing the ones in use.
+            conn.engine.pool._invalidate(conn.connection, exc, _checkin=False)
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost,
                                   dialect=conn.dialect) from exc

@@ -105,8 +105,8 @@ def _without_jit(engine: Engine) -> None:
 # A pooled connection idle this long is pinged before use. SQLAlchemy's pool_pre_ping pings on every
 # checkout: a round trip (and ~0.2 ms of CPU) per request that a connection back from its last request
 # moments ago does not need. After a PostgreSQL restart or pg_terminate_backend the first statement on
-# such a fresh-looking connection fails instead, SQLAlchemy invalidates the pool, and the request answers
-# 503 (retryable); the clients retry.
+# such a fresh-looking connection fails instead and the pool's older connections are replaced; an ingest batch
+# is written again on a new one (ingest/reports.py), another request answers 503 (retryable).
 IDLE_BEFORE_PING = 2.0
 
 
