@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple, Union
 
 from sqlalchemy import (
     Connection,
@@ -199,15 +199,13 @@ def lock_container_organizations(target: Union[Connection, Session], exclusive: 
         execute_fixed(conn, f"SELECT {function}(%s)", (VISIBILITY_LOCK,))
 
 
-# The edits below as fixed PostgreSQL texts (every ingest batch runs one: SQLAlchemy's compilation of the
-# statements that SQLite runs cost more than PostgreSQL's execution). %s: the text added or replaced, the
-# digests as a JSON array, and the LIKE pattern of the organisation's marker (an integer: no wildcard in it).
-_PG_EDIT = {
-    True: "UPDATE running_containers SET organization_ids = organization_ids || %s",
-    False: "UPDATE running_containers SET organization_ids = replace(organization_ids, %s, ',')",
-}
-_PG_EDIT_WHERE = (" WHERE digest = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
-                  " AND organization_ids IS NOT NULL AND organization_ids {} %s")
+# On PostgreSQL the edits are fixed texts (every ingest batch runs one: SQLAlchemy's compilation of the statements
+# SQLite runs cost more than PostgreSQL's execution). %s: the text appended or replaced, the digests as a JSON
+# array, and the LIKE pattern of the organisation's marker (an integer: no wildcard in it).
+_PG_DIGESTS = ("WHERE digest = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+               " AND organization_ids IS NOT NULL AND organization_ids")
+_PG_ADD = f"UPDATE running_containers SET organization_ids = organization_ids || %s {_PG_DIGESTS} NOT LIKE %s"
+_PG_REMOVE = f"UPDATE running_containers SET organization_ids = replace(organization_ids, %s, ',') {_PG_DIGESTS} LIKE %s"
 
 
 def _edit_containers(conn: Connection, added: Sequence[Tuple[str, int]], removed: Sequence[Tuple[str, int]]) -> None:
@@ -215,37 +213,27 @@ def _edit_containers(conn: Connection, added: Sequence[Tuple[str, int]], removed
     if not added and not removed:
         return
     lock_container_organizations(conn)
-    if conn.dialect.name == "postgresql":
-        _edit_containers_postgres(conn, added, removed)
-        return
+    postgres = conn.dialect.name == "postgresql"
     column = RunningContainer.__table__.c.organization_ids
     digest = RunningContainer.__table__.c.digest
-    for pairs, is_added in ((added, True), (removed, False)):
-        by_org: Dict[int, List[str]] = defaultdict(list)
-        for d, org in pairs:
-            by_org[org].append(d)
-        for org, digests in sorted(by_org.items()):
-            marker = f",{int(org)},"
-            if is_added:
-                values, has = column + f"{int(org)},", column.not_like(f"%{marker}%")
-            else:
-                values, has = func.replace(column, marker, ","), column.like(f"%{marker}%")
-            for chunk in _chunks(sorted(set(digests))):
-                conn.execute(update(RunningContainer.__table__)
-                             .where(digest.in_(chunk), column.is_not(None), has)
-                             .values(organization_ids=values))
-
-
-def _edit_containers_postgres(conn: Connection, added: Sequence[Tuple[str, int]],
-                              removed: Sequence[Tuple[str, int]]) -> None:
     for pairs, is_added in ((added, True), (removed, False)):
         by_org: Dict[int, Set[str]] = defaultdict(set)
         for d, org in pairs:
             by_org[int(org)].add(d)
-        sql = _PG_EDIT[is_added] + _PG_EDIT_WHERE.format("NOT LIKE" if is_added else "LIKE")
         for org, digests in sorted(by_org.items()):
-            execute_fixed(conn, sql, (f"{org}," if is_added else f",{org},", json.dumps(sorted(digests)),
-                                      f"%,{org},%"))
+            marker = f",{org},"
+            if postgres:
+                execute_fixed(conn, _PG_ADD if is_added else _PG_REMOVE,
+                              (f"{org}," if is_added else marker, json.dumps(sorted(digests)), f"%{marker}%"))
+                continue
+            if is_added:
+                values, has = column + f"{org},", column.not_like(f"%{marker}%")
+            else:
+                values, has = func.replace(column, marker, ","), column.like(f"%{marker}%")
+            for chunk in _chunks(sorted(digests)):
+                conn.execute(update(RunningContainer.__table__)
+                             .where(digest.in_(chunk), column.is_not(None), has)
+                             .values(organization_ids=values))
 
 
 def fill_container_organizations(target: Union[Connection, Session], cluster_id: Optional[int] = None) -> int:

@@ -30,8 +30,9 @@ def _postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
-    """Run ``sql`` on the psycopg connection under ``conn`` (same transaction) and return its cursor.
+def execute_fixed(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
+    """PostgreSQL only: run the fixed statement text ``sql`` (psycopg ``%s`` placeholders) on the psycopg
+    connection under ``conn`` (same transaction) and return its cursor.
 
     These fixed statements skip SQLAlchemy's per-statement work (result metadata...), which cost
     more CPU than the statement did in PostgreSQL; errors are translated the way SQLAlchemy does
@@ -53,12 +54,6 @@ def _execute(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost,
                                   dialect=conn.dialect) from exc
-
-
-def execute_fixed(conn: Connection, sql: str, params: Tuple[Any, ...]) -> Any:
-    """PostgreSQL only: run a fixed statement text (psycopg ``%s`` placeholders) in ``conn``'s transaction and
-    return its cursor; for hot-path statements whose SQLAlchemy compilation costs more than their execution."""
-    return _execute(conn, sql, params)
 
 
 def _json_value(value: Any) -> Any:
@@ -120,7 +115,7 @@ def insert_many(conn: Connection, table: Table, rows: Rows, *, skip_conflicts_on
     quote = conn.dialect.identifier_preparer.quote
     sql = _insert_sql(quote, table.name, tuple(columns), tuple(skip_conflicts_on) if skip_conflicts_on else None,
                       tuple(returning))
-    cursor = _execute(conn, sql, (_rows_json(rows),))
+    cursor = execute_fixed(conn, sql, (_rows_json(rows),))
     return cursor.fetchall() if returning else []
 
 
@@ -135,7 +130,7 @@ def select_by_keys(conn: Connection, table: Table, key_columns: Sequence[str], k
             else table.c[key_columns[0]].in_([key[0] for key in keys])
         return conn.execute(select(*(table.c[name] for name in columns)).where(where)).all()
     sql = _select_sql(conn.dialect.identifier_preparer.quote, table.name, tuple(key_columns), tuple(columns))
-    return _execute(conn, sql, (_rows_json(dict(zip(key_columns, key)) for key in keys),)).fetchall()
+    return execute_fixed(conn, sql, (_rows_json(dict(zip(key_columns, key)) for key in keys),)).fetchall()
 
 
 def rows_source(conn: Connection, table: Table, columns: Sequence[str]) -> str:
@@ -151,6 +146,6 @@ def rows_source(conn: Connection, table: Table, columns: Sequence[str]) -> str:
 def returned_with_rows(conn: Connection, sql: str, rows: Rows) -> List[Tuple[Any, ...]]:
     """Run ``sql``, whose one parameter is a ``rows_source``, with ``rows``; returns the rows its RETURNING
     clause returned."""
-    result = _execute(conn, sql, (_rows_json(rows),)) if _postgres(conn) else \
+    result = execute_fixed(conn, sql, (_rows_json(rows),)) if _postgres(conn) else \
         conn.exec_driver_sql(sql, (_rows_json(rows),))
     return [tuple(row) for row in result.fetchall()]
