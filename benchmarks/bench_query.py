@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import statistics
 import sys
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import sqlalchemy as sa  # noqa: E402
+from bench_ingest import settle  # noqa: E402
 
 from imagetrail.auth import Principal  # noqa: E402
 from imagetrail.ingest.cloud import refresh_container_columns  # noqa: E402
@@ -227,14 +227,6 @@ def measure(fn, repeat: int):
         fn()
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings), percentile(timings, 0.99)
-
-
-def settle(below: float = 1.0, longest: float = 180.0) -> float:
-    """Wait (at most ``longest`` s) for the 1-minute load average to fall under ``below``; returns it."""
-    deadline = time.monotonic() + longest
-    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
-        time.sleep(5)
-    return os.getloadavg()[0]
 
 
 def main() -> int:
