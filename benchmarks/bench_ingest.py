@@ -51,7 +51,8 @@ from tests.support.live_server import free_port  # noqa: E402
 
 
 @contextmanager
-def fresh_schema() -> Iterator[str]:
+def fresh_schema(keep: bool = False) -> Iterator[str]:
+    """A new PostgreSQL schema, dropped afterwards unless ``keep`` (then its name is printed, for EXPLAIN)."""
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -59,8 +60,11 @@ def fresh_schema() -> Iterator[str]:
     try:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if keep:
+            print(f"kept schema {schema}")
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 

@@ -1,7 +1,7 @@
 """Trace latency on PostgreSQL with 1,000,000 stored pushes, over HTTP, next to a plain
 indexed SELECT of the same pushes in the same run. Target (docs/backend.md): p99 < 20 ms.
 
-    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400] [--before-src DIR] [--output FILE]
+    python3 benchmarks/bench_trace.py [--pushes 1000000] [--queries 400] [--before-src DIR] [--output FILE] [--keep-schema]
 
 ``--before-src DIR`` also measures a server run from another source tree on the same data
 (e.g. the previous commit: ``git archive HEAD src | tar -x -C DIR``) for before/after rows.
@@ -231,8 +231,9 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--before-src", default="", help="also measure a server from this source tree")
     parser.add_argument("--output", default="", help="write the results to this file, not benchmarks/results/")
+    parser.add_argument("--keep-schema", action="store_true", help="leave the loaded schema for EXPLAIN")
     args = parser.parse_args(argv)
-    with fresh_schema() as url:
+    with fresh_schema(keep=args.keep_schema) as url:
         migrate(url)
         started = time.perf_counter()
         samples = load(libpq_dsn(url), args.pushes)

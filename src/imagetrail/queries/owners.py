@@ -141,7 +141,7 @@ def requester_owner(trail: Trail, policy: Optional[OwnerPolicy] = None) -> Optio
         return None
     owner = _requester(trail.owner_name, trail.owner_email, trail.system == "github",
                        trail.evidence.get("requester", CLAIMED), policy or _DEFAULT_POLICY)
-    return owner.model_copy() if owner else None
+    return owner  # frozen, so one entry serves every push of this requester
 
 
 _DEFAULT_POLICY = OwnerPolicy()

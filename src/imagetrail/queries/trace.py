@@ -47,6 +47,7 @@ from imagetrail.store.models.evidence import FactStatement
 from imagetrail.store.models.owners import RunOwner
 from imagetrail.store.models.registry import RegistryAttribution, RegistryEvent
 from imagetrail.views.trace import (
+    FactEvidence,
     ImageRow,
     TraceAnswer,
     TrailPush,
@@ -71,10 +72,15 @@ def _safe_url(url: Optional[str]) -> Optional[str]:
     return safe_url(url)
 
 
+@lru_cache(maxsize=4096)
+def _path_segment(project: str) -> str:
+    return quote(project)  # remembered like _safe_url: a page names the same few projects
+
+
 def run_link(system: str, server_url: Optional[str], project: str, run_id: str, reported: Optional[str]) -> Optional[str]:
     base = _safe_url(server_url)
     if base and system == "azure-devops" and run_id.isdigit():
-        return f"{base.rstrip('/')}/{quote(project)}/_build/results?buildId={run_id}"
+        return f"{base.rstrip('/')}/{_path_segment(project)}/_build/results?buildId={run_id}"
     if base and system == "github" and run_id.isdigit():
         return f"{base.rstrip('/')}/{project}/actions/runs/{run_id}"
     return safe_url(reported)
@@ -304,11 +310,21 @@ def _push_fields(trail: Trail, matched_by: str) -> Dict[str, Any]:
         owners=trail.owners,
         evidence=dict(report_id=trail.report_id, received_at=trail.received_at, identity_kind=trail.identity_kind,
                       identity_subject=trail.identity_subject),
-        facts={fact: dict(evidence=level, competing=trail.competing.get(fact, []))
-               for fact, level in trail.evidence.items()},
+        facts={fact: _fact_evidence(level, trail.competing.get(fact)) for fact, level in trail.evidence.items()},
         # given, not defaulted: a mutable default is deep-copied per push
         sources=["collector"], registry_events=[],
     )
+
+
+def _fact_evidence(level: str, competing: Optional[List[Stated]]) -> Any:
+    """A fact's evidence: its competing values when disputed, else the one shared (frozen) entry of its level.
+    Eight facts a push: validating a new entry for each was half of validating a trace page."""
+    return dict(evidence=level, competing=competing) if competing else _undisputed(level)
+
+
+@lru_cache(maxsize=16)
+def _undisputed(level: str) -> FactEvidence:
+    return FactEvidence(evidence=level)
 
 
 def _page_bounds(limit: int, before: Optional[str]) -> Optional[Cursor]:

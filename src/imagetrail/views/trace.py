@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Dict, List, Optional, Tuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from imagetrail.views.registry import ClaimInfo, RegistryEventInfo
 from imagetrail.views.trail import OwnerEntry, RelatedDigest, Stated
@@ -54,6 +54,9 @@ class Evidence(BaseModel):
 
 
 class FactEvidence(BaseModel):
+    # Frozen: a trace page shares one instance per level among the facts no one disputes (queries.trace).
+    model_config = ConfigDict(frozen=True)
+
     evidence: str  # verified | claimed | disputed
     competing: List[Stated] = []  # a disputed fact: every value stated, and who stated it
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Dict, List, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class OwnerEntry(BaseModel):
     """One owner of an image, in order, with where it came from (cloud/owners.py)."""
+
+    # Frozen: the trace shares one entry among the pushes of the same requester (queries.owners).
+    model_config = ConfigDict(frozen=True)
 
     source: str  # codeowners | commit-author | team-mapping | requester
     name: Optional[str] = None
