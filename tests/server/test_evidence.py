@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import pytest
+from pydantic import ValidationError
 
 from imagetrail.auth import SCOPE_INGEST, Principal
 from imagetrail.auth.report_claims import assess
 from imagetrail.facts import CLAIMED, VERIFIED
 from imagetrail.report import Person
+from imagetrail.views.trace import FactEvidence
 from tests.server.conftest import new_key
 from tests.server.reports import ADO_ORG_ID, ADO_PROJECT_ID, ado_report, body, digest, github_report
 from tests.server.test_auth import trusted  # noqa: F401  (fixture: the app trusting the local issuer)
@@ -117,6 +119,31 @@ def test_claims_never_silently_overwrite_claims(client):
     assert levels(push)["commit"] == "disputed" and levels(push)["repository"] == CLAIMED
     assert sorted(s["value"] for s in push["facts"]["commit"]["competing"]) == ["a" * 40, "c" * 40]
     assert push["source"]["commit"] == "a" * 40  # the first stated, marked disputed: not replaced
+
+
+def test_a_page_keeps_each_push_s_own_competing_values(client):
+    """The trace shares one frozen evidence entry per level among undisputed facts: a disputed fact's values
+    stay on its own push, and a shared entry cannot be changed in place."""
+    first, second = new_key(client, "contoso", "ingest"), new_key(client, "*", "ingest")
+    assert client.post("/v1/reports", json=body(ado_report(run_id="7100")), headers=first).status_code == 201
+    disputed = body(ado_report(run_id="7100", job="Test", commit="c" * 40))
+    assert client.post("/v1/reports", json=disputed, headers=second).status_code == 201
+    assert client.post("/v1/reports", json=body(ado_report(run_id="7101")), headers=first).status_code == 201
+    page = client.get("/v1/trail", params={"reference": "127.0.0.1:5000/web/app:1.0"},
+                      headers=new_key(client, "*", "read")).json()
+    by_run = {}
+    for push in page["pushes"]:
+        by_run.setdefault(push["run"]["id"], []).append(push)
+    assert sorted(by_run) == ["7100", "7101"]
+    for push in by_run["7100"]:
+        assert levels(push)["commit"] == "disputed"
+        assert sorted(s["value"] for s in push["facts"]["commit"]["competing"]) == ["a" * 40, "c" * 40]
+    (other,) = by_run["7101"]
+    assert levels(other)["commit"] == CLAIMED
+    assert all(known["competing"] == [] for known in other["facts"].values())
+    shared = FactEvidence(evidence=CLAIMED)
+    with pytest.raises(ValidationError):
+        shared.evidence = VERIFIED
 
 
 def github_token(issuer, run_id: str = "9001") -> Dict[str, str]:
