@@ -1,10 +1,10 @@
-"""A serving process tunes the cyclic garbage collector at startup (server/app.py ``_tune_gc``)."""
+"""A serving process tunes the cyclic garbage collector at startup (``imagetrail.gc_pause.tune_for_serving``, called by server/app.py's lifespan)."""
 
 from __future__ import annotations
 
 import gc
 
-from imagetrail.server.app import SERVING_GC_THRESHOLDS
+from imagetrail.gc_pause import SERVING_GC_THRESHOLDS
 
 
 def test_a_started_app_freezes_its_startup_objects_and_collects_young_ones_in_larger_steps(make_client):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Optional
@@ -17,6 +16,7 @@ from imagetrail import __version__
 from imagetrail.api.limits import BodyLimitMiddleware
 from imagetrail.auth.api_keys import KeyCache
 from imagetrail.auth.tokens import TokenVerifier
+from imagetrail.gc_pause import tune_for_serving
 from imagetrail.ingest.registry_events import store_event_batches
 from imagetrail.ingest.writer import IngestWriter
 from imagetrail.services.attribution_worker import AttributionWorker
@@ -25,29 +25,13 @@ from imagetrail.store.db import make_engine, make_sessionmaker
 
 log = logging.getLogger("imagetrail.server")
 
-# Collector thresholds of a serving process (CPython's default is (700, 10, 10)); see _tune_gc.
-SERVING_GC_THRESHOLDS = (50_000, 50, 100)
-
-
-def _tune_gc() -> None:
-    """Each request allocates hundreds of short-lived objects (JSON, typed report, rows): with the default
-    thresholds the cyclic collector ran every few requests, and its older generations walked every object
-    the process had imported. Measured under ingest load: 10-25% of the server's CPU per report. What is
-    alive once the app has started is kept out of collection (it lives as long as the process), and young
-    objects are collected in larger steps; reference counting still frees almost everything at once.
-    Without the freeze each full collection walked ~140,000 startup objects: a ~90 ms pause on whichever
-    request triggered it (the trace's p99)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*SERVING_GC_THRESHOLDS)
-
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Background work of a serving process only (not of one-off tools or tests that never start
     # the app): registry attribution picks up what a restart left queued, and a reconcile pass at
     # startup covers the backend's own downtime.
-    _tune_gc()
+    tune_for_serving()
     app.state.attribution.start()
     scheduler = app.state.reconcile_scheduler
     if scheduler is not None:
