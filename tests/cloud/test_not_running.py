@@ -233,6 +233,7 @@ def _assert_listing_is_the_rule(sessions):
             pushed_images(ExplorerFilters(running=False, min_severity="high"), ADMIN).distinct()).scalars())
     assert listed == rule and high == rule_high
     assert query(sessions, running=False).total == len(rule)
+    _assert_pages_are_worst_first(sessions, ADMIN, rule)
     for organization in ("contoso", "fabrikam"):  # contoso pushed the images no cluster runs, fabrikam none
         principal = reader(organization)
         with sessions() as session:
@@ -245,6 +246,25 @@ def _assert_listing_is_the_rule(sessions):
                 pushed_images(ExplorerFilters(running=False), principal).distinct()).scalars())
         assert listed == rule & theirs and pushed <= listed
         assert query(sessions, principal, running=False).total == len(listed)
+        _assert_pages_are_worst_first(sessions, principal, listed)
+
+
+def _assert_pages_are_worst_first(sessions, principal, listed):
+    """With a vulnerability filter the page is read from the summaries in severity order: it lists the images
+    not running that have such a summary (of ``listed``), worst first (or best first), the digest breaking ties,
+    as the summaries say, and its total counts them."""
+    from imagetrail.store.models.cloud import VulnerabilitySummary as vs
+
+    with sessions() as session:
+        summaries = {d: (worst, critical, high) for d, worst, critical, high in session.execute(
+            select(vs.digest, vs.max_severity, vs.critical, vs.high).where(vs.max_severity >= 2))}
+        for sort, worst_first in (("-severity", True), ("severity", False)):
+            page = run_query(session, ExplorerFilters(running=False, min_severity="low"), principal,
+                             page_size=100, sort=sort)
+            wanted = sorted((d for d in listed if d in summaries),
+                            key=lambda d: (tuple(-n if worst_first else n for n in summaries[d]), d))
+            assert [row.digest for row in page.rows] == wanted and page.total == len(wanted), sort
+            assert all(row.running is False for row in page.rows)
 
 
 def _running_flags(sessions) -> dict:

@@ -33,7 +33,7 @@ import binascii
 import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import Select, and_, false, func, select, tuple_, union_all
+from sqlalchemy import Select, and_, false, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -122,6 +122,23 @@ def not_running(digest: Any) -> list:
     return [~way for way in running_ways(digest)]
 
 
+def _reads_pushed_digests(filters: ExplorerFilters) -> bool:
+    """Images not running come from ``pushed_digests`` (no trail, registry or repository filter: those need the
+    pushes themselves)."""
+    return not (filters.trail_filtered() or filters.registry or filters.repository)
+
+
+def _pushed_not_running(session: Session, filters: ExplorerFilters, principal: Principal) -> Tuple[list, list]:
+    """(known, unknown): conditions on ``pushed_digests`` rows no cluster runs that ``principal`` may see. Known:
+    ``running`` is false; unknown: not filled yet (NULL), so checked here against the running containers."""
+    p = PushedDigest
+    shared = [digest_condition(session, principal, p.digest)]
+    if filters.digests:
+        shared.append(p.digest.in_(sorted(set(filters.digests))))
+    # "= false" reads the index; "IS FALSE" does not
+    return [p.running == false(), *shared], [p.running.is_(None), *shared, *not_running(p.digest)]
+
+
 def _not_running_digests(session: Session, filters: ExplorerFilters, principal: Principal) -> Select:
     """Distinct pushed digests no cluster runs matching ``filters`` (one column).
 
@@ -130,23 +147,49 @@ def _not_running_digests(session: Session, filters: ExplorerFilters, principal: 
     the running containers; a reader of some organisations keeps the digests ``digest_organizations`` gives
     them, the rule the running containers follow.
     """
-    if filters.trail_filtered() or filters.registry or filters.repository:
+    if not _reads_pushed_digests(filters):
         return pushed_images(filters.model_copy(update={"running": False}), principal).distinct()
     p, vs = PushedDigest, VulnerabilitySummary
-    visible = digest_condition(session, principal, p.digest)
+    known, unknown = _pushed_not_running(session, filters, principal)
     # Two disjoint parts, each read from its own index range: an OR of them made one scan with the checks as
     # per-row subplans (and a cost estimate that had PostgreSQL JIT-compile the statement, ~200 ms).
-    known = select(p.digest).where(p.running == false(), visible)  # "= false" reads the index; "IS FALSE" not
-    unknown = select(p.digest).where(p.running.is_(None), visible, *not_running(p.digest))
-    if filters.digests:
-        wanted = sorted(set(filters.digests))
-        known, unknown = known.where(p.digest.in_(wanted)), unknown.where(p.digest.in_(wanted))
-    digests = union_all(known, unknown).subquery()
+    digests = union_all(select(p.digest).where(*known), select(p.digest).where(*unknown)).subquery()
     query = select(digests.c.digest)
     vulnerability = _vulnerability_conditions(filters, vs.scan_id, vs.max_severity, vs.max_fixable_severity)
     if vulnerability:
         query = query.join(vs, vs.digest == digests.c.digest).where(*vulnerability)
     return query
+
+
+def _not_running_rows(session: Session, filters: ExplorerFilters, principal: Principal, digests: Any,
+                      sort: str) -> Select:
+    """(digest, summary or None) of the images not running, in page order (``digests``: their subquery).
+
+    With a vulnerability filter every row has a summary, so the page is read from the summaries in severity order
+    (``ix_vulnerability_summaries_by_severity``) with a lookup in ``pushed_digests`` for each, and stops at the
+    page's last row: an admin's "not running, high or worse" page at 1,000,000 pushes went from a join and sort of
+    all ~60,000 matches (180 ms) to ~55 index lookups (0.3 ms). Its total is still counted in full.
+    """
+    vs = VulnerabilitySummary
+    vulnerability = _vulnerability_conditions(filters, vs.scan_id, vs.max_severity, vs.max_fixable_severity)
+    if vulnerability and _reads_pushed_digests(filters):
+        p = PushedDigest
+        known, unknown = _pushed_not_running(session, filters, principal)
+        order = {
+            "-severity": [vs.max_severity.desc(), vs.critical.desc(), vs.high.desc()],
+            "severity": [vs.max_severity, vs.critical, vs.high],
+        }.get(sort, [])
+        return (select(vs.digest, vs).join(p, p.digest == vs.digest)
+                .where(*vulnerability, or_(and_(*known), and_(*unknown)))
+                .order_by(*order, vs.digest))
+    severity = func.coalesce(vs.max_severity, -1)
+    critical, high = func.coalesce(vs.critical, 0), func.coalesce(vs.high, 0)
+    order = {
+        "-severity": [severity.desc(), critical.desc(), high.desc()],
+        "severity": [severity, critical, high],
+    }.get(sort, [])
+    return (select(digests.c.digest, vs).outerjoin(vs, vs.digest == digests.c.digest)
+            .order_by(*order, digests.c.digest))
 
 
 def pushed_images(filters: ExplorerFilters, principal: Principal) -> Select:
@@ -186,22 +229,11 @@ def _not_running_page(
     if filters.container_filtered():
         return 0, []
     digests = _not_running_digests(session, filters, principal).subquery()
-    vs = VulnerabilitySummary
     total = session.execute(select(func.count()).select_from(digests)).scalar_one()
     if limit <= 0 or not total:
         return total, []
-    severity = func.coalesce(vs.max_severity, -1)
-    critical, high = func.coalesce(vs.critical, 0), func.coalesce(vs.high, 0)
-    order = {
-        "-severity": [severity.desc(), critical.desc(), high.desc()],
-        "severity": [severity, critical, high],
-    }.get(sort, [])
     rows = session.execute(
-        select(digests.c.digest, vs)
-        .outerjoin(vs, vs.digest == digests.c.digest)
-        .order_by(*order, digests.c.digest)
-        .limit(limit)
-        .offset(offset)
+        _not_running_rows(session, filters, principal, digests, sort).limit(limit).offset(offset)
     ).all()
     wanted = [digest for digest, _ in rows]
     trails = find_trails(session, wanted, filters, principal)
