@@ -133,3 +133,17 @@ def test_cli_sync_scans_query_and_gaps_against_the_real_server(tmp_path, databas
         plan = cli("remediate", "--exposed", "--dry-run", env=env)
         assert plan.returncode == 0 and plan.stdout.splitlines()[1].split()[:2] == ["would-create", "contoso/shop"], \
             plan.stdout
+        # The other client commands read their answers through the API's response models too.
+        coverage = cli("query", "--coverage", env=env)
+        assert coverage.returncode == 0, coverage.stderr
+        lines = coverage.stdout.splitlines()
+        prod = lines[2].split()
+        assert lines[0] == "clusters:" and prod[:2] == ["prod", "live"] and prod[3:] == ["6", "3"], lines
+        assert prod[2].endswith("+00:00")  # every time with its offset
+        assert "registries:" in lines and any(line.split()[:2] == ["registry.example.com", "3"] for line in lines)
+        sheet = cli("query", "--coverage", "--format", "csv", env=env).stdout.strip().splitlines()
+        assert sheet[0].startswith("section,name,source,synced_at,containers,untraced,registry,pushes")
+        assert [line.split(",")[0] for line in sheet[1:]] == ["clusters", "registries", "projects", "projects",
+                                                             "scanners"]
+        close = cli("remediate", "--close-suggestions", env=env)
+        assert close.returncode == 0 and close.stdout.strip() == "no item to suggest closing", close.stdout

@@ -12,11 +12,13 @@ import dataclasses
 import pytest
 
 from imagetrail import report as r
+from imagetrail.client.owners import owner_rows
 from imagetrail.ingest import cloud as store
 from imagetrail.ingest.reports import ingest_report
 from imagetrail.parsers.scans import parse_report
 from imagetrail.store.db import transaction
 from imagetrail.store.models.cloud import RemediationItem
+from imagetrail.views.remediation import ResolveAnswer
 from tests.cloud import scenario
 from tests.cloud.support import digest, ingester, pipeline_report, push
 from tests.support.azure_devops import AzureDevOpsServer
@@ -261,6 +263,16 @@ def test_owners_come_in_order_with_their_sources_and_the_first_user_is_assigned(
         ".github/CODEOWNERS line 3: /services/api/ (matching services/api/Dockerfile)"
     )
     assert {o["evidence"] for o in run["owners"]} == {"claimed"}  # an API key only claims the commit
+    # The CLI's table (imagetrail owners resolve), read through the answer's model: ranked, with contacts.
+    rows = owner_rows(ResolveAnswer.model_validate(resolved.json()))
+    assert [(r["rank"], r["owner"], r["contact"], r["source"]) for r in rows] == [
+        (1, "@octo/api-team", "@octo/api-team", "codeowners"),
+        (2, "alice@octo.example", "alice@octo.example", "codeowners"),
+        (3, "Bob Builder", "bob@octo.example", "commit-author"),
+        (4, "shop", "shop-oncall@octo.example", "team-mapping"),
+        (5, "octocat", "octocat", "requester"),
+    ]
+    assert {r["run"] for r in rows} == {"9001"} and {r["where"] for r in rows} == {"octo/octo/shop"}
     assert (
         f"GET /repos/octo/shop/contents/.github%2FCODEOWNERS?ref={commit}" in github.requests
         or f"GET /repos/octo/shop/contents/.github/CODEOWNERS?ref={commit}" in github.requests

@@ -28,6 +28,7 @@ from imagetrail.queries.visibility import reads_every_organization
 from imagetrail.reference import is_digest
 from imagetrail.services import owner_resolve, remediation, remediation_close
 from imagetrail.store.db import transaction
+from imagetrail.views.coverage import CoverageSummary, GapPage
 from imagetrail.views.explorer import ExplorerPage
 from imagetrail.views.filters import (
     DEFAULT_SORT,
@@ -37,6 +38,15 @@ from imagetrail.views.filters import (
     SORT_KEYS,
     ExplorerFilters,
     FilterField,
+)
+from imagetrail.views.pipelines import PipelineReport
+from imagetrail.views.remediation import CloseSuggestion, RemediationAnswer, ResolveAnswer
+from imagetrail.views.writes import (
+    ChangesAnswer,
+    ImageScanAnswer,
+    InventoryAnswer,
+    RelationsAnswer,
+    ScanAnswer,
 )
 
 log = logging.getLogger(__name__)
@@ -60,13 +70,6 @@ def _validation_detail(exc: ValidationError, where: str) -> str:
 
 
 # --- inventory --------------------------------------------------------------------------------
-
-
-class InventoryAnswer(BaseModel):
-    cluster: str
-    containers: int
-    exposed: int
-    replaced: int
 
 
 async def _cluster_body(request: Request, cluster: str, model, what: str):
@@ -119,13 +122,6 @@ async def post_inventory(
     return InventoryAnswer(**result.__dict__)
 
 
-class ChangesAnswer(BaseModel):
-    cluster: str
-    containers: int
-    pods_changed: int
-    pods_removed: int
-
-
 @router.post(
     "/v1/clusters/{cluster}/changes",
     response_model=ChangesAnswer,
@@ -141,23 +137,6 @@ async def post_changes(
 
 
 # --- scans ------------------------------------------------------------------------------------
-
-
-class ImageScanAnswer(BaseModel):
-    scan_id: int
-    artifact: Optional[str]
-    digests: List[str]
-    findings: int
-    latest: bool
-    duplicate: bool = False  # already stored as scan_id: nothing was added
-
-
-class ScanAnswer(BaseModel):
-    file_name: str
-    format: str
-    scanner: str
-    images: List[ImageScanAnswer]
-    warnings: List[str]
 
 
 @router.post(
@@ -213,11 +192,6 @@ class RelationsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: Literal["registry", "collector", "scanner"] = "registry"
     relations: List[RelationIn] = Field(max_length=10000)
-
-
-class RelationsAnswer(BaseModel):
-    received: int
-    new: int
 
 
 @router.post(
@@ -320,7 +294,7 @@ def get_query(
 
 @router.get(
     "/v1/query/pipelines",
-    response_model=pipeline_risk.PipelineReport,
+    response_model=PipelineReport,
     summary="Pipelines that pushed images with min_severity (default high) findings in the last N days",
 )
 def get_pipeline_risk(
@@ -328,7 +302,7 @@ def get_pipeline_risk(
     filters: ExplorerFilters = Depends(explorer_filters),
     days: int = Query(pipeline_risk.DEFAULT_DAYS, ge=1, le=pipeline_risk.MAX_DAYS),
     principal: Principal = Depends(authorized),
-) -> pipeline_risk.PipelineReport:
+) -> PipelineReport:
     with request.app.state.sessions() as session:
         try:
             return pipeline_risk.vulnerable_pushes_by_pipeline(session, principal, days, filters)
@@ -338,7 +312,7 @@ def get_pipeline_risk(
 
 @router.get(
     "/v1/coverage/gaps",
-    response_model=coverage.GapPage,
+    response_model=GapPage,
     summary="Running images no pipeline report explains, and why",
 )
 def get_gaps(
@@ -347,19 +321,19 @@ def get_gaps(
     page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
     principal: Principal = Depends(authorized),
-) -> coverage.GapPage:
+) -> GapPage:
     with request.app.state.sessions() as session:
         return coverage.coverage_gaps(session, principal, filters, page, page_size)
 
 
 @router.get(
     "/v1/coverage",
-    response_model=coverage.CoverageSummary,
+    response_model=CoverageSummary,
     summary="Which clusters, registries, projects and scanners report, and when each last did",
 )
 def get_coverage(
     request: Request, principal: Principal = Depends(authorized)
-) -> coverage.CoverageSummary:
+) -> CoverageSummary:
     with request.app.state.sessions() as session:
         return coverage.coverage_summary(session, principal)
 
@@ -377,12 +351,12 @@ class RemediationRequest(BaseModel):
 
 @router.post(
     "/v1/remediations",
-    response_model=remediation.RemediationAnswer,
+    response_model=RemediationAnswer,
     summary="Open one Azure DevOps work item per vulnerable image, in the project that built it",
 )
 def post_remediations(
     body: RemediationRequest, request: Request, principal: Principal = Depends(authorized)
-) -> remediation.RemediationAnswer:
+) -> RemediationAnswer:
     try:
         return remediation.remediate(
             request.app.state.sessions,
@@ -399,12 +373,12 @@ def post_remediations(
 
 @router.get(
     "/v1/remediations/close-suggestions",
-    response_model=List[remediation_close.CloseSuggestion],
+    response_model=List[CloseSuggestion],
     summary="Items a newer push of the same pipeline no longer needs (its newest scan has none of the CVEs)",
 )
 def get_close_suggestions(
     request: Request, principal: Principal = Depends(authorized)
-) -> List[remediation_close.CloseSuggestion]:
+) -> List[CloseSuggestion]:
     with request.app.state.sessions() as session:
         return remediation_close.close_suggestions(session, principal)
 
@@ -417,12 +391,12 @@ class OwnersRequest(BaseModel):
 
 @router.post(
     "/v1/owners/resolve",
-    response_model=owner_resolve.ResolveAnswer,
+    response_model=ResolveAnswer,
     summary="Resolve and store the owners (CODEOWNERS, commit author, team, requester) of the query's images",
 )
 def post_owners_resolve(
     body: OwnersRequest, request: Request, principal: Principal = Depends(authorized)
-) -> owner_resolve.ResolveAnswer:
+) -> ResolveAnswer:
     try:
         return owner_resolve.resolve(
             request.app.state.sessions, request.app.state.settings, principal, body.filters, body.max_runs

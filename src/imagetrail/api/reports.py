@@ -7,7 +7,6 @@ from typing import Any, Callable, Coroutine, Dict
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from imagetrail.api.request_json import json_body
@@ -23,6 +22,7 @@ from imagetrail.ingest.validation import (
     schema_error,
 )
 from imagetrail.report import Report
+from imagetrail.views.writes import IngestAnswer
 
 router = APIRouter(tags=["reports"])
 
@@ -47,12 +47,6 @@ class _IngestRoute(APIRoute):
             return await post_report(request, principal)
 
         return handle
-
-
-class IngestAnswer(BaseModel):
-    status: str  # created | duplicate
-    reportId: str
-    pushes: int
 
 
 def _request_body_schema() -> Dict[str, Any]:

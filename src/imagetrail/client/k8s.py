@@ -156,9 +156,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ApiError as exc:
         print(f"imagetrail k8s sync: {exc}", file=sys.stderr)
         return 1
+    from imagetrail.views.writes import InventoryAnswer
+
+    synced = InventoryAnswer.model_validate(answer)
     print(
-        f"cluster {answer['cluster']}: {answer['containers']} containers in {inventory.pods} pods "
-        f"({answer['exposed']} exposed); replaced {answer['replaced']} from the previous sync"
+        f"cluster {synced.cluster}: {synced.containers} containers in {inventory.pods} pods "
+        f"({synced.exposed} exposed); replaced {synced.replaced} from the previous sync"
     )
     for warning in inventory.warnings:
         print(f"warning: {warning}", file=sys.stderr)

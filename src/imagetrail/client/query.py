@@ -7,13 +7,16 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest, table
 from imagetrail.views.columns import EXPLORER_HEADER, explorer_record, utc_iso
+from imagetrail.views.coverage import CoverageSummary, GapPage
 from imagetrail.views.explorer import ExplorerPage
 from imagetrail.views.filters import DEFAULT_SORT, FILTER_FIELDS, SORT_KEYS, ExplorerFilters
+from imagetrail.views.pipelines import PipelineReport
+from imagetrail.views.registry import UntracedPage
 
 
 class FilterError(ValueError):
@@ -98,11 +101,10 @@ TABLE_COLUMNS = tuple(Column(name, required=name in _REQUIRED, whole=name == "di
 )
 
 
-def explorer_rows(answer: Dict[str, Any], wide: bool = False, csv: bool = False) -> List[Dict[str, str]]:
-    """The rows of a ``GET /v1/query`` answer, read through the API's response model, as export columns
-    (for ``csv``, exactly the web export's values)."""
+def explorer_rows(page: ExplorerPage, wide: bool = False, csv: bool = False) -> List[Dict[str, str]]:
+    """The rows of a ``GET /v1/query`` answer as export columns (for ``csv``, exactly the web export's values)."""
     rows = []
-    for row in ExplorerPage.model_validate(answer).rows:
+    for row in page.rows:
         record = explorer_record(row)
         if csv:
             rows.append(record)
@@ -125,9 +127,10 @@ TIME_KEYS = ("last_pushed_at", "pushed_at", "last_seen", "last_reported_at", "sy
              "received_at", "last_sync", "last_report", "last_scan")
 
 
-def _timed(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Every time with its UTC offset."""
-    return [{k: utc_iso(v) if k in TIME_KEYS or k.endswith("_at") else v for k, v in row.items()} for row in rows]
+def _timed(rows: Sequence[BaseModel]) -> List[Dict[str, Any]]:
+    """The answer's rows (its typed models) as columns, every time with its UTC offset."""
+    return [{k: utc_iso(v) if k in TIME_KEYS or k.endswith("_at") else v for k, v in row.model_dump().items()}
+            for row in rows]
 
 
 def _push_params(params: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,15 +138,16 @@ def _push_params(params: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _untraced_pushes(answer: Dict[str, Any], wide: bool) -> None:
-    rows = _timed(answer["pushes"])
+    page = UntracedPage.model_validate(answer)
+    rows = _timed(page.pushes)
     for row in rows:
         row["digest"] = row["digest"] if wide else short_digest(row.get("digest"))
     print("\nuntraced pushes (a registry reported them; no collector report, label or provenance explains them):")
     print(table(rows, PUSH_COLUMNS, wide=wide) if rows else "none")
-    print(f"page {answer['page']}: {len(rows)} of {answer['total']} untraced pushes")
-    for title, key in (("per registry", "by_registry"), ("per actor", "by_actor")):
-        if answer[key]:
-            print(f"{title}: " + ", ".join(f"{c['name'] or '(anonymous)'} {c['pushes']}" for c in answer[key]))
+    print(f"page {page.page}: {len(rows)} of {page.total} untraced pushes")
+    for title, counts in (("per registry", page.by_registry), ("per actor", page.by_actor)):
+        if counts:
+            print(f"{title}: " + ", ".join(f"{c.name or '(anonymous)'} {c.pushes}" for c in counts))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -156,23 +160,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.format == "json":
                 print(json.dumps(answer, indent=2))
                 return 0
+            summary = CoverageSummary.model_validate(answer)
             sections = ("clusters", "registries", "projects", "scanners")
             if args.format == "csv":  # one sheet: a section column, then every section's columns
-                rows = [{"section": section, **row} for section in sections for row in _timed(answer[section])]
+                rows = [{"section": section, **row} for section in sections
+                        for row in _timed(getattr(summary, section))]
                 names = list(dict.fromkeys(name for row in rows for name in row)) or ["section"]
                 emit(args, answer, rows, [Column(name) for name in names])
                 return 0
             for section in sections:
-                rows = _timed(answer[section])
+                rows = _timed(getattr(summary, section))
                 print(f"{section}:")
                 print(table(rows, [Column(n, required=i == 0) for i, n in enumerate(rows[0])], wide=args.wide)
                       if rows else "  none")
             return 0
         if args.by_pipeline:
             answer = client.get("/v1/query/pipelines", params={**params, "days": args.days})
-            rows = _timed(answer["pipelines"])
-            footer = f"{len(rows)} pipelines pushed images with {answer['min_severity']}+ findings"
-            emit(args, answer, rows, PIPELINE_COLUMNS, f"{footer} since {utc_iso(answer['since'])}")
+            report = PipelineReport.model_validate(answer)
+            rows = _timed(report.pipelines)
+            footer = f"{len(rows)} pipelines pushed images with {report.min_severity}+ findings"
+            emit(args, answer, rows, PIPELINE_COLUMNS, f"{footer} since {utc_iso(report.since)}")
             return 0
         params.update(page=args.page, page_size=args.page_size)
         if args.gaps:
@@ -182,9 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.format == "json":
                 print(json.dumps({**answer, "untraced_pushes": pushes}, indent=2))
                 return 0
-            rows = _timed(answer["gaps"])
+            gaps = GapPage.model_validate(answer)
+            rows = _timed(gaps.gaps)
             emit(args, answer, rows, GAP_COLUMNS,
-                 f"page {answer['page']}: {len(rows)} of {answer['total']} untraced containers",
+                 f"page {gaps.page}: {len(rows)} of {gaps.total} untraced containers",
                  header=list(rows[0]) if rows else None)
             if args.format == "table":
                 _untraced_pushes(pushes, args.wide)
@@ -197,9 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ApiError as exc:
         print(f"imagetrail query: {exc}", file=sys.stderr)
         return 1
-    rows = explorer_rows(answer, wide=args.wide, csv=args.format == "csv")
-    footer = f"page {answer['page']}: {len(rows)} of {answer['total']} rows (sorted by {answer['sort']})"
-    if answer.get("hidden_by_permissions"):  # absent from older backends
+    page = ExplorerPage.model_validate(answer)
+    rows = explorer_rows(page, wide=args.wide, csv=args.format == "csv")
+    footer = f"page {page.page}: {len(rows)} of {page.total} rows (sorted by {page.sort})"
+    if page.hidden_by_permissions:
         footer += "; rows in organisations your permissions hide match"
     emit(args, answer, rows, TABLE_COLUMNS, footer, header=EXPLORER_HEADER)
     return 0

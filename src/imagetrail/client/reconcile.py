@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit
+from imagetrail.views.writes import IngestAnswer
 
 MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
 
@@ -54,11 +55,11 @@ def reconcile(build_client, api: ApiClient, project: str, since: datetime, top: 
         where = f"build {build.id} attachment {attachment.name}"
         try:
             report = json.loads(download(build_client, project, build.id, attachment, MAX_ATTACHMENT_BYTES))
-            answer = api.post("/v1/reports", json=report) or {}
-        except (ValueError, ApiError) as exc:
+            answer = IngestAnswer.model_validate(api.post("/v1/reports", json=report))
+        except (ValueError, ApiError) as exc:  # ValueError: not JSON, or not the API's answer (pydantic's)
             outcome.failed.append(f"{where}: {exc}")
             continue
-        if answer.get("status") == "duplicate":
+        if answer.status == "duplicate":
             outcome.duplicate += 1
         else:
             outcome.created += 1

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit
+from imagetrail.views.writes import RelationsAnswer
 
 COLUMNS = tuple(Column(n, required=n in ("reference", "manifest_digest")) for n in (
     "reference", "index_digest", "manifest_digest", "os", "architecture", "variant"))
@@ -75,10 +76,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if relations and not args.dry_run:
         try:
             sent = [{k: v for k, v in r.items() if k != "reference"} for r in relations]
-            answer = ApiClient(url=args.url).post("/v1/image-relations", json={"source": "registry", "relations": sent})
+            answer = RelationsAnswer.model_validate(
+                ApiClient(url=args.url).post("/v1/image-relations", json={"source": "registry", "relations": sent}))
         except ApiError as exc:
             print(f"imagetrail registry resolve: {exc}", file=sys.stderr)
             return 1
-        print(f"recorded {answer['new']} new of {answer['received']} relations", file=sys.stderr
+        print(f"recorded {answer.new} new of {answer.received} relations", file=sys.stderr
               if args.format != "table" else sys.stdout)
     return 1 if failed else 0

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit, short_digest
 from imagetrail.client.query import FilterError, add_filter_arguments, filter_body
+from imagetrail.views.remediation import CloseSuggestion, RemediationAnswer
 
 COLUMNS = tuple(Column(n, required=n in ("status", "digest"), whole=n == "digest") for n in (
     "status", "where", "digest", "item", "title", "assigned_to", "owner_source", "reason", "item_url"))
@@ -54,17 +55,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ApiError as exc:
         print(f"imagetrail remediate: {exc}", file=sys.stderr)
         return 1
+    outcomes = RemediationAnswer.model_validate(answer).outcomes
+    wide = args.wide or args.format == "csv"
     rows = []
-    for outcome in answer["outcomes"]:
-        where = f"{outcome.get('organization') or '-'}/{outcome.get('project') or '-'}"
-        if outcome.get("tracker") == "github":  # project is owner/repo
-            where = f"github:{outcome.get('project')}"
-        wide = args.wide or args.format == "csv"
-        rows.append({**outcome, "where": where,
-                     "digest": outcome["digest"] if wide else short_digest(outcome["digest"]),
-                     "item": f"#{outcome['work_item_id']}" if outcome.get("work_item_id") else ""})
+    for outcome in outcomes:
+        where = f"{outcome.organization or '-'}/{outcome.project or '-'}"
+        if outcome.tracker == "github":  # project is owner/repo
+            where = f"github:{outcome.project}"
+        rows.append({**outcome.model_dump(mode="json"), "where": where,
+                     "digest": outcome.digest if wide else short_digest(outcome.digest),
+                     "item": f"#{outcome.work_item_id}" if outcome.work_item_id else ""})
     emit(args, answer, rows, COLUMNS, empty="no matching images")
-    return 1 if any(o["status"] == "failed" for o in answer["outcomes"]) else 0
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def _close_suggestions(client: ApiClient, args: argparse.Namespace) -> int:
@@ -73,6 +75,7 @@ def _close_suggestions(client: ApiClient, args: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"imagetrail remediate: {exc}", file=sys.stderr)
         return 1
-    rows = [{**s, "where": f"{s['organization']}/{s['project']}"} for s in answer]
+    suggestions = [CloseSuggestion.model_validate(item) for item in answer]
+    rows = [{**s.model_dump(mode="json"), "where": f"{s.organization}/{s.project}"} for s in suggestions]
     emit(args, answer, rows, CLOSE_COLUMNS, empty="no item to suggest closing")
     return 0

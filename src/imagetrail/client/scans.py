@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from imagetrail.client.api import ApiClient, ApiError
 from imagetrail.client.output import Column, add_output_arguments, emit
+from imagetrail.views.writes import ScanAnswer
 
 COLUMNS = tuple(Column(n, required=n in ("file", "images")) for n in (
     "file", "format", "images", "findings", "superseded", "scanner"))
@@ -47,15 +48,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{name}: not ingested: {exc}", file=sys.stderr)
             failed += 1
             continue
-        findings = sum(image["findings"] for image in answer["images"])
-        superseded = sum(1 for image in answer["images"] if not image["latest"])
+        scan = ScanAnswer.model_validate(answer)
+        findings = sum(image.findings for image in scan.images)
+        superseded = sum(1 for image in scan.images if not image.latest)
         note = f"; {superseded} older than a scan already stored (kept as history)" if superseded else ""
         if args.format == "table":
-            print(f"{name}: {answer['format']} report, {len(answer['images'])} image(s), {findings} findings{note}")
+            print(f"{name}: {scan.format} report, {len(scan.images)} image(s), {findings} findings{note}")
         answers.append(answer)
-        rows.append({"file": name, "format": answer["format"], "images": len(answer["images"]),
-                     "findings": findings, "superseded": superseded, "scanner": answer["scanner"]})
-        for warning in answer.get("warnings") or []:
+        rows.append({"file": name, "format": scan.format, "images": len(scan.images),
+                     "findings": findings, "superseded": superseded, "scanner": scan.scanner})
+        for warning in scan.warnings:
             print(f"{name}: warning: {warning}", file=sys.stderr)
     if args.format != "table":
         emit(args, answers, rows, COLUMNS)

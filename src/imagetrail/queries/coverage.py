@@ -3,78 +3,28 @@ projects and scanners report. Gaps belong to no organisation, so only readers gr
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import List, Optional, Set
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
-from imagetrail.queries.reconcile_status import ReconcileStatus, reconcile_status
+from imagetrail.queries.reconcile_status import reconcile_status
 from imagetrail.queries.trail import pushes_joined
 from imagetrail.queries.visibility import organization_condition, reads_every_organization
 from imagetrail.reference import normalize_registry
 from imagetrail.store.models.cloud import Cluster, ImageScan, RunningContainer
 from imagetrail.store.models.pipeline import DigestOrganization, ImageReference, Organization, Project, Push
+from imagetrail.views.coverage import (
+    ClusterCoverage,
+    CoverageSummary,
+    Gap,
+    GapPage,
+    ProjectCoverage,
+    RegistryCoverage,
+    ScannerCoverage,
+)
 from imagetrail.views.filters import ExplorerFilters, check_paging
-
-
-class Gap(BaseModel):
-    cluster: str
-    namespace: str
-    workload_kind: str
-    workload_name: str
-    container: str
-    image: str
-    registry: str
-    digest: Optional[str] = None
-    exposed: bool
-    reason: str  # no-report | registry-not-pushed-to | unknown-digest
-    detail: str
-
-
-class GapPage(BaseModel):
-    gaps: List[Gap]
-    total: int
-    page: int
-    page_size: int
-
-
-class ClusterCoverage(BaseModel):
-    name: str
-    source: str
-    synced_at: datetime
-    containers: int
-    untraced: int
-
-
-class RegistryCoverage(BaseModel):
-    registry: str
-    pushes: int
-    last_pushed_at: Optional[datetime] = None
-
-
-class ProjectCoverage(BaseModel):
-    organization: str
-    project: str
-    last_report_at: Optional[datetime] = None
-
-
-class ScannerCoverage(BaseModel):
-    scanner: str
-    images: int
-    last_scanned_at: Optional[datetime] = None
-    last_received_at: Optional[datetime] = None
-
-
-class CoverageSummary(BaseModel):
-    clusters: List[ClusterCoverage]
-    registries: List[RegistryCoverage]
-    projects: List[ProjectCoverage]
-    scanners: List[ScannerCoverage]
-    # Reports collectors kept while they could not deliver: pending, reconciled, last reconcile.
-    reconcile: ReconcileStatus = Field(default_factory=ReconcileStatus)
 
 
 def _untraced() -> Select:

@@ -9,9 +9,8 @@ digest's newest-scan summary. A digest pushed twice by one pipeline counts once.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import List, Optional
+from typing import Optional
 
-from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -20,32 +19,12 @@ from imagetrail.queries.explorer import pushed_images
 from imagetrail.store.models.cloud import VulnerabilitySummary, running_digests
 from imagetrail.store.models.pipeline import Organization, Pipeline, Project, Push
 from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.pipelines import PipelineReport, PipelineVulnerabilities
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
 DEFAULT_MIN_SEVERITY = "high"
 MAX_PIPELINES = 1000
-
-
-class PipelineVulnerabilities(BaseModel):
-    organization: str
-    project: str
-    pipeline: Optional[str] = None
-    pipeline_id: Optional[str] = None
-    images: int  # distinct digests pushed in the window with a finding at min_severity or above
-    running: int  # of those, run by a cluster (the digest or a related index/manifest)
-    not_running: int
-    critical: int  # findings summed over those images' newest scans
-    high: int
-    last_pushed_at: Optional[datetime] = None
-
-
-class PipelineReport(BaseModel):
-    since: datetime
-    days: int
-    min_severity: str
-    pipelines: List[PipelineVulnerabilities]
-    truncated: bool = False
 
 
 def vulnerable_pushes_by_pipeline(

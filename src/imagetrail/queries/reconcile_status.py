@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import List, Optional
-
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.queries.visibility import reads_every_organization
 from imagetrail.store.models.reconcile import ReconcileSource
-
-
-class ReconcileSourceStatus(BaseModel):
-    system: str
-    organization: str
-    last_run_at: Optional[datetime]
-    pending: int
-    reconciled: int
-    last_error: Optional[str]
-
-
-class ReconcileStatus(BaseModel):
-    """Reports collectors kept while they could not deliver: how many wait, how many were stored."""
-
-    last_run_at: Optional[datetime] = None
-    pending: int = 0
-    reconciled: int = 0
-    sources: List[ReconcileSourceStatus] = []
+from imagetrail.views.coverage import ReconcileSourceStatus, ReconcileStatus
 
 
 def reconcile_status(session: Session, principal: Principal) -> ReconcileStatus:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.auth import Principal
@@ -24,21 +23,8 @@ from imagetrail.services import remediation_plan as plan
 from imagetrail.services.remediation_trust import SYSTEM_GITHUB, Destination, Policy, route
 from imagetrail.settings import Settings
 from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.remediation import ResolveAnswer, ResolvedRun
 from imagetrail.views.trail import OwnerEntry, Trail
-
-
-class ResolvedRun(BaseModel):
-    organization: str
-    project: str
-    pipeline: Optional[str] = None
-    run_id: str
-    digest: str
-    owners: List[OwnerEntry]
-    problems: List[str] = []  # sources that could not be read, and why
-
-
-class ResolveAnswer(BaseModel):
-    runs: List[ResolvedRun]
 
 
 def _repository(destination: Destination, trail: Trail, settings: Settings):

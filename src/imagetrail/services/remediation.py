@@ -18,9 +18,8 @@ changes, a new item is created whose body names the earlier one.
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
 from imagetrail.auth import Principal
@@ -45,35 +44,12 @@ from imagetrail.services.remediation_trust import (
 )
 from imagetrail.settings import Settings
 from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.remediation import RemediationAnswer, RemediationOutcome
 from imagetrail.views.trail import Trail
 
 # "Bug" exists in the Agile (the default), Scrum and CMMI processes; Basic projects have "Issue" instead.
 DEFAULT_WORK_ITEM_TYPE = "Bug"
 GITHUB_ITEM_TYPE = "issue"
-
-
-class RemediationOutcome(BaseModel):
-    digest: str
-    status: Literal["would-create", "created", "exists", "skipped", "failed"]
-    tracker: Optional[Literal["azure-devops", "github"]] = None
-    target: Optional[str] = None  # where the item is (or would be) filed: the project's or repository's items
-    organization: Optional[str] = None
-    project: Optional[str] = None  # Azure DevOps project, or GitHub owner/repo
-    title: Optional[str] = None
-    cve_ids: List[str] = []
-    work_item_id: Optional[int] = None  # work item id, or issue number
-    work_item_url: Optional[str] = None
-    assigned_to: Optional[str] = None  # Azure DevOps: e-mail; GitHub: login
-    owner_source: Optional[str] = None
-    labels: List[str] = []
-    body: Optional[str] = None  # dry run: exactly what the item would say
-    reason: Optional[str] = None
-
-
-class RemediationAnswer(BaseModel):
-    dry_run: bool
-    work_item_type: str
-    outcomes: List[RemediationOutcome]
 
 
 def _assignee(

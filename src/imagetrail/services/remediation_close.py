@@ -8,29 +8,13 @@ no suggestion.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import List, Optional
+from typing import List
 
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.queries import remediation as reads
-
-
-class CloseSuggestion(BaseModel):
-    tracker: str
-    organization: str
-    project: str
-    item_id: int
-    item_url: Optional[str] = None
-    digest: str  # the image the item was filed for
-    cve_ids: List[str]
-    newer_digest: str
-    newer_reference: str
-    newer_pushed_at: Optional[datetime] = None
-    newer_scanned_at: datetime
-    reason: str
+from imagetrail.views.remediation import CloseSuggestion
 
 
 def close_suggestions(session: Session, principal: Principal) -> List[CloseSuggestion]:

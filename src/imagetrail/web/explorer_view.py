@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from imagetrail.auth import Principal
 from imagetrail.queries.explorer import decode_cursor, run_query
-from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS, PipelineReport, PipelineVulnerabilities
+from imagetrail.queries.pipeline_risk import DEFAULT_DAYS, MAX_DAYS
 from imagetrail.sanitize import csv_cell
 from imagetrail.views.columns import EXPLORER_HEADER, explorer_record, utc_iso  # noqa: F401 (pages' times)
 from imagetrail.views.explorer import ExplorerPage, ExplorerRow
 from imagetrail.views.filters import DEFAULT_SORT, FILTER_FIELDS, MAX_PAGE, SORT_LABELS, ExplorerFilters
+from imagetrail.views.pipelines import PipelineReport, PipelineVulnerabilities
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50

@@ -20,12 +20,12 @@ from imagetrail.queries.explorer import run_query
 from imagetrail.queries.trail import find_trails
 from imagetrail.services.remediation import (
     DEFAULT_MIN_SEVERITY,
-    RemediationAnswer,
     RemediationConfigError,
     remediate,
 )
 from imagetrail.settings import Settings
 from imagetrail.views.filters import ExplorerFilters
+from imagetrail.views.remediation import RemediationAnswer
 
 # The explorer filters that decide the CVE set of a work item; carried from the explorer form.
 CVE_FILTERS = ("min_severity", "cve", "fix_available")
