@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -170,3 +171,36 @@ def test_a_batch_meeting_connections_the_database_dropped_is_written_on_new_ones
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_the_writer_waits_for_more_reports_only_under_load(client):
+    """A lone report is written at once; after a batch that held several reports (a server under load), the
+    next batch first waits ``batch_wait`` for more; a lone report again ends the waiting."""
+    held, seen = threading.Event(), []
+
+    def store(sessions, items):
+        seen.append(len(items))
+        if len(seen) == 1:
+            held.wait(30)  # the first batch is held, so the next reports queue up behind it
+        return store_reports(sessions, items)
+
+    writer = IngestWriter(client.app.state.sessions, batch_wait=0.001, store=store)
+
+    async def scenario():
+        first = asyncio.ensure_future(writer.submit(body(_report("1")), ADMIN))
+        while not seen:
+            await asyncio.sleep(0.01)
+        behind = [asyncio.ensure_future(writer.submit(body(_report(str(run))), ADMIN)) for run in range(2, 6)]
+        await asyncio.sleep(0)  # each has queued its report
+        held.set()
+        await asyncio.gather(first, *behind)
+        waits = [writer.lingered]  # neither batch waited: the first one was a lone report
+        await writer.submit(body(_report("6")), ADMIN)  # after a batch of 4: waits, then is alone
+        waits.append(writer.lingered)
+        await writer.submit(body(_report("7")), ADMIN)  # after a lone report: no wait
+        waits.append(writer.lingered)
+        return waits
+
+    assert asyncio.run(scenario()) == [0, 1, 1]
+    assert seen == [1, 4, 1, 1]
+    assert counts(client)["reports"] == 7

@@ -1,11 +1,14 @@
 """Group commit: one writer thread per process stores the reports waiting, in one transaction.
 
 Each ``POST /v1/reports`` hands its validated report to ``IngestWriter.submit`` and waits.
-The writer takes every report waiting (up to ``max_batch``; optionally lingering
-``batch_wait`` seconds for more), stores them with ``ingest.store_reports`` in ONE
-transaction, commits, and only then answers each request: a 2xx always follows the commit.
-While a batch is being written the next one queues up, so batches grow with the load and a
-report costs a fraction of a commit instead of a dozen round trips.
+The writer takes every report waiting (up to ``max_batch``), stores them with
+``ingest.store_reports`` in ONE transaction, commits, and only then answers each request: a 2xx
+always follows the commit. While a batch is being written the next one queues up, so batches grow
+with the load and a report costs a fraction of a commit instead of a dozen round trips.
+
+Under load (the last batch held more than one report) it first lingers ``batch_wait`` seconds for
+more: the event loop meanwhile parses the requests that the last batch's answers let in, and they
+join this batch instead of starting the next. A lone report (an idle server) never waits.
 
 The thread starts on the first report and exits after ``idle_exit`` seconds without one.
 """
@@ -57,6 +60,8 @@ class IngestWriter:
         self._running = False
         self.batches = 0  # for diagnostics and tests
         self.largest_batch = 0
+        self.lingered = 0
+        self._under_load = False  # the last batch held more than one item
 
     async def submit(self, body: Any, principal: Principal) -> IngestResult:
         """Store ``body`` (what ``store`` takes: a report ``Submission``, an event body...); returns once
@@ -79,13 +84,15 @@ class IngestWriter:
                     self._running = False
                     return None
             return []
-        if self.batch_wait:
+        if self.batch_wait and self._under_load:
+            self.lingered += 1
             time.sleep(self.batch_wait)
         while len(batch) < self.max_batch:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        self._under_load = len(batch) > 1
         return batch
 
     def _run(self) -> None:
