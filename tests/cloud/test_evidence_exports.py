@@ -22,7 +22,8 @@ def test_csv_exports_and_query_rows_carry_evidence(api):
     row = next(r for r in answer.json()["rows"] if r["digest"] == scenario.WEB)
     assert row["trail"]["evidence"] == dict.fromkeys(
         ("organization", "project", "pipeline", "run", "repository", "branch", "commit", "requester"), "claimed")
-    cli_row = next(r for r in explorer_rows(ExplorerPage.model_validate(answer.json()), wide=True) if r["digest"] == scenario.WEB)
+    cli_rows = explorer_rows(ExplorerPage.model_validate(answer.json()), wide=True)
+    cli_row = next(r for r in cli_rows if r["digest"] == scenario.WEB)
     assert cli_row["evidence"] == ALL_CLAIMED
 
     query = explorer_view.ExplorerRequest.from_params({"exposed": "true"})

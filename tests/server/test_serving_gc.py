@@ -1,4 +1,5 @@
-"""A serving process tunes the cyclic garbage collector at startup (``imagetrail.gc_pause.tune_for_serving``, called by server/app.py's lifespan)."""
+"""A serving process tunes the cyclic garbage collector at startup (``imagetrail.gc_pause.tune_for_serving``,
+called by server/app.py's lifespan)."""
 
 from __future__ import annotations
 

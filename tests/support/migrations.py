@@ -9,6 +9,7 @@ from typing import Iterator, List
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from imagetrail.store.db import Base, make_engine
@@ -45,10 +46,8 @@ def migrated(database_url: str, *organizations: str) -> Iterator[Engine]:
         upgrade(engine)
         with engine.begin() as conn:
             for number, name in enumerate(organizations, 1):
-                conn.exec_driver_sql("INSERT INTO organizations (id, system, name) VALUES (?, 'github', ?)"
-                                     if conn.dialect.name == "sqlite" else
-                                     "INSERT INTO organizations (id, system, name) VALUES (%s, 'github', %s)",
-                                     (number, name))
+                conn.execute(text("INSERT INTO organizations (id, system, name) VALUES (:id, 'github', :name)"),
+                             {"id": number, "name": name})
         yield engine
     finally:
         engine.dispose()

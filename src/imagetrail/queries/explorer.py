@@ -175,21 +175,23 @@ def _not_running_rows(session: Session, filters: ExplorerFilters, principal: Pri
     if vulnerability and _reads_pushed_digests(filters):
         p = PushedDigest
         known, unknown = _pushed_not_running(session, filters, principal)
-        order = {
-            "-severity": [vs.max_severity.desc(), vs.critical.desc(), vs.high.desc()],
-            "severity": [vs.max_severity, vs.critical, vs.high],
-        }.get(sort, [])
         return (select(vs.digest, vs).join(p, p.digest == vs.digest)
                 .where(*vulnerability, or_(and_(*known), and_(*unknown)))
-                .order_by(*order, vs.digest))
-    severity = func.coalesce(vs.max_severity, -1)
-    critical, high = func.coalesce(vs.critical, 0), func.coalesce(vs.high, 0)
-    order = {
-        "-severity": [severity.desc(), critical.desc(), high.desc()],
-        "severity": [severity, critical, high],
-    }.get(sort, [])
+                .order_by(*_severity_order(sort, vs.max_severity, vs.critical, vs.high), vs.digest))
+    # Outer-joined: an image without a scan sorts as the least severe.
+    order = _severity_order(sort, func.coalesce(vs.max_severity, -1), func.coalesce(vs.critical, 0),
+                            func.coalesce(vs.high, 0))
     return (select(digests.c.digest, vs).outerjoin(vs, vs.digest == digests.c.digest)
             .order_by(*order, digests.c.digest))
+
+
+def _severity_order(sort: str, worst: Any, critical: Any, high: Any) -> list:
+    """ORDER BY terms of the images not running for ``sort`` (none but the digest for the other sorts)."""
+    if sort == "-severity":
+        return [worst.desc(), critical.desc(), high.desc()]
+    if sort == "severity":
+        return [worst, critical, high]
+    return []
 
 
 def pushed_images(filters: ExplorerFilters, principal: Principal) -> Select:

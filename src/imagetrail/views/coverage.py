@@ -82,4 +82,3 @@ class CoverageSummary(BaseModel):
     scanners: List[ScannerCoverage]
     # Reports collectors kept while they could not deliver: pending, reconciled, last reconcile.
     reconcile: ReconcileStatus = Field(default_factory=ReconcileStatus)
-

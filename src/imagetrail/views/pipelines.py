@@ -27,4 +27,3 @@ class PipelineReport(BaseModel):
     min_severity: str
     pipelines: List[PipelineVulnerabilities]
     truncated: bool = False
-

@@ -62,4 +62,3 @@ class ResolvedRun(BaseModel):
 
 class ResolveAnswer(BaseModel):
     runs: List[ResolvedRun]
-

@@ -48,4 +48,3 @@ class ScanAnswer(BaseModel):
 class RelationsAnswer(BaseModel):
     received: int
     new: int
-
