@@ -19,6 +19,7 @@ from imagetrail.auth.tokens import TokenVerifier
 from imagetrail.gc_pause import tune_for_serving
 from imagetrail.ingest.registry_events import store_event_batches
 from imagetrail.ingest.writer import IngestWriter
+from imagetrail.server.ingest_lane import ImageTrailAPI
 from imagetrail.services.attribution_worker import AttributionWorker
 from imagetrail.settings import Settings
 from imagetrail.store.db import make_engine, make_sessionmaker
@@ -46,7 +47,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(
+    app = ImageTrailAPI(
         lifespan=_lifespan,
         title="ImageTrail",
         version=__version__,
