@@ -8,10 +8,10 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 from fastapi.testclient import TestClient
 
-from imagetrail.server import ingest_lane
-from tests.server.conftest import new_key
 from imagetrail.auth.api_keys import KEY_PREFIX
 from imagetrail.report import Person
+from imagetrail.server import ingest_lane
+from tests.server.conftest import new_key
 from tests.server.reports import ado_report, body, digest, push
 
 Answer = Tuple[int, object, Dict[str, str]]
