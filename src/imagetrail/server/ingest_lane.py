@@ -13,8 +13,8 @@ The lane keeps what the answer depends on, and in the same order as the app's ow
 - the route's own ASGI app (``_IngestRoute``: authentication, scope check, then the endpoint).
 
 The route stays registered in the app, for OpenAPI and the route/scope table. When FastAPI's
-telemetry is configured (a tracer, meter or logger provider), the lane is not used, so that
-ingest requests get their spans like every other route.
+telemetry is configured (a tracer, meter or logger provider) by the time the first report arrives,
+the lane is not used, so that ingest requests get their spans like every other route.
 """
 
 from __future__ import annotations
