@@ -25,6 +25,7 @@ from imagetrail.report import Report
 from imagetrail.views.writes import IngestAnswer
 
 router = APIRouter(tags=["reports"])
+INGEST_PATH = "/v1/reports"
 
 
 class _IngestRoute(APIRoute):
@@ -86,7 +87,7 @@ async def post_report(request: Request, principal: Principal = Depends(authorize
 
 
 router.add_api_route(
-    "/v1/reports",
+    INGEST_PATH,
     post_report,
     methods=["POST"],
     route_class_override=_IngestRoute,

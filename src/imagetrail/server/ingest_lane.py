@@ -27,14 +27,12 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-INGEST_PATH = "/v1/reports"
+from imagetrail.api.reports import INGEST_PATH, router  # included without a prefix (create_app)
 
 
 def _routed() -> ASGIApp:
     """The route's ASGI app, with the scope keys the router would have set (``authorize`` reads
     the route's row in ROUTE_SCOPES from ``scope["route"]``)."""
-    from imagetrail.api.reports import router  # included without a prefix (create_app)
-
     route = next((r for r in router.routes if isinstance(r, APIRoute) and r.path == INGEST_PATH
                   and "POST" in r.methods), None)
     if route is None:
