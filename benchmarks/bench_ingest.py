@@ -2,8 +2,9 @@
 database floor (the same rows written by plain psycopg COPY batches), with the CPU split
 between load generator, server and PostgreSQL, and the time from a collector's send until
 the image is traceable. Targets (docs/backend.md): >= 1,000 reports/s; traceable within 5 s.
-A second floor is the HTTP stack alone: the same POSTs, with wrk, to a route that answers 405
-without reading them, on the same server.
+Two more floors, on the same server, with the same POSTs: the HTTP stack alone (to a GET-only route
+that answers 405 without reading them), and the ingest route's own stack (a read-only key: the lane,
+the middleware and the scope check answer 403 before the body is read).
 
     python3 benchmarks/bench_ingest.py [--seconds 10] [--connections 64] [--workers 2] [--output FILE]
 
@@ -86,8 +87,8 @@ def server_env(url: str, src: str = "") -> Dict[str, str]:
     return {**os.environ, "IMAGETRAIL_DATABASE_URL": url, "PYTHONPATH": src or SERVER_SRC}
 
 
-def admin_key(url: str) -> str:
-    return subprocess.run([sys.executable, "-m", "imagetrail", "keys", "create", "--org", "*", "--scope", "admin"],
+def api_key(url: str, scope: str = "admin") -> str:
+    return subprocess.run([sys.executable, "-m", "imagetrail", "keys", "create", "--org", "*", "--scope", scope],
                           env=server_env(url), capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -141,17 +142,20 @@ def serve(url: str, workers: int, src: str = "") -> Iterator[Tuple[str, int]]:
 
 # -- CPU accounting from /proc --------------------------------------------------------------
 
-def _stat(pid: int) -> Tuple[str, int, float]:
-    """(command name, parent pid, user+system CPU seconds) of a process."""
+def _stat(pid: int) -> Tuple[str, int, float, float]:
+    """(command name, parent pid, user+system CPU seconds, the same of its children that have exited and
+    been waited for) of a process."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     name = raw[raw.index("(") + 1:raw.rindex(")")]
     fields = raw[raw.rindex(")") + 2:].split()
-    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
 
 
 def cpu_by_group(groups: Dict[str, int]) -> Dict[str, float]:
-    """CPU seconds used so far by the process trees rooted at ``groups`` pids and by PostgreSQL
-    (every process named postgres, so other users of the same server count too)."""
+    """CPU seconds used so far by the process trees rooted at ``groups`` pids, including the children a
+    root has waited for (wrk, once it exits), and by PostgreSQL (every process named postgres, so other
+    users of the same server count too)."""
     procs = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -170,10 +174,10 @@ def cpu_by_group(groups: Dict[str, int]) -> Dict[str, float]:
             pid, seen = procs[pid][1], seen + 1
         return ""
 
-    for pid, (name, _, cpu) in procs.items():
+    for pid, (name, _, cpu, waited_children) in procs.items():
         group = root_of(pid)
         if group:
-            totals[group] += cpu
+            totals[group] += cpu + (waited_children if pid == groups[group] else 0.0)
         elif name == "postgres":
             totals["postgresql"] += cpu
     return totals
@@ -387,7 +391,7 @@ def main(argv=None) -> int:
         floor_rate = floor(url, make_bodies(args.floor_reports, "floor"))
     with fresh_schema() as url:
         migrate(url)
-        key = admin_key(url)
+        key, read_key = api_key(url), api_key(url, "read")
         with serve(url, args.workers) as (base, server_pid):
             load = (lambda **kw: run_wrk(base, key, threads=2, **kw)) if use_wrk else \
                 (lambda **kw: run_python_clients(base, key, **kw))
@@ -397,16 +401,25 @@ def main(argv=None) -> int:
             # First, then a wait for its load to pass, so the load average after the run is the ingest's own.
             stack = run_wrk(base, key, bodies, seconds=args.seconds, connections=args.connections, threads=2,
                             path="/healthz") if use_wrk else None
+            # The ingest route's own stack: what every report pays before its body is read.
+            groups = {"server": server_pid, "load generator": os.getpid()}
+            before = cpu_by_group(groups)
+            route_stack = run_wrk(base, read_key, bodies, seconds=args.seconds, connections=args.connections,
+                                  threads=2) if use_wrk else None
+            route_server_cpu = cpu_by_group(groups)["server"] - before["server"]
             ingest_load = settle()
-            client = {"pid": os.getpid()}
-            before = cpu_by_group({"server": server_pid, "load generator": os.getpid()})
-            result = load(bodies=bodies, seconds=args.seconds, connections=args.connections,
-                          on_start=lambda pid: client.update(pid=pid))
-            after = cpu_by_group({"server": server_pid, "load generator": os.getpid()})
+            before = cpu_by_group(groups)
+
+            def started(_: int) -> None:  # wrk runs: its bodies file is written, so from here this process idles
+                before.update(cpu_by_group(groups))
+
+            result = load(bodies=bodies, seconds=args.seconds, connections=args.connections, on_start=started)
+            after = cpu_by_group(groups)  # wrk has exited and been waited for: its CPU is this process's children's
             traceable = send_to_traceable(base, key)
     elapsed = result["duration_us"] / 1e6
     rate = result["created"] / elapsed
     stack_rate = stack["requests"] / (stack["duration_us"] / 1e6) if stack else 0.0
+    route_rate = route_stack["other"] / (route_stack["duration_us"] / 1e6) if route_stack else 0.0
     cpu = {name: after[name] - before[name] for name in after}
     cores = os.cpu_count() or 1
     split = ", ".join(f"{name} {cpu[name] / elapsed / cores:.0%}" for name in
@@ -423,7 +436,11 @@ def main(argv=None) -> int:
         ("request latency", f"p50 {result['p50_us'] / 1000:.2f} ms, p99 {result['p99_us'] / 1000:.2f} ms", ""),
         *([("HTTP stack alone: the same POSTs to GET-only /healthz (405, body unread)",
             f"{stack_rate:,.0f} requests/s", f"{stack_rate / floor_rate:.2f}"),
-           ("ingest against the HTTP stack alone", "", f"{rate / stack_rate:.2f}")] if stack else []),
+           ("ingest against the HTTP stack alone", "", f"{rate / stack_rate:.2f}"),
+           ("the ingest route's stack alone: the same POSTs with a read-only key (403 from the lane, body unread)",
+            f"{route_rate:,.0f} requests/s; server {route_server_cpu / max(1, route_stack['other']) * 1e6:.0f} us "
+            "each", f"{route_rate / floor_rate:.2f}"),
+           ("ingest against its route's stack alone", "", f"{rate / route_rate:.2f}")] if stack else []),
         ("CPU, share of all cores", split, ""),
         ("CPU per stored report", per_report, ""),
         ("send -> traceable (one report, then poll the trail)", summary(traceable), ""),

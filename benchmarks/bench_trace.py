@@ -45,7 +45,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import (  # noqa: E402
-    admin_key,
+    api_key,
     fresh_schema,
     libpq_dsn,
     migrate,
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         samples = load(libpq_dsn(url), args.pushes)
         load_seconds = time.perf_counter() - started
-        key = admin_key(url)
+        key = api_key(url)
         digest_paths = [f"/v1/images/{d}/trail" for d in samples["digest"][:args.queries]]
         reference_paths = [f"/v1/trail?reference={quote(r)}" for r in samples["reference"][:args.queries]]
         busy_references = [f"/v1/trail?reference={quote(r)}" for r in samples["busiest reference"]]
