@@ -421,7 +421,7 @@ def main(argv=None) -> int:
             result = load(bodies=bodies, seconds=args.seconds, connections=args.connections, on_start=started)
             after = cpu_by_group(groups)  # wrk has exited and been waited for: its CPU is this process's children's
             traceable = send_to_traceable(base, key)
-    # The machine's speed drifts by ~10% within a minute: the floor is taken on both sides of the runs and averaged.
+    # The machine's speed drifted by up to 20% within one run: the floor is taken on both sides of the runs, averaged.
     floor_after = measure_floor()
     floor_rate = (floor_before + floor_after) / 2
     elapsed = result["duration_us"] / 1e6
