@@ -408,10 +408,10 @@ def main(argv=None) -> int:
                             path="/healthz") if use_wrk else None
             # The ingest route's own stack: what every report pays before its body is read.
             groups = {"server": server_pid, "load generator": os.getpid()}
-            before = cpu_by_group(groups)
+            route_before = cpu_by_group(groups)
             route_stack = run_wrk(base, read_key, bodies, seconds=args.seconds, connections=args.connections,
                                   threads=2) if use_wrk else None
-            route_server_cpu = cpu_by_group(groups)["server"] - before["server"]
+            route_server_cpu = cpu_by_group(groups)["server"] - route_before["server"]
             ingest_load = settle()
             before = cpu_by_group(groups)
 
