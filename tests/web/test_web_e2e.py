@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -26,7 +27,9 @@ def search(driver, text: str) -> None:
     box = driver.find_element(By.CSS_SELECTOR, "#search-box, #header-search-box")
     box.clear()
     box.send_keys(text, Keys.ENTER)
-    WebDriverWait(driver, 10).until(EC.staleness_of(box))
+    # While the page is replaced, Chromium may answer the staleness probe with "node does not belong to the
+    # document" (an unknown error, not StaleElementReference): probe again until the old box is gone.
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(EC.staleness_of(box))
 
 
 def test_search_digest_then_follow_the_trail(web_server, browser):
