@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from imagetrail.queries.explorer import _conditions
+from imagetrail.queries.explorer import _conditions, running_count
 from imagetrail.store.db import make_sessionmaker
-from imagetrail.store.models.cloud import RunningContainer
 from imagetrail.views.filters import ExplorerFilters
 from tests.cloud.support import ADMIN, reader
 from tests.support.migrations import downgrade, index_differences, index_plan, migrated
@@ -22,8 +21,7 @@ READER = reader("contoso")
 def test_0013_serves_exposed_and_high_matches_the_models_and_downgrades(database_url, principal):
     with migrated(database_url, "contoso") as engine:
         with make_sessionmaker(engine)() as session:
-            conditions = _conditions(session, ExplorerFilters(exposed=True, min_severity="high"), principal)
-        count = sa.select(sa.func.count()).select_from(RunningContainer).where(*conditions)
+            count = running_count(*_conditions(session, ExplorerFilters(exposed=True, min_severity="high"), principal))
         with engine.begin() as conn:
             plan = index_plan(conn, count, "running_containers", INDEX)
             diff = index_differences(conn, INDEX)

@@ -19,7 +19,8 @@ vulnerabilities", running or not).
 Visibility: a reader sees a row when the image was pushed by a run of an organisation it is
 granted. Running containers with no trail belong to no organisation, so only readers granted every
 organisation (``principal.organizations is None``) see them, in the explorer and as coverage gaps. For running
-containers the rule is ``visibility.container_condition`` (the container's copy of ``digest_organizations``).
+containers the rule is ``visibility.container_condition_parts`` (the container's copy of
+``digest_organizations``): the page filters on their OR, the total sums a count per part.
 
 Paging: a page of running containers is read in its sort's index, either past an OFFSET of ids (a typed page
 number) or from a seek cursor of the neighbouring page (``after`` / ``before``), which costs the same on any
@@ -33,7 +34,7 @@ import binascii
 import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import Select, and_, false, func, or_, select, tuple_, union_all
+from sqlalchemy import Select, and_, false, func, or_, select, true, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from imagetrail import severity as sev
@@ -45,7 +46,11 @@ from imagetrail.queries.trail import (
     trail_conditions,
 )
 from imagetrail.queries.untraced import untraced_digests
-from imagetrail.queries.visibility import container_condition, digest_condition, reads_every_organization
+from imagetrail.queries.visibility import (
+    container_condition_parts,
+    digest_condition,
+    reads_every_organization,
+)
 from imagetrail.reference import normalize_registry, registry_and_repository
 from imagetrail.store.models.cloud import (
     CONTAINER_IDENTITY,
@@ -71,8 +76,9 @@ from imagetrail.views.filters import SORT_KEYS, ExplorerFilters, check_paging
 from imagetrail.views.trail import Trail
 
 
-def _conditions(session: Session, filters: ExplorerFilters, principal: Principal) -> list:
-    """WHERE conditions on running_containers alone (its copied cluster and vulnerability columns)."""
+def _conditions(session: Session, filters: ExplorerFilters, principal: Principal) -> Tuple[list, list]:
+    """WHERE conditions on running_containers alone (its copied cluster and vulnerability columns), and
+    visibility as parts no row meets two of (a visible row meets one: ``container_condition_parts``)."""
     c = RunningContainer
     conditions: list = []
     if filters.exposed is not None:
@@ -90,13 +96,21 @@ def _conditions(session: Session, filters: ExplorerFilters, principal: Principal
     if filters.untraced_push:
         conditions.append(c.digest.in_(untraced_digests()))
     conditions.extend(_vulnerability_conditions(filters, c.scan_id, c.max_severity, c.max_fixable_severity))
-    if filters.trail_filtered():
+    if filters.trail_filtered():  # the trail's conditions carry visibility
         pushed = pushes_joined(Push.digest).where(*trail_conditions(filters, principal))
         conditions.append(c.digest.in_(with_related(pushed)))
-    elif principal.organizations is not None:
-        # Visibility alone: the container's copy of its digest's organisations, not a join up from every push.
-        conditions.append(container_condition(session, principal))
-    return conditions
+        return conditions, [true()]
+    # Visibility alone: the container's copy of its digest's organisations, not a join up from every push.
+    return conditions, container_condition_parts(session, principal)
+
+
+def running_count(conditions: list, visible: list) -> Select:
+    """The count of running containers meeting ``conditions`` and one of the disjoint ``visible`` parts: one
+    count per part, summed in one statement, so each part is planned on its own index (for the OR of them, a
+    reader's unfiltered count read every row: 36 ms against 6 ms at 100,000 containers, bench_web.md)."""
+    counts = [select(func.count()).select_from(RunningContainer).where(*conditions, part).scalar_subquery()
+              for part in visible]
+    return select(sum(counts[1:], counts[0]))
 
 
 def _vulnerability_conditions(filters: ExplorerFilters, scan_id, max_severity, max_fixable) -> list:
@@ -385,11 +399,10 @@ def run_query(
         total, rows = _not_running_page(session, filters, principal, offset, page_size, sort)
         return ExplorerPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort,
                             hidden_by_permissions=_hidden(session, filters, principal, total))
-    conditions = _conditions(session, filters, principal)
-    # Exact total: the web explorer pages and exports by it. One table, so an index or a seq scan.
-    total = session.execute(
-        select(func.count()).select_from(RunningContainer).where(*conditions)
-    ).scalar_one()
+    conditions, visible = _conditions(session, filters, principal)
+    # Exact total: the web explorer pages and exports by it.
+    total = session.execute(running_count(conditions, visible)).scalar_one()
+    conditions.append(or_(*visible))
     containers, rows = _running_page(
         session, filters, principal, conditions, keys, offset, page_size, total, seek
     )

@@ -91,6 +91,8 @@ class RunningContainer(Base):
             postgresql_where=text("exposed IS true"),
             sqlite_where=text("exposed IS 1"),
         ),
+        # A reader's count: the filled organisation copies alone, index-only (migration 0016).
+        Index("ix_running_containers_organization_ids", "organization_ids"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -120,7 +122,7 @@ class RunningContainer(Base):
     max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     scan_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: scans are never deleted alone
     # The digest's digest_organizations ids as ",1,7," ("," for none); NULL until filled after a sync. Readers
-    # limited to some organisations filter on it (imagetrail.queries.visibility.container_condition).
+    # limited to some organisations filter on it (imagetrail.queries.visibility.container_condition_parts).
     organization_ids: Mapped[Optional[str]] = mapped_column(Text)
 
 

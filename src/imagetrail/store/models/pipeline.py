@@ -228,7 +228,7 @@ class DigestOrganization(Base):
 
     Derived from ``pushes`` and ``image_relations`` (one hop, like the trace) and rewritten for the digests
     a report or a new relation touches (``imagetrail.ingest.digest_organizations``), so "may this reader see
-    the image" is one indexed lookup (``imagetrail.queries.visibility.container_condition``) instead of a join
+    the image" is one indexed lookup (``imagetrail.queries.visibility.container_condition_parts``) instead of a join
     up from every push. A digest with no row was pushed by no reported run.
     """
 

@@ -3,7 +3,7 @@
 ``organization_ids`` holds the ids of the organisations that pushed the container's digest (or a relative of it)
 as ``,1,7,`` (``,`` for none), so an organisation-scoped reader filters running containers on a column instead
 of looking each candidate up in ``digest_organizations``. NULL means "not filled yet" and is read through that
-lookup (``imagetrail.queries.visibility.container_condition``); kept by ``imagetrail.ingest.digest_organizations``.
+lookup (``imagetrail.queries.visibility.container_condition_parts``); kept by ``imagetrail.ingest.digest_organizations``.
 
 ``pushed_digests`` holds each pushed digest once with whether a cluster runs it (NULL: not known yet, checked by
 the reader), so images no cluster runs are counted without checking every push against the running containers.
