@@ -14,6 +14,8 @@ filters containers on a column instead of probing this table for each. It stays 
   already filled; such edits commute, since each applies to the newest version of the row;
 * a sync writes its containers with NULL (the reader's condition looks a NULL row up in this table), and
   ``fill_container_organizations`` fills them afterwards in its own transaction;
+* a copy of more than ``ORGANIZATION_COPY_MAX`` organisations is ``ORGANIZATION_COPY_FULL`` instead, looked up
+  in this table like a NULL one, and the edits leave it so (an index entry has a size limit);
 * on PostgreSQL the fill takes ``VISIBILITY_LOCK`` exclusively and the editors take it shared before they write
   any running_containers row, so a fill never reads this table while an edit it cannot see is in flight.
 """
@@ -27,6 +29,7 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence, Set, Tuple, Uni
 from sqlalchemy import (
     Connection,
     String,
+    case,
     cast,
     delete,
     func,
@@ -41,7 +44,11 @@ from sqlalchemy.orm import Session
 
 from imagetrail.store.bulk import execute_fixed, insert_many, returned_with_rows, rows_source
 from imagetrail.store.db import connection_of
-from imagetrail.store.models.cloud import RunningContainer
+from imagetrail.store.models.cloud import (
+    ORGANIZATION_COPY_FULL,
+    ORGANIZATION_COPY_MAX,
+    RunningContainer,
+)
 from imagetrail.store.models.pipeline import (
     DigestOrganization,
     ImageRelation,
@@ -203,8 +210,12 @@ def lock_container_organizations(target: Union[Connection, Session], exclusive: 
 # SQLite runs cost more than PostgreSQL's execution). %s: the text appended or replaced, the digests as a JSON
 # array, and the LIKE pattern of the organisation's marker (an integer: no wildcard in it).
 _PG_DIGESTS = ("WHERE digest = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
-               " AND organization_ids IS NOT NULL AND organization_ids")
-_PG_ADD = f"UPDATE running_containers SET organization_ids = organization_ids || %s {_PG_DIGESTS} NOT LIKE %s"
+               f" AND organization_ids IS NOT NULL AND organization_ids <> '{ORGANIZATION_COPY_FULL}'"
+               " AND organization_ids")
+# A copy names one organisation fewer than it has commas: one that names ORGANIZATION_COPY_MAX already is full.
+_PG_ADD = ("UPDATE running_containers SET organization_ids = CASE WHEN length(organization_ids)"
+           f" - length(replace(organization_ids, ',', '')) > {ORGANIZATION_COPY_MAX}"
+           f" THEN '{ORGANIZATION_COPY_FULL}' ELSE organization_ids || %s END {_PG_DIGESTS} NOT LIKE %s")
 _PG_REMOVE = f"UPDATE running_containers SET organization_ids = replace(organization_ids, %s, ',') {_PG_DIGESTS} LIKE %s"
 
 
@@ -227,12 +238,14 @@ def _edit_containers(conn: Connection, added: Sequence[Tuple[str, int]], removed
                               (f"{org}," if is_added else marker, json.dumps(sorted(digests)), f"%{marker}%"))
                 continue
             if is_added:
-                values, has = column + f"{org},", column.not_like(f"%{marker}%")
+                named = func.length(column) - func.length(func.replace(column, ",", ""))
+                values = case((named > ORGANIZATION_COPY_MAX, ORGANIZATION_COPY_FULL), else_=column + f"{org},")
+                has = column.not_like(f"%{marker}%")
             else:
                 values, has = func.replace(column, marker, ","), column.like(f"%{marker}%")
             for chunk in _chunks(sorted(digests)):
                 conn.execute(update(RunningContainer.__table__)
-                             .where(digest.in_(chunk), column.is_not(None), has)
+                             .where(digest.in_(chunk), column.is_not(None), column != ORGANIZATION_COPY_FULL, has)
                              .values(organization_ids=values))
 
 
@@ -250,13 +263,10 @@ def fill_container_organizations(target: Union[Connection, Session], cluster_id:
         unfilled.append(containers.c.cluster_id == cluster_id)
     ids = cast(DigestOrganization.organization_id, String)
     joined = func.string_agg(ids, ",") if conn.dialect.name == "postgresql" else func.group_concat(ids, ",")
-    found = (
-        select(joined + literal(","))
+    copy = (
+        select(case((func.count() > ORGANIZATION_COPY_MAX, ORGANIZATION_COPY_FULL),
+                    else_=literal(",") + func.coalesce(joined + literal(","), "")))
         .where(DigestOrganization.digest == containers.c.digest)
         .scalar_subquery()
     )
-    return conn.execute(
-        update(containers)
-        .where(*unfilled)
-        .values(organization_ids=literal(",") + func.coalesce(found, ""))
-    ).rowcount
+    return conn.execute(update(containers).where(*unfilled).values(organization_ids=copy)).rowcount

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from imagetrail.auth import Principal
 from imagetrail.settings import Settings
-from imagetrail.store.models.cloud import RunningContainer
+from imagetrail.store.models.cloud import ORGANIZATION_COPY_FULL, RunningContainer
 from imagetrail.store.models.pipeline import DigestOrganization, Organization
 
 
@@ -65,9 +65,10 @@ def container_condition_parts(session: Session, principal: Principal) -> List[An
     on the container's digest).
 
     The parts: the container's filled copy ``organization_ids`` (a column filter, no lookup per candidate row),
-    then the containers whose copy is not filled yet (NULL, just after a sync), read from
-    ``digest_organizations``. A filter takes their OR; a count sums one statement per part, so the filled part
-    reads the copy's own small index (an index-only scan) where the OR of them reads every row.
+    then the containers whose copy is not filled yet (NULL, just after a sync) or too long to keep
+    (``ORGANIZATION_COPY_FULL``), read from ``digest_organizations``. A filter takes their OR; a count sums one
+    statement per part, so the filled part reads the copy's own small index (an index-only scan) where the OR
+    of them reads every row.
     """
     if visible_organizations(principal) is None:
         return [true()]
@@ -76,7 +77,8 @@ def container_condition_parts(session: Session, principal: Principal) -> List[An
     if not ids:
         return [false()]
     listed = [c.organization_ids.like(f"%,{i},%") for i in ids]  # NULL LIKE .. is not true: disjoint
-    return [or_(*listed), and_(c.organization_ids.is_(None), _pushed_by(ids, c.digest))]
+    not_copied = or_(c.organization_ids.is_(None), c.organization_ids == ORGANIZATION_COPY_FULL)
+    return [or_(*listed), and_(not_copied, _pushed_by(ids, c.digest))]
 
 
 def digest_condition(session: Session, principal: Principal, digest: Any) -> Any:

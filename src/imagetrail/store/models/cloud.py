@@ -121,9 +121,20 @@ class RunningContainer(Base):
     high_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_fixable_severity: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     scan_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: scans are never deleted alone
-    # The digest's digest_organizations ids as ",1,7," ("," for none); NULL until filled after a sync. Readers
-    # limited to some organisations filter on it (imagetrail.queries.visibility.container_condition_parts).
+    # The digest's digest_organizations ids as ",1,7," ("," for none); NULL until filled after a sync, and
+    # ORGANIZATION_COPY_FULL past ORGANIZATION_COPY_MAX organisations. Readers limited to some organisations
+    # filter on it (imagetrail.queries.visibility.container_condition_parts).
     organization_ids: Mapped[Optional[str]] = mapped_column(Text)
+
+
+# A digest pushed by more organisations than this has no copy, but this marker: its readers look it up in
+# digest_organizations, as for a copy not filled yet. Two indexes hold the copy, and a PostgreSQL index entry
+# holds 2,704 bytes at most (compressed): unbounded, a copy of 1,000 four-digit ids failed the row's write, and
+# with it the sync or the ingest batch that wrote it.
+ORGANIZATION_COPY_MAX = 100
+ORGANIZATION_COPY_FULL = "*"
+# The longest copy: ORGANIZATION_COPY_MAX ids of up to 10 digits, each followed by a comma, after the first one.
+ORGANIZATION_COPY_LENGTH = 1 + 11 * ORGANIZATION_COPY_MAX
 
 
 def running_ways(digest: Any) -> List[Any]:
