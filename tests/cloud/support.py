@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from imagetrail import report as r
 from imagetrail.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
@@ -32,6 +32,22 @@ def ingester() -> Principal:
 
 def digest(n: int) -> str:
     return f"sha256:{n:064x}"
+
+
+def add_containers(conn, containers: Sequence[Tuple[str, Optional[str], Optional[str]]]) -> None:
+    """A cluster ``prod`` running one container per (pod, digest, organisation copy) as a row, written directly
+    (the migration and visibility tests set the copy themselves; NULL is a copy not filled yet)."""
+    import sqlalchemy as sa
+
+    conn.execute(sa.text("INSERT INTO clusters (id, name, source, synced_at, pod_count, container_count, warnings) "
+                         "VALUES (1, 'prod', 'file', '2024-06-01 00:00:00', :n, :n, '[]')"), {"n": len(containers)})
+    conn.execute(sa.text(
+        "INSERT INTO running_containers (id, cluster_id, cluster_name, namespace, pod, workload_kind, workload_name, "
+        "container, container_kind, image, registry, repository, digest, exposed, exposure, organization_ids) "
+        "VALUES (:n, 1, 'prod', 'ns', :pod, 'Pod', :pod, 'main', 'container', 'r/a:1', 'r.example', 'a', :digest, "
+        "false, '[]', :copy)"),
+        [{"n": n, "pod": pod, "digest": image_digest, "copy": copy}
+         for n, (pod, image_digest, copy) in enumerate(containers, 1)])
 
 
 def pipeline_report(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from imagetrail.queries.explorer import _conditions, run_query, running_count
 from imagetrail.store.db import make_sessionmaker
 from imagetrail.views.filters import ExplorerFilters
-from tests.cloud.support import ADMIN, digest, reader
+from tests.cloud.support import ADMIN, add_containers, digest, reader
 from tests.support.migrations import downgrade, index_differences, index_plan, migrated
 
 INDEX = "ix_running_containers_organization_ids"
@@ -32,15 +32,7 @@ def test_0016_counts_a_readers_containers_from_the_index_matches_the_models_and_
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO digest_organizations (digest, organization_id) VALUES "
                                  "(:one, 1), (:two, 2), (:both, 1), (:both, 2)"), {"one": ONE, "two": TWO, "both": BOTH})
-            conn.exec_driver_sql("INSERT INTO clusters (id, name, source, synced_at, pod_count, container_count, "
-                                 "warnings) VALUES (1, 'prod', 'file', '2024-06-01 00:00:00', 6, 6, '[]')")
-            for n, (pod, (image_digest, copy)) in enumerate(CONTAINERS.items(), 1):
-                conn.execute(sa.text(
-                    "INSERT INTO running_containers (id, cluster_id, cluster_name, namespace, pod, workload_kind, "
-                    "workload_name, container, container_kind, image, registry, repository, digest, exposed, "
-                    "exposure, organization_ids) VALUES (:n, 1, 'prod', 'ns', :pod, 'Pod', :pod, 'main', "
-                    "'container', 'r/a:1', 'r.example', 'a', :digest, false, '[]', :copy)"),
-                    {"n": n, "pod": pod, "digest": image_digest, "copy": copy})
+            add_containers(conn, [(pod, *row) for pod, row in CONTAINERS.items()])
         with make_sessionmaker(engine)() as session:
             count = running_count(*_conditions(session, ExplorerFilters(), READER))
             total = session.execute(count).scalar_one()

@@ -15,7 +15,7 @@ from imagetrail.store.models.cloud import (
     ORGANIZATION_COPY_MAX,
 )
 from imagetrail.views.filters import ExplorerFilters
-from tests.cloud.support import digest, reader
+from tests.cloud.support import add_containers, digest, reader
 from tests.support.migrations import migrated
 
 ORGANIZATIONS = [f"org{n:04d}" for n in range(1, ORGANIZATION_COPY_MAX + 20)]
@@ -40,16 +40,7 @@ def test_a_digest_of_very_many_organisations_is_looked_up_not_copied(database_ur
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO digest_organizations (digest, organization_id) VALUES (:d, :o)"),
                          [{"d": POPULAR, "o": i} for i in ids] + [{"d": NICHE, "o": 1}])
-            conn.exec_driver_sql("INSERT INTO clusters (id, name, source, synced_at, pod_count, container_count, "
-                                 "warnings) VALUES (1, 'prod', 'file', '2024-06-01 00:00:00', 3, 3, '[]')")
-            for n, (pod, image_digest, copy) in enumerate(
-                    [("popular", POPULAR, None), ("niche", NICHE, None), ("edited", NICHE, ",1,")], 1):
-                conn.execute(sa.text(
-                    "INSERT INTO running_containers (id, cluster_id, cluster_name, namespace, pod, workload_kind, "
-                    "workload_name, container, container_kind, image, registry, repository, digest, exposed, "
-                    "exposure, organization_ids) VALUES (:n, 1, 'prod', 'ns', :pod, 'Pod', :pod, 'main', "
-                    "'container', 'r/a:1', 'r.example', 'a', :digest, true, '[]', :copy)"),
-                    {"n": n, "pod": pod, "digest": image_digest, "copy": copy})
+            add_containers(conn, [("popular", POPULAR, None), ("niche", NICHE, None), ("edited", NICHE, ",1,")])
         with engine.begin() as conn:
             assert fill_container_organizations(conn) == 2
         copies = _copies(engine)
