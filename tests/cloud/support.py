@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import sqlalchemy as sa
+
 from imagetrail import report as r
 from imagetrail.auth import SCOPE_ADMIN, SCOPE_INGEST, SCOPE_READ, Principal
 
@@ -37,8 +39,6 @@ def digest(n: int) -> str:
 def add_containers(conn, containers: Sequence[Tuple[str, Optional[str], Optional[str]]]) -> None:
     """A cluster ``prod`` running one container per (pod, digest, organisation copy) as a row, written directly
     (the migration and visibility tests set the copy themselves; NULL is a copy not filled yet)."""
-    import sqlalchemy as sa
-
     conn.execute(sa.text("INSERT INTO clusters (id, name, source, synced_at, pod_count, container_count, warnings) "
                          "VALUES (1, 'prod', 'file', '2024-06-01 00:00:00', :n, :n, '[]')"), {"n": len(containers)})
     conn.execute(sa.text(

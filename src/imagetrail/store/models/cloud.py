@@ -133,8 +133,6 @@ class RunningContainer(Base):
 # with it the sync or the ingest batch that wrote it.
 ORGANIZATION_COPY_MAX = 100
 ORGANIZATION_COPY_FULL = "*"
-# The longest copy: ORGANIZATION_COPY_MAX ids of up to 10 digits, each followed by a comma, after the first one.
-ORGANIZATION_COPY_LENGTH = 1 + 11 * ORGANIZATION_COPY_MAX
 
 
 def running_ways(digest: Any) -> List[Any]:
